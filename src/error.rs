@@ -1,0 +1,61 @@
+//! The error type every command returns, written for the person at the terminal, and the
+//! exit code each kind of failure maps to.
+
+use std::fmt;
+
+/// Exit codes shared by every command.
+pub mod exit {
+    /// The operation failed.
+    pub const FAILED: i32 = 1;
+    /// Bad input or usage; nothing was touched.
+    pub const BAD_INPUT: i32 = 2;
+    /// `status` found drift or an unhealthy fleet.
+    pub const UNHEALTHY: i32 = 3;
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// The inventory (or another input) is invalid; one line per problem, already formatted
+    /// as `file:line:col: key: what is wrong; how to fix it`.
+    BadInput(Vec<String>),
+    /// An operation failed part-way or could not start.
+    Failed(String),
+}
+
+impl Error {
+    pub fn bad_input(message: impl Into<String>) -> Error {
+        Error::BadInput(vec![message.into()])
+    }
+
+    pub fn failed(message: impl Into<String>) -> Error {
+        Error::Failed(message.into())
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::BadInput(_) => exit::BAD_INPUT,
+            Error::Failed(_) => exit::FAILED,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BadInput(problems) => {
+                for (i, problem) in problems.iter().enumerate() {
+                    if i > 0 {
+                        writeln!(f)?;
+                    }
+                    write!(f, "error: {problem}")?;
+                }
+                Ok(())
+            }
+            Error::Failed(message) => write!(f, "error: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;

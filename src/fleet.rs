@@ -1,0 +1,357 @@
+//! The resolved desired state of a fleet: every host with its roles, every instance with its
+//! ports, every image with its tag. Built from a validated inventory (`inventory::load`); the
+//! renderer, the planner and the operations read only this, never the TOML.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// A Rocket.Chat release: `X.Y.Z` or `X.Y.Z-rc.N`, the image tag of every instance.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Release {
+    pub major: u64,
+    pub minor: u64,
+    pub patch: u64,
+    /// `Some(N)` for `-rc.N`. Ordering puts an rc before its release because `None` sorts
+    /// after `Some` only when mapped; see `Ord` use in `sort_key`.
+    pub rc: Option<u64>,
+}
+
+impl Release {
+    /// Parses the tag forms Rocket.Chat publishes: `X.Y.Z` and `X.Y.Z-rc.N`.
+    pub fn parse(text: &str) -> Option<Release> {
+        let (core, rc) = match text.split_once("-rc.") {
+            Some((core, rc)) => (core, Some(parse_number(rc)?)),
+            None => (text, None),
+        };
+        let mut parts = core.split('.');
+        let major = parse_number(parts.next()?)?;
+        let minor = parse_number(parts.next()?)?;
+        let patch = parse_number(parts.next()?)?;
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Release { major, minor, patch, rc })
+    }
+
+    /// A key that orders releases as versions do: `8.1.0-rc.2 < 8.1.0 < 8.1.1`.
+    pub fn sort_key(&self) -> (u64, u64, u64, u64) {
+        (self.major, self.minor, self.patch, self.rc.unwrap_or(u64::MAX))
+    }
+
+    pub fn is_stable(&self) -> bool {
+        self.rc.is_none()
+    }
+}
+
+fn parse_number(text: &str) -> Option<u64> {
+    let leading_zero = text.len() > 1 && text.starts_with('0');
+    if text.is_empty() || leading_zero || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+impl fmt::Display for Release {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)?;
+        if let Some(rc) = self.rc {
+            write!(f, "-rc.{rc}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a secret comes from. The value itself is never stored in the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SecretRef {
+    /// An environment variable of the machine running rcfleet.
+    Env(String),
+    /// A file on the machine running rcfleet (already made absolute).
+    File(PathBuf),
+}
+
+impl fmt::Display for SecretRef {
+    /// Names the source, never the value: safe to print.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(name) => write!(f, "environment variable {name}"),
+            SecretRef::File(path) => write!(f, "file {}", path.display()),
+        }
+    }
+}
+
+/// A value in `[rocketchat.env]`: plain text, or a secret reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvValue {
+    Plain(String),
+    Secret(SecretRef),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Database,
+    Monitoring,
+    Traefik,
+    Rocketchat,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Database, Role::Monitoring, Role::Traefik, Role::Rocketchat];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Database => "database",
+            Role::Monitoring => "monitoring",
+            Role::Traefik => "traefik",
+            Role::Rocketchat => "rocketchat",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.name() == name)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How rcfleet reaches a host over SSH (inventory defaults merged with the host's overrides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSettings {
+    pub user: String,
+    pub port: u16,
+    /// Identity file; `None` means the SSH agent and `~/.ssh/config` decide.
+    pub identity_file: Option<PathBuf>,
+    pub identity_passphrase: Option<SecretRef>,
+    pub known_hosts: PathBuf,
+    pub accept_new_host_keys: bool,
+    pub connect_timeout_seconds: u64,
+    /// A bastion: `user@address:port` already resolved from a host name when one was given.
+    pub jump: Option<JumpHost>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JumpHost {
+    pub user: String,
+    pub address: String,
+    pub port: u16,
+}
+
+/// One Rocket.Chat instance: a container with host networking on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// Stable name, `<host>-<index>`, e.g. `app1-0`.
+    pub name: String,
+    pub host: String,
+    pub index: u32,
+    /// The address other hosts (Traefik, Prometheus) use to reach it.
+    pub private_address: String,
+    pub port: u16,
+    pub metrics_port: u16,
+}
+
+impl Instance {
+    /// The URL Traefik sends requests to.
+    pub fn url(&self) -> String {
+        format!("http://{}:{}", self.private_address, self.port)
+    }
+
+    /// The `host:port` Prometheus scrapes.
+    pub fn metrics_target(&self) -> String {
+        format!("{}:{}", self.private_address, self.metrics_port)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub name: String,
+    /// Where rcfleet connects over SSH.
+    pub address: String,
+    /// Where the other hosts reach this one.
+    pub private_address: String,
+    pub roles: Vec<Role>,
+    pub ssh: SshSettings,
+    /// Empty unless the host has the `rocketchat` role.
+    pub instances: Vec<Instance>,
+}
+
+impl Host {
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// A container image reference, `repository:tag`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub repository: String,
+    pub tag: String,
+}
+
+impl fmt::Display for Image {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.repository, self.tag)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Images {
+    /// Its tag is always the workspace release.
+    pub rocketchat: Image,
+    pub mongodb: Image,
+    pub nats: Image,
+    pub prometheus: Image,
+    pub grafana: Image,
+    pub traefik: Image,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tls {
+    None,
+    LetsEncrypt { email: String },
+    Files { cert: String, key: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraefikSettings {
+    pub domain: String,
+    pub http_port: u16,
+    pub https_port: u16,
+    /// API, dashboard and ping; bound to 127.0.0.1 on the Traefik host.
+    pub api_port: u16,
+    /// Prometheus metrics; bound to the Traefik host's private address.
+    pub metrics_port: u16,
+    pub tls: Tls,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MongoSettings {
+    /// `major.minor`, e.g. `8.2`.
+    pub version: String,
+    pub replica_set: String,
+    pub port: u16,
+    pub database: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsSettings {
+    pub port: u16,
+    pub monitor_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitoringSettings {
+    pub prometheus_port: u16,
+    pub grafana_port: u16,
+    pub retention: String,
+    pub grafana_admin_password: Option<SecretRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradePolicy {
+    pub batch_size: u32,
+    pub drain_seconds: u64,
+    pub readiness_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    pub name: String,
+    pub root_url: String,
+    pub release: Release,
+    pub license: Option<SecretRef>,
+    /// Folder on every host holding rcfleet's compose projects and configs.
+    pub deploy_dir: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fleet {
+    pub workspace: Workspace,
+    /// In inventory order.
+    pub hosts: Vec<Host>,
+    pub images: Images,
+    pub traefik: TraefikSettings,
+    pub mongodb: MongoSettings,
+    pub nats: NatsSettings,
+    pub monitoring: MonitoringSettings,
+    pub upgrade: UpgradePolicy,
+    /// Extra environment for every instance, sorted by name.
+    pub rocketchat_env: BTreeMap<String, EnvValue>,
+}
+
+impl Fleet {
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|host| host.name == name)
+    }
+
+    /// The one host with the `database` role (validation guarantees exactly one).
+    pub fn database_host(&self) -> &Host {
+        self.hosts_with(Role::Database).next().expect("validated: one database host")
+    }
+
+    /// The host with the `monitoring` role, if any.
+    pub fn monitoring_host(&self) -> Option<&Host> {
+        self.hosts_with(Role::Monitoring).next()
+    }
+
+    /// The one host with the `traefik` role (validation guarantees exactly one).
+    pub fn traefik_host(&self) -> &Host {
+        self.hosts_with(Role::Traefik).next().expect("validated: one traefik host")
+    }
+
+    pub fn hosts_with(&self, role: Role) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(move |host| host.has_role(role))
+    }
+
+    /// Every instance of the fleet, host by host in inventory order.
+    pub fn instances(&self) -> impl Iterator<Item = &Instance> {
+        self.hosts.iter().flat_map(|host| host.instances.iter())
+    }
+
+    /// `mongodb://<db private>:<port>/<database>?replicaSet=<rs>`: what every instance uses.
+    pub fn mongo_url(&self) -> String {
+        format!(
+            "mongodb://{}:{}/{}?replicaSet={}",
+            self.database_host().private_address,
+            self.mongodb.port,
+            self.mongodb.database,
+            self.mongodb.replica_set
+        )
+    }
+
+    /// `monolith+nats://<db private>:<port>`: the TRANSPORTER of every instance.
+    pub fn transporter(&self) -> String {
+        format!("monolith+nats://{}:{}", self.database_host().private_address, self.nats.port)
+    }
+
+    /// The compose project name for a unit on a host, e.g. `chat-database`, `chat-app1-0`.
+    pub fn project_name(&self, unit: &str) -> String {
+        format!("{}-{}", self.workspace.name, unit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_parses_stable_and_rc_tags_only() {
+        assert_eq!(Release::parse("8.1.0").unwrap().to_string(), "8.1.0");
+        assert_eq!(Release::parse("8.1.0-rc.2").unwrap().rc, Some(2));
+        for bad in ["8.1", "8.1.0.1", "v8.1.0", "8.1.0-beta", "08.1.0", "latest", "", "8.x", "8.1.0-rc."] {
+            assert!(Release::parse(bad).is_none(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn release_orders_rc_before_release() {
+        let key = |s| Release::parse(s).unwrap().sort_key();
+        assert!(key("8.1.0-rc.2") < key("8.1.0"));
+        assert!(key("8.1.0") < key("8.1.1"));
+        assert!(key("7.10.0") > key("7.9.0"));
+    }
+}
