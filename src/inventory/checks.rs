@@ -1,0 +1,167 @@
+//! Rules between values: one database host, one Traefik host, unique names and addresses,
+//! at least one instance, no two listeners on one port of one host, root_url on the domain.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use toml_edit::{Table, TableLike};
+
+use super::source::Problems;
+use crate::fleet::{Fleet, Role, Tls};
+
+/// Finds the span of a key path such as `hosts[2].port` in the parsed document: the deepest
+/// part of the path that exists, so a missing key points at its table.
+pub(super) struct Locator<'d> {
+    root: &'d Table,
+}
+
+impl<'d> Locator<'d> {
+    pub(super) fn new(root: &'d Table) -> Locator<'d> {
+        Locator { root }
+    }
+
+    pub(super)     fn span(&self, path: &str) -> Option<Range<usize>> {
+        let mut table: &dyn TableLike = self.root;
+        let mut best = None;
+        for part in path.split('.') {
+            let (key, index) = match part.split_once('[') {
+                Some((key, rest)) => (key, rest.trim_end_matches(']').parse::<usize>().ok()),
+                None => (part, None),
+            };
+            let Some(item) = table.get(key) else { break };
+            best = item.span().or(best);
+            let next: Option<&dyn TableLike> = match index {
+                Some(index) => item.as_array_of_tables().and_then(|tables| tables.get(index)).map(|t| {
+                    best = t.span().or(best.clone());
+                    t as &dyn TableLike
+                }),
+                None => item.as_table_like(),
+            };
+            match next {
+                Some(next) => table = next,
+                None => break,
+            }
+        }
+        best
+    }
+}
+
+pub fn fleet(fleet: &Fleet, root: &Table, problems: &mut Problems) {
+    let locate = Locator::new(root);
+    let mut report = |path: &str, message: String| problems.report(locate.span(path), path, message);
+    role_counts(fleet, &mut report);
+    unique_hosts(fleet, &mut report);
+    if fleet.instances().next().is_none() && fleet.hosts_with(Role::Rocketchat).next().is_none() {
+        report("hosts", "no Rocket.Chat instance; give at least one host roles = [\"rocketchat\"] and instances = 1 or more".into());
+    }
+    for (index, _) in fleet.hosts.iter().enumerate() {
+        port_collisions(fleet, index, &mut report);
+    }
+    domain_matches_root_url(fleet, &mut report);
+}
+
+fn role_counts(fleet: &Fleet, report: &mut impl FnMut(&str, String)) {
+    let names = |role| fleet.hosts_with(role).map(|h| h.name.clone()).collect::<Vec<_>>();
+    for (role, at_least_one) in [(Role::Database, true), (Role::Traefik, true), (Role::Monitoring, false)] {
+        let holders = names(role);
+        if holders.is_empty() && at_least_one {
+            report("hosts", format!("no host has the \"{role}\" role; add it to exactly one host's roles"));
+        }
+        if holders.len() > 1 {
+            let second = fleet.hosts.iter().rposition(|h| h.has_role(role)).unwrap_or(0);
+            report(
+                &format!("hosts[{second}].roles"),
+                format!("the \"{role}\" role is on {} hosts ({}); keep it on exactly one", holders.len(), holders.join(", ")),
+            );
+        }
+    }
+}
+
+fn unique_hosts(fleet: &Fleet, report: &mut impl FnMut(&str, String)) {
+    let mut names = BTreeMap::new();
+    let mut addresses = BTreeMap::new();
+    let mut private = BTreeMap::new();
+    for (index, host) in fleet.hosts.iter().enumerate() {
+        if !host.name.is_empty() {
+            if let Some(first) = names.insert(host.name.clone(), index) {
+                report(&format!("hosts[{index}].name"), format!("host name {:?} is already used by hosts[{first}]; names must be unique", host.name));
+            }
+        }
+        if !host.address.is_empty() {
+            if let Some(first) = addresses.insert((host.address.clone(), host.ssh.port), index) {
+                report(
+                    &format!("hosts[{index}].address"),
+                    format!("address {:?} is already used by hosts[{first}]; put several roles on one host instead of listing it twice", host.address),
+                );
+            }
+        }
+        if !host.private_address.is_empty() && host.private_address != host.address {
+            if let Some(first) = private.insert(host.private_address.clone(), index) {
+                report(
+                    &format!("hosts[{index}].private_address"),
+                    format!("private address {:?} is already used by hosts[{first}]; each host needs its own", host.private_address),
+                );
+            }
+        }
+    }
+}
+
+/// Every listener a host runs with host networking, so two of them cannot share a port.
+fn port_collisions(fleet: &Fleet, index: usize, report: &mut impl FnMut(&str, String)) {
+    let host = &fleet.hosts[index];
+    let mut listeners: Vec<(u16, String, String)> = vec![(host.ssh.port, "SSH".into(), format!("hosts[{index}].ssh.port"))];
+    if host.has_role(Role::Database) {
+        listeners.push((fleet.mongodb.port, "MongoDB".into(), "mongodb.port".into()));
+        listeners.push((fleet.nats.port, "NATS".into(), "nats.port".into()));
+        listeners.push((fleet.nats.monitor_port, "NATS monitoring".into(), "nats.monitor_port".into()));
+    }
+    if host.has_role(Role::Monitoring) {
+        listeners.push((fleet.monitoring.prometheus_port, "Prometheus".into(), "monitoring.prometheus_port".into()));
+        listeners.push((fleet.monitoring.grafana_port, "Grafana".into(), "monitoring.grafana_port".into()));
+    }
+    if host.has_role(Role::Traefik) {
+        listeners.push((fleet.traefik.http_port, "Traefik HTTP".into(), "traefik.http_port".into()));
+        if fleet.traefik.tls != Tls::None {
+            listeners.push((fleet.traefik.https_port, "Traefik HTTPS".into(), "traefik.https_port".into()));
+        }
+        listeners.push((fleet.traefik.api_port, "Traefik API".into(), "traefik.api_port".into()));
+        listeners.push((fleet.traefik.metrics_port, "Traefik metrics".into(), "traefik.metrics_port".into()));
+    }
+    for instance in &host.instances {
+        listeners.push((instance.port, format!("instance {}", instance.name), format!("hosts[{index}].port")));
+        listeners.push((
+            instance.metrics_port,
+            format!("instance {} metrics", instance.name),
+            format!("hosts[{index}].metrics_port"),
+        ));
+    }
+    let mut seen: BTreeMap<u16, &str> = BTreeMap::new();
+    for (port, what, key) in &listeners {
+        if let Some(first) = seen.insert(*port, what) {
+            report(
+                key,
+                format!(
+                    "port {port} on host {:?} would be used by both {first} and {what}; move one of them to a free port",
+                    host.name
+                ),
+            );
+        }
+    }
+}
+
+fn domain_matches_root_url(fleet: &Fleet, report: &mut impl FnMut(&str, String)) {
+    let Ok(host) = super::values::root_url(&fleet.workspace.root_url) else { return };
+    if !fleet.traefik.domain.is_empty() && host != fleet.traefik.domain {
+        report(
+            "workspace.root_url",
+            format!(
+                "its host {host:?} differs from traefik.domain {:?}; users reach the workspace through Traefik, so make them the same",
+                fleet.traefik.domain
+            ),
+        );
+    }
+    let https = fleet.workspace.root_url.starts_with("https://");
+    if !https && fleet.traefik.tls != Tls::None {
+        report("workspace.root_url", "Traefik serves HTTPS (traefik.tls) but root_url starts with http://; use https://".into());
+    }
+}

@@ -1,0 +1,530 @@
+//! Reads every section of the inventory into a `Fleet`, checking each value on its own.
+//! A bad value is reported and replaced by its default (or left empty), so reading goes on
+//! and the checks between values (`checks`) still run: the user sees every problem at once.
+
+use std::collections::BTreeMap;
+use toml_edit::{Item, Table};
+
+use super::paths;
+use super::reader::{is_env_name, secret_from_item, Section};
+use super::source::Problems;
+use super::values::{self, Check};
+use crate::fleet::*;
+
+const TOP_KEYS: &[&str] =
+    &["workspace", "ssh", "hosts", "images", "traefik", "mongodb", "nats", "monitoring", "upgrade", "rocketchat"];
+
+/// Environment variables rcfleet sets on every instance itself; `[rocketchat.env]` may not.
+pub const RESERVED_ENV: &[&str] = &[
+    "ROOT_URL",
+    "PORT",
+    "MONGO_URL",
+    "MONGO_OPLOG_URL",
+    "TRANSPORTER",
+    "INSTANCE_IP",
+    "DEPLOY_METHOD",
+    "DEPLOY_PLATFORM",
+    "ROCKETCHAT_LICENSE",
+    "OVERWRITE_SETTING_Prometheus_Enabled",
+    "OVERWRITE_SETTING_Prometheus_Port",
+];
+
+pub fn fleet(root: &Table, problems: &mut Problems) -> Option<Fleet> {
+    let top = Section::new("", root, None);
+    top.reject_unknown_keys(TOP_KEYS, problems);
+
+    let workspace = workspace(&top, problems);
+    let ssh_defaults = ssh_settings(top.table("ssh", false, problems).as_ref(), &default_ssh(problems), problems);
+    let (mut hosts, jumps) = hosts(&top, &ssh_defaults, problems);
+    resolve_jumps(&mut hosts, jumps, problems);
+
+    Some(Fleet {
+        images: images(&top, &workspace.release, problems),
+        traefik: traefik(&top, problems),
+        mongodb: mongodb(&top, problems),
+        nats: nats(&top, problems),
+        monitoring: monitoring(&top, problems),
+        upgrade: upgrade(&top, problems),
+        rocketchat_env: rocketchat_env(&top, problems),
+        workspace,
+        hosts,
+    })
+}
+
+/// Reports `check`'s error at `section.key`.
+fn check(section: &Section, key: &str, result: Check, problems: &mut Problems) -> bool {
+    match result {
+        Ok(()) => true,
+        Err(message) => {
+            problems.report(section.value_span(key), &section.key_path(key), message);
+            false
+        }
+    }
+}
+
+/// A required string that must pass `rule`; empty when missing or invalid.
+fn checked_string(section: &Section, key: &str, rule: fn(&str) -> Check, problems: &mut Problems) -> String {
+    match section.string(key, true, problems) {
+        Some(text) if check(section, key, rule(&text), problems) => text,
+        _ => String::new(),
+    }
+}
+
+/// An optional string that must pass `rule`; `default` when absent, empty when invalid.
+fn checked_or(section: &Section, key: &str, default: &str, rule: fn(&str) -> Check, problems: &mut Problems) -> String {
+    if !section.has(key) {
+        return default.to_string();
+    }
+    match section.string(key, false, problems) {
+        Some(text) if check(section, key, rule(&text), problems) => text,
+        _ => String::new(),
+    }
+}
+
+fn workspace(top: &Section, problems: &mut Problems) -> Workspace {
+    let fallback = Release { major: 0, minor: 0, patch: 0, rc: None };
+    let Some(section) = top.table("workspace", true, problems) else {
+        return Workspace {
+            name: String::new(),
+            root_url: String::new(),
+            release: fallback,
+            license: None,
+            deploy_dir: String::new(),
+        };
+    };
+    section.reject_unknown_keys(&["name", "root_url", "release", "license", "deploy_dir"], problems);
+    let root_url = match section.string("root_url", true, problems) {
+        Some(url) => match values::root_url(&url) {
+            Ok(_) => url,
+            Err(message) => {
+                problems.report(section.value_span("root_url"), &section.key_path("root_url"), message);
+                String::new()
+            }
+        },
+        None => String::new(),
+    };
+    let release = match section.string("release", true, problems) {
+        Some(tag) => Release::parse(&tag).unwrap_or_else(|| {
+            problems.report(
+                section.value_span("release"),
+                &section.key_path("release"),
+                format!("{tag:?} is not a Rocket.Chat release; write X.Y.Z or X.Y.Z-rc.N, e.g. \"8.0.1\""),
+            );
+            fallback.clone()
+        }),
+        None => fallback,
+    };
+    Workspace {
+        name: checked_string(&section, "name", values::name, problems),
+        root_url,
+        release,
+        license: section.secret("license", false, problems),
+        deploy_dir: checked_or(&section, "deploy_dir", "/opt/rcfleet", values::server_path, problems),
+    }
+}
+
+fn default_ssh(problems: &Problems) -> SshSettings {
+    SshSettings {
+        user: "root".into(),
+        port: 22,
+        identity_file: None,
+        identity_passphrase: None,
+        known_hosts: paths::expand("~/.ssh/known_hosts", &problems.source().folder()),
+        accept_new_host_keys: false,
+        connect_timeout_seconds: 10,
+        jump: None,
+    }
+}
+
+/// A jump host as written: a host name of the inventory, or `user@address[:port]`.
+struct JumpRequest {
+    text: String,
+    key_path: String,
+    span: Option<std::ops::Range<usize>>,
+}
+
+const SSH_KEYS: &[&str] = &[
+    "user",
+    "port",
+    "identity_file",
+    "identity_passphrase",
+    "known_hosts",
+    "accept_new_host_keys",
+    "connect_timeout_seconds",
+    "jump",
+];
+
+/// SSH settings from `section` over `base`. The jump host is resolved later, once every host is known.
+fn ssh_settings(section: Option<&Section>, base: &SshSettings, problems: &mut Problems) -> SshSettings {
+    let mut ssh = base.clone();
+    let Some(section) = section else { return ssh };
+    section.reject_unknown_keys(SSH_KEYS, problems);
+    let folder = problems.source().folder();
+    if section.has("user") {
+        let user = section.string("user", false, problems).unwrap_or_default();
+        if check(section, "user", values::identifier(&user, "deploy"), problems) {
+            ssh.user = user;
+        }
+    }
+    if let Some(port) = section.port("port", base.port, problems) {
+        ssh.port = port;
+    }
+    if let Some(path) = section.string("identity_file", false, problems) {
+        ssh.identity_file = Some(paths::expand(&path, &folder));
+    }
+    if let Some(secret) = section.secret("identity_passphrase", false, problems) {
+        ssh.identity_passphrase = Some(secret);
+    }
+    if let Some(path) = section.string("known_hosts", false, problems) {
+        ssh.known_hosts = paths::expand(&path, &folder);
+    }
+    if let Some(flag) = section.boolean("accept_new_host_keys", problems) {
+        ssh.accept_new_host_keys = flag;
+    }
+    if let Some(seconds) = section.number_in("connect_timeout_seconds", 1..=600, base.connect_timeout_seconds as i64, problems) {
+        ssh.connect_timeout_seconds = seconds as u64;
+    }
+    ssh
+}
+
+fn jump_request(section: Option<&Section>, problems: &mut Problems) -> Option<JumpRequest> {
+    let section = section?;
+    let text = section.string("jump", false, problems)?;
+    Some(JumpRequest { text, key_path: section.key_path("jump"), span: section.value_span("jump") })
+}
+
+fn hosts(top: &Section, ssh_defaults: &SshSettings, problems: &mut Problems) -> (Vec<Host>, Vec<Option<JumpRequest>>) {
+    let default_jump = jump_request(top.table("ssh", false, problems).as_ref(), problems);
+    let mut hosts = Vec::new();
+    let mut jumps = Vec::new();
+    let Some(item) = root_item(top, "hosts", problems) else {
+        return (hosts, jumps);
+    };
+    let Some(array) = item.as_array_of_tables() else {
+        problems.report(item.span(), "hosts", "expected [[hosts]] tables, one per server");
+        return (hosts, jumps);
+    };
+    for (index, table) in array.iter().enumerate() {
+        let section = Section::new(format!("hosts[{index}]"), table, table.span());
+        let ssh_section = section.table("ssh", false, problems);
+        let ssh = ssh_settings(ssh_section.as_ref(), ssh_defaults, problems);
+        let jump = jump_request(ssh_section.as_ref(), problems).or_else(|| {
+            default_jump.as_ref().map(|j| JumpRequest { text: j.text.clone(), key_path: j.key_path.clone(), span: j.span.clone() })
+        });
+        hosts.push(host(&section, ssh, problems));
+        jumps.push(jump);
+    }
+    (hosts, jumps)
+}
+
+fn root_item<'d>(top: &Section<'d>, key: &str, problems: &mut Problems) -> Option<&'d Item> {
+    let entry = top.entries().into_iter().find(|(name, _, _)| *name == key);
+    if entry.is_none() {
+        problems.report(None, key, "missing; add one [[hosts]] table per server (see inventory.example.toml)");
+    }
+    entry.map(|(_, item, _)| item)
+}
+
+const HOST_KEYS: &[&str] = &["name", "address", "private_address", "roles", "instances", "port", "metrics_port", "ssh"];
+
+fn host(section: &Section, ssh: SshSettings, problems: &mut Problems) -> Host {
+    section.reject_unknown_keys(HOST_KEYS, problems);
+    let name = checked_string(section, "name", values::name, problems);
+    let address = checked_string(section, "address", values::address, problems);
+    let private_address = checked_or(section, "private_address", &address, values::address, problems);
+    let roles = roles(section, problems);
+    let instances = instances(section, &name, &private_address, roles.contains(&Role::Rocketchat), problems);
+    Host { name, address, private_address, roles, ssh, instances }
+}
+
+fn roles(section: &Section, problems: &mut Problems) -> Vec<Role> {
+    let mut roles = Vec::new();
+    let Some(names) = section.strings("roles", true, problems) else {
+        return roles;
+    };
+    let key = section.key_path("roles");
+    if names.is_empty() {
+        problems.report(section.value_span("roles"), &key, "no roles; give at least one of database, monitoring, traefik, rocketchat");
+    }
+    for (name, span) in names {
+        match Role::from_name(&name) {
+            Some(role) if roles.contains(&role) => problems.report(span, &key, format!("role {name:?} is listed twice")),
+            Some(role) => roles.push(role),
+            None => problems.report(
+                span,
+                &key,
+                format!("unknown role {name:?}; use any of database, monitoring, traefik, rocketchat"),
+            ),
+        }
+    }
+    roles.sort();
+    roles
+}
+
+fn instances(section: &Section, host: &str, private_address: &str, rocketchat: bool, problems: &mut Problems) -> Vec<Instance> {
+    if !rocketchat {
+        for key in ["instances", "port", "metrics_port"] {
+            if section.has(key) {
+                problems.report(
+                    section.value_span(key),
+                    &section.key_path(key),
+                    "only hosts with the \"rocketchat\" role run instances; add that role or remove this key",
+                );
+            }
+        }
+        return Vec::new();
+    }
+    let count = match section.integer("instances", true, problems) {
+        Some(count) if (1..=100).contains(&count) => count as u32,
+        Some(count) => {
+            problems.report(
+                section.value_span("instances"),
+                &section.key_path("instances"),
+                format!("{count} instances; give 1 to 100 (to run none, remove the \"rocketchat\" role)"),
+            );
+            0
+        }
+        None => 0,
+    };
+    let port = section.port("port", 3000, problems).unwrap_or(3000);
+    let metrics_port = section.port("metrics_port", 9458, problems).unwrap_or(9458);
+    for (key, first) in [("port", port), ("metrics_port", metrics_port)] {
+        if u32::from(first) + count.saturating_sub(1) > 65535 {
+            problems.report(
+                section.value_span(key),
+                &section.key_path(key),
+                format!("{count} instances from port {first} run past 65535; choose a lower first port"),
+            );
+            return Vec::new();
+        }
+    }
+    (0..count)
+        .map(|index| Instance {
+            name: format!("{host}-{index}"),
+            host: host.to_string(),
+            index,
+            private_address: private_address.to_string(),
+            port: port + index as u16,
+            metrics_port: metrics_port + index as u16,
+        })
+        .collect()
+}
+
+/// Turns each host's jump request into a `JumpHost`: a host name of the inventory takes that
+/// host's SSH address, user and port; anything else must be `user@address[:port]`.
+fn resolve_jumps(hosts: &mut [Host], jumps: Vec<Option<JumpRequest>>, problems: &mut Problems) {
+    let by_name: BTreeMap<String, JumpHost> = hosts
+        .iter()
+        .map(|h| (h.name.clone(), JumpHost { user: h.ssh.user.clone(), address: h.address.clone(), port: h.ssh.port }))
+        .collect();
+    for (host, jump) in hosts.iter_mut().zip(jumps) {
+        let Some(jump) = jump else { continue };
+        if jump.text == host.name {
+            continue; // the bastion itself is reached directly
+        }
+        let resolved = by_name.get(&jump.text).cloned().or_else(|| parse_jump(&jump.text));
+        match resolved {
+            Some(resolved) => host.ssh.jump = Some(resolved),
+            None => problems.report(
+                jump.span.clone(),
+                &jump.key_path,
+                format!("{:?} is neither a host of this inventory nor user@address[:port]", jump.text),
+            ),
+        }
+    }
+}
+
+fn parse_jump(text: &str) -> Option<JumpHost> {
+    let (user, rest) = text.split_once('@')?;
+    let (address, port) = match rest.rsplit_once(':') {
+        Some((address, port)) if !address.contains(':') => (address, port.parse().ok().filter(|p| *p > 0)?),
+        _ => (rest, 22),
+    };
+    (values::identifier(user, "root").is_ok() && values::address(address).is_ok())
+        .then(|| JumpHost { user: user.into(), address: address.into(), port })
+}
+
+fn images(top: &Section, release: &Release, problems: &mut Problems) -> Images {
+    let section = top.table("images", false, problems);
+    if let Some(section) = &section {
+        section.reject_unknown_keys(&["rocketchat", "mongodb", "nats", "prometheus", "grafana", "traefik"], problems);
+    }
+    let image = |key: &str, repository: &str, tag: Option<&str>, problems: &mut Problems| -> Image {
+        let mut image = Image { repository: repository.into(), tag: tag.unwrap_or_default().into() };
+        let Some(table) = section.as_ref().and_then(|s| s.table(key, false, problems)) else {
+            if tag.is_none() {
+                image.tag = release.to_string();
+            }
+            return image;
+        };
+        table.reject_unknown_keys(if tag.is_some() { &["repository", "tag"] } else { &["repository"] }, problems);
+        image.repository = checked_or(&table, "repository", repository, values::image_repository, problems);
+        image.tag = match tag {
+            Some(tag) => checked_or(&table, "tag", tag, values::image_tag, problems),
+            None => release.to_string(),
+        };
+        image
+    };
+    Images {
+        rocketchat: image("rocketchat", "registry.rocket.chat/rocketchat/rocket.chat", None, problems),
+        mongodb: image("mongodb", "docker.io/mongodb/mongodb-community-server", Some("8.2-ubi8"), problems),
+        nats: image("nats", "docker.io/nats", Some("2.11-alpine"), problems),
+        prometheus: image("prometheus", "docker.io/prom/prometheus", Some("v3.4.2"), problems),
+        grafana: image("grafana", "docker.io/grafana/grafana", Some("12.0.2"), problems),
+        traefik: image("traefik", "docker.io/traefik", Some("v3.4"), problems),
+    }
+}
+
+fn traefik(top: &Section, problems: &mut Problems) -> TraefikSettings {
+    let mut settings = TraefikSettings {
+        domain: String::new(),
+        http_port: 80,
+        https_port: 443,
+        api_port: 8080,
+        metrics_port: 8082,
+        tls: Tls::None,
+    };
+    let Some(section) = top.table("traefik", true, problems) else {
+        return settings;
+    };
+    section.reject_unknown_keys(&["domain", "http_port", "https_port", "api_port", "metrics_port", "tls"], problems);
+    settings.domain = checked_string(&section, "domain", values::domain, problems);
+    settings.http_port = section.port("http_port", 80, problems).unwrap_or(80);
+    settings.https_port = section.port("https_port", 443, problems).unwrap_or(443);
+    settings.api_port = section.port("api_port", 8080, problems).unwrap_or(8080);
+    settings.metrics_port = section.port("metrics_port", 8082, problems).unwrap_or(8082);
+    if let Some(tls) = section.table("tls", false, problems) {
+        settings.tls = read_tls(&tls, problems);
+    }
+    settings
+}
+
+fn read_tls(section: &Section, problems: &mut Problems) -> Tls {
+    let mode = section.string("mode", true, problems).unwrap_or_default();
+    match mode.as_str() {
+        "none" => {
+            section.reject_unknown_keys(&["mode"], problems);
+            Tls::None
+        }
+        "letsencrypt" => {
+            section.reject_unknown_keys(&["mode", "email"], problems);
+            Tls::LetsEncrypt { email: checked_string(section, "email", values::email, problems) }
+        }
+        "files" => {
+            section.reject_unknown_keys(&["mode", "cert", "key"], problems);
+            Tls::Files {
+                cert: checked_string(section, "cert", values::server_path, problems),
+                key: checked_string(section, "key", values::server_path, problems),
+            }
+        }
+        "" => Tls::None,
+        other => {
+            problems.report(
+                section.value_span("mode"),
+                &section.key_path("mode"),
+                format!("unknown TLS mode {other:?}; use \"none\", \"letsencrypt\" (with email) or \"files\" (with cert and key)"),
+            );
+            Tls::None
+        }
+    }
+}
+
+fn mongodb(top: &Section, problems: &mut Problems) -> MongoSettings {
+    let section = top.table("mongodb", false, problems);
+    let Some(section) = section else {
+        return MongoSettings { version: "8.2".into(), replica_set: "rs0".into(), port: 27017, database: "rocketchat".into() };
+    };
+    section.reject_unknown_keys(&["version", "replica_set", "port", "database"], problems);
+    MongoSettings {
+        version: checked_or(&section, "version", "8.2", values::mongo_version, problems),
+        replica_set: checked_or(&section, "replica_set", "rs0", |t| values::identifier(t, "rs0"), problems),
+        port: section.port("port", 27017, problems).unwrap_or(27017),
+        database: checked_or(&section, "database", "rocketchat", |t| values::identifier(t, "rocketchat"), problems),
+    }
+}
+
+fn nats(top: &Section, problems: &mut Problems) -> NatsSettings {
+    let Some(section) = top.table("nats", false, problems) else {
+        return NatsSettings { port: 4222, monitor_port: 8222 };
+    };
+    section.reject_unknown_keys(&["port", "monitor_port"], problems);
+    NatsSettings {
+        port: section.port("port", 4222, problems).unwrap_or(4222),
+        monitor_port: section.port("monitor_port", 8222, problems).unwrap_or(8222),
+    }
+}
+
+fn monitoring(top: &Section, problems: &mut Problems) -> MonitoringSettings {
+    let Some(section) = top.table("monitoring", false, problems) else {
+        return MonitoringSettings {
+            prometheus_port: 9090,
+            grafana_port: 5050,
+            retention: "15d".into(),
+            grafana_admin_password: None,
+        };
+    };
+    section.reject_unknown_keys(&["prometheus_port", "grafana_port", "retention", "grafana_admin_password"], problems);
+    MonitoringSettings {
+        prometheus_port: section.port("prometheus_port", 9090, problems).unwrap_or(9090),
+        grafana_port: section.port("grafana_port", 5050, problems).unwrap_or(5050),
+        retention: checked_or(&section, "retention", "15d", values::retention, problems),
+        grafana_admin_password: section.secret("grafana_admin_password", false, problems),
+    }
+}
+
+fn upgrade(top: &Section, problems: &mut Problems) -> UpgradePolicy {
+    let mut policy = UpgradePolicy { batch_size: 1, drain_seconds: 10, readiness_timeout_seconds: 300 };
+    let Some(section) = top.table("upgrade", false, problems) else {
+        return policy;
+    };
+    section.reject_unknown_keys(&["batch_size", "drain_seconds", "readiness_timeout_seconds"], problems);
+    if let Some(n) = section.number_in("batch_size", 1..=100, 1, problems) {
+        policy.batch_size = n as u32;
+    }
+    if let Some(n) = section.number_in("drain_seconds", 0..=3600, 10, problems) {
+        policy.drain_seconds = n as u64;
+    }
+    if let Some(n) = section.number_in("readiness_timeout_seconds", 1..=7200, 300, problems) {
+        policy.readiness_timeout_seconds = n as u64;
+    }
+    policy
+}
+
+fn rocketchat_env(top: &Section, problems: &mut Problems) -> BTreeMap<String, EnvValue> {
+    let mut env = BTreeMap::new();
+    let Some(section) = top.table("rocketchat", false, problems) else {
+        return env;
+    };
+    section.reject_unknown_keys(&["env"], problems);
+    let Some(env_section) = section.table("env", false, problems) else {
+        return env;
+    };
+    for (name, item, key_span) in env_section.entries() {
+        let key = env_section.key_path(name);
+        if !is_env_name(name) {
+            problems.report(key_span.clone(), &key, "not a valid environment variable name; use letters, digits and '_', not starting with a digit");
+            continue;
+        }
+        if RESERVED_ENV.contains(&name) {
+            problems.report(key_span.clone(), &key, "rcfleet sets this variable itself from the inventory; remove it here");
+            continue;
+        }
+        let value = match item.as_str() {
+            Some(text) if text.contains(['\n', '\r', '\0']) => {
+                problems.report(item.span(), &key, "line breaks and NUL cannot be passed in an environment variable; put the value on one line");
+                continue;
+            }
+            Some(text) => EnvValue::Plain(text.to_string()),
+            None if item.is_table_like() => match secret_from_item(&key, item, key_span, problems) {
+                Some(secret) => EnvValue::Secret(secret),
+                None => continue,
+            },
+            None => {
+                problems.report(item.span(), &key, "expected a string or a secret reference such as { env = \"NAME\" }");
+                continue;
+            }
+        };
+        env.insert(name.to_string(), value);
+    }
+    env
+}
