@@ -1,0 +1,37 @@
+//! One multi-call binary for the lab's stand-in images. What it does depends on the
+//! name it is called by (argv[0]): `node`/`rocketchat` (Rocket.Chat), `mongod`,
+//! `mongosh`, `mongodump`, `mongorestore` (MongoDB), `grafana`/`grafana-server` (Grafana).
+//! The contracts are written down in tests/lab/README.md.
+
+mod grafana;
+mod http;
+mod mongo;
+mod rocketchat;
+mod util;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mut name = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_default();
+    let mut rest: Vec<String> = args.iter().skip(1).cloned().collect();
+    // `standin ROLE args...` also works (handy for local runs).
+    if name == "standin" && !rest.is_empty() {
+        name = rest.remove(0);
+    }
+    util::exit_on_sigterm();
+    let code = match name.as_str() {
+        "node" | "rocketchat" => rocketchat::main(rest),
+        "mongod" => mongo::mongod(rest),
+        "mongosh" => mongo::mongosh(rest),
+        "mongodump" => mongo::mongodump(rest),
+        "mongorestore" => mongo::mongorestore(rest),
+        "grafana" | "grafana-server" => grafana::main(rest),
+        other => {
+            eprintln!("standin: unknown role {other:?} (call me as node, mongod, mongosh, mongodump, mongorestore or grafana)");
+            2
+        }
+    };
+    std::process::exit(code);
+}

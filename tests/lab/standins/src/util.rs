@@ -1,0 +1,123 @@
+use std::io::Write;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+extern "C" fn on_term(_sig: libc::c_int) {
+    // Exit at once, no drain: the real Rocket.Chat does not drain either.
+    unsafe { libc::_exit(0) }
+}
+
+/// PID 1 in a container ignores SIGTERM unless a handler is installed.
+pub fn exit_on_sigterm() {
+    unsafe {
+        libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_term as *const () as libc::sighandler_t);
+    }
+}
+
+/// Contents of a file baked into the image (e.g. /etc/standin/version).
+pub fn baked(name: &str) -> Option<String> {
+    let dir = std::env::var("STANDIN_ETC_FOR_LOCAL_TESTS_ONLY").unwrap_or_else(|_| "/etc/standin".into());
+    std::fs::read_to_string(format!("{dir}/{name}")).ok().map(|s| s.trim().to_string())
+}
+
+pub fn tcp_open(hostport: &str, timeout: Duration) -> bool {
+    match hostport.to_socket_addrs() {
+        Ok(addrs) => addrs.into_iter().any(|a| TcpStream::connect_timeout(&a, timeout).is_ok()),
+        Err(_) => false,
+    }
+}
+
+pub fn log(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    // civil from days (Howard Hinnant)
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// `--flag=value` or `--flag value`; returns (flags, positionals). Flags in `booleans` take no value.
+pub fn parse_flags(args: &[String], booleans: &[&str]) -> (Vec<(String, String)>, Vec<String>) {
+    let mut flags = Vec::new();
+    let mut pos = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a.starts_with('-') && a.len() > 1 {
+            let trimmed = a.trim_start_matches('-');
+            if let Some((k, v)) = trimmed.split_once('=') {
+                flags.push((k.to_string(), v.to_string()));
+            } else if booleans.contains(&trimmed) {
+                flags.push((trimmed.to_string(), String::new()));
+            } else if i + 1 < args.len() && !args[i + 1].starts_with("--") {
+                flags.push((trimmed.to_string(), args[i + 1].clone()));
+                i += 1;
+            } else {
+                flags.push((trimmed.to_string(), String::new()));
+            }
+        } else {
+            pos.push(a.clone());
+        }
+        i += 1;
+    }
+    (flags, pos)
+}
+
+pub fn flag<'a>(flags: &'a [(String, String)], names: &[&str]) -> Option<&'a str> {
+    flags
+        .iter()
+        .rev()
+        .find(|(k, _)| names.contains(&k.as_str()))
+        .map(|(_, v)| v.as_str())
+}
+
+/// host:port of the first host of a mongodb:// or nats:// style URL.
+pub fn url_hostport(url: &str, default_port: u16) -> Option<String> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    let first = authority.split(',').next().unwrap_or("");
+    if first.is_empty() {
+        return None;
+    }
+    if first.starts_with('[') {
+        return Some(if first.contains("]:") { first.to_string() } else { format!("{first}:{default_port}") });
+    }
+    Some(if first.contains(':') { first.to_string() } else { format!("{first}:{default_port}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn hostport() {
+        assert_eq!(url_hostport("mongodb://u:p@10.0.0.1:27017/rc?replicaSet=rs0", 27017).unwrap(), "10.0.0.1:27017");
+        assert_eq!(url_hostport("mongodb://db/rc", 27017).unwrap(), "db:27017");
+        assert_eq!(url_hostport("monolith+nats://10.1.2.3:4222", 4222).unwrap(), "10.1.2.3:4222");
+        assert_eq!(url_hostport("mongodb://a:1,b:2/?x", 27017).unwrap(), "a:1");
+    }
+}
