@@ -1,0 +1,49 @@
+//! Command-line arguments. Each subcommand has a file that only turns its arguments into a
+//! call of its operation in `ops`; every flag is defined once, with its help beside it.
+
+mod plan;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Result;
+
+/// Deploy and operate a multi-instance Rocket.Chat workspace on your own servers, over SSH,
+/// with Docker Compose on each server.
+#[derive(Debug, Parser)]
+#[command(name = "rcfleet", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// The inventory file describing the fleet.
+    #[arg(short, long, global = true, default_value = "inventory.toml", value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Print the result as a JSON document instead of text for people.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Show more detail (remote command output, prefixed by host).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the inventory, render every host's files and show what would be deployed.
+    /// Touches no server.
+    Plan(plan::PlanArgs),
+}
+
+/// Runs the chosen command; returns the exit code for success paths (0, or 3 for `status`).
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Plan(args) => plan::run(&cli.global, args),
+    }
+}

@@ -1,0 +1,199 @@
+//! `plan`: validate the inventory, render every host's files, optionally write them to a
+//! folder, and summarise hosts, roles, instances, images and secret references. No server is
+//! contacted and no secret value is read into the output (files are rendered redacted).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::fleet::{Fleet, Tls};
+use crate::inventory;
+use crate::render::{self, HostArtifacts};
+
+pub struct Plan {
+    pub inventory: PathBuf,
+    pub fleet: Fleet,
+    pub artifacts: Vec<HostArtifacts>,
+    /// Where the files were written, if asked.
+    pub written_to: Option<PathBuf>,
+}
+
+pub fn plan(inventory_path: &Path, out: Option<&Path>) -> Result<Plan> {
+    let fleet = inventory::load(inventory_path)?;
+    let artifacts = render::render(&fleet, &render::Redacted)?;
+    if let Some(out) = out {
+        write_tree(out, &artifacts)?;
+    }
+    Ok(Plan { inventory: inventory_path.to_path_buf(), fleet, artifacts, written_to: out.map(Path::to_path_buf) })
+}
+
+/// Writes `DIR/<host>/<path>` for every artifact, with the mode it gets on the host.
+fn write_tree(out: &Path, artifacts: &[HostArtifacts]) -> Result<()> {
+    let failed = |path: &Path, err: std::io::Error| {
+        Error::failed(format!("cannot write {}: {err}; check that the folder is writable", path.display()))
+    };
+    for host in artifacts {
+        for file in &host.files {
+            let path = out.join(&host.host).join(&file.path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|err| failed(parent, err))?;
+            }
+            std::fs::write(&path, &file.content).map_err(|err| failed(&path, err))?;
+            set_mode(&path, file.mode).map_err(|err| failed(&path, err))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+fn tls_name(tls: &Tls) -> &'static str {
+    match tls {
+        Tls::None => "none",
+        Tls::LetsEncrypt { .. } => "letsencrypt",
+        Tls::Files { .. } => "files",
+    }
+}
+
+impl Plan {
+    fn images(&self) -> [(&'static str, String); 6] {
+        let images = &self.fleet.images;
+        [
+            ("rocketchat", images.rocketchat.to_string()),
+            ("mongodb", images.mongodb.to_string()),
+            ("nats", images.nats.to_string()),
+            ("prometheus", images.prometheus.to_string()),
+            ("grafana", images.grafana.to_string()),
+            ("traefik", images.traefik.to_string()),
+        ]
+    }
+
+    pub fn to_text(&self) -> String {
+        let fleet = &self.fleet;
+        let mut out = String::new();
+        let instances = fleet.instances().count();
+        let _ = writeln!(
+            out,
+            "Plan for workspace {} (release {}) from {}: {} hosts, {} instances",
+            fleet.workspace.name,
+            fleet.workspace.release,
+            self.inventory.display(),
+            fleet.hosts.len(),
+            instances
+        );
+        let _ = writeln!(
+            out,
+            "URL {} via Traefik on {} (TLS: {})",
+            fleet.workspace.root_url,
+            fleet.traefik_host().name,
+            tls_name(&fleet.traefik.tls)
+        );
+
+        let mut hosts = vec![vec!["HOST".into(), "SSH".into(), "PRIVATE ADDRESS".into(), "ROLES".into(), "FILES".into()]];
+        for (host, files) in fleet.hosts.iter().zip(&self.artifacts) {
+            let roles: Vec<&str> = host.roles.iter().map(|r| r.name()).collect();
+            hosts.push(vec![
+                host.name.clone(),
+                format!("{}@{}:{}", host.ssh.user, host.address, host.ssh.port),
+                host.private_address.clone(),
+                roles.join(", "),
+                files.files.len().to_string(),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&table(&hosts));
+
+        let mut rows = vec![vec!["INSTANCE".into(), "HOST".into(), "URL".into(), "METRICS".into()]];
+        for instance in fleet.instances() {
+            rows.push(vec![instance.name.clone(), instance.host.clone(), instance.url(), instance.metrics_target()]);
+        }
+        out.push('\n');
+        out.push_str(&table(&rows));
+
+        let mut images = vec![vec!["COMPONENT".into(), "IMAGE".into()]];
+        images.extend(self.images().into_iter().map(|(name, image)| vec![name.to_string(), image]));
+        out.push('\n');
+        out.push_str(&table(&images));
+
+        let secrets = inventory::secrets::references(fleet);
+        if !secrets.is_empty() {
+            out.push_str("\nSecrets (read at run time; values never shown):\n");
+            for (key, secret) in secrets {
+                let _ = writeln!(out, "  {key}: {secret}");
+            }
+        }
+        match &self.written_to {
+            Some(dir) => {
+                let files: usize = self.artifacts.iter().map(|h| h.files.len()).sum();
+                let _ = writeln!(out, "\nWrote {files} files to {}/<host>/ (secrets redacted).", dir.display());
+            }
+            None => out.push_str("\nNothing was written; add --out DIR to see every file each host would receive.\n"),
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> Value {
+        let fleet = &self.fleet;
+        let hosts: Vec<Value> = fleet
+            .hosts
+            .iter()
+            .zip(&self.artifacts)
+            .map(|(host, files)| {
+                json!({
+                    "name": host.name,
+                    "address": host.address,
+                    "private_address": host.private_address,
+                    "ssh": { "user": host.ssh.user, "port": host.ssh.port },
+                    "roles": host.roles.iter().map(|r| r.name()).collect::<Vec<_>>(),
+                    "files": files.files.iter().map(|f| json!({"path": f.path, "mode": format!("{:o}", f.mode), "secret": f.secret})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let instances: Vec<Value> = fleet
+            .instances()
+            .map(|i| json!({"name": i.name, "host": i.host, "url": i.url(), "metrics": i.metrics_target(), "port": i.port, "metrics_port": i.metrics_port}))
+            .collect();
+        let images: serde_json::Map<String, Value> =
+            self.images().into_iter().map(|(name, image)| (name.to_string(), Value::String(image))).collect();
+        let secrets: Vec<Value> = inventory::secrets::references(fleet)
+            .into_iter()
+            .map(|(key, secret)| json!({"key": key, "source": secret.to_string()}))
+            .collect();
+        json!({
+            "workspace": fleet.workspace.name,
+            "release": fleet.workspace.release.to_string(),
+            "root_url": fleet.workspace.root_url,
+            "traefik": { "host": fleet.traefik_host().name, "domain": fleet.traefik.domain, "tls": tls_name(&fleet.traefik.tls) },
+            "hosts": hosts,
+            "instances": instances,
+            "images": images,
+            "secrets": secrets,
+            "written_to": self.written_to.as_ref().map(|d| d.display().to_string()),
+        })
+    }
+}
+
+/// Left-aligned columns separated by two spaces.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> =
+        (0..columns).map(|c| rows.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row.iter().enumerate().map(|(c, cell)| format!("{cell:<width$}", width = widths[c])).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,197 @@
+//! A corpus of bad inventories. Each is a small valid inventory with one mistake; `rcfleet plan`
+//! must exit 2, print nothing on stdout, and name the file, the line and the key of the mistake
+//! on stderr (with a hint of the fix).
+
+use std::path::Path;
+use std::process::Command;
+
+const BASE: &str = r#"[workspace]
+name = "chat"
+root_url = "http://chat.example.com"
+release = "8.0.1"
+
+[[hosts]]
+name = "db"
+address = "10.0.0.10"
+roles = ["database", "monitoring"]
+
+[[hosts]]
+name = "lb"
+address = "10.0.0.20"
+roles = ["traefik"]
+
+[[hosts]]
+name = "app1"
+address = "10.0.0.31"
+roles = ["rocketchat"]
+instances = 2
+
+[traefik]
+domain = "chat.example.com"
+"#;
+
+struct Case {
+    name: &'static str,
+    inventory: String,
+    line: usize,
+    key: &'static str,
+    says: &'static str,
+}
+
+fn replaced(from: &str, to: &str) -> String {
+    assert!(BASE.contains(from), "test bug: {from:?} not in the base inventory");
+    BASE.replacen(from, to, 1)
+}
+
+fn appended(extra: &str) -> String {
+    format!("{BASE}{extra}")
+}
+
+fn case(name: &'static str, inventory: String, line: usize, key: &'static str, says: &'static str) -> Case {
+    Case { name, inventory, line, key, says }
+}
+
+fn corpus() -> Vec<Case> {
+    vec![
+        case("unterminated string", replaced("release = \"8.0.1\"", "release = \"8.0.1"), 4, "", "invalid TOML"),
+        case("unknown key with a suggestion", replaced("release = ", "relase = "), 4, "workspace.relase", "did you mean `release`"),
+        case("unknown top-level table", appended("[monitorng]\nretention = \"1d\"\n"), 24, "monitorng", "did you mean `monitoring`"),
+        case("missing workspace name", replaced("name = \"chat\"\n", ""), 1, "workspace.name", "missing"),
+        case("missing workspace table", replaced("[workspace]\nname = \"chat\"\nroot_url = \"http://chat.example.com\"\nrelease = \"8.0.1\"\n", ""), 1, "workspace", "missing"),
+        case("missing traefik table", replaced("[traefik]\ndomain = \"chat.example.com\"\n", ""), 1, "traefik", "missing"),
+        case("missing host address", replaced("address = \"10.0.0.20\"\n", ""), 11, "hosts[1].address", "missing"),
+        case("duplicate host name", replaced("name = \"app1\"", "name = \"db\""), 17, "hosts[2].name", "already used"),
+        case("duplicate address", replaced("address = \"10.0.0.31\"", "address = \"10.0.0.10\""), 18, "hosts[2].address", "already used"),
+        case(
+            "duplicate private address",
+            replaced("address = \"10.0.0.31\"", "address = \"10.0.0.31\"\nprivate_address = \"10.0.0.9\"")
+                .replacen("address = \"10.0.0.20\"", "address = \"10.0.0.20\"\nprivate_address = \"10.0.0.9\"", 1),
+            20,
+            "hosts[2].private_address",
+            "already used",
+        ),
+        case("no database host", replaced("roles = [\"database\", \"monitoring\"]", "roles = [\"monitoring\"]"), 6, "hosts", "no host has the \"database\" role"),
+        case("two database hosts", replaced("roles = [\"traefik\"]", "roles = [\"traefik\", \"database\"]"), 14, "hosts[1].roles", "on 2 hosts"),
+        case("no traefik host", replaced("roles = [\"traefik\"]", "roles = [\"rocketchat\"]\ninstances = 1"), 6, "hosts", "no host has the \"traefik\" role"),
+        case(
+            "no Rocket.Chat instance",
+            replaced("[[hosts]]\nname = \"app1\"\naddress = \"10.0.0.31\"\nroles = [\"rocketchat\"]\ninstances = 2\n", ""),
+            6,
+            "hosts",
+            "no Rocket.Chat instance",
+        ),
+        case("instances without the rocketchat role", replaced("roles = [\"traefik\"]", "roles = [\"traefik\"]\ninstances = 2"), 15, "hosts[1].instances", "only hosts with the \"rocketchat\" role"),
+        case("zero instances", replaced("instances = 2", "instances = 0"), 20, "hosts[2].instances", "give 1 to 100"),
+        case("instances of the wrong type", replaced("instances = 2", "instances = \"two\""), 20, "hosts[2].instances", "expected an integer"),
+        case("instance ports collide with metrics ports", replaced("instances = 2", "instances = 2\nport = 3000\nmetrics_port = 3001"), 21, "hosts[2].port", "port 3001"),
+        case(
+            "instance port collides with NATS on a shared host",
+            replaced("roles = [\"database\", \"monitoring\"]", "roles = [\"database\", \"monitoring\", \"rocketchat\"]\ninstances = 1\nport = 4222"),
+            11,
+            "hosts[0].port",
+            "NATS",
+        ),
+        case("instance port collides with SSH", replaced("instances = 2", "instances = 2\nmetrics_port = 21"), 21, "hosts[2].metrics_port", "SSH"),
+        case("Traefik API on the HTTP port", appended("api_port = 80\n"), 24, "traefik.api_port", "Traefik HTTP"),
+        case("port out of range", replaced("instances = 2", "instances = 2\nport = 70000"), 21, "hosts[2].port", "out of range"),
+        case("release without a patch number", replaced("release = \"8.0.1\"", "release = \"8.0\""), 4, "workspace.release", "X.Y.Z"),
+        case("release latest", replaced("release = \"8.0.1\"", "release = \"latest\""), 4, "workspace.release", "X.Y.Z"),
+        case("invalid IPv4 address", replaced("address = \"10.0.0.10\"", "address = \"10.0.0.300\""), 8, "hosts[0].address", "not an IP address"),
+        case("shell metacharacters in an address", replaced("address = \"10.0.0.10\"", "address = \"db;rm -rf /\""), 8, "hosts[0].address", "not an IP address"),
+        case("unknown role", replaced("roles = [\"database\", \"monitoring\"]", "roles = [\"dtabase\", \"monitoring\"]"), 9, "hosts[0].roles", "unknown role"),
+        case("unset secret variable", replaced("release = \"8.0.1\"", "release = \"8.0.1\"\nlicense = { env = \"RCFLEET_TEST_SURELY_UNSET\" }"), 5, "workspace.license", "RCFLEET_TEST_SURELY_UNSET is not set"),
+        case("missing secret file", appended("\n[monitoring]\ngrafana_admin_password = { file = \"no-such-secret-file\" }\n"), 26, "monitoring.grafana_admin_password", "cannot be read"),
+        case("secret written inline", replaced("release = \"8.0.1\"", "release = \"8.0.1\"\nlicense = \"hunter2-licence\""), 5, "workspace.license", "never written in the inventory"),
+        case("root_url on another domain", replaced("domain = \"chat.example.com\"", "domain = \"other.example.com\""), 3, "workspace.root_url", "differs from traefik.domain"),
+        case("root_url without scheme", replaced("root_url = \"http://chat.example.com\"", "root_url = \"chat.example.com\""), 3, "workspace.root_url", "must start with https://"),
+        case("workspace name with spaces", replaced("name = \"chat\"", "name = \"Chat Prod\""), 2, "workspace.name", "not a valid name"),
+        case("letsencrypt without email", appended("tls = { mode = \"letsencrypt\" }\n"), 24, "traefik.tls.email", "missing"),
+        case("unknown TLS mode", appended("tls = { mode = \"selfsigned\" }\n"), 24, "traefik.tls.mode", "unknown TLS mode"),
+        case("reserved environment variable", appended("\n[rocketchat.env]\nPORT = \"4000\"\n"), 26, "rocketchat.env.PORT", "rcfleet sets this variable itself"),
+        case("line break in an environment value", appended("\n[rocketchat.env]\nMAIL_URL = \"smtp://x\\nINJECTED=1\"\n"), 26, "rocketchat.env.MAIL_URL", "line breaks"),
+        case("invalid image repository", appended("\n[images]\nnats = { repository = \"Bad Repo\" }\n"), 26, "images.nats.repository", "not an image repository"),
+        case("tag on the Rocket.Chat image", appended("\n[images]\nrocketchat = { repository = \"mirror.example.com/rc\", tag = \"8.0.0\" }\n"), 26, "images.rocketchat.tag", "unknown key"),
+        case("invalid retention", appended("\n[monitoring]\nretention = \"forever\"\n"), 26, "monitoring.retention", "not a duration"),
+        case("jump through an unknown host", appended("\n[ssh]\njump = \"bastion\"\n"), 26, "ssh.jump", "neither a host of this inventory"),
+        case("deploy_dir with a quote", replaced("release = \"8.0.1\"", "release = \"8.0.1\"\ndeploy_dir = \"/opt/it's\""), 5, "workspace.deploy_dir", "not an absolute path"),
+        case("domain with a backtick", replaced("domain = \"chat.example.com\"", "domain = \"chat`id`.example.com\""), 23, "traefik.domain", "not a domain name"),
+    ]
+}
+
+fn rcfleet() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rcfleet"))
+}
+
+#[test]
+fn the_base_inventory_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.toml");
+    std::fs::write(&path, BASE).unwrap();
+    let output = rcfleet().arg("plan").arg("-i").arg(&path).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn every_bad_inventory_exits_2_naming_file_line_and_key() {
+    assert!(corpus().len() >= 40, "the corpus must keep at least 40 cases");
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for case in corpus() {
+        let path = dir.path().join("inventory.toml");
+        std::fs::write(&path, &case.inventory).unwrap();
+        let output = rcfleet().arg("plan").arg("-i").arg(&path).env_remove("RCFLEET_TEST_SURELY_UNSET").output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let expected_place = format!("{}:{}:", path.display(), case.line);
+        let line = stderr.lines().find(|l| l.contains(&expected_place) && l.contains(case.key) && l.contains(case.says));
+        let wrong = if output.status.code() != Some(2) {
+            Some(format!("exit code {:?}, expected 2", output.status.code()))
+        } else if !output.stdout.is_empty() {
+            Some("printed on stdout".to_string())
+        } else if line.is_none() {
+            Some(format!("no line with {expected_place:?}, key {:?} and {:?}", case.key, case.says))
+        } else {
+            None
+        };
+        if let Some(wrong) = wrong {
+            failures.push(format!("{}: {wrong}\n--- stderr:\n{stderr}", case.name));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), corpus().len(), failures.join("\n"));
+}
+
+#[test]
+fn all_problems_are_reported_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.toml");
+    let inventory = replaced("release = \"8.0.1\"", "release = \"8.0\"").replacen("instances = 2", "instances = \"2\"", 1);
+    std::fs::write(&path, inventory).unwrap();
+    let output = rcfleet().arg("plan").arg("-i").arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains(":4:") && stderr.contains("workspace.release"), "{stderr}");
+    assert!(stderr.contains(":20:") && stderr.contains("hosts[2].instances"), "{stderr}");
+}
+
+#[test]
+fn a_secret_value_never_appears_in_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("grafana-password");
+    std::fs::write(&secret, "s3cr3t-v4lue-$-{{x}}\n").unwrap();
+    let inventory = appended(&format!(
+        "\n[monitoring]\nretention = \"bad\"\ngrafana_admin_password = {{ file = \"{}\" }}\n",
+        secret.display()
+    ));
+    let path = dir.path().join("inventory.toml");
+    std::fs::write(&path, inventory).unwrap();
+    let output = rcfleet().arg("plan").arg("-i").arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!all.contains("s3cr3t"), "{all}");
+}
+
+#[test]
+fn a_missing_inventory_file_is_bad_input() {
+    let output = rcfleet().arg("plan").arg("-i").arg(Path::new("/nonexistent/inventory.toml")).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/inventory.toml"));
+}
