@@ -1,0 +1,122 @@
+//! The monitoring unit: Prometheus (Rocket.Chat targets through `file_sd`, Traefik, itself)
+//! and Grafana (provisioned Prometheus datasource, our dashboard, admin password only through
+//! a 0600 file), both bound to the monitoring host's private address.
+
+use serde_json::json;
+
+use super::{digest, labels, templates, Artifact, SecretSource, Unit};
+use crate::error::{Error, Result};
+use crate::fleet::{Fleet, Host, Instance};
+
+/// The Prometheus targets file, relative to the deploy dir: rewrite it (atomically) to change
+/// what Prometheus scrapes; Prometheus notices by itself.
+pub const PROMETHEUS_TARGETS_PATH: &str = "monitoring/prometheus/file_sd/rocketchat.yml";
+
+/// The file_sd targets file for `instances`: one target group per instance, labelled with
+/// `instance_name` and `host`.
+pub fn prometheus_targets(instances: &[&Instance]) -> Result<String> {
+    let groups: Vec<_> = instances
+        .iter()
+        .map(|instance| {
+            json!({
+                "target": instance.metrics_target(),
+                "instance": instance.name,
+                "host": instance.host,
+            })
+        })
+        .collect();
+    templates::render("file-sd", &json!({ "groups": groups }))
+}
+
+pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSource) -> Result<Vec<Artifact>> {
+    let dir = &unit.dir;
+    let address = &host.private_address;
+    let monitoring = &fleet.monitoring;
+    let traefik = fleet.traefik_host();
+
+    let prometheus_config = Artifact::public(
+        format!("{dir}/prometheus/prometheus.yml"),
+        templates::render(
+            "prometheus",
+            &json!({
+                "traefik_target": format!("{}:{}", traefik.private_address, fleet.traefik.metrics_port),
+                "prometheus_target": format!("{address}:{}", monitoring.prometheus_port),
+            }),
+        )?,
+    );
+    let instances: Vec<&Instance> = fleet.instances().collect();
+    let targets = Artifact::public(format!("{dir}/prometheus/file_sd/rocketchat.yml"), prometheus_targets(&instances)?);
+    debug_assert_eq!(targets.path, PROMETHEUS_TARGETS_PATH);
+
+    let datasource = Artifact::public(
+        format!("{dir}/grafana/provisioning/datasources/prometheus.yml"),
+        templates::render(
+            "grafana-datasource",
+            &json!({ "url": format!("http://{address}:{}", monitoring.prometheus_port) }),
+        )?,
+    );
+    let dashboards = Artifact::public(
+        format!("{dir}/grafana/provisioning/dashboards/rcfleet.yml"),
+        templates::render("grafana-dashboards", &json!({ "provider": "rcfleet", "folder": "rcfleet" }))?,
+    );
+    let dashboard =
+        Artifact::public(format!("{dir}/grafana/dashboards/rcfleet.json"), templates::GRAFANA_DASHBOARD.to_string());
+
+    let password = match &monitoring.grafana_admin_password {
+        Some(source) => {
+            let value = secrets.value(source)?;
+            check_grafana_password(&value, source)?;
+            Some(Artifact::secret(format!("{dir}/grafana-admin-password"), value))
+        }
+        None => None,
+    };
+
+    let compose = templates::render(
+        "monitoring",
+        &json!({
+            "images": {
+                "prometheus": fleet.images.prometheus.to_string(),
+                "grafana": fleet.images.grafana.to_string(),
+            },
+            "labels": labels(fleet, unit),
+            "prometheus": {
+                "retention_flag": format!("--storage.tsdb.retention.time={}", monitoring.retention),
+                "listen_flag": format!("--web.listen-address={address}:{}", monitoring.prometheus_port),
+                "digest": digest(&[&prometheus_config]),
+            },
+            "grafana": {
+                "address": address,
+                "port": monitoring.grafana_port.to_string(),
+                "root_url": format!("{}/grafana/", fleet.workspace.root_url.trim_end_matches('/')),
+                "admin_password": password.is_some(),
+                // Dashboards are re-read by Grafana itself; provisioning needs a restart.
+                "digest": digest(&[&datasource, &dashboards]),
+            },
+        }),
+    )?;
+
+    let mut files = vec![Artifact::public(unit.compose_file(), compose), prometheus_config, targets, datasource, dashboards, dashboard];
+    files.extend(password);
+    Ok(files)
+}
+
+/// Grafana's image reads `GF_*__FILE` with the shell's `$(< file)`, which drops trailing line
+/// breaks and NUL bytes: refuse what would not arrive unchanged.
+fn check_grafana_password(value: &str, source: &crate::fleet::SecretRef) -> Result<()> {
+    let problem = if value.is_empty() {
+        Some("is empty")
+    } else if value.contains('\0') {
+        Some("contains a NUL byte")
+    } else if value.ends_with(['\n', '\r']) {
+        Some("ends with a line break")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(Error::bad_input(format!(
+            "monitoring.grafana_admin_password: the secret read from {source} {problem}, which Grafana would not \
+             receive unchanged; change the password"
+        ))),
+        None => Ok(()),
+    }
+}

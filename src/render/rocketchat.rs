@@ -1,0 +1,145 @@
+//! One unit per Rocket.Chat instance: its compose file (plain settings, quoted) and its
+//! `instance.env` (0600: MONGO_URL, the licence, secret extra env), so that upgrading one
+//! instance never recreates another.
+
+use serde_json::json;
+
+use super::envfile::{self, Entry, Origin};
+use super::{labels, pair, templates, Artifact, Pair, SecretSource, Unit};
+use crate::error::{Error, Result};
+use crate::fleet::{EnvValue, Fleet, Host, Instance, SecretRef};
+
+/// Variables rcfleet sets for every instance; `[rocketchat.env]` may not set them too
+/// (Compose would silently let one win).
+const RESERVED: &[&str] = &[
+    "ROOT_URL",
+    "PORT",
+    "BIND_IP",
+    "TRANSPORTER",
+    "INSTANCE_IP",
+    "OVERWRITE_SETTING_Prometheus_Enabled",
+    "OVERWRITE_SETTING_Prometheus_Port",
+    "DEPLOY_METHOD",
+    "DEPLOY_PLATFORM",
+    "MONGO_URL",
+    "ROCKETCHAT_LICENSE",
+];
+
+pub fn render(
+    fleet: &Fleet,
+    host: &Host,
+    instance: &Instance,
+    unit: &Unit,
+    instance_env: Option<&str>,
+) -> Result<Vec<Artifact>> {
+    let environment = environment(fleet, host, instance)?;
+    let compose = templates::render(
+        "rocketchat",
+        &json!({
+            "image": fleet.images.rocketchat.to_string(),
+            "environment": environment,
+            "labels": labels(fleet, unit),
+        }),
+    )?;
+    let mut files = vec![Artifact::public(unit.compose_file(), compose)];
+    // `None`: the env file's problems are already reported, once for all instances.
+    if let Some(env) = instance_env {
+        files.push(Artifact::secret(format!("{}/instance.env", unit.dir), env.to_string()));
+    }
+    Ok(files)
+}
+
+/// The compose `environment` of an instance: rcfleet's settings, then plain extra env.
+fn environment(fleet: &Fleet, host: &Host, instance: &Instance) -> Result<Vec<Pair>> {
+    let mut environment = vec![
+        pair("ROOT_URL", &fleet.workspace.root_url),
+        pair("PORT", instance.port.to_string()),
+        // Host networking: without BIND_IP Rocket.Chat (and its metrics server) would also
+        // listen on the public address, around Traefik.
+        pair("BIND_IP", &host.private_address),
+        pair("INSTANCE_IP", &host.private_address),
+        pair("TRANSPORTER", fleet.transporter()),
+        pair("OVERWRITE_SETTING_Prometheus_Enabled", "true"),
+        pair("OVERWRITE_SETTING_Prometheus_Port", instance.metrics_port.to_string()),
+        pair("DEPLOY_METHOD", "docker"),
+        pair("DEPLOY_PLATFORM", "rcfleet"),
+    ];
+    let mut problems = Vec::new();
+    for (name, value) in &fleet.rocketchat_env {
+        if let Some(problem) = name_problem(name) {
+            problems.push(problem);
+            continue;
+        }
+        if let EnvValue::Plain(text) = value {
+            if text.contains('\0') {
+                problems.push(format!(
+                    "rocketchat.env.{name}: the value contains a NUL character, which no environment variable can hold; remove it"
+                ));
+            } else {
+                environment.push(pair(name, text));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(environment)
+    } else {
+        Err(Error::BadInput(problems))
+    }
+}
+
+fn name_problem(name: &str) -> Option<String> {
+    if !envfile::is_env_name(name) {
+        return Some(format!(
+            "rocketchat.env.{name}: not a valid environment variable name; use letters, digits and '_', not starting with a digit"
+        ));
+    }
+    if RESERVED.contains(&name) {
+        let fix = match name {
+            "ROCKETCHAT_LICENSE" => "set workspace.license instead",
+            _ => "rcfleet sets it for every instance; remove it from [rocketchat.env]",
+        };
+        return Some(format!("rocketchat.env.{name}: {fix}"));
+    }
+    None
+}
+
+/// `instance.env`, the same for every instance: MONGO_URL, the licence when set, and extra
+/// env given as secret references. Secrets are read here, once.
+pub fn instance_env(fleet: &Fleet, secrets: &dyn SecretSource) -> Result<String> {
+    let mut entries = vec![Entry {
+        name: "MONGO_URL".into(),
+        value: fleet.mongo_url(),
+        origin: Origin::Derived { from: "mongodb (replica_set, database) and the database host's private_address".into() },
+    }];
+    let mut problems = Vec::new();
+    let mut failure = None;
+    let mut secret = |name: &str, key: String, source: &SecretRef| match secrets.value(source) {
+        Ok(value) => entries.push(Entry { name: name.into(), value, origin: Origin::Secret { key, source: source.clone() } }),
+        Err(Error::BadInput(more)) => problems.extend(more),
+        Err(other) => {
+            failure.get_or_insert(other);
+        }
+    };
+    if let Some(license) = &fleet.workspace.license {
+        secret("ROCKETCHAT_LICENSE", "workspace.license".into(), license);
+    }
+    for (name, value) in &fleet.rocketchat_env {
+        if let EnvValue::Secret(source) = value {
+            if name_problem(name).is_none() {
+                secret(name, format!("rocketchat.env.{name}"), source);
+            }
+        }
+    }
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    match envfile::render(&entries) {
+        Ok(text) if problems.is_empty() => Ok(text),
+        Ok(_) => Err(Error::BadInput(problems)),
+        Err(Error::BadInput(more)) => {
+            problems.extend(more);
+            Err(Error::BadInput(problems))
+        }
+        Err(failure) => Err(failure),
+    }
+}

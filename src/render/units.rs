@@ -1,0 +1,95 @@
+//! Compose units: one compose project per unit, each in its own directory under the deploy
+//! dir. The operations code finds projects, directories and compose files here, so every
+//! name is defined once.
+
+use crate::fleet::{Fleet, Host, Instance, Role};
+
+/// What a unit runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UnitKind {
+    /// MongoDB, its replica-set initiation, NATS.
+    Database,
+    /// Prometheus and Grafana.
+    Monitoring,
+    /// The load balancer.
+    Traefik,
+    /// One Rocket.Chat instance.
+    Instance,
+}
+
+/// One compose project on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    pub kind: UnitKind,
+    /// `database`, `monitoring`, `traefik`, or the instance name (`app1-0`).
+    pub name: String,
+    pub host: String,
+    /// The compose project name, `fleet.project_name(name)`, e.g. `chat-app1-0`.
+    pub project: String,
+    /// Relative to [`deploy_dir`], e.g. `rocketchat/app1-0`.
+    pub dir: String,
+}
+
+impl Unit {
+    /// The compose file, relative to [`deploy_dir`].
+    pub fn compose_file(&self) -> String {
+        format!("{}/compose.yml", self.dir)
+    }
+
+    /// The compose service names in this unit, in start order.
+    pub fn services(&self) -> &'static [&'static str] {
+        match self.kind {
+            UnitKind::Database => &["mongodb", "mongodb-init", "nats"],
+            UnitKind::Monitoring => &["prometheus", "grafana"],
+            UnitKind::Traefik => &["traefik"],
+            UnitKind::Instance => &["rocketchat"],
+        }
+    }
+}
+
+/// The absolute directory on every host that holds the workspace's units, e.g. `/opt/rcfleet/chat`.
+pub fn deploy_dir(fleet: &Fleet) -> String {
+    format!("{}/{}", fleet.workspace.deploy_dir.trim_end_matches('/'), fleet.workspace.name)
+}
+
+fn unit(fleet: &Fleet, kind: UnitKind, name: &str, host: &str, dir: String) -> Unit {
+    Unit { kind, name: name.to_string(), host: host.to_string(), project: fleet.project_name(name), dir }
+}
+
+pub fn database_unit(fleet: &Fleet) -> Unit {
+    unit(fleet, UnitKind::Database, "database", &fleet.database_host().name, "database".into())
+}
+
+pub fn monitoring_unit(fleet: &Fleet) -> Option<Unit> {
+    let host = fleet.monitoring_host()?;
+    Some(unit(fleet, UnitKind::Monitoring, "monitoring", &host.name, "monitoring".into()))
+}
+
+pub fn traefik_unit(fleet: &Fleet) -> Unit {
+    unit(fleet, UnitKind::Traefik, "traefik", &fleet.traefik_host().name, "traefik".into())
+}
+
+pub fn instance_unit(fleet: &Fleet, instance: &Instance) -> Unit {
+    unit(fleet, UnitKind::Instance, &instance.name, &instance.host, format!("rocketchat/{}", instance.name))
+}
+
+/// The units on `host`: database, monitoring, traefik (those it has), then its instances.
+pub fn host_units(fleet: &Fleet, host: &Host) -> Vec<Unit> {
+    let mut units = Vec::new();
+    if host.has_role(Role::Database) {
+        units.push(unit(fleet, UnitKind::Database, "database", &host.name, "database".into()));
+    }
+    if host.has_role(Role::Monitoring) {
+        units.push(unit(fleet, UnitKind::Monitoring, "monitoring", &host.name, "monitoring".into()));
+    }
+    if host.has_role(Role::Traefik) {
+        units.push(unit(fleet, UnitKind::Traefik, "traefik", &host.name, "traefik".into()));
+    }
+    units.extend(host.instances.iter().map(|instance| instance_unit(fleet, instance)));
+    units
+}
+
+/// Every unit of the fleet, host by host in inventory order.
+pub fn units(fleet: &Fleet) -> Vec<Unit> {
+    fleet.hosts.iter().flat_map(|host| host_units(fleet, host)).collect()
+}
