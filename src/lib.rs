@@ -8,3 +8,5 @@ pub mod fleet;
 pub mod inventory;
 pub mod remote;
 pub mod render;
+pub mod cli;
+pub mod ops;
