@@ -1,0 +1,134 @@
+//! Remote commands as argument vectors. sshd hands the command line to the remote user's shell,
+//! so every argument is quoted here, in one place, and nowhere else.
+
+use std::fmt;
+
+/// A remote command: program and arguments, never a shell string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Argv(Vec<String>);
+
+impl Argv {
+    pub fn new(program: impl Into<String>) -> Argv {
+        Argv(vec![program.into()])
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Argv {
+        self.0.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Argv
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.0.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// `sh -c SCRIPT sh ARGS...`: a fixed script whose variable parts arrive as `$1`, `$2`, ...
+    /// so they are never spliced into shell text.
+    pub fn script(script: &str, args: &[&str]) -> Argv {
+        Argv::new("sh").arg("-c").arg(script).arg("sh").args(args.iter().copied())
+    }
+
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+
+    /// The command line sent to sshd: each argument quoted for a POSIX shell.
+    pub fn to_command_line(&self) -> String {
+        self.0.iter().map(|arg| shell_quote(arg)).collect::<Vec<_>>().join(" ")
+    }
+}
+
+impl fmt::Display for Argv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_command_line())
+    }
+}
+
+/// Quotes one argument for a POSIX shell. Words made only of safe characters stay readable;
+/// anything else is wrapped in single quotes, inside which nothing is special except the
+/// single quote itself, written as `'\''`.
+pub fn shell_quote(arg: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !arg.is_empty() && arg.chars().all(safe) {
+        return arg.to_string();
+    }
+    format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_words_stay_readable() {
+        let argv = Argv::new("docker").args(["compose", "-p", "chat-app1-0", "up", "-d"]);
+        assert_eq!(argv.to_command_line(), "docker compose -p chat-app1-0 up -d");
+    }
+
+    #[test]
+    fn hostile_strings_are_quoted_exactly() {
+        let cases = [
+            ("", "''"),
+            ("a b", "'a b'"),
+            ("it's", r"'it'\''s'"),
+            ("$HOME", "'$HOME'"),
+            ("`id`", "'`id`'"),
+            ("$(id)", "'$(id)'"),
+            ("a;rm -rf /", "'a;rm -rf /'"),
+            ("a|b", "'a|b'"),
+            ("a\nb", "'a\nb'"),
+            ("\"q\"", "'\"q\"'"),
+            ("*", "'*'"),
+            ("~", "'~'"),
+            ("a&b", "'a&b'"),
+            ("back\\slash", "'back\\slash'"),
+            ("''", r"''\'''\'''"),
+        ];
+        for (input, quoted) in cases {
+            assert_eq!(shell_quote(input), quoted, "quoting {input:?}");
+        }
+    }
+
+    /// The real test of quoting: a local POSIX shell must give back every argument unchanged.
+    #[test]
+    fn a_shell_gives_back_every_argument_unchanged() {
+        let hostile = [
+            "plain",
+            "",
+            "two words",
+            "it's",
+            "\"double\"",
+            "$HOME ${PATH}",
+            "`id` $(id)",
+            "a; echo pwned",
+            "a | cat",
+            "line1\nline2",
+            "tab\there",
+            "'''",
+            "\\",
+            "*?[a]",
+            "-n",
+            "ünïcødé",
+        ];
+        let script = r#"for a in "$@"; do printf '%s\0' "$a"; done"#;
+        let argv = Argv::script(script, &hostile);
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(argv.to_command_line())
+            .output()
+            .expect("run sh");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let got: Vec<String> = output
+            .stdout
+            .split(|b| *b == 0)
+            .map(|s| String::from_utf8(s.to_vec()).unwrap())
+            .collect();
+        let mut want: Vec<String> = hostile.iter().map(|s| s.to_string()).collect();
+        want.push(String::new());
+        assert_eq!(got, want);
+    }
+}

@@ -1,0 +1,448 @@
+//! One host's SSH connection and what runs over it: commands (stdout and stderr drained
+//! together, exit status required), uploads (atomic, mode set, skipped when unchanged) and
+//! tunnels (each on a session of its own).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::argv::Argv;
+use super::session::{self, is_would_block, retry, wait_socket, Ssh};
+use super::target::{self, Inputs, Stated, Target};
+use super::tunnel::{self, Remote, Tunnel};
+use crate::error::{Error, Result};
+use crate::fleet::Host;
+
+/// Printed after the command, on stderr, so a channel that closes without the command having
+/// finished (OpenSSH's ChannelTimeout, a dropped connection) is told apart from exit status 0.
+const EXIT_MARK: &str = "__rcfleet_exit=";
+/// How long closing a finished command's channel may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to connect; the inventory's SSH settings come with the host.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// `--accept-new-host-keys`: trust and record unknown host keys (also set per host in the inventory).
+    pub accept_new_host_keys: bool,
+    /// The OpenSSH client configuration to honour; `None` means `~/.ssh/config`.
+    pub ssh_config: Option<PathBuf>,
+    /// The SSH agent's socket; `None` means `$SSH_AUTH_SOCK`.
+    pub agent_socket: Option<PathBuf>,
+    /// `-v`: echo the output of commands run with `ExecOptions::stream`, prefixed by the host.
+    pub verbose: bool,
+}
+
+#[derive(Default)]
+pub struct ExecOptions<'a> {
+    /// Give up (and close the channel) after this long; `None` waits as long as the command runs.
+    pub timeout: Option<Duration>,
+    /// Streamed to the command's standard input, e.g. an image archive for `docker load`.
+    pub stdin: Option<&'a mut (dyn Read + Send)>,
+    /// Echo output lines as they arrive, prefixed by the host name, when the connection is verbose.
+    pub stream: bool,
+}
+
+/// A finished command. `status` is the exit status, or 128 + the signal number when the
+/// remote process was killed by a signal (137 for SIGKILL), as a shell reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uploaded {
+    Written,
+    /// The file already had this content, mode and owner: nothing was sent.
+    Unchanged,
+}
+
+/// An open, verified, authenticated SSH connection to one host.
+pub struct Connection {
+    target: Target,
+    ssh: Mutex<Ssh>,
+    verbose: bool,
+    pub(crate) compose: OnceLock<super::docker::ComposeCli>,
+    pub(crate) docker: Mutex<Option<(Tunnel, bollard::Docker)>>,
+}
+
+impl Connection {
+    /// Connects to the host: TCP with the inventory's timeout (through the jump host if any),
+    /// host key verified against known_hosts before any credential is sent, then the agent's
+    /// keys and the identity files in turn.
+    pub fn open(host: &Host, options: &ConnectOptions) -> Result<Connection> {
+        let config_path = options
+            .ssh_config
+            .clone()
+            .unwrap_or_else(|| target::home().join(".ssh").join("config"));
+        let config = target::load_ssh_config(&config_path)?;
+        let target = target::resolve(Inputs {
+            host,
+            stated: Stated::from_host(host),
+            config: &config,
+            accept_new: options.accept_new_host_keys,
+            agent_socket: options.agent_socket.clone(),
+        })?;
+        let ssh = session::connect(&target)?;
+        Ok(Connection {
+            target,
+            ssh: Mutex::new(ssh),
+            verbose: options.verbose,
+            compose: OnceLock::new(),
+            docker: Mutex::new(None),
+        })
+    }
+
+    /// The inventory's name for the host.
+    pub fn name(&self) -> &str {
+        &self.target.name
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Ssh> {
+        self.ssh.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn fail(&self, what: impl std::fmt::Display) -> Error {
+        Error::failed(format!("{}: {what}", self.target.name))
+    }
+
+    /// Runs a command and reports how it ended; a non-zero status is not an error here.
+    pub fn exec(&self, argv: &Argv, options: ExecOptions<'_>) -> Result<Output> {
+        let ssh = self.lock();
+        let command = argv.to_command_line();
+        let fail = |what: String| self.fail(format!("running `{command}`: {what}"));
+        let mut channel = ssh
+            .session
+            .channel_session()
+            .map_err(|e| fail(format!("cannot open a session channel: {e}; check the connection to the host")))?;
+        channel
+            .exec(&format!("{command}; printf '\\n{EXIT_MARK}%d\\n' \"$?\" >&2"))
+            .map_err(|e| fail(format!("the host refused to start the command: {e}")))?;
+        ssh.session.set_blocking(false);
+        let echo = (self.verbose && options.stream).then(|| self.target.name.clone());
+        let drained = drain(&ssh, &mut channel, options, echo);
+        let closed = drained.as_ref().ok().map(|_| {
+            let deadline = Instant::now() + CLOSE_TIMEOUT;
+            retry(&ssh.session, ssh.fd, deadline, || channel.close())
+                .and_then(|()| retry(&ssh.session, ssh.fd, deadline, || channel.wait_close()))
+        });
+        let signal = channel.exit_signal().ok().and_then(|s| s.exit_signal);
+        if drained.is_err() {
+            let _ = retry(&ssh.session, ssh.fd, Instant::now() + Duration::from_secs(5), || channel.close());
+        }
+        ssh.session.set_blocking(true);
+        drop(channel);
+        let (stdout, mut stderr) = drained.map_err(fail)?;
+        if let Some(Err(e)) = closed {
+            return Err(fail(format!("the channel did not close cleanly: {e}")));
+        }
+        let status = match take_exit_mark(&mut stderr) {
+            Some(status) => status,
+            None => match signal {
+                Some(signal) => 128 + signal_number(&signal),
+                None => {
+                    return Err(fail(
+                        "the channel closed without an exit status, so the command may not have finished \
+                         (sshd's ChannelTimeout, or the connection dropped); check the host and run again"
+                            .to_string(),
+                    ))
+                }
+            },
+        };
+        Ok(Output { status, stdout, stderr })
+    }
+
+    /// Runs a command that must succeed; a non-zero status becomes an error quoting its stderr.
+    pub fn run(&self, argv: &Argv) -> Result<Output> {
+        let output = self.exec(argv, ExecOptions::default())?;
+        if output.success() {
+            return Ok(output);
+        }
+        let stderr = output.stderr_text();
+        let tail: Vec<&str> = stderr.trim_end().lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+        Err(self.fail(format!("`{argv}` exited with status {}:\n{}", output.status, tail.join("\n"))))
+    }
+
+    /// Writes `content` to `path` atomically (a temporary file in the same folder, then
+    /// `mv -f`), with `mode` (e.g. 0o600 for secrets) and, when given, `owner` (`user[:group]`).
+    /// Nothing is sent when the file already has this content, mode and owner.
+    pub fn upload(&self, path: &str, content: &[u8], mode: u32, owner: Option<&str>) -> Result<Uploaded> {
+        let want_hash = hex(&Sha256::digest(content));
+        let want_mode = format!("{mode:o}");
+        let current = self.run(&Argv::script(
+            r#"if [ -f "$1" ]; then sha256sum < "$1" | cut -d' ' -f1; stat -c '%a %U:%G %u:%g' "$1"; fi"#,
+            &[path],
+        ))?;
+        let current = current.stdout_text();
+        let mut lines = current.lines();
+        if let (Some(hash), Some(meta)) = (lines.next(), lines.next()) {
+            let mut meta = meta.split_whitespace();
+            let (mode_now, names, ids) = (meta.next(), meta.next().unwrap_or(""), meta.next().unwrap_or(""));
+            let owner_ok = owner.is_none_or(|owner| {
+                let names_user = names.split(':').next().unwrap_or("");
+                let ids_user = ids.split(':').next().unwrap_or("");
+                [names, ids, names_user, ids_user].contains(&owner)
+            });
+            if hash == want_hash && mode_now == Some(want_mode.as_str()) && owner_ok {
+                return Ok(Uploaded::Unchanged);
+            }
+        }
+        let script = r#"set -e
+dir=$(dirname -- "$1")
+mkdir -p -- "$dir"
+tmp=$(mktemp "$dir/.rcfleet-upload.XXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+cat > "$tmp"
+chmod "$2" "$tmp"
+if [ -n "$3" ]; then chown "$3" "$tmp"; fi
+mv -f -- "$tmp" "$1"
+trap - EXIT
+sha256sum < "$1" | cut -d' ' -f1"#;
+        let mut stdin: &[u8] = content;
+        let output = self.exec(
+            &Argv::script(script, &[path, &want_mode, owner.unwrap_or("")]),
+            ExecOptions { stdin: Some(&mut stdin), ..ExecOptions::default() },
+        )?;
+        if !output.success() {
+            return Err(self.fail(format!(
+                "uploading {path} failed (status {}): {}; check that the folder is writable and the owner exists",
+                output.status,
+                output.stderr_text().trim()
+            )));
+        }
+        let written = output.stdout_text();
+        if written.trim() != want_hash {
+            return Err(self.fail(format!(
+                "uploading {path}: the file on the host has sha256 {} instead of {want_hash}; the transfer was cut short",
+                written.trim()
+            )));
+        }
+        Ok(Uploaded::Written)
+    }
+
+    /// Forwards a local 127.0.0.1 port to `host:port` as seen from the host (direct-tcpip).
+    pub fn forward_tcp(&self, host: &str, port: u16) -> Result<Tunnel> {
+        self.forward(Remote::Tcp(host.to_string(), port), false)
+    }
+
+    /// Forwards a local Unix socket, in a directory only this user can open, to a Unix
+    /// socket on the host (direct-streamlocal), e.g. `/var/run/docker.sock`.
+    pub fn forward_unix(&self, socket: &str) -> Result<Tunnel> {
+        self.forward(Remote::Unix(socket.to_string()), true)
+    }
+
+    fn forward(&self, remote: Remote, local_unix: bool) -> Result<Tunnel> {
+        // A second session: a tunnel is long-lived and must not wait behind commands.
+        let ssh = session::connect(&self.target)?;
+        tunnel::open_tunnel(ssh, self.target.keepalive, remote.clone(), local_unix)
+            .map_err(|e| self.fail(format!("cannot set up a local endpoint for {remote:?}: {e}")))
+    }
+}
+
+type Drained = std::result::Result<(Vec<u8>, Vec<u8>), String>;
+
+/// Reads stdout and stderr together (a command filling one while we wait on the other would
+/// otherwise stall both sides), feeds stdin, until the channel reaches end of file.
+fn drain(ssh: &Ssh, channel: &mut ssh2::Channel, options: ExecOptions<'_>, echo: Option<String>) -> Drained {
+    use std::io::Write;
+    let ExecOptions { timeout, mut stdin, .. } = options;
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut echo_out = echo.clone().map(LineEcho::new);
+    let mut echo_err = echo.map(LineEcho::new);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut stdin_done = stdin.is_none();
+    let mut eof_sent = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut next_keepalive = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut progress = false;
+        if !stdin_done && pending.is_empty() {
+            let reader = stdin.as_mut().expect("stdin present until done");
+            match reader.read(&mut buf) {
+                Ok(0) => stdin_done = true,
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("reading the data to send failed: {e}")),
+            }
+            progress = true;
+        }
+        if !pending.is_empty() {
+            match channel.write(&pending) {
+                Ok(n) => {
+                    pending.drain(..n);
+                    progress |= n > 0;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                // The command stopped reading its input (it exited early): keep its output.
+                Err(_) => (pending, stdin_done) = (Vec::new(), true),
+            }
+        }
+        if stdin_done && pending.is_empty() && !eof_sent {
+            match channel.send_eof() {
+                Err(e) if is_would_block(&e) => {}
+                _ => (eof_sent, progress) = (true, true),
+            }
+        }
+        for (id, sink, echo) in [(0, &mut stdout, &mut echo_out), (1, &mut stderr, &mut echo_err)] {
+            let mut stream = channel.stream(id);
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        sink.extend_from_slice(&buf[..n]);
+                        if let Some(echo) = echo.as_mut() {
+                            echo.feed(&buf[..n]);
+                        }
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(format!("reading the command's output failed: {e}")),
+                }
+            }
+        }
+        if channel.eof() {
+            break;
+        }
+        if !progress {
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(format!(
+                    "no result within {}s; the command may still be running on the host",
+                    timeout.unwrap_or_default().as_secs()
+                ));
+            }
+            if now >= next_keepalive {
+                let seconds = ssh.session.keepalive_send().unwrap_or(5);
+                next_keepalive = now + Duration::from_secs(u64::from(seconds.clamp(1, 10)));
+            }
+            wait_socket(&ssh.session, ssh.fd, Duration::from_millis(200));
+        }
+    }
+    for echo in [echo_out, echo_err].into_iter().flatten() {
+        echo.finish();
+    }
+    Ok((stdout, stderr))
+}
+
+/// Prints complete lines as they arrive, as `host | line`, leaving out the exit mark.
+struct LineEcho {
+    prefix: String,
+    partial: Vec<u8>,
+}
+
+impl LineEcho {
+    fn new(prefix: String) -> LineEcho {
+        LineEcho { prefix, partial: Vec::new() }
+    }
+
+    fn feed(&mut self, data: &[u8]) {
+        self.partial.extend_from_slice(data);
+        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            self.print(&line[..line.len() - 1]);
+        }
+    }
+
+    fn print(&self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        if !text.starts_with(EXIT_MARK) {
+            eprintln!("{} | {}", self.prefix, text);
+        }
+    }
+
+    fn finish(self) {
+        if !self.partial.is_empty() {
+            self.print(&self.partial);
+        }
+    }
+}
+
+/// Removes the `\n__rcfleet_exit=N\n` the wrapper appended and returns N.
+fn take_exit_mark(stderr: &mut Vec<u8>) -> Option<i32> {
+    let text = std::str::from_utf8(stderr.get(stderr.len().saturating_sub(40)..)?).ok()?;
+    let start = text.rfind(&format!("\n{EXIT_MARK}"))?;
+    let digits = text[start + 1 + EXIT_MARK.len()..].strip_suffix('\n')?;
+    let status = digits.parse().ok()?;
+    let cut = stderr.len() - (text.len() - start);
+    stderr.truncate(cut);
+    Some(status)
+}
+
+/// POSIX signal numbers (Linux) for the names SSH reports without the `SIG` prefix.
+fn signal_number(name: &str) -> i32 {
+    match name.trim_start_matches("SIG") {
+        "HUP" => 1,
+        "INT" => 2,
+        "QUIT" => 3,
+        "ILL" => 4,
+        "TRAP" => 5,
+        "ABRT" => 6,
+        "BUS" => 7,
+        "FPE" => 8,
+        "KILL" => 9,
+        "USR1" => 10,
+        "SEGV" => 11,
+        "USR2" => 12,
+        "PIPE" => 13,
+        "ALRM" => 14,
+        "TERM" => 15,
+        _ => 0,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_mark_is_removed_and_read() {
+        let mut stderr = b"warning: x\n\n__rcfleet_exit=137\n".to_vec();
+        assert_eq!(take_exit_mark(&mut stderr), Some(137));
+        assert_eq!(stderr, b"warning: x\n");
+        let mut no_newline = b"partial\n__rcfleet_exit=0\n".to_vec();
+        assert_eq!(take_exit_mark(&mut no_newline), Some(0));
+        assert_eq!(no_newline, b"partial");
+        let mut empty = b"\n__rcfleet_exit=1\n".to_vec();
+        assert_eq!(take_exit_mark(&mut empty), Some(1));
+        assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn a_missing_or_mangled_mark_is_not_a_status() {
+        for text in [&b""[..], b"output only\n", b"\n__rcfleet_exit=\n", b"\n__rcfleet_exit=1\nmore\n"] {
+            let mut stderr = text.to_vec();
+            assert_eq!(take_exit_mark(&mut stderr), None, "{:?}", String::from_utf8_lossy(text));
+            assert_eq!(stderr, text);
+        }
+    }
+
+    #[test]
+    fn signals_map_to_shell_statuses() {
+        assert_eq!(128 + signal_number("KILL"), 137);
+        assert_eq!(128 + signal_number("TERM"), 143);
+        assert_eq!(128 + signal_number("SIGSEGV"), 139);
+    }
+}

@@ -1,0 +1,244 @@
+//! Docker on a host: the Engine API through a tunnel to `/var/run/docker.sock` (no Docker TCP
+//! port is ever opened), Compose commands built as argument vectors for whichever Compose
+//! the host has, containers found by their compose labels, and HTTP to services that listen
+//! on the host, through a TCP tunnel.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::models::{ContainerSummary, HealthStatusEnum};
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use bollard::{Docker, API_DEFAULT_VERSION};
+
+use super::argv::Argv;
+use super::connection::Connection;
+use super::tunnel::{LocalEndpoint, Tunnel};
+use crate::error::Result;
+
+pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+/// Which Compose the host has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComposeCli {
+    /// The `docker compose` plugin.
+    V2,
+    /// The standalone `docker-compose`.
+    V1,
+}
+
+/// A compose project on a host: its folder, project name and file; builds the commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compose {
+    cli: ComposeCli,
+    dir: String,
+    project: String,
+    file: String,
+}
+
+impl Compose {
+    /// The project in `dir`, described by `dir/compose.yml`.
+    pub fn new(cli: ComposeCli, dir: &str, project: &str) -> Compose {
+        Compose { cli, dir: dir.to_string(), project: project.to_string(), file: "compose.yml".to_string() }
+    }
+
+    /// Another file name inside the project folder.
+    pub fn with_file(mut self, file: &str) -> Compose {
+        self.file = file.to_string();
+        self
+    }
+
+    fn command(&self) -> Argv {
+        let program = match self.cli {
+            ComposeCli::V2 => Argv::new("docker").arg("compose"),
+            ComposeCli::V1 => Argv::new("docker-compose"),
+        };
+        program
+            .arg("--project-directory")
+            .arg(&self.dir)
+            .arg("-p")
+            .arg(&self.project)
+            .arg("-f")
+            .arg(format!("{}/{}", self.dir.trim_end_matches('/'), self.file))
+    }
+
+    /// Creates or updates the project's containers in the background; only `services` when given.
+    pub fn up(&self, services: &[&str]) -> Argv {
+        self.command().args(["up", "-d", "--remove-orphans"]).args(services.iter().copied())
+    }
+
+    pub fn pull(&self, services: &[&str]) -> Argv {
+        self.command().arg("pull").args(services.iter().copied())
+    }
+
+    pub fn stop(&self, services: &[&str]) -> Argv {
+        self.command().arg("stop").args(services.iter().copied())
+    }
+
+    /// Removes the project's containers and networks; volumes are kept.
+    pub fn down(&self) -> Argv {
+        self.command().args(["down", "--remove-orphans"])
+    }
+}
+
+/// A TCP tunnel to an HTTP service on the host, and a client for it.
+pub struct HttpTunnel {
+    tunnel: Tunnel,
+    client: reqwest::Client,
+    host: String,
+    target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+impl HttpTunnel {
+    /// The local URL of `path` (which starts with `/`) on the remote service.
+    pub fn url(&self, path: &str) -> String {
+        match self.tunnel.local() {
+            LocalEndpoint::Tcp(addr) => format!("http://{addr}{path}"),
+            LocalEndpoint::Unix(_) => unreachable!("HTTP tunnels listen on TCP"),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Result<HttpResponse> {
+        let fail = |what: String| {
+            let cause = self.tunnel.last_error().map(|e| format!(" ({e})")).unwrap_or_default();
+            crate::error::Error::failed(format!(
+                "{}: GET http://{}{path}: {what}{cause}; check that the service is running and listens there",
+                self.host, self.target
+            ))
+        };
+        let response = self.client.get(self.url(path)).send().await.map_err(|e| fail(e.to_string()))?;
+        let status = response.status().as_u16();
+        let body = response.text().await.map_err(|e| fail(e.to_string()))?;
+        Ok(HttpResponse { status, body })
+    }
+
+    /// GET and parse JSON; a status other than 2xx is an error quoting the body's start.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let response = self.get(path).await?;
+        let fail = |what: String| {
+            crate::error::Error::failed(format!("{}: GET http://{}{path}: {what}", self.host, self.target))
+        };
+        if !(200..300).contains(&response.status) {
+            let start: String = response.body.chars().take(200).collect();
+            return Err(fail(format!("status {}: {start}", response.status)));
+        }
+        serde_json::from_str(&response.body).map_err(|e| fail(format!("the answer is not the expected JSON: {e}")))
+    }
+}
+
+impl Connection {
+    /// Which Compose the host has, asked once per connection.
+    pub fn compose_cli(&self) -> Result<ComposeCli> {
+        if let Some(cli) = self.compose.get() {
+            return Ok(*cli);
+        }
+        let works = |argv: Argv| self.exec(&argv, Default::default()).map(|o| o.success());
+        let cli = if works(Argv::new("docker").args(["compose", "version"]))? {
+            ComposeCli::V2
+        } else if works(Argv::new("docker-compose").arg("version"))? {
+            ComposeCli::V1
+        } else {
+            return Err(self.fail(
+                "neither `docker compose` nor `docker-compose` works on this host; install the Docker Compose plugin",
+            ));
+        };
+        Ok(*self.compose.get_or_init(|| cli))
+    }
+
+    /// A Compose command builder for a project on this host.
+    pub fn compose(&self, dir: &str, project: &str) -> Result<Compose> {
+        Ok(Compose::new(self.compose_cli()?, dir, project))
+    }
+
+    /// The host's Docker Engine API, through a tunnel to its socket that lives as long as this
+    /// connection; the API version is negotiated down to what the daemon speaks. The first
+    /// call opens the tunnel's SSH session, which blocks for the length of a handshake.
+    pub async fn docker(&self) -> Result<Docker> {
+        if let Some((_, docker)) = self.docker.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return Ok(docker.clone());
+        }
+        let tunnel = self.forward_unix(DOCKER_SOCKET)?;
+        let path = tunnel.local().path().expect("a Unix tunnel").to_string_lossy().into_owned();
+        let fail = |what: String| {
+            let cause = tunnel.last_error().map(|e| format!(" ({e})")).unwrap_or_default();
+            self.fail(format!(
+                "Docker Engine API through {DOCKER_SOCKET}: {what}{cause}; check that dockerd runs on the host \
+                 and that the SSH user may open its socket (root or the docker group)"
+            ))
+        };
+        let docker =
+            Docker::connect_with_socket(&path, 120, API_DEFAULT_VERSION).map_err(|e| fail(e.to_string()))?;
+        let docker = docker.negotiate_version().await.map_err(|e| fail(format!("version negotiation failed: {e}")))?;
+        let mut slot = self.docker.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(slot.get_or_insert((tunnel, docker)).1.clone())
+    }
+
+    /// The containers (running or not) of a compose project, optionally one service's,
+    /// found by the labels Compose puts on them, never by name.
+    pub async fn containers(&self, project: &str, service: Option<&str>) -> Result<Vec<ContainerSummary>> {
+        let docker = self.docker().await?;
+        let mut labels = vec![format!("com.docker.compose.project={project}")];
+        if let Some(service) = service {
+            labels.push(format!("com.docker.compose.service={service}"));
+        }
+        let filters = HashMap::from([("label".to_string(), labels)]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.fail(format!("listing the containers of compose project {project} failed: {e}")))
+    }
+
+    /// The health of a container (by id): `None` when its image defines no health check.
+    pub async fn health(&self, container: &str) -> Result<Option<HealthStatusEnum>> {
+        let docker = self.docker().await?;
+        let inspect = docker
+            .inspect_container(container, None)
+            .await
+            .map_err(|e| self.fail(format!("inspecting container {container} failed: {e}")))?;
+        Ok(inspect
+            .state
+            .and_then(|state| state.health)
+            .and_then(|health| health.status)
+            .filter(|status| !matches!(status, HealthStatusEnum::EMPTY | HealthStatusEnum::NONE)))
+    }
+
+    /// An HTTP client for a service on the host at `host:port` as the host sees it, e.g.
+    /// Traefik's API on `127.0.0.1:8080`, through a tunnel that lives as long as the result.
+    pub fn http(&self, host: &str, port: u16) -> Result<HttpTunnel> {
+        let tunnel = self.forward_tcp(host, port)?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| self.fail(format!("cannot build an HTTP client: {e}")))?;
+        Ok(HttpTunnel { tunnel, client, host: self.name().to_string(), target: format!("{host}:{port}") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compose_commands_for_both_clis() {
+        let v2 = Compose::new(ComposeCli::V2, "/opt/rcfleet/app1-0", "chat-app1-0");
+        assert_eq!(
+            v2.up(&["rocketchat"]).to_command_line(),
+            "docker compose --project-directory /opt/rcfleet/app1-0 -p chat-app1-0 -f /opt/rcfleet/app1-0/compose.yml \
+             up -d --remove-orphans rocketchat"
+        );
+        let v1 = Compose::new(ComposeCli::V1, "/srv/my dir/", "p").with_file("docker-compose.yml");
+        assert_eq!(
+            v1.down().to_command_line(),
+            "docker-compose --project-directory '/srv/my dir/' -p p -f '/srv/my dir/docker-compose.yml' down --remove-orphans"
+        );
+        assert_eq!(v1.pull(&[]).as_slice().last().unwrap(), "pull");
+        assert_eq!(v1.stop(&["a", "b"]).as_slice()[7..], ["stop", "a", "b"]);
+    }
+}
