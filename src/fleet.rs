@@ -334,6 +334,63 @@ impl Fleet {
     }
 }
 
+/// A port a host listens on (every service uses host networking), and what listens there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub port: u16,
+    /// For people: "MongoDB", "instance app1-0 metrics".
+    pub what: String,
+    /// The inventory key that sets the port, e.g. `mongodb.port`, `hosts[2].port`.
+    pub key: String,
+    /// The compose unit that opens it (`database`, `app1-0`, ...); `None` for SSH.
+    pub unit: Option<String>,
+}
+
+impl Fleet {
+    /// Every listener of the host at `index` (in inventory order): SSH, then each role's
+    /// services, then each instance's two ports.
+    pub fn listeners(&self, index: usize) -> Vec<Listener> {
+        let host = &self.hosts[index];
+        let listener = |port: u16, what: &str, key: &str, unit: Option<&str>| Listener {
+            port,
+            what: what.to_string(),
+            key: key.to_string(),
+            unit: unit.map(str::to_string),
+        };
+        let mut listeners = vec![listener(host.ssh.port, "SSH", &format!("hosts[{index}].ssh.port"), None)];
+        if host.has_role(Role::Database) {
+            listeners.push(listener(self.mongodb.port, "MongoDB", "mongodb.port", Some("database")));
+            listeners.push(listener(self.nats.port, "NATS", "nats.port", Some("database")));
+            listeners.push(listener(self.nats.monitor_port, "NATS monitoring", "nats.monitor_port", Some("database")));
+        }
+        if host.has_role(Role::Monitoring) {
+            let unit = Some("monitoring");
+            listeners.push(listener(self.monitoring.prometheus_port, "Prometheus", "monitoring.prometheus_port", unit));
+            listeners.push(listener(self.monitoring.grafana_port, "Grafana", "monitoring.grafana_port", unit));
+        }
+        if host.has_role(Role::Traefik) {
+            let unit = Some("traefik");
+            listeners.push(listener(self.traefik.http_port, "Traefik HTTP", "traefik.http_port", unit));
+            if self.traefik.tls != Tls::None {
+                listeners.push(listener(self.traefik.https_port, "Traefik HTTPS", "traefik.https_port", unit));
+            }
+            listeners.push(listener(self.traefik.api_port, "Traefik API", "traefik.api_port", unit));
+            listeners.push(listener(self.traefik.metrics_port, "Traefik metrics", "traefik.metrics_port", unit));
+        }
+        for instance in &host.instances {
+            let unit = Some(instance.name.as_str());
+            listeners.push(listener(instance.port, &format!("instance {}", instance.name), &format!("hosts[{index}].port"), unit));
+            listeners.push(listener(
+                instance.metrics_port,
+                &format!("instance {} metrics", instance.name),
+                &format!("hosts[{index}].metrics_port"),
+                unit,
+            ));
+        }
+        listeners
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

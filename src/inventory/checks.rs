@@ -106,45 +106,20 @@ fn unique_hosts(fleet: &Fleet, report: &mut impl FnMut(&str, String)) {
     }
 }
 
-/// Every listener a host runs with host networking, so two of them cannot share a port.
+/// Two listeners of one host on one port (every service uses host networking).
 fn port_collisions(fleet: &Fleet, index: usize, report: &mut impl FnMut(&str, String)) {
-    let host = &fleet.hosts[index];
-    let mut listeners: Vec<(u16, String, String)> = vec![(host.ssh.port, "SSH".into(), format!("hosts[{index}].ssh.port"))];
-    if host.has_role(Role::Database) {
-        listeners.push((fleet.mongodb.port, "MongoDB".into(), "mongodb.port".into()));
-        listeners.push((fleet.nats.port, "NATS".into(), "nats.port".into()));
-        listeners.push((fleet.nats.monitor_port, "NATS monitoring".into(), "nats.monitor_port".into()));
-    }
-    if host.has_role(Role::Monitoring) {
-        listeners.push((fleet.monitoring.prometheus_port, "Prometheus".into(), "monitoring.prometheus_port".into()));
-        listeners.push((fleet.monitoring.grafana_port, "Grafana".into(), "monitoring.grafana_port".into()));
-    }
-    if host.has_role(Role::Traefik) {
-        listeners.push((fleet.traefik.http_port, "Traefik HTTP".into(), "traefik.http_port".into()));
-        if fleet.traefik.tls != Tls::None {
-            listeners.push((fleet.traefik.https_port, "Traefik HTTPS".into(), "traefik.https_port".into()));
-        }
-        listeners.push((fleet.traefik.api_port, "Traefik API".into(), "traefik.api_port".into()));
-        listeners.push((fleet.traefik.metrics_port, "Traefik metrics".into(), "traefik.metrics_port".into()));
-    }
-    for instance in &host.instances {
-        listeners.push((instance.port, format!("instance {}", instance.name), format!("hosts[{index}].port")));
-        listeners.push((
-            instance.metrics_port,
-            format!("instance {} metrics", instance.name),
-            format!("hosts[{index}].metrics_port"),
-        ));
-    }
-    let mut seen: BTreeMap<u16, &str> = BTreeMap::new();
-    for (port, what, key) in &listeners {
-        if let Some(first) = seen.insert(*port, what) {
+    let mut seen: BTreeMap<u16, String> = BTreeMap::new();
+    for listener in fleet.listeners(index) {
+        if let Some(first) = seen.get(&listener.port) {
             report(
-                key,
+                &listener.key,
                 format!(
-                    "port {port} on host {:?} would be used by both {first} and {what}; move one of them to a free port",
-                    host.name
+                    "port {} on host {:?} would be used by both {first} and {}; move one of them to a free port",
+                    listener.port, fleet.hosts[index].name, listener.what
                 ),
             );
+        } else {
+            seen.insert(listener.port, listener.what);
         }
     }
 }
