@@ -111,12 +111,14 @@ pub fn docker_compose() -> &'static str {
     }
 }
 
-/// `docker-compose config` of `dir/compose.yml`, parsed.
+/// `docker-compose config` of `dir/compose.yml`, parsed. `RCFLEET_PROBE=EXPANDED` is in its
+/// environment, so a value Compose expanded shows `EXPANDED`.
 pub fn compose_config(dir: &Path) -> yaml_serde::Value {
     let output = std::process::Command::new(docker_compose())
         .args(["-f", "compose.yml", "config"])
         .current_dir(dir)
         .env_remove("COMPOSE_PROJECT_NAME")
+        .env("RCFLEET_PROBE", "EXPANDED")
         .output()
         .unwrap();
     assert!(
