@@ -2,6 +2,7 @@
 //! call of its operation in `ops`; every flag is defined once, with its help beside it.
 
 mod plan;
+mod up;
 
 use std::path::PathBuf;
 
@@ -39,11 +40,16 @@ pub enum Command {
     /// Validate the inventory, render every host's files and show what would be deployed.
     /// Touches no server.
     Plan(plan::PlanArgs),
+    /// Bring every host to what the inventory describes and check that the workspace serves:
+    /// database and replica set, monitoring, every instance ready, Traefik and Prometheus
+    /// confirmed. Running it again changes nothing; it also repairs drift.
+    Up(up::UpArgs),
 }
 
 /// Runs the chosen command; returns the exit code for success paths (0, or 3 for `status`).
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Plan(args) => plan::run(&cli.global, args),
+        Command::Up(args) => up::run(&cli.global, args),
     }
 }

@@ -58,3 +58,12 @@ pub(super) fn check_resolvable(fleet: &Fleet, root: &toml_edit::Table, problems:
         }
     }
 }
+
+/// Reads every secret for real, for the files sent to hosts (`plan` uses `render::Redacted`).
+pub struct Resolver;
+
+impl crate::render::SecretSource for Resolver {
+    fn value(&self, secret: &SecretRef) -> Result<String> {
+        resolve(secret)
+    }
+}

@@ -1,0 +1,30 @@
+//! The audit trail each host keeps: one appended line per change rcfleet made there (time,
+//! who, from which machine, which command, what). Never rewritten, never holds a secret value.
+
+use crate::error::Result;
+use crate::remote::{Argv, Connection};
+
+/// `user@machine` of the person running rcfleet.
+pub fn operator() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{machine}")
+}
+
+/// Appends one line per change to `<deploy_dir>/audit.log` on the host.
+pub fn record(conn: &Connection, deploy_dir: &str, command: &str, changes: &[String]) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let who = operator();
+    let lines: String = changes
+        .iter()
+        .map(|change| format!("{time}\t{who}\t{command}\t{}\n", change.replace(['\n', '\t'], " ")))
+        .collect();
+    let script = r#"mkdir -p -- "$1" && printf '%s' "$2" >> "$1/audit.log""#;
+    conn.run(&Argv::script(script, &[deploy_dir, &lines]))?;
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! Preflight: before anything changes, every host is asked at once whether it can take its
+//! part: Docker engine and Compose present, CPU architecture, free disk in the deploy
+//! directory, and every port its units need free (or already held by this fleet's containers).
+//! Any problem on any host stops the operation with the whole list and nothing changed.
+
+use std::collections::BTreeSet;
+
+use super::probe;
+use super::remote::{strip, Remote, CONCURRENCY};
+use super::report::Reporter;
+use crate::error::{Error, Result};
+use crate::fleet::{Fleet, Host};
+use crate::remote::{self, Argv, Connection};
+
+/// Below this much free space in the deploy directory, images and data will not fit.
+const MIN_FREE_MIB: u64 = 1024;
+
+/// What preflight learnt about a host.
+#[derive(Debug, Clone)]
+pub struct HostFacts {
+    pub docker_version: String,
+    pub compose_version: String,
+    pub architecture: String,
+    pub free_mib: u64,
+}
+
+pub fn run(fleet: &Fleet, remote: &Remote, report: &Reporter) -> Result<Vec<(String, HostFacts)>> {
+    let hosts: Vec<(usize, &Host)> = fleet.hosts.iter().enumerate().collect();
+    let results = remote::fan_out(&hosts, CONCURRENCY, |(_, h)| h.name.clone(), |(index, host)| {
+        check_host(fleet, remote, *index, host)
+    });
+    let mut problems = Vec::new();
+    let mut facts = Vec::new();
+    for (name, result) in results {
+        match result {
+            Ok(Ok(host_facts)) => {
+                report.step(
+                    "preflight",
+                    &name,
+                    format!(
+                        "Docker {}, Compose {}, {}, {} MiB free",
+                        host_facts.docker_version, host_facts.compose_version, host_facts.architecture, host_facts.free_mib
+                    ),
+                );
+                facts.push((name, host_facts));
+            }
+            Ok(Err(host_problems)) => problems.extend(host_problems.into_iter().map(|p| format!("{name}: {p}"))),
+            Err(err) => problems.push(strip(&err)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(facts)
+    } else {
+        Err(Error::failed(format!(
+            "preflight found {} problem(s); nothing was changed on any host:\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        )))
+    }
+}
+
+fn check_host(fleet: &Fleet, remote: &Remote, index: usize, host: &Host) -> Result<std::result::Result<HostFacts, Vec<String>>> {
+    let conn = remote.host(&host.name);
+    let mut problems = Vec::new();
+
+    let docker = conn.exec(&Argv::new("docker").args(["version", "--format", "{{.Server.Version}}"]), Default::default())?;
+    let docker_version = docker.stdout_text().trim().to_string();
+    if !docker.success() || docker_version.is_empty() {
+        let said = docker.stderr_text().lines().last().unwrap_or("no answer").trim().to_string();
+        problems.push(format!(
+            "the Docker engine does not answer ({said}); start it (e.g. `systemctl start docker`) and check that {} may use it",
+            host.ssh.user
+        ));
+        return Ok(Err(problems));
+    }
+    let compose_version = match compose_version(conn) {
+        Ok(version) => version,
+        Err(err) => {
+            problems.push(strip(&err));
+            String::new()
+        }
+    };
+    let architecture = conn.run(&Argv::new("uname").arg("-m"))?.stdout_text().trim().to_string();
+    let free_mib = free_space_mib(conn, &fleet.workspace.deploy_dir)?;
+    if free_mib < MIN_FREE_MIB {
+        problems.push(format!(
+            "only {free_mib} MiB free for {}; rcfleet needs at least {MIN_FREE_MIB} MiB there for images and data",
+            fleet.workspace.deploy_dir
+        ));
+    }
+    problems.extend(busy_ports(fleet, remote, conn, index)?);
+    Ok(if problems.is_empty() {
+        Ok(HostFacts { docker_version, compose_version, architecture, free_mib })
+    } else {
+        Err(problems)
+    })
+}
+
+fn compose_version(conn: &Connection) -> Result<String> {
+    let argv = match conn.compose_cli()? {
+        crate::remote::ComposeCli::V2 => Argv::new("docker").args(["compose", "version", "--short"]),
+        crate::remote::ComposeCli::V1 => Argv::new("docker-compose").args(["version", "--short"]),
+    };
+    let version = conn.run(&argv)?.stdout_text().trim().to_string();
+    let flavour = match conn.compose_cli()? {
+        crate::remote::ComposeCli::V2 => "v2",
+        crate::remote::ComposeCli::V1 => "v1",
+    };
+    Ok(format!("{version} ({flavour})"))
+}
+
+/// Free MiB on the file system that holds `dir` (or its nearest existing parent).
+fn free_space_mib(conn: &Connection, dir: &str) -> Result<u64> {
+    let script = r#"d=$1; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done; df -Pk -- "$d" | awk 'NR==2 {print $4}'"#;
+    let output = conn.run(&Argv::script(script, &[dir]))?;
+    let kib: u64 = output.stdout_text().trim().parse().unwrap_or(0);
+    Ok(kib / 1024)
+}
+
+/// Ports this host's units need that something other than this fleet's containers listens on.
+fn busy_ports(fleet: &Fleet, remote: &Remote, conn: &Connection, index: usize) -> Result<Vec<String>> {
+    let listening = listening_ports(conn)?;
+    let ours: BTreeSet<String> =
+        probe::containers(remote, fleet, conn)?.into_iter().filter(|c| c.running()).map(|c| c.unit).collect();
+    Ok(fleet
+        .listeners(index)
+        .into_iter()
+        .filter_map(|listener| {
+            let unit = listener.unit?;
+            (listening.contains(&listener.port) && !ours.contains(&unit)).then(|| {
+                format!(
+                    "port {} is already in use by another program, but {} needs it; free the port or change {} in the inventory",
+                    listener.port, listener.what, listener.key
+                )
+            })
+        })
+        .collect())
+}
+
+/// TCP ports in LISTEN state in the host's network namespace, read from /proc (no `ss` needed).
+fn listening_ports(conn: &Connection) -> Result<BTreeSet<u16>> {
+    let output = conn.run(&Argv::script("cat /proc/net/tcp /proc/net/tcp6 2>/dev/null", &[]))?;
+    Ok(parse_listening(&output.stdout_text()))
+}
+
+fn parse_listening(proc_net_tcp: &str) -> BTreeSet<u16> {
+    proc_net_tcp
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, state) = (fields.get(1)?, fields.get(3)?);
+            if *state != "0A" {
+                return None;
+            }
+            u16::from_str_radix(local.rsplit(':').next()?, 16).ok()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_ports_come_from_proc_net_tcp() {
+        let sample = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1\n   1: 0100007F:0BB8 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 2\n";
+        assert_eq!(parse_listening(sample), BTreeSet::from([8080]));
+    }
+}

@@ -1,0 +1,190 @@
+//! Observed state: what is actually running and answering on the hosts. Each probe returns
+//! facts (or "not yet" with what it saw); deciding what to do with them is the caller's job.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use serde_json::Value;
+
+use super::remote::Remote;
+use super::wait::Poll;
+use crate::error::{Error, Result};
+use crate::fleet::{Fleet, Instance};
+use crate::remote::{Argv, Connection};
+
+/// One rcfleet container on a host.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub id: String,
+    pub unit: String,
+    pub service: String,
+    pub image: String,
+    /// Docker's state: `running`, `exited`, `created`, ...
+    pub state: String,
+    /// Seconds since the epoch when it was created.
+    pub created: i64,
+}
+
+impl Container {
+    pub fn running(&self) -> bool {
+        self.state == "running"
+    }
+}
+
+/// Every container of this workspace on a host (running or not), found by rcfleet's labels.
+pub fn containers(remote: &Remote, fleet: &Fleet, conn: &Connection) -> Result<Vec<Container>> {
+    remote.block_on(async {
+        let docker = conn.docker().await?;
+        let filters = HashMap::from([("label".to_string(), vec![format!("io.rcfleet.fleet={}", fleet.workspace.name)])]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let list = docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| Error::failed(format!("{}: listing containers through the Docker API failed: {e}", conn.name())))?;
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
+                Container {
+                    id: c.id.unwrap_or_default(),
+                    unit: label("io.rcfleet.unit"),
+                    service: label("com.docker.compose.service"),
+                    image: c.image.unwrap_or_default(),
+                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    created: c.created.unwrap_or_default(),
+                }
+            })
+            .collect())
+    })
+}
+
+/// The path that tells whether an instance of `fleet`'s release is ready: `/readyz` from 7.11
+/// on (it checks MongoDB), `/health` before (the only endpoint those releases have).
+pub fn readiness_path(fleet: &Fleet) -> &'static str {
+    let release = &fleet.workspace.release;
+    if (release.major, release.minor) >= (7, 11) {
+        "/readyz"
+    } else {
+        "/health"
+    }
+}
+
+/// Whether the instance answers its readiness endpoint with 200, asked from its own host.
+pub fn instance_ready(remote: &Remote, fleet: &Fleet, instance: &Instance) -> Result<Poll<()>> {
+    let conn = remote.host(&instance.host);
+    let path = readiness_path(fleet);
+    let http = match conn.http(&instance.private_address, instance.port) {
+        Ok(http) => http,
+        Err(err) => return Ok(Err(super::remote::strip(&err))),
+    };
+    Ok(match remote.block_on(http.get(path)) {
+        Ok(response) if response.status == 200 => Ok(()),
+        Ok(response) => Err(format!("{path} answered {}", response.status)),
+        Err(_) => Err(format!("nothing answers on {}:{}", instance.private_address, instance.port)),
+    })
+}
+
+/// The version an instance reports in `rocketchat_info{version="X.Y.Z"}` on its metrics port.
+pub fn instance_version(remote: &Remote, instance: &Instance) -> Result<Option<String>> {
+    let conn = remote.host(&instance.host);
+    let http = conn.http(&instance.private_address, instance.metrics_port)?;
+    let Ok(response) = remote.block_on(http.get("/metrics")) else { return Ok(None) };
+    Ok(response.body.lines().find(|line| line.starts_with("rocketchat_info{")).and_then(|line| {
+        let start = line.find("version=\"")? + "version=\"".len();
+        let end = line[start..].find('"')? + start;
+        Some(line[start..end].to_string())
+    }))
+}
+
+/// The last `lines` lines a unit's container printed, for failure reports.
+pub fn last_log_lines(conn: &Connection, container: &str, lines: u32) -> String {
+    let argv = Argv::new("docker").args(["logs", "--tail", &lines.to_string(), container]);
+    match conn.exec(&argv, Default::default()) {
+        Ok(output) => {
+            let text = format!("{}{}", output.stdout_text(), output.stderr_text());
+            text.lines().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n")
+        }
+        Err(err) => format!("    (logs unavailable: {})", super::remote::strip(&err)),
+    }
+}
+
+/// The replica set as the database host's mongod reports it: `Ok(primary member)` once a member
+/// is PRIMARY, else what was seen.
+pub fn mongo_primary(conn: &Connection, fleet: &Fleet, mongodb_container: &str) -> Result<Poll<String>> {
+    let uri = format!("mongodb://127.0.0.1:{}/?directConnection=true", fleet.mongodb.port);
+    let argv = Argv::new("docker").args(["exec", mongodb_container, "mongosh", "--quiet", &uri, "--eval", "JSON.stringify(rs.status())"]);
+    let output = conn.exec(&argv, Default::default())?;
+    if !output.success() {
+        let said = format!("{} {}", output.stdout_text(), output.stderr_text());
+        let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
+        return Ok(Err(said.chars().take(160).collect()));
+    }
+    let status: Value = match serde_json::from_str(output.stdout_text().trim()) {
+        Ok(status) => status,
+        Err(_) => return Ok(Err(format!("unexpected answer: {}", output.stdout_text().trim()))),
+    };
+    let members = status["members"].as_array().cloned().unwrap_or_default();
+    Ok(members
+        .iter()
+        .find(|m| m["stateStr"] == "PRIMARY")
+        .map(|m| m["name"].as_str().unwrap_or_default().to_string())
+        .ok_or_else(|| {
+            let states: Vec<String> = members.iter().map(|m| format!("{} {}", m["name"], m["stateStr"])).collect();
+            format!("no PRIMARY yet ({})", states.join(", "))
+        }))
+}
+
+/// Traefik's view of the Rocket.Chat service: server URL -> `UP`/`DOWN`, from its API on the
+/// Traefik host's 127.0.0.1 (reached through SSH). Empty when the service is not loaded.
+pub fn traefik_servers(remote: &Remote, fleet: &Fleet) -> Result<Poll<BTreeMap<String, String>>> {
+    let conn = remote.host(&fleet.traefik_host().name);
+    let http = match conn.http("127.0.0.1", fleet.traefik.api_port) {
+        Ok(http) => http,
+        Err(err) => return Ok(Err(super::remote::strip(&err))),
+    };
+    let response = match remote.block_on(http.get("/api/http/services/rocketchat@file")) {
+        Ok(response) => response,
+        Err(_) => return Ok(Err(format!("Traefik's API on 127.0.0.1:{} does not answer", fleet.traefik.api_port))),
+    };
+    if response.status == 404 {
+        return Ok(Ok(BTreeMap::new()));
+    }
+    let service: Value = serde_json::from_str(&response.body)
+        .map_err(|e| Error::failed(format!("{}: Traefik's API gave unexpected JSON: {e}", conn.name())))?;
+    let mut servers: BTreeMap<String, String> = BTreeMap::new();
+    for server in service["loadBalancer"]["servers"].as_array().into_iter().flatten() {
+        if let Some(url) = server["url"].as_str() {
+            servers.insert(url.to_string(), "unknown".to_string());
+        }
+    }
+    if let Some(status) = service["serverStatus"].as_object() {
+        for (url, state) in status {
+            servers.insert(url.clone(), state.as_str().unwrap_or_default().to_string());
+        }
+    }
+    Ok(Ok(servers))
+}
+
+/// Prometheus' view of the instance targets: `host:port` -> health (`up`, `down`, `unknown`).
+pub fn prometheus_targets(remote: &Remote, fleet: &Fleet) -> Result<Poll<BTreeMap<String, String>>> {
+    let Some(host) = fleet.monitoring_host() else { return Ok(Ok(BTreeMap::new())) };
+    let conn = remote.host(&host.name);
+    let http = match conn.http(&host.private_address, fleet.monitoring.prometheus_port) {
+        Ok(http) => http,
+        Err(err) => return Ok(Err(super::remote::strip(&err))),
+    };
+    let answer: Value = match remote.block_on(http.get_json("/api/v1/targets?state=active")) {
+        Ok(answer) => answer,
+        Err(_) => return Ok(Err("Prometheus' API does not answer yet".to_string())),
+    };
+    let mut targets = BTreeMap::new();
+    for target in answer["data"]["activeTargets"].as_array().into_iter().flatten() {
+        if target["scrapePool"] == "rocketchat" {
+            if let Some(instance) = target["labels"]["instance"].as_str() {
+                targets.insert(instance.to_string(), target["health"].as_str().unwrap_or("unknown").to_string());
+            }
+        }
+    }
+    Ok(Ok(targets))
+}

@@ -1,0 +1,57 @@
+//! The fleet's hosts, connected: one verified SSH connection per host for the whole run, and a
+//! small async runtime for the Docker API and HTTP checks that go through those connections.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use super::report::Reporter;
+use crate::error::{Error, Result};
+use crate::fleet::{Fleet, Host};
+use crate::remote::{self, ConnectOptions, Connection};
+
+/// How many hosts are worked on at once.
+pub const CONCURRENCY: usize = 16;
+
+pub struct Remote {
+    connections: BTreeMap<String, Connection>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Remote {
+    /// Connects to `hosts` at once. If any host cannot be reached, fails listing every one
+    /// that could not (and why) before anything is changed anywhere.
+    pub fn connect(hosts: &[&Host], options: &ConnectOptions, report: &Reporter) -> Result<Remote> {
+        let results = remote::fan_out(hosts, CONCURRENCY, |h| h.name.clone(), |host| Connection::open(host, options));
+        let connections = remote::all_succeeded(results)
+            .map_err(|err| Error::failed(format!("{}\nNothing was changed. Fix the connection problems above and run again.", strip(&err))))?;
+        let names: Vec<&str> = connections.iter().map(|(name, _)| name.as_str()).collect();
+        report.step("connect", "", format!("{} (host keys verified)", names.join(", ")));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))?;
+        Ok(Remote { connections: connections.into_iter().collect(), runtime })
+    }
+
+    /// Connects to every host of the fleet.
+    pub fn connect_fleet(fleet: &Fleet, options: &ConnectOptions, report: &Reporter) -> Result<Remote> {
+        let hosts: Vec<&Host> = fleet.hosts.iter().collect();
+        Remote::connect(&hosts, options, report)
+    }
+
+    pub fn host(&self, name: &str) -> &Connection {
+        self.connections.get(name).expect("connected to every host of the fleet")
+    }
+
+    /// Runs a future (Docker API, HTTP) to completion from any thread.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.handle().block_on(future)
+    }
+}
+
+/// An error's text without the leading `error: `, for embedding in another message.
+pub fn strip(err: &Error) -> String {
+    let text = err.to_string();
+    text.strip_prefix("error: ").unwrap_or(&text).to_string()
+}
