@@ -74,6 +74,10 @@ impl Compose {
         self.command().arg("stop").args(services.iter().copied())
     }
 
+    pub fn restart(&self, services: &[&str]) -> Argv {
+        self.command().arg("restart").args(services.iter().copied())
+    }
+
     /// Removes the project's containers and networks; volumes are kept.
     pub fn down(&self) -> Argv {
         self.command().args(["down", "--remove-orphans"])
