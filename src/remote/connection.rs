@@ -376,14 +376,20 @@ impl LineEcho {
     }
 }
 
-/// Removes the `\n__rcfleet_exit=N\n` the wrapper appended and returns N.
+/// Removes the `\n__rcfleet_exit=N\n` the wrapper appended and returns N. It is looked for
+/// anywhere, not only at the end: a background process the command started may still write
+/// after it. The mark is one small write, so it is never split by other output.
 fn take_exit_mark(stderr: &mut Vec<u8>) -> Option<i32> {
-    let text = std::str::from_utf8(stderr.get(stderr.len().saturating_sub(40)..)?).ok()?;
-    let start = text.rfind(&format!("\n{EXIT_MARK}"))?;
-    let digits = text[start + 1 + EXIT_MARK.len()..].strip_suffix('\n')?;
-    let status = digits.parse().ok()?;
-    let cut = stderr.len() - (text.len() - start);
-    stderr.truncate(cut);
+    let needle = format!("\n{EXIT_MARK}");
+    let needle = needle.as_bytes();
+    let start = stderr.windows(needle.len()).rposition(|w| w == needle)?;
+    let rest = &stderr[start + needle.len()..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || rest.get(digits) != Some(&b'\n') {
+        return None;
+    }
+    let status = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    stderr.drain(start..start + needle.len() + digits + 1);
     Some(status)
 }
 
@@ -428,11 +434,14 @@ mod tests {
         let mut empty = b"\n__rcfleet_exit=1\n".to_vec();
         assert_eq!(take_exit_mark(&mut empty), Some(1));
         assert!(empty.is_empty());
+        let mut late = b"early \n__rcfleet_exit=5\nlate writer\n".to_vec();
+        assert_eq!(take_exit_mark(&mut late), Some(5));
+        assert_eq!(late, b"early late writer\n");
     }
 
     #[test]
     fn a_missing_or_mangled_mark_is_not_a_status() {
-        for text in [&b""[..], b"output only\n", b"\n__rcfleet_exit=\n", b"\n__rcfleet_exit=1\nmore\n"] {
+        for text in [&b""[..], b"output only\n", b"\n__rcfleet_exit=\n", b"\n__rcfleet_exit=1x\n"] {
             let mut stderr = text.to_vec();
             assert_eq!(take_exit_mark(&mut stderr), None, "{:?}", String::from_utf8_lossy(text));
             assert_eq!(stderr, text);

@@ -202,7 +202,7 @@ fn verify_host_key(target: &Target, endpoint: &Endpoint, session: &Session, know
             target.name
         ))),
         Verdict::Unknown if target.accept_new => {
-            let line = known_hosts::append(&known.path().to_path_buf(), &endpoint.address, endpoint.port, blob)
+            let line = known_hosts::append(known.path(), &endpoint.address, endpoint.port, blob)
                 .map_err(|e| Error::failed(format!("{}: cannot add the host key of {lookup} to {file}: {e}", target.name)))?;
             eprintln!(
                 "rcfleet: {}: trusted new host key of {lookup}: {key_type} {presented} (added as {file} line {line})",
