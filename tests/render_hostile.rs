@@ -72,7 +72,11 @@ fn plain_extra_env_values_round_trip_through_yaml_and_compose() {
     let env = at(&compose, &["services", "rocketchat", "environment"]).as_mapping().unwrap();
     assert_eq!(env.len(), 9 + expected.len(), "keys were added or lost");
     for (key, value) in &expected {
-        assert_eq!(str_at(&compose, &["services", "rocketchat", "environment", key]), value.replace('$', "$$"), "{key}");
+        assert_eq!(
+            str_at(&compose, &["services", "rocketchat", "environment", key]),
+            value.replace('$', "$$"),
+            "{key}"
+        );
     }
 
     // What Compose itself makes of it: no expansion happened (`config` prints `$` as `$$`).
@@ -88,7 +92,10 @@ fn plain_extra_env_values_round_trip_through_yaml_and_compose() {
 
 #[test]
 fn root_url_retention_replica_set_and_images_round_trip_where_they_land() {
-    for hostile in HOSTILE.iter().filter(|v| !v.contains(['\n', '\t', '$', '"', '\'', '\\']) && !v.contains(" #") && v.trim() == **v) {
+    for hostile in HOSTILE
+        .iter()
+        .filter(|v| !v.contains(['\n', '\t', '$', '"', '\'', '\\']) && !v.contains(" #") && v.trim() == **v)
+    {
         let mut fleet = example();
         fleet.workspace.root_url = format!("https://x/{hostile}");
         fleet.monitoring.retention = hostile.to_string();
@@ -131,8 +138,14 @@ fn dollars_in_compose_and_grafana_files_are_doubled() {
     let hosts = redacted(&fleet);
     let db = &fleet.database_host().name;
     let monitoring = yaml(file(&hosts, db, "monitoring/compose.yml"));
-    assert_eq!(str_at(&monitoring, &["services", "grafana", "environment", "GF_SERVER_ROOT_URL"]), "https://x/$$HOME/grafana/");
-    assert_eq!(strings(at(&monitoring, &["services", "prometheus", "command"]))[2], "--storage.tsdb.retention.time=$${X}d");
+    assert_eq!(
+        str_at(&monitoring, &["services", "grafana", "environment", "GF_SERVER_ROOT_URL"]),
+        "https://x/$$HOME/grafana/"
+    );
+    assert_eq!(
+        strings(at(&monitoring, &["services", "prometheus", "command"]))[2],
+        "--storage.tsdb.retention.time=$${X}d"
+    );
 }
 
 #[test]
@@ -165,7 +178,10 @@ fn hostile_email_and_certificate_paths_round_trip() {
     let hosts = redacted(&fleet);
     let lb = fleet.traefik_host().name.clone();
     let config = yaml(file(&hosts, &lb, "traefik/traefik.yml"));
-    assert_eq!(str_at(&config, &["certificatesResolvers", "letsencrypt", "acme", "email"]), "ops+\"x\": #y@example.com");
+    assert_eq!(
+        str_at(&config, &["certificatesResolvers", "letsencrypt", "acme", "email"]),
+        "ops+\"x\": #y@example.com"
+    );
 
     let cert = "/etc/ssl/my certs/$weird:name #1.pem";
     let key = "/etc/ssl/it's \"here\"/key.pem";
@@ -216,8 +232,13 @@ fn secret_env_values_reach_the_env_file_verbatim_or_are_refused() {
         let secrets = known_secrets().with("LICENSE_SRC", value).with("MAIL_SRC", value);
         let problems = bad_input(render::render(&fleet, &secrets));
         assert_eq!(problems.len(), 2, "one problem per key, not per instance: {problems:?}");
-        assert!(problems[0].starts_with("workspace.license:") && problems[0].contains("environment variable LICENSE_SRC"));
-        assert!(problems[1].starts_with("rocketchat.env.MAIL_URL:") && problems[1].contains("environment variable MAIL_SRC"));
+        assert!(
+            problems[0].starts_with("workspace.license:") && problems[0].contains("environment variable LICENSE_SRC")
+        );
+        assert!(
+            problems[1].starts_with("rocketchat.env.MAIL_URL:")
+                && problems[1].contains("environment variable MAIL_SRC")
+        );
         assert!(problems.iter().all(|p| !p.contains("Zq9")), "a value leaked: {problems:?}");
     }
 }

@@ -80,7 +80,8 @@ fn every_unit_has_its_compose_file_on_its_host_and_nothing_else_is_a_compose_fil
         for unit in &units {
             assert_eq!(unit.project, format!("{}-{}", fleet.workspace.name, unit.name));
             let services = at(&yaml(file(hosts, &unit.host, &unit.compose_file())), &["services"]).clone();
-            let names: Vec<_> = services.as_mapping().unwrap().keys().map(|k| k.as_str().unwrap().to_string()).collect();
+            let names: Vec<_> =
+                services.as_mapping().unwrap().keys().map(|k| k.as_str().unwrap().to_string()).collect();
             assert_eq!(names, unit.services(), "{}", unit.name);
         }
         assert_eq!(
@@ -137,11 +138,21 @@ fn mongodb_and_nats_bind_the_private_address_and_the_replica_set_names_it() {
         assert_eq!(strings(at(&compose, &["services", "mongodb", "volumes"])), ["mongodb_data:/data/db"]);
         let init = strings(at(&compose, &["services", "mongodb-init", "command"]));
         assert_eq!(init[1], format!("mongodb://{private}:{}/?directConnection=true", fleet.mongodb.port));
-        assert_eq!(strings(at(&compose, &["services", "mongodb-init", "volumes"])), ["./replica-set.js:/scripts/replica-set.js:ro"]);
+        assert_eq!(
+            strings(at(&compose, &["services", "mongodb-init", "volumes"])),
+            ["./replica-set.js:/scripts/replica-set.js:ro"]
+        );
         let nats = strings(at(&compose, &["services", "nats", "command"]));
         assert_eq!(
             nats,
-            ["--addr", private.as_str(), "--port", &fleet.nats.port.to_string(), "--http_port", &fleet.nats.monitor_port.to_string()]
+            [
+                "--addr",
+                private.as_str(),
+                "--port",
+                &fleet.nats.port.to_string(),
+                "--http_port",
+                &fleet.nats.monitor_port.to_string()
+            ]
         );
         assert!(!nats.iter().any(|arg| arg.contains("monolith")));
 
@@ -167,7 +178,10 @@ fn each_instance_gets_its_settings_and_mongo_url_names_the_database_host() {
                 let dir = format!("rocketchat/{}", instance.name);
                 let compose = yaml(file(hosts, &host.name, &format!("{dir}/compose.yml")));
                 let service = at(&compose, &["services", "rocketchat"]);
-                assert_eq!(str_at(service, &["image"]), format!("{}:{}", fleet.images.rocketchat.repository, fleet.workspace.release));
+                assert_eq!(
+                    str_at(service, &["image"]),
+                    format!("{}:{}", fleet.images.rocketchat.repository, fleet.workspace.release)
+                );
                 assert_eq!(strings(at(service, &["env_file"])), ["instance.env"]);
                 let env = at(service, &["environment"]);
                 let get = |key: &str| str_at(env, &[key]).to_string();
@@ -183,7 +197,9 @@ fn each_instance_gets_its_settings_and_mongo_url_names_the_database_host() {
                 for (key, value) in &fleet.rocketchat_env {
                     match value {
                         rcfleet::fleet::EnvValue::Plain(text) => assert_eq!(&get(key), text),
-                        rcfleet::fleet::EnvValue::Secret(_) => assert!(env.get(key.as_str()).is_none(), "{key} in compose"),
+                        rcfleet::fleet::EnvValue::Secret(_) => {
+                            assert!(env.get(key.as_str()).is_none(), "{key} in compose")
+                        }
                     }
                 }
                 assert!(env.get("MONGO_URL").is_none() && env.get("ROCKETCHAT_LICENSE").is_none());
@@ -255,17 +271,27 @@ fn traefik_static_config_keeps_the_api_on_loopback() {
         let mut names: Vec<&str> = entry_points.keys().map(|k| k.as_str().unwrap()).collect();
         names.sort();
         let tls = fleet.traefik.tls != Tls::None;
-        let expected: &[&str] = if tls { &["metrics", "traefik", "web", "websecure"] } else { &["metrics", "traefik", "web"] };
+        let expected: &[&str] =
+            if tls { &["metrics", "traefik", "web", "websecure"] } else { &["metrics", "traefik", "web"] };
         assert_eq!(names, expected);
-        assert_eq!(str_at(&config, &["entryPoints", "traefik", "address"]), format!("127.0.0.1:{}", fleet.traefik.api_port));
+        assert_eq!(
+            str_at(&config, &["entryPoints", "traefik", "address"]),
+            format!("127.0.0.1:{}", fleet.traefik.api_port)
+        );
         assert_eq!(
             str_at(&config, &["entryPoints", "metrics", "address"]),
             format!("{}:{}", lb.private_address, fleet.traefik.metrics_port)
         );
         assert_eq!(str_at(&config, &["entryPoints", "web", "address"]), format!(":{}", fleet.traefik.http_port));
         if tls {
-            assert_eq!(str_at(&config, &["entryPoints", "websecure", "address"]), format!(":{}", fleet.traefik.https_port));
-            assert_eq!(str_at(&config, &["entryPoints", "web", "http", "redirections", "entryPoint", "to"]), "websecure");
+            assert_eq!(
+                str_at(&config, &["entryPoints", "websecure", "address"]),
+                format!(":{}", fleet.traefik.https_port)
+            );
+            assert_eq!(
+                str_at(&config, &["entryPoints", "web", "http", "redirections", "entryPoint", "to"]),
+                "websecure"
+            );
         }
         assert_eq!(at(&config, &["api", "insecure"]).as_bool(), Some(true));
         assert_eq!(str_at(&config, &["ping", "entryPoint"]), "traefik");
@@ -289,7 +315,10 @@ fn traefik_static_config_keeps_the_api_on_loopback() {
         let short: Vec<&str> = volumes.iter().filter_map(|v| v.as_str()).collect();
         assert!(short.contains(&"./dynamic:/etc/traefik/dynamic:ro"));
         assert!(!short.iter().any(|v| v.contains("/etc/traefik/dynamic/")), "a single dynamic file is mounted");
-        assert_eq!(short.iter().any(|v| v.starts_with("traefik_acme:")), matches!(fleet.traefik.tls, Tls::LetsEncrypt { .. }));
+        assert_eq!(
+            short.iter().any(|v| v.starts_with("traefik_acme:")),
+            matches!(fleet.traefik.tls, Tls::LetsEncrypt { .. })
+        );
         let binds: Vec<(&str, &str)> = volumes
             .iter()
             .filter(|v| v.is_mapping())
@@ -297,7 +326,10 @@ fn traefik_static_config_keeps_the_api_on_loopback() {
             .collect();
         match &fleet.traefik.tls {
             Tls::Files { cert, key } => {
-                assert_eq!(binds, [(cert.as_str(), "/etc/traefik/certs/cert.pem"), (key.as_str(), "/etc/traefik/certs/key.pem")]);
+                assert_eq!(
+                    binds,
+                    [(cert.as_str(), "/etc/traefik/certs/cert.pem"), (key.as_str(), "/etc/traefik/certs/key.pem")]
+                );
                 let tls = yaml(file(hosts, &lb.name, "traefik/dynamic/tls.yml"));
                 let certificate = &at(&tls, &["tls", "certificates"]).as_sequence().unwrap()[0];
                 assert_eq!(str_at(certificate, &["certFile"]), "/etc/traefik/certs/cert.pem");
@@ -319,14 +351,20 @@ fn grafana_is_routed_under_grafana_when_a_monitoring_host_exists() {
             format!("Host(`{}`) && PathPrefix(`/grafana`)", fleet.traefik.domain)
         );
         let server = &at(&route, &["http", "services", "grafana", "loadBalancer", "servers"]).as_sequence().unwrap()[0];
-        assert_eq!(str_at(server, &["url"]), format!("http://{}:{}", monitoring.private_address, fleet.monitoring.grafana_port));
+        assert_eq!(
+            str_at(server, &["url"]),
+            format!("http://{}:{}", monitoring.private_address, fleet.monitoring.grafana_port)
+        );
     });
     let (_, mut fleet) = fleets().remove(0);
     for host in &mut fleet.hosts {
         host.roles.retain(|role| *role != Role::Monitoring);
     }
     let hosts = redacted(&fleet);
-    assert!(hosts.iter().flat_map(|h| &h.files).all(|f| !f.path.contains("grafana") && !f.path.starts_with("monitoring/")));
+    assert!(hosts
+        .iter()
+        .flat_map(|h| &h.files)
+        .all(|f| !f.path.contains("grafana") && !f.path.starts_with("monitoring/")));
 }
 
 #[test]
@@ -348,11 +386,14 @@ fn prometheus_scrapes_every_instance_through_file_sd_on_private_addresses() {
         let config = yaml(file(hosts, &monitoring.name, "monitoring/prometheus/prometheus.yml"));
         assert_eq!(str_at(&config, &["global", "scrape_interval"]), "15s");
         let jobs = at(&config, &["scrape_configs"]).as_sequence().unwrap();
-        let job = |name: &str| jobs.iter().find(|j| str_at(j, &["job_name"]) == name).unwrap_or_else(|| panic!("no job {name}"));
+        let job = |name: &str| {
+            jobs.iter().find(|j| str_at(j, &["job_name"]) == name).unwrap_or_else(|| panic!("no job {name}"))
+        };
         let sd = &at(job("rocketchat"), &["file_sd_configs"]).as_sequence().unwrap()[0];
         assert_eq!(strings(at(sd, &["files"])), ["/etc/prometheus/file_sd/*.yml"]);
         assert_eq!(str_at(sd, &["refresh_interval"]), "15s");
-        let static_target = |name: &str| strings(at(&at(job(name), &["static_configs"]).as_sequence().unwrap()[0], &["targets"]));
+        let static_target =
+            |name: &str| strings(at(&at(job(name), &["static_configs"]).as_sequence().unwrap()[0], &["targets"]));
         assert_eq!(
             static_target("traefik"),
             [format!("{}:{}", fleet.traefik_host().private_address, fleet.traefik.metrics_port)]
@@ -371,7 +412,8 @@ fn prometheus_scrapes_every_instance_through_file_sd_on_private_addresses() {
                 "--web.enable-lifecycle".into(),
             ]
         );
-        assert!(strings(at(&compose, &["services", "prometheus", "volumes"])).contains(&"./prometheus:/etc/prometheus:ro".into()));
+        assert!(strings(at(&compose, &["services", "prometheus", "volumes"]))
+            .contains(&"./prometheus:/etc/prometheus:ro".into()));
     });
 }
 
@@ -413,10 +455,14 @@ fn grafana_binds_the_private_address_and_gets_its_password_only_from_a_file() {
             }
         }
 
-        let datasource = yaml(file(hosts, &monitoring.name, "monitoring/grafana/provisioning/datasources/prometheus.yml"));
+        let datasource =
+            yaml(file(hosts, &monitoring.name, "monitoring/grafana/provisioning/datasources/prometheus.yml"));
         let source = &at(&datasource, &["datasources"]).as_sequence().unwrap()[0];
         assert_eq!(str_at(source, &["uid"]), "DS_PROMETHEUS");
-        assert_eq!(str_at(source, &["url"]), format!("http://{}:{}", monitoring.private_address, fleet.monitoring.prometheus_port));
+        assert_eq!(
+            str_at(source, &["url"]),
+            format!("http://{}:{}", monitoring.private_address, fleet.monitoring.prometheus_port)
+        );
         let provider = yaml(file(hosts, &monitoring.name, "monitoring/grafana/provisioning/dashboards/rcfleet.yml"));
         let provider = &at(&provider, &["providers"]).as_sequence().unwrap()[0];
         assert_eq!(str_at(provider, &["options", "path"]), "/etc/grafana/dashboards");
@@ -430,7 +476,8 @@ fn the_dashboard_shows_instances_versions_requests_and_scrape_health() {
     let hosts = redacted(&fleet);
     let monitoring = fleet.monitoring_host().unwrap();
     let dashboard: serde_json::Value =
-        serde_json::from_str(&file(&hosts, &monitoring.name, "monitoring/grafana/dashboards/rcfleet.json").content).unwrap();
+        serde_json::from_str(&file(&hosts, &monitoring.name, "monitoring/grafana/dashboards/rcfleet.json").content)
+            .unwrap();
     let exprs: Vec<String> = dashboard["panels"]
         .as_array()
         .unwrap()
@@ -441,7 +488,9 @@ fn the_dashboard_shows_instances_versions_requests_and_scrape_health() {
             target["expr"].as_str().unwrap().to_string()
         })
         .collect();
-    for needle in ["up{job=\"rocketchat\"}", "rocketchat_info", "traefik_service_requests_total", "scrape_duration_seconds"] {
+    for needle in
+        ["up{job=\"rocketchat\"}", "rocketchat_info", "traefik_service_requests_total", "scrape_duration_seconds"]
+    {
         assert!(exprs.iter().any(|e| e.contains(needle)), "no panel queries {needle}");
     }
 }
@@ -464,7 +513,10 @@ fn helpers_render_the_subset_they_are_given() {
     assert!(!urls.contains(&draining.url()));
 
     let empty: yaml_serde::Value = yaml_serde::from_str(&render::traefik_dynamic(&fleet, &[]).unwrap()).unwrap();
-    assert!(at(&empty, &["http", "services", "rocketchat", "loadBalancer", "servers"]).as_sequence().unwrap().is_empty());
+    assert!(at(&empty, &["http", "services", "rocketchat", "loadBalancer", "servers"])
+        .as_sequence()
+        .unwrap()
+        .is_empty());
 
     let targets: yaml_serde::Value = yaml_serde::from_str(&render::prometheus_targets(&in_service).unwrap()).unwrap();
     assert_eq!(targets.as_sequence().unwrap().len(), in_service.len());

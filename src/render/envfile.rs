@@ -127,9 +127,9 @@ mod tests {
 
     #[test]
     fn unsafe_values_are_refused_naming_key_and_source_never_the_value() {
-        for value in [
-            "Zq9\nX", "Zq9\rX", "Zq9\0X", "Zq9\tX", "Zq9$X", "Zq9\"X", "Zq9'X", "Zq9\\X", " Zq9X", "Zq9X ", "Zq9 #X",
-        ] {
+        for value in
+            ["Zq9\nX", "Zq9\rX", "Zq9\0X", "Zq9\tX", "Zq9$X", "Zq9\"X", "Zq9'X", "Zq9\\X", " Zq9X", "Zq9X ", "Zq9 #X"]
+        {
             let err = render(&[secret("MAIL_URL", value)]).unwrap_err().to_string();
             assert!(err.contains("rocketchat.env.MAIL_URL"), "{err}");
             assert!(err.contains("environment variable SRC_VAR"), "{err}");

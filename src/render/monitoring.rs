@@ -95,7 +95,14 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
         }),
     )?;
 
-    let mut files = vec![Artifact::public(unit.compose_file(), compose), prometheus_config, targets, datasource, dashboards, dashboard];
+    let mut files = vec![
+        Artifact::public(unit.compose_file(), compose),
+        prometheus_config,
+        targets,
+        datasource,
+        dashboards,
+        dashboard,
+    ];
     files.extend(password);
     Ok(files)
 }

@@ -109,12 +109,16 @@ pub fn instance_env(fleet: &Fleet, secrets: &dyn SecretSource) -> Result<String>
     let mut entries = vec![Entry {
         name: "MONGO_URL".into(),
         value: fleet.mongo_url(),
-        origin: Origin::Derived { from: "mongodb (replica_set, database) and the database host's private_address".into() },
+        origin: Origin::Derived {
+            from: "mongodb (replica_set, database) and the database host's private_address".into(),
+        },
     }];
     let mut problems = Vec::new();
     let mut failure = None;
     let mut secret = |name: &str, key: String, source: &SecretRef| match secrets.value(source) {
-        Ok(value) => entries.push(Entry { name: name.into(), value, origin: Origin::Secret { key, source: source.clone() } }),
+        Ok(value) => {
+            entries.push(Entry { name: name.into(), value, origin: Origin::Secret { key, source: source.clone() } })
+        }
         Err(Error::BadInput(more)) => problems.extend(more),
         Err(other) => {
             failure.get_or_insert(other);

@@ -18,11 +18,8 @@ impl SecretSource for Redacted {
     fn value(&self, secret: &SecretRef) -> Result<String> {
         // The placeholder must pass the same checks a real value does (env files refuse
         // quotes, `$`, backslashes, ...); a file path may hold any of them, so they become `_`.
-        let source: String = secret
-            .to_string()
-            .chars()
-            .map(|c| if c.is_control() || "$\"'\\#".contains(c) { '_' } else { c })
-            .collect();
+        let source: String =
+            secret.to_string().chars().map(|c| if c.is_control() || "$\"'\\#".contains(c) { '_' } else { c }).collect();
         Ok(format!("<redacted: {source}>"))
     }
 }
@@ -35,9 +32,6 @@ mod tests {
     #[test]
     fn redacted_names_the_source() {
         assert_eq!(Redacted.value(&SecretRef::Env("PW".into())).unwrap(), "<redacted: environment variable PW>");
-        assert_eq!(
-            Redacted.value(&SecretRef::File(PathBuf::from("/s/$a\"b"))).unwrap(),
-            "<redacted: file /s/_a_b>"
-        );
+        assert_eq!(Redacted.value(&SecretRef::File(PathBuf::from("/s/$a\"b"))).unwrap(), "<redacted: file /s/_a_b>");
     }
 }

@@ -77,13 +77,15 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit) -> Result<Vec<Artifact>> 
     );
 
     let instances: Vec<&Instance> = fleet.instances().collect();
-    let mut files = vec![Artifact::public(format!("{dir}/dynamic/rocketchat.yml"), traefik_dynamic(fleet, &instances)?)];
+    let mut files =
+        vec![Artifact::public(format!("{dir}/dynamic/rocketchat.yml"), traefik_dynamic(fleet, &instances)?)];
     debug_assert_eq!(files[0].path, TRAEFIK_DYNAMIC_PATH);
 
     if let Some(monitoring) = fleet.monitoring_host() {
         let mut data = router(fleet, format!("{} && PathPrefix(`/grafana`)", host_rule(fleet)?));
         data["url"] = json!(format!("http://{}:{}", monitoring.private_address, fleet.monitoring.grafana_port));
-        files.push(Artifact::public(format!("{dir}/dynamic/grafana.yml"), templates::render("traefik-grafana", &data)?));
+        files
+            .push(Artifact::public(format!("{dir}/dynamic/grafana.yml"), templates::render("traefik-grafana", &data)?));
     }
 
     let tls_files = match &settings.tls {

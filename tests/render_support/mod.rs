@@ -45,7 +45,8 @@ pub fn file<'a>(hosts: &'a [HostArtifacts], host: &str, path: &str) -> &'a Artif
 }
 
 pub fn yaml(artifact: &Artifact) -> yaml_serde::Value {
-    yaml_serde::from_str(&artifact.content).unwrap_or_else(|e| panic!("{} does not parse: {e}\n{}", artifact.path, artifact.content))
+    yaml_serde::from_str(&artifact.content)
+        .unwrap_or_else(|e| panic!("{} does not parse: {e}\n{}", artifact.path, artifact.content))
 }
 
 /// `value[a][b]...`, panicking with the path when a key is absent.
