@@ -59,36 +59,53 @@ pub fn run(fleet: &Fleet, remote: &Remote, report: &Reporter) -> Result<Vec<(Str
     }
 }
 
+/// Everything preflight asks a host, in one round trip: engine version, Compose (v2 plugin or
+/// v1), CPU architecture, free KiB for the deploy directory, listening sockets.
+const FACTS_SCRIPT: &str = r#"
+echo "docker=$(docker version --format '{{.Server.Version}}' 2>/dev/null)"
+if docker compose version >/dev/null 2>&1; then
+  echo "compose=$(docker compose version --short 2>/dev/null) (v2)"
+elif command -v docker-compose >/dev/null 2>&1; then
+  # Compose v1 is a Python program: asking its package for the version skips a slow start-up.
+  py=$(sed -n '1s/^#! *//p' "$(command -v docker-compose)" 2>/dev/null)
+  v=$($py -c 'import compose; print(compose.__version__)' 2>/dev/null || docker-compose version --short 2>/dev/null)
+  echo "compose=$v (v1)"
+fi
+echo "arch=$(uname -m)"
+d=$1; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done
+echo "free_kib=$(df -Pk -- "$d" | awk 'NR==2 {print $4}')"
+cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
+"#;
+
 fn check_host(fleet: &Fleet, remote: &Remote, index: usize, host: &Host) -> Result<std::result::Result<HostFacts, Vec<String>>> {
     let conn = remote.host(&host.name);
     let mut problems = Vec::new();
-
-    let docker = conn.exec(&Argv::new("docker").args(["version", "--format", "{{.Server.Version}}"]), Default::default())?;
-    let docker_version = docker.stdout_text().trim().to_string();
-    if !docker.success() || docker_version.is_empty() {
-        let said = docker.stderr_text().lines().last().unwrap_or("no answer").trim().to_string();
+    let output = conn.run(&Argv::script(FACTS_SCRIPT, &[&fleet.workspace.deploy_dir]))?.stdout_text();
+    let fact = |key: &str| {
+        output.lines().find_map(|line| line.strip_prefix(&format!("{key}="))).unwrap_or_default().trim().to_string()
+    };
+    let docker_version = fact("docker");
+    if docker_version.is_empty() {
         problems.push(format!(
-            "the Docker engine does not answer ({said}); start it (e.g. `systemctl start docker`) and check that {} may use it",
+            "the Docker engine does not answer on /var/run/docker.sock; start it (e.g. `systemctl start docker`) \
+             and check that {} may use it",
             host.ssh.user
         ));
         return Ok(Err(problems));
     }
-    let compose_version = match compose_version(conn) {
-        Ok(version) => version,
-        Err(err) => {
-            problems.push(strip(&err));
-            String::new()
-        }
-    };
-    let architecture = conn.run(&Argv::new("uname").arg("-m"))?.stdout_text().trim().to_string();
-    let free_mib = free_space_mib(conn, &fleet.workspace.deploy_dir)?;
+    let compose_version = fact("compose");
+    if compose_version.is_empty() {
+        problems.push("neither `docker compose` nor `docker-compose` works; install the Docker Compose plugin".to_string());
+    }
+    let architecture = fact("arch");
+    let free_mib = fact("free_kib").parse::<u64>().unwrap_or(0) / 1024;
     if free_mib < MIN_FREE_MIB {
         problems.push(format!(
             "only {free_mib} MiB free for {}; rcfleet needs at least {MIN_FREE_MIB} MiB there for images and data",
             fleet.workspace.deploy_dir
         ));
     }
-    problems.extend(busy_ports(fleet, remote, conn, index)?);
+    problems.extend(busy_ports(fleet, remote, conn, index, &parse_listening(&output))?);
     Ok(if problems.is_empty() {
         Ok(HostFacts { docker_version, compose_version, architecture, free_mib })
     } else {
@@ -96,30 +113,8 @@ fn check_host(fleet: &Fleet, remote: &Remote, index: usize, host: &Host) -> Resu
     })
 }
 
-fn compose_version(conn: &Connection) -> Result<String> {
-    let argv = match conn.compose_cli()? {
-        crate::remote::ComposeCli::V2 => Argv::new("docker").args(["compose", "version", "--short"]),
-        crate::remote::ComposeCli::V1 => Argv::new("docker-compose").args(["version", "--short"]),
-    };
-    let version = conn.run(&argv)?.stdout_text().trim().to_string();
-    let flavour = match conn.compose_cli()? {
-        crate::remote::ComposeCli::V2 => "v2",
-        crate::remote::ComposeCli::V1 => "v1",
-    };
-    Ok(format!("{version} ({flavour})"))
-}
-
-/// Free MiB on the file system that holds `dir` (or its nearest existing parent).
-fn free_space_mib(conn: &Connection, dir: &str) -> Result<u64> {
-    let script = r#"d=$1; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done; df -Pk -- "$d" | awk 'NR==2 {print $4}'"#;
-    let output = conn.run(&Argv::script(script, &[dir]))?;
-    let kib: u64 = output.stdout_text().trim().parse().unwrap_or(0);
-    Ok(kib / 1024)
-}
-
 /// Ports this host's units need that something other than this fleet's containers listens on.
-fn busy_ports(fleet: &Fleet, remote: &Remote, conn: &Connection, index: usize) -> Result<Vec<String>> {
-    let listening = listening_ports(conn)?;
+fn busy_ports(fleet: &Fleet, remote: &Remote, conn: &Connection, index: usize, listening: &BTreeSet<u16>) -> Result<Vec<String>> {
     let ours: BTreeSet<String> =
         probe::containers(remote, fleet, conn)?.into_iter().filter(|c| c.running()).map(|c| c.unit).collect();
     Ok(fleet
@@ -137,12 +132,7 @@ fn busy_ports(fleet: &Fleet, remote: &Remote, conn: &Connection, index: usize) -
         .collect())
 }
 
-/// TCP ports in LISTEN state in the host's network namespace, read from /proc (no `ss` needed).
-fn listening_ports(conn: &Connection) -> Result<BTreeSet<u16>> {
-    let output = conn.run(&Argv::script("cat /proc/net/tcp /proc/net/tcp6 2>/dev/null", &[]))?;
-    Ok(parse_listening(&output.stdout_text()))
-}
-
+/// TCP ports in LISTEN state, from the lines of /proc/net/tcp{,6} (no `ss` needed).
 fn parse_listening(proc_net_tcp: &str) -> BTreeSet<u16> {
     proc_net_tcp
         .lines()
