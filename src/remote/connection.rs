@@ -139,17 +139,25 @@ impl Connection {
         ssh.session.set_blocking(false);
         let echo = (self.verbose && options.stream).then(|| self.target.name.clone());
         let drained = drain(&ssh, &mut channel, options, echo);
-        let closed = drained.as_ref().ok().map(|_| {
-            let deadline = Instant::now() + CLOSE_TIMEOUT;
-            retry(&ssh.session, ssh.fd, deadline, || channel.close())
-                .and_then(|()| retry(&ssh.session, ssh.fd, deadline, || channel.wait_close()))
-        });
+        let closed = match &drained {
+            Ok(_) => {
+                let deadline = Instant::now() + CLOSE_TIMEOUT;
+                Some(
+                    retry(&ssh.session, ssh.fd, deadline, || channel.close())
+                        .and_then(|()| retry(&ssh.session, ssh.fd, deadline, || channel.wait_close())),
+                )
+            }
+            Err(_) => {
+                // sshd answers a close only once the process has exited; after a timeout, ask
+                // for the close and move on instead of waiting for the command.
+                let _ = channel.close();
+                None
+            }
+        };
         let signal = channel.exit_signal().ok().and_then(|s| s.exit_signal);
-        if drained.is_err() {
-            let _ = retry(&ssh.session, ssh.fd, Instant::now() + Duration::from_secs(5), || channel.close());
-        }
-        ssh.session.set_blocking(true);
+        // Dropped while non-blocking: freeing a channel still open never waits.
         drop(channel);
+        ssh.session.set_blocking(true);
         let (stdout, mut stderr) = drained.map_err(fail)?;
         if let Some(Err(e)) = closed {
             return Err(fail(format!("the channel did not close cleanly: {e}")));

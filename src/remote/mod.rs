@@ -96,6 +96,14 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn a_connection_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Connection>();
+        shareable::<Tunnel>();
+        shareable::<HttpTunnel>();
+    }
+
+    #[test]
     fn fan_out_keeps_order_and_every_failure() {
         let hosts = ["a", "b", "c", "d"];
         let results = fan_out(&hosts, 2, |h| h.to_string(), |h| {

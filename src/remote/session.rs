@@ -26,6 +26,20 @@ pub(crate) struct Ssh {
     _jump: Option<Pump>,
 }
 
+impl Drop for Ssh {
+    /// Says goodbye, then shuts the socket so that freeing the session and any channel a
+    /// timed-out command left open cannot wait on the host.
+    fn drop(&mut self) {
+        self.session.set_timeout(2_000);
+        if self.session.is_blocking() {
+            let _ = self.session.disconnect(None, "rcfleet is done", None);
+        }
+        // SAFETY: the descriptor belongs to the stream the session owns, still open here.
+        unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+        self.session.set_blocking(true);
+    }
+}
+
 pub(crate) fn is_would_block(e: &ssh2::Error) -> bool {
     e.code() == ErrorCode::Session(libssh2_sys::LIBSSH2_ERROR_EAGAIN)
 }

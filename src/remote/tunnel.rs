@@ -348,21 +348,19 @@ fn relay(ssh: Ssh, keepalive: Duration, accepting: Option<Accepting>, mut links:
         for link in links.iter_mut() {
             progress |= link.step(&mut buf);
         }
-        // Only when no write is half-sent: libssh2 refuses other packets until it completes.
-        if links.iter().any(Link::finished) && links.iter().all(|link| link.up.is_empty()) {
-            // Freeing a channel in non-blocking mode would leak it; this thread is the
-            // session's only user, so blocking briefly here is safe.
-            session.set_blocking(true);
-            session.set_timeout(5_000);
-            links.retain_mut(|link| {
-                if !link.finished() {
-                    return true;
+        // A channel is closed once its link is done; sshd confirms, and only then is it freed.
+        links.retain_mut(|link| {
+            if !link.finished() {
+                return true;
+            }
+            match link.channel.close() {
+                Err(e) if is_would_block(&e) => true,
+                _ => {
+                    progress = true;
+                    false
                 }
-                let _ = link.channel.close();
-                false
-            });
-            session.set_blocking(false);
-        }
+            }
+        });
         if !had_listener && links.is_empty() {
             break;
         }
@@ -374,11 +372,11 @@ fn relay(ssh: Ssh, keepalive: Duration, accepting: Option<Accepting>, mut links:
             wait(&ssh, accepting.as_ref().map(|(l, _, _)| l), &links);
         }
     }
+    // With the socket shut first, freeing the channels cannot wait on the host.
+    // SAFETY: the descriptor belongs to the stream the session owns, still open here.
+    unsafe { libc::shutdown(ssh.fd, libc::SHUT_RDWR) };
     session.set_blocking(true);
-    session.set_timeout(2_000);
-    for mut link in links {
-        let _ = link.channel.close();
-    }
+    drop(links);
 }
 
 fn wait(ssh: &Ssh, listener: Option<&Listener>, links: &[Link]) {
