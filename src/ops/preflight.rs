@@ -115,21 +115,34 @@ fn check_host(fleet: &Fleet, remote: &Remote, index: usize, host: &Host) -> Resu
 
 /// Ports this host's units need that something other than this fleet's containers listens on.
 fn busy_ports(fleet: &Fleet, remote: &Remote, conn: &Connection, index: usize, listening: &BTreeSet<u16>) -> Result<Vec<String>> {
-    let ours: BTreeSet<String> =
-        probe::containers(remote, fleet, conn)?.into_iter().filter(|c| c.running()).map(|c| c.unit).collect();
+    let ours = ports_held_by_fleet(fleet, remote, conn, index)?;
     Ok(fleet
         .listeners(index)
         .into_iter()
-        .filter_map(|listener| {
-            let unit = listener.unit?;
-            (listening.contains(&listener.port) && !ours.contains(&unit)).then(|| {
-                format!(
-                    "port {} is already in use by another program, but {} needs it; free the port or change {} in the inventory",
-                    listener.port, listener.what, listener.key
-                )
-            })
+        .filter(|listener| listener.unit.is_some() && listening.contains(&listener.port) && !ours.contains(&listener.port))
+        .map(|listener| {
+            format!(
+                "port {} is already in use by another program, but {} needs it; free the port or change {} in the inventory",
+                listener.port, listener.what, listener.key
+            )
         })
         .collect())
+}
+
+/// The ports this fleet's running containers hold on the host. An instance holds the ports in
+/// its container's environment (they may differ from the inventory's when an instance moves);
+/// other units hold the ports the inventory gives them.
+fn ports_held_by_fleet(fleet: &Fleet, remote: &Remote, conn: &Connection, index: usize) -> Result<BTreeSet<u16>> {
+    let listeners = fleet.listeners(index);
+    let mut held = BTreeSet::new();
+    for container in probe::containers(remote, fleet, conn)?.into_iter().filter(probe::Container::running) {
+        if fleet.hosts[index].instances.iter().any(|i| i.name == container.unit) {
+            held.extend(probe::instance_ports(remote, conn, &container.id)?);
+        } else {
+            held.extend(listeners.iter().filter(|l| l.unit.as_deref() == Some(&container.unit)).map(|l| l.port));
+        }
+    }
+    Ok(held)
 }
 
 /// TCP ports in LISTEN state, from the lines of /proc/net/tcp{,6} (no `ss` needed).

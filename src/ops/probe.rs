@@ -59,6 +59,25 @@ pub fn containers(remote: &Remote, fleet: &Fleet, conn: &Connection) -> Result<V
     })
 }
 
+/// The HTTP and metrics ports a running instance container was given (`PORT` and
+/// `OVERWRITE_SETTING_Prometheus_Port` in its environment).
+pub fn instance_ports(remote: &Remote, conn: &Connection, container: &str) -> Result<Vec<u16>> {
+    remote.block_on(async {
+        let docker = conn.docker().await?;
+        let inspect = docker
+            .inspect_container(container, None)
+            .await
+            .map_err(|e| Error::failed(format!("{}: inspecting container {container} failed: {e}", conn.name())))?;
+        let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
+        Ok(env
+            .iter()
+            .filter_map(|entry| entry.split_once('='))
+            .filter(|(key, _)| *key == "PORT" || *key == "OVERWRITE_SETTING_Prometheus_Port")
+            .filter_map(|(_, value)| value.parse().ok())
+            .collect())
+    })
+}
+
 /// The path that tells whether an instance of `fleet`'s release is ready: `/readyz` from 7.11
 /// on (it checks MongoDB), `/health` before (the only endpoint those releases have).
 pub fn readiness_path(fleet: &Fleet) -> &'static str {

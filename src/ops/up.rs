@@ -190,23 +190,10 @@ fn long_running(unit: &Unit) -> Vec<&'static str> {
     unit.services().iter().copied().filter(|s| *s != "mongodb-init").collect()
 }
 
-/// The service to restart when `path` changed, for mounted files a running service reads only
-/// at start. Compose recreates containers itself when compose.yml or an env file changes, and
-/// Traefik's dynamic files and Prometheus' targets are watched.
-fn restart_for(path: &str) -> Option<&'static str> {
-    if path == "traefik/traefik.yml" {
-        Some("traefik")
-    } else if path == "monitoring/prometheus/prometheus.yml" {
-        Some("prometheus")
-    } else if path.starts_with("monitoring/grafana") {
-        Some("grafana")
-    } else {
-        None
-    }
-}
-
-/// Starts the unit when a file of it changed or one of its services is not running; restarts
-/// services whose start-time configuration changed. Returns what was done, if anything.
+/// Starts the unit when a file of it changed or one of its services is not running. Compose
+/// recreates exactly the containers whose definition changed: services that read mounted
+/// files only at start carry a digest of those files in a label (see `render`). Returns what
+/// was done, if anything.
 fn converge_unit(
     fleet: &Fleet,
     remote: &Remote,
@@ -239,14 +226,6 @@ fn converge_unit(
             tail.join("\n    ")
         )));
     }
-    let restarts: BTreeSet<&str> = changed_files
-        .iter()
-        .filter_map(|p| restart_for(p))
-        .filter(|service| running.contains(service))
-        .collect();
-    for service in &restarts {
-        conn.run(&compose.restart(&[service]))?;
-    }
     let what = if missing.is_empty() {
         format!("{} updated ({} file(s) changed)", unit.name, changed_files.len())
     } else if running.is_empty() {
@@ -254,7 +233,6 @@ fn converge_unit(
     } else {
         format!("{} started {}", unit.name, missing.join(", "))
     };
-    let what = if restarts.is_empty() { what } else { format!("{what}; restarted {}", restarts.into_iter().collect::<Vec<_>>().join(", ")) };
     report.step(step_name(unit), &unit.host, &what);
     Ok(Some(what))
 }

@@ -1,0 +1,177 @@
+//! Shared by the lab tests of rcfleet's commands: finds the lab, runs rcfleet against it, and
+//! looks at the hosts the way an operator would (SSH into the lab host, HTTP through Traefik).
+//!
+//! Lab tests run when `RCFLEET_LAB=1` (set by `tests/run`, which builds the lab); without it
+//! they print why they did not run. With it, a missing lab is a failure, never a pass.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub struct Lab {
+    pub name: String,
+    pub vars: BTreeMap<String, String>,
+    /// Tests of one binary share the lab: they take turns.
+    _turn: MutexGuard<'static, ()>,
+}
+
+static TURN: Mutex<()> = Mutex::new(());
+
+/// The lab to test against, or `None` (with a printed reason) when lab tests are not asked for.
+pub fn lab() -> Option<Lab> {
+    if std::env::var("RCFLEET_LAB").as_deref() != Ok("1") {
+        eprintln!("lab test not run: set RCFLEET_LAB=1 with a lab up (tests/run does both)");
+        return None;
+    }
+    let name = std::env::var("RCFLEET_LAB_NAME").unwrap_or_else(|_| "rcfleet".into());
+    let output = Command::new(repo().join("tests/lab/lab")).args(["env", "--name", &name]).output().expect("run tests/lab/lab env");
+    assert!(output.status.success(), "lab {name} is not up: {}", String::from_utf8_lossy(&output.stderr));
+    let vars = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+        .collect();
+    let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    Some(Lab { name, vars, _turn: turn })
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn rcfleet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rcfleet")).args(args).output().expect("run rcfleet")
+}
+
+pub fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+impl Lab {
+    pub fn var(&self, key: &str) -> &str {
+        self.vars.get(key).unwrap_or_else(|| panic!("lab env has no {key}"))
+    }
+
+    pub fn inventory(&self) -> &str {
+        self.var("LAB_INVENTORY")
+    }
+
+    pub fn addr(&self, host: &str) -> &str {
+        self.var(&format!("LAB_ADDR_{}", host.to_uppercase()))
+    }
+
+    pub fn hosts(&self) -> Vec<String> {
+        self.var("LAB_HOSTS").split_whitespace().map(str::to_string).collect()
+    }
+
+    /// Runs a shell command on a lab host over SSH (strict host keys), returning its output.
+    pub fn sh(&self, host: &str, command: &str) -> Output {
+        Command::new("ssh")
+            .args(["-q", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o"])
+            .arg(format!("UserKnownHostsFile={}", self.var("LAB_KNOWN_HOSTS")))
+            .args(["-i", self.var("LAB_SSH_KEY")])
+            .arg(format!("root@{}", self.addr(host)))
+            .arg(command)
+            .output()
+            .expect("run ssh")
+    }
+
+    /// Like `sh`, but the command must succeed; returns its stdout.
+    pub fn run(&self, host: &str, command: &str) -> String {
+        let output = self.sh(host, command);
+        assert!(output.status.success(), "{host}: `{command}` failed: {}", text(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Removes every trace of an earlier fleet from every host: containers, volumes, files.
+    pub fn reset_fleet(&self) {
+        for host in self.hosts() {
+            self.run(
+                &host,
+                "docker ps -aq --filter label=io.rcfleet.fleet | xargs -r docker rm -f >/dev/null; \
+                 docker volume ls -q | grep -E '^lab-' | xargs -r docker volume rm >/dev/null; rm -rf /opt/rcfleet/lab",
+            );
+        }
+    }
+
+    /// `container id -> (unit, started at)` of every rcfleet container on every host.
+    pub fn containers(&self) -> BTreeMap<String, (String, String)> {
+        let mut all = BTreeMap::new();
+        for host in self.hosts() {
+            let out = self.run(
+                &host,
+                "for c in $(docker ps -aq --filter label=io.rcfleet.fleet); do \
+                 docker inspect --format '{{.Id}} {{index .Config.Labels \"io.rcfleet.unit\"}} {{.State.StartedAt}}' $c; done",
+            );
+            for line in out.lines() {
+                let parts: Vec<&str> = line.split_whitespace().collect();
+                if let [id, unit, started] = parts[..] {
+                    all.insert(id.to_string(), (format!("{host}/{unit}"), started.to_string()));
+                }
+            }
+        }
+        all
+    }
+
+    /// `path -> modification time` of every file rcfleet keeps on every host.
+    pub fn deployed_files(&self) -> BTreeMap<String, String> {
+        let mut all = BTreeMap::new();
+        for host in self.hosts() {
+            let out = self.run(&host, "find /opt/rcfleet -type f ! -name audit.log -exec stat -c '%n %Y.%Z' {} + 2>/dev/null || true");
+            for line in out.lines() {
+                if let Some((path, time)) = line.rsplit_once(' ') {
+                    all.insert(format!("{host}:{path}"), time.to_string());
+                }
+            }
+        }
+        all
+    }
+
+    /// One plain HTTP GET through Traefik with the workspace's Host header: (status, body).
+    pub fn get_through_traefik(&self, path: &str) -> std::io::Result<(u16, String)> {
+        http_get(&format!("{}:80", self.addr("lb")), self.var("LAB_DOMAIN"), path)
+    }
+}
+
+/// A minimal HTTP/1.0 GET (no proxy, no redirects, no chunked bodies), enough for checks
+/// against the lab.
+pub fn http_get(address: &str, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&address.parse().expect("socket address"), Duration::from_secs(3))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Waits until `check` is true or `seconds` pass; returns whether it became true.
+pub fn eventually(seconds: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+pub fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(output)))
+}
+
+pub fn write_inventory(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("inventory.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}

@@ -1,0 +1,171 @@
+//! `rcfleet up` against the lab (issue 5): a fleet from nothing that serves through Traefik and
+//! is scraped by Prometheus; a second run that changes nothing; drift put back, and only that;
+//! a preflight failure that changes nothing anywhere.
+
+mod lab_support;
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use lab_support::{eventually, json, rcfleet, text, write_inventory, Lab};
+
+#[test]
+fn up_builds_a_serving_fleet_repairs_drift_and_is_idempotent() {
+    let Some(lab) = lab_support::lab() else { return };
+    lab.reset_fleet();
+
+    // From nothing.
+    let started = Instant::now();
+    let first = rcfleet(&["up", "-i", lab.inventory(), "--json"]);
+    let first_seconds = started.elapsed().as_secs_f64();
+    assert!(first.status.success(), "first up failed:\n{}", text(&first));
+    let report = json(&first);
+    assert_eq!(report["instances"].as_array().unwrap().len(), 6);
+    serves_every_instance(&lab);
+    prometheus_scrapes_every_instance(&lab);
+    replica_set_member_is_the_db_private_address(&lab);
+    instances_have_the_right_environment(&lab);
+
+    // Converged: nothing re-sent, nothing recreated.
+    let containers = lab.containers();
+    let files = lab.deployed_files();
+    let started = Instant::now();
+    let second = rcfleet(&["up", "-i", lab.inventory(), "--json"]);
+    let second_seconds = started.elapsed().as_secs_f64();
+    assert!(second.status.success(), "second up failed:\n{}", text(&second));
+    let report = json(&second);
+    for host in report["hosts"].as_array().unwrap() {
+        assert_eq!(host["unchanged"], true, "host changed on a converged up: {host}");
+    }
+    assert_eq!(lab.containers(), containers, "a converged up recreated or restarted containers");
+    assert_eq!(lab.deployed_files(), files, "a converged up rewrote files");
+    eprintln!("up from nothing: {first_seconds:.1} s; converged up: {second_seconds:.1} s");
+
+    // A container removed by hand: exactly that one comes back.
+    let victim = containers.iter().find(|(_, (unit, _))| unit == "app2/app2-1").map(|(id, _)| id.clone()).expect("app2-1 container");
+    lab.run("app2", &format!("docker rm -f {victim}"));
+    let repair = rcfleet(&["up", "-i", lab.inventory(), "--json"]);
+    assert!(repair.status.success(), "repairing up failed:\n{}", text(&repair));
+    let after = lab.containers();
+    let replaced: Vec<_> = containers.keys().filter(|id| !after.contains_key(*id)).collect();
+    assert_eq!(replaced, vec![&victim], "only the removed container may change");
+    let new: Vec<_> = after.iter().filter(|(id, _)| !containers.contains_key(*id)).map(|(_, (unit, _))| unit.clone()).collect();
+    assert_eq!(new, vec!["app2/app2-1".to_string()]);
+    for (id, state) in &containers {
+        if id != &victim {
+            assert_eq!(after.get(id), Some(state), "container {id} was restarted");
+        }
+    }
+    serves_every_instance(&lab);
+
+    // A config file edited by hand: put back, nothing else touched.
+    let file = "/opt/rcfleet/lab/monitoring/prometheus/prometheus.yml";
+    let original = lab.run("db", &format!("sha256sum < {file}"));
+    lab.run("db", &format!("echo '# edited by hand' >> {file}"));
+    let files = lab.deployed_files();
+    let repair = rcfleet(&["up", "-i", lab.inventory(), "--json"]);
+    assert!(repair.status.success(), "repairing up failed:\n{}", text(&repair));
+    assert_eq!(lab.run("db", &format!("sha256sum < {file}")), original, "the edited file was not put back");
+    let changed: Vec<_> = lab.deployed_files().into_iter().filter(|(path, time)| files.get(path) != Some(time)).map(|(p, _)| p).collect();
+    assert_eq!(changed, vec![format!("db:{file}")]);
+    let report = json(&repair);
+    let changed_hosts: Vec<&str> = report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["unchanged"] == false)
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(changed_hosts, vec!["db"]);
+    let audit = lab.run("db", "cat /opt/rcfleet/lab/audit.log");
+    assert!(audit.contains("wrote monitoring/prometheus/prometheus.yml"), "audit log lacks the repair:\n{audit}");
+    prometheus_scrapes_every_instance(&lab);
+}
+
+#[test]
+fn a_failed_preflight_changes_nothing_anywhere() {
+    let Some(lab) = lab_support::lab() else { return };
+    // Ask for app3's instances on a port some other program holds there.
+    let busy_port = 3300;
+    let listener = lab.run("app3", &format!("busybox nc -l -p {busy_port} </dev/null >/dev/null 2>&1 & echo $!"));
+    assert!(eventually(5, || lab.sh("app3", &format!("cat /proc/net/tcp /proc/net/tcp6 | grep -q ':{busy_port:04X} '")).status.success()));
+    let inventory = std::fs::read_to_string(lab.inventory()).unwrap();
+    let app3 = format!("address = \"{}\"", lab.addr("app3"));
+    let start = inventory.find(&app3).expect("app3 in the lab inventory");
+    let moved = format!("{}{}", &inventory[..start], inventory[start..].replacen("port = 3000", &format!("port = {busy_port}"), 1));
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_inventory(dir.path(), &moved);
+
+    let containers = lab.containers();
+    let files = lab.deployed_files();
+    let output = rcfleet(&["up", "-i", path.to_str().unwrap()]);
+    lab.run("app3", &format!("kill {}", listener.trim()));
+
+    assert_eq!(output.status.code(), Some(1), "preflight should fail:\n{}", text(&output));
+    let said = text(&output);
+    assert!(said.contains("app3") && said.contains(&format!("port {busy_port}")), "{said}");
+    assert!(said.contains("nothing was changed"), "{said}");
+    assert_eq!(lab.containers(), containers, "containers changed after a failed preflight");
+    assert_eq!(lab.deployed_files(), files, "files changed after a failed preflight");
+}
+
+fn serves_every_instance(lab: &Lab) {
+    let mut seen = BTreeSet::new();
+    for _ in 0..60 {
+        let (status, body) = lab.get_through_traefik("/").expect("Traefik answers");
+        assert_eq!(status, 200, "{body}");
+        seen.insert(body.trim().to_string());
+    }
+    assert_eq!(seen.len(), 6, "60 requests through Traefik reached {} instances: {seen:?}", seen.len());
+}
+
+fn prometheus_scrapes_every_instance(lab: &Lab) {
+    let db = lab.addr("db");
+    let mut last = String::new();
+    let all_up = eventually(60, || {
+        let Ok((_, body)) = lab_support::http_get(&format!("{db}:9090"), db, "/api/v1/targets?state=active") else { return false };
+        let targets: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let up = targets["data"]["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["scrapePool"] == "rocketchat" && t["health"] == "up")
+            .count();
+        last = format!("{up} instance targets up");
+        up == 6
+    });
+    assert!(all_up, "Prometheus: {last}");
+}
+
+fn replica_set_member_is_the_db_private_address(lab: &Lab) {
+    let container = lab.run("db", "docker ps -q --filter label=io.rcfleet.unit=database --filter label=com.docker.compose.service=mongodb");
+    let config = lab.run(
+        "db",
+        &format!(
+            "docker exec {} mongosh --quiet 'mongodb://127.0.0.1:27017/?directConnection=true' --eval 'JSON.stringify(rs.conf())'",
+            container.trim()
+        ),
+    );
+    let config: serde_json::Value = serde_json::from_str(config.trim()).expect("rs.conf() as JSON");
+    assert_eq!(config["_id"], "rs0");
+    assert_eq!(config["members"][0]["host"], format!("{}:27017", lab.addr("db")));
+}
+
+fn instances_have_the_right_environment(lab: &Lab) {
+    let db = lab.addr("db");
+    for host in ["app1", "app2", "app3"] {
+        for index in 0..2 {
+            let unit = format!("{host}-{index}");
+            let env = lab.run(
+                host,
+                &format!("docker inspect --format '{{{{range .Config.Env}}}}{{{{println .}}}}{{{{end}}}}' $(docker ps -q --filter label=io.rcfleet.unit={unit})"),
+            );
+            let has = |line: String| assert!(env.lines().any(|l| l == line), "{unit} lacks {line}:\n{env}");
+            has(format!("MONGO_URL=mongodb://{db}:27017/rocketchat?replicaSet=rs0"));
+            has(format!("TRANSPORTER=monolith+nats://{db}:4222"));
+            has(format!("INSTANCE_IP={}", lab.addr(host)));
+            has(format!("PORT={}", 3000 + index));
+            has(format!("OVERWRITE_SETTING_Prometheus_Port={}", 9458 + index));
+        }
+    }
+}
