@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ssh2::{BlockDirections, ErrorCode, MethodType, Session};
 
 use super::known_hosts::{self, KnownHosts, Verdict};
-use super::target::{read_secret, Endpoint, Target};
+use super::target::{Endpoint, Target};
 use super::tunnel::Pump;
 use crate::error::{Error, Result};
 
@@ -253,7 +253,7 @@ fn authenticate(target: &Target, endpoint: &Endpoint, session: &Session, at: &st
             let _ = agent.disconnect();
         }
     }
-    let passphrase = target.passphrase.as_ref().map(read_secret).transpose()?;
+    let passphrase = target.passphrase.as_ref().map(crate::inventory::secrets::resolve).transpose()?;
     for path in &target.identity_files {
         if !path.exists() {
             tried.push(format!("{} (missing)", path.display()));

@@ -168,17 +168,6 @@ fn parse_jump(text: &str, config: &SshConfig, default_user: &str) -> Endpoint {
     }
 }
 
-/// Reads a secret's value at the moment it is needed; the value is never logged.
-pub(crate) fn read_secret(secret: &SecretRef) -> Result<String> {
-    match secret {
-        SecretRef::Env(name) => std::env::var(name)
-            .map_err(|_| Error::failed(format!("{secret} is not set; export it before running rcfleet"))),
-        SecretRef::File(path) => fs::read_to_string(path)
-            .map(|text| text.trim_end_matches(['\n', '\r']).to_string())
-            .map_err(|e| Error::failed(format!("cannot read {secret}: {e}"))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
