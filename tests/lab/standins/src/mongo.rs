@@ -489,6 +489,34 @@ pub fn mongosh(args: Vec<String>) -> i32 {
             }
         }
     }
+    // Nothing to run and stdin is not a terminal: read the script from stdin, print each
+    // statement's value as the shell does (e.g. `echo 'db.runCommand("ping").ok' | mongosh --quiet`).
+    if sources.is_empty() && unsafe { libc::isatty(0) } == 0 {
+        let mut src = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut src);
+        let prog = match parse_program(&src) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("SyntaxError: {e} (stdin)");
+                return 1;
+            }
+        };
+        for stmt in &prog {
+            match interp.run(stmt) {
+                Ok(Flow::Normal(Some(v))) if !matches!(v, V::Undef) => println!("{}", display(&v)),
+                Ok(Flow::Normal(_)) => {}
+                Ok(Flow::Quit(code)) => return code,
+                Err(Thrown(V::Ns("quit"))) => {
+                    return interp.vars.get("__quit").map(|v| to_json(v).as_i64().unwrap_or(0) as i32).unwrap_or(0)
+                }
+                Err(Thrown(e)) => {
+                    eprintln!("{}", error_text(&e));
+                    return 1;
+                }
+            }
+        }
+        return 0;
+    }
     for (name, src, print_last) in sources {
         let prog = match parse_program(&src) {
             Ok(p) => p,
