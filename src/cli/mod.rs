@@ -1,6 +1,7 @@
 //! Command-line arguments. Each subcommand has a file that only turns its arguments into a
 //! call of its operation in `ops`; every flag is defined once, with its help beside it.
 
+mod lock;
 mod plan;
 mod up;
 
@@ -44,6 +45,9 @@ pub enum Command {
     /// database and replica set, monitoring, every instance ready, Traefik and Prometheus
     /// confirmed. Running it again changes nothing; it also repairs drift.
     Up(up::UpArgs),
+    /// Show or remove the deploy lock that keeps two changing runs apart.
+    #[command(subcommand)]
+    Lock(lock::LockCommand),
 }
 
 /// Runs the chosen command; returns the exit code for success paths (0, or 3 for `status`).
@@ -51,5 +55,6 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Plan(args) => plan::run(&cli.global, args),
         Command::Up(args) => up::run(&cli.global, args),
+        Command::Lock(command) => lock::run(&cli.global, command),
     }
 }

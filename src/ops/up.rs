@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::audit;
+use super::lock;
 use super::preflight;
 use super::probe;
 use super::remote::{strip, Remote, CONCURRENCY};
@@ -46,6 +47,7 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     let artifacts = render::render(&fleet, &inventory::secrets::Resolver)?;
     let report = Reporter::new(inventory_path, "up");
     let remote = Remote::connect_fleet(&fleet, &options.connect, &report)?;
+    let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), "rcfleet up", None)?;
     preflight::run(&fleet, &remote, &report)?;
     let deploy_dir = render::deploy_dir(&fleet);
 

@@ -1,0 +1,125 @@
+//! The deploy lock: one mutating rcfleet run at a time per fleet. It is a file on the database
+//! host (`<deploy dir>/deploy.lock`) created atomically (`set -C`: O_EXCL), holding who took
+//! it, from where, when, with which command and release. It is released when the operation
+//! ends, however it ends (the guard's `Drop`), and only by the run that holds it; a lock left
+//! by a run that died is shown by `rcfleet lock status` and removed by `rcfleet lock release`.
+
+use serde::{Deserialize, Serialize};
+
+use super::audit;
+use crate::error::{Error, Result};
+use crate::fleet::Fleet;
+use crate::remote::{Argv, Connection};
+
+/// Who holds the lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    /// `user@machine` of the person who ran rcfleet.
+    pub who: String,
+    /// Process id of that rcfleet run on its machine.
+    pub pid: u32,
+    pub command: String,
+    /// The release the run works towards, if it changes releases.
+    pub release: Option<String>,
+    /// RFC 3339, UTC.
+    pub since: String,
+    /// Identifies this run, so only it releases its own lock.
+    pub token: String,
+}
+
+impl Holder {
+    pub fn describe(&self) -> String {
+        let release = self.release.as_ref().map(|r| format!(" towards release {r}")).unwrap_or_default();
+        format!("{} (pid {}) since {}: `{}`{release}", self.who, self.pid, self.since, self.command)
+    }
+}
+
+pub fn lock_path(fleet: &Fleet) -> String {
+    format!("{}/deploy.lock", crate::render::deploy_dir(fleet))
+}
+
+/// The held lock; released when dropped.
+pub struct DeployLock<'c> {
+    conn: &'c Connection,
+    path: String,
+    holder: Holder,
+}
+
+impl DeployLock<'_> {
+    pub fn holder(&self) -> &Holder {
+        &self.holder
+    }
+}
+
+/// Takes the lock on the database host, or refuses with the holder's details.
+pub fn acquire<'c>(fleet: &Fleet, db: &'c Connection, command: &str, release: Option<String>) -> Result<DeployLock<'c>> {
+    let holder = Holder {
+        who: audit::operator(),
+        pid: std::process::id(),
+        command: command.to_string(),
+        release,
+        since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        token: format!("{:x}-{:x}", std::process::id(), nanos()),
+    };
+    let path = lock_path(fleet);
+    let body = serde_json::to_string(&holder).expect("holder serialises");
+    let script = r#"mkdir -p -- "$(dirname -- "$1")" && (set -C; printf '%s\n' "$2" > "$1") 2>/dev/null"#;
+    let output = db.exec(&Argv::script(script, &[&path, &body]), Default::default())?;
+    if output.success() {
+        return Ok(DeployLock { conn: db, path, holder });
+    }
+    match read(fleet, db)? {
+        Some(current) => Err(Error::failed(format!(
+            "the fleet is locked by another rcfleet run: {}.\nWait for it to finish. If that run is gone (its machine \
+             crashed), check with `rcfleet lock status` and remove the lock with `rcfleet lock release`.",
+            current.describe()
+        ))),
+        None => Err(Error::failed(format!(
+            "{}: cannot create the deploy lock {path}: {}; check that the folder is writable",
+            db.name(),
+            output.stderr_text().trim()
+        ))),
+    }
+}
+
+/// The current holder, if the fleet is locked.
+pub fn read(fleet: &Fleet, db: &Connection) -> Result<Option<Holder>> {
+    let path = lock_path(fleet);
+    let output = db.run(&Argv::script(r#"if [ -f "$1" ]; then cat -- "$1"; fi"#, &[&path]))?;
+    let text = output.stdout_text();
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text.trim()).map(Some).map_err(|_| {
+        Error::failed(format!("{}: the deploy lock {path} is not rcfleet's; look at it and remove it by hand", db.name()))
+    })
+}
+
+/// Removes the lock whoever holds it (for `rcfleet lock release`); returns who held it.
+pub fn force_release(fleet: &Fleet, db: &Connection) -> Result<Option<Holder>> {
+    let holder = read(fleet, db)?;
+    if holder.is_some() {
+        db.run(&Argv::new("rm").args(["-f", "--", &lock_path(fleet)]))?;
+        let what = format!("removed the deploy lock held by {}", holder.as_ref().map(Holder::describe).unwrap_or_default());
+        audit::record(db, &crate::render::deploy_dir(fleet), "rcfleet lock release", &[what])?;
+    }
+    Ok(holder)
+}
+
+impl Drop for DeployLock<'_> {
+    fn drop(&mut self) {
+        // Only the run that holds the lock removes it: compare tokens on the host.
+        let script = r#"grep -qF -- "$2" "$1" 2>/dev/null && rm -f -- "$1""#;
+        if let Err(err) = self.conn.run(&Argv::script(script, &[&self.path, &self.holder.token])) {
+            eprintln!(
+                "warning: could not release the deploy lock on {} ({}); remove it with `rcfleet lock release`",
+                self.conn.name(),
+                super::remote::strip(&err)
+            );
+        }
+    }
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
