@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::audit;
+use super::converge::{confirm_prometheus, confirm_traefik, converge_unit, pull_missing_images, send_files, wait_ready};
 use super::lock;
 use super::preflight;
 use super::probe;
@@ -24,8 +25,8 @@ use super::wait::{self, Poll};
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Instance, Role};
 use crate::inventory;
-use crate::remote::{self, Argv, ConnectOptions, Connection, ExecOptions};
-use crate::render::{self, Artifact, HostArtifacts, Unit, UnitKind};
+use crate::remote::{self, ConnectOptions, Connection};
+use crate::render::{self, HostArtifacts};
 
 pub struct UpOptions {
     pub connect: ConnectOptions,
@@ -79,7 +80,8 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     if let Some(change) = converge_unit(&fleet, &remote, remote.host(&traefik.host), &traefik, &changed, &deploy_dir, &report)? {
         record(&traefik.host, change);
     }
-    let traefik_servers = confirm_traefik(&fleet, &remote, &report)?;
+    let every_instance: BTreeSet<String> = fleet.instances().map(Instance::url).collect();
+    let traefik_servers = confirm_traefik(&fleet, &remote, &report, &every_instance)?;
     let prometheus_targets = confirm_prometheus(&fleet, &remote, &report)?;
 
     for host in &fleet.hosts {
@@ -127,127 +129,6 @@ fn prepare_hosts(
     Ok(done.into_iter().collect())
 }
 
-/// The images of the units on `host`.
-fn images_for(fleet: &Fleet, host: &Host) -> Vec<String> {
-    let mut images = BTreeSet::new();
-    for unit in render::host_units(fleet, host) {
-        let unit_images = match unit.kind {
-            UnitKind::Database => vec![&fleet.images.mongodb, &fleet.images.nats],
-            UnitKind::Monitoring => vec![&fleet.images.prometheus, &fleet.images.grafana],
-            UnitKind::Traefik => vec![&fleet.images.traefik],
-            UnitKind::Instance => vec![&fleet.images.rocketchat],
-        };
-        images.extend(unit_images.into_iter().map(|image| image.to_string()));
-    }
-    images.into_iter().collect()
-}
-
-fn pull_missing_images(fleet: &Fleet, host: &Host, conn: &Connection, report: &Reporter) -> Result<()> {
-    let wanted = images_for(fleet, host);
-    let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
-    let missing_script = r#"for i in "$@"; do docker image inspect "$i" >/dev/null 2>&1 || echo "$i"; done"#;
-    let missing = conn.run(&Argv::script(missing_script, &refs))?.stdout_text();
-    for image in missing.lines().filter(|l| !l.is_empty()) {
-        report.waiting("images", format!("{}: pulling {image}", host.name));
-        let options = ExecOptions { timeout: Some(Duration::from_secs(1800)), stream: true, ..Default::default() };
-        let output = conn.exec(&Argv::new("docker").args(["pull", image]), options)?;
-        if !output.success() {
-            let said = output.stderr_text().trim().lines().last().unwrap_or_default().to_string();
-            return Err(Error::failed(format!(
-                "{}: pulling {image} failed: {said}; check that the host can reach the registry (or use a mirror in [images])",
-                host.name
-            )));
-        }
-        report.step("images", &host.name, format!("pulled {image}"));
-    }
-    Ok(())
-}
-
-/// Sends the files whose content or mode differs on the host; returns the paths written.
-fn send_files(conn: &Connection, deploy_dir: &str, files: &[Artifact]) -> Result<BTreeSet<String>> {
-    let paths: Vec<String> = files.iter().map(|f| format!("{deploy_dir}/{}", f.path)).collect();
-    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-    // One round trip for the state of every file; then only differing files are sent.
-    let state_script = r#"for f in "$@"; do if [ -f "$f" ]; then printf '%s %s\n' "$(sha256sum < "$f" | cut -d' ' -f1)" "$(stat -c %a "$f")"; else echo "- -"; fi; done"#;
-    let state = conn.run(&Argv::script(state_script, &refs))?.stdout_text();
-    let mut written = BTreeSet::new();
-    for ((file, path), line) in files.iter().zip(&paths).zip(state.lines().chain(std::iter::repeat(""))) {
-        let want = format!("{} {:o}", sha256_hex(file.content.as_bytes()), file.mode);
-        if line.trim() == want {
-            continue;
-        }
-        conn.upload(path, file.content.as_bytes(), file.mode, None)?;
-        written.insert(file.path.clone());
-    }
-    Ok(written)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Services that keep running (the replica-set initiation is a one-shot).
-fn long_running(unit: &Unit) -> Vec<&'static str> {
-    unit.services().iter().copied().filter(|s| *s != "mongodb-init").collect()
-}
-
-/// Starts the unit when a file of it changed or one of its services is not running. Compose
-/// recreates exactly the containers whose definition changed: services that read mounted
-/// files only at start carry a digest of those files in a label (see `render`). Returns what
-/// was done, if anything.
-fn converge_unit(
-    fleet: &Fleet,
-    remote: &Remote,
-    conn: &Connection,
-    unit: &Unit,
-    changed: &BTreeMap<String, BTreeSet<String>>,
-    deploy_dir: &str,
-    report: &Reporter,
-) -> Result<Option<String>> {
-    let prefix = format!("{}/", unit.dir);
-    let changed_files: Vec<&String> = changed.get(&unit.host).into_iter().flatten().filter(|p| p.starts_with(&prefix)).collect();
-    let containers: Vec<probe::Container> =
-        probe::containers(remote, fleet, conn)?.into_iter().filter(|c| c.unit == unit.name).collect();
-    let running: BTreeSet<&str> = containers.iter().filter(|c| c.running()).map(|c| c.service.as_str()).collect();
-    let missing: Vec<&str> = long_running(unit).into_iter().filter(|s| !running.contains(s)).collect();
-    if changed_files.is_empty() && missing.is_empty() {
-        return Ok(None);
-    }
-    let compose = conn.compose(&format!("{deploy_dir}/{}", unit.dir), &unit.project)?;
-    let options = ExecOptions { timeout: Some(Duration::from_secs(900)), stream: true, ..Default::default() };
-    let output = conn.exec(&compose.up(&[]), options)?;
-    if !output.success() {
-        let stderr = output.stderr_text();
-        let tail: Vec<&str> = stderr.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
-        return Err(Error::failed(format!(
-            "{}: starting {} (compose project {}) failed:\n    {}\nFix the cause and run `rcfleet up` again; other units are as reported above.",
-            unit.host,
-            unit.name,
-            unit.project,
-            tail.join("\n    ")
-        )));
-    }
-    let what = if missing.is_empty() {
-        format!("{} updated ({} file(s) changed)", unit.name, changed_files.len())
-    } else if running.is_empty() {
-        format!("{} started", unit.name)
-    } else {
-        format!("{} started {}", unit.name, missing.join(", "))
-    };
-    report.step(step_name(unit), &unit.host, &what);
-    Ok(Some(what))
-}
-
-fn step_name(unit: &Unit) -> &'static str {
-    match unit.kind {
-        UnitKind::Database => "database",
-        UnitKind::Monitoring => "monitoring",
-        UnitKind::Traefik => "traefik",
-        UnitKind::Instance => "instance",
-    }
-}
-
 fn wait_for_primary(fleet: &Fleet, remote: &Remote, conn: &Connection, report: &Reporter) -> Result<()> {
     let database = render::database_unit(fleet);
     let primary = wait::until(report, "database", "replica set PRIMARY", Duration::from_secs(120), Duration::from_millis(500), || {
@@ -292,82 +173,6 @@ fn converge_instances(
             strip(&err)
         ))
     })
-}
-
-fn wait_ready(fleet: &Fleet, remote: &Remote, conn: &Connection, instance: &Instance, report: &Reporter) -> Result<()> {
-    let timeout = Duration::from_secs(fleet.upgrade.readiness_timeout_seconds);
-    let what = format!("{} ready on {}", instance.name, probe::readiness_path(fleet));
-    let waited = wait::until(report, "instance", &what, timeout, Duration::from_millis(500), || {
-        probe::instance_ready(remote, fleet, instance)
-    });
-    match waited {
-        Ok(()) => {
-            report.step("instance", &instance.host, format!("{} ready at {}", instance.name, instance.url()));
-            Ok(())
-        }
-        Err(err) => {
-            let containers = probe::containers(remote, fleet, conn)?;
-            let logs = match containers.iter().find(|c| c.unit == instance.name) {
-                Some(container) => format!(
-                    "container {} is {}; its last lines:\n{}",
-                    &container.id[..12.min(container.id.len())],
-                    container.state,
-                    probe::last_log_lines(conn, &container.id, 20)
-                ),
-                None => "its container does not exist".to_string(),
-            };
-            Err(Error::failed(format!("{}: {}\n  {logs}", instance.host, strip(&err))))
-        }
-    }
-}
-
-fn confirm_traefik(fleet: &Fleet, remote: &Remote, report: &Reporter) -> Result<BTreeMap<String, String>> {
-    let expected: BTreeSet<String> = fleet.instances().map(Instance::url).collect();
-    let host = &fleet.traefik_host().name;
-    let servers = wait::until(report, "traefik", "every instance UP in Traefik", Duration::from_secs(60), Duration::from_millis(500), || {
-        Ok::<Poll<_>, Error>(match probe::traefik_servers(remote, fleet)? {
-            Ok(servers) => {
-                let listed: BTreeSet<String> = servers.keys().cloned().collect();
-                let up = servers.values().filter(|s| *s == "UP").count();
-                if listed == expected && up == expected.len() {
-                    Ok(servers)
-                } else {
-                    Err(format!("{up} of {} UP, {} listed", expected.len(), listed.len()))
-                }
-            }
-            Err(seen) => Err(seen),
-        })
-    })
-    .map_err(|err| {
-        Error::failed(format!(
-            "{host}: Traefik did not take the new configuration: {}; check `docker logs` of its container on {host}",
-            strip(&err)
-        ))
-    })?;
-    report.step("traefik", host, format!("{}/{} instances UP behind {}", servers.len(), expected.len(), fleet.workspace.root_url));
-    Ok(servers)
-}
-
-fn confirm_prometheus(fleet: &Fleet, remote: &Remote, report: &Reporter) -> Result<BTreeMap<String, String>> {
-    let Some(host) = fleet.monitoring_host() else { return Ok(BTreeMap::new()) };
-    let expected: BTreeSet<String> = fleet.instances().map(Instance::metrics_target).collect();
-    // Targets are read within a few seconds of the file changing and scraped every 15 s.
-    let targets = wait::until(report, "prometheus", "every instance target up", Duration::from_secs(90), Duration::from_secs(1), || {
-        Ok::<Poll<_>, Error>(match probe::prometheus_targets(remote, fleet)? {
-            Ok(targets) => {
-                let up: BTreeSet<String> = targets.iter().filter(|(_, h)| *h == "up").map(|(t, _)| t.clone()).collect();
-                if up == expected && targets.len() == expected.len() {
-                    Ok(targets)
-                } else {
-                    Err(format!("{} of {} targets up", up.len(), expected.len()))
-                }
-            }
-            Err(seen) => Err(seen),
-        })
-    })
-    .map_err(|err| Error::failed(format!("{}: Prometheus does not scrape every instance: {}", host.name, strip(&err))))?;
-    report.step("prometheus", &host.name, format!("{}/{} instance targets up", targets.len(), expected.len()));
-    Ok(targets)
 }
 
 impl UpOutcome {
