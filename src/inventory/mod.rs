@@ -4,6 +4,7 @@
 //! wrong; how to fix it`. Nothing here contacts a host.
 
 mod checks;
+pub mod edit;
 mod paths;
 mod read;
 mod reader;
