@@ -10,3 +10,4 @@ pub mod remote;
 pub mod render;
 pub mod cli;
 pub mod ops;
+pub mod registry;
