@@ -1,9 +1,11 @@
 //! The remote layer against the lab: real sshd and dockerd per host (tests/lab).
 //!
-//! Run with `RCFLEET_LAB=1` after `tests/lab/lab up --name remote --light --app-hosts 14`
-//! (16 hosts; `RCFLEET_REMOTE_LAB` names another lab, or export the `LAB_*` variables). Without
+//! Run with `RCFLEET_LAB=1` and the `LAB_*` variables of a lab exported (as tests/run does), or
+//! after `tests/lab/lab up --name remote` (`RCFLEET_LAB_NAME` names another lab). Without
 //! `RCFLEET_LAB` every test says why it skipped; with it, a missing lab is a failure.
-//! The tests share hosts and read sshd's log, so they run one at a time.
+//! The 16-host test uses the lab when it has 16 hosts, else a light lab `remote16` that it
+//! brings up (and down again) itself. The tests share hosts and read sshd's log, so they run
+//! one at a time.
 
 use std::collections::HashMap;
 use std::fs;
@@ -59,16 +61,57 @@ fn lab() -> Option<&'static Lab> {
         if std::env::var_os("LAB_KNOWN_HOSTS").is_some() {
             return Lab { vars: std::env::vars().filter(|(k, _)| k.starts_with("LAB_")).collect() };
         }
-        let name = std::env::var("RCFLEET_REMOTE_LAB").unwrap_or_else(|_| "remote".to_string());
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab");
-        let output = Command::new(&script).args(["env", "--name", &name]).output().expect("run tests/lab/lab env");
-        assert!(
-            output.status.success(),
-            "RCFLEET_LAB is set but lab '{name}' is not up: {}\nbring it up with: tests/lab/lab up --name {name} --light --app-hosts 14",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Lab { vars: parse_env(&String::from_utf8_lossy(&output.stdout)) }
+        let name = std::env::var("RCFLEET_LAB_NAME").unwrap_or_else(|_| "remote".to_string());
+        lab_env(&name).unwrap_or_else(|e| panic!("RCFLEET_LAB is set but {e}; bring it up with: tests/lab/lab up --name {name}"))
     }))
+}
+
+fn lab_script(args: &[&str]) -> std::process::Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab");
+    Command::new(&script).args(args).output().expect("run tests/lab/lab")
+}
+
+fn lab_env(name: &str) -> Result<Lab, String> {
+    let output = lab_script(&["env", "--name", name]);
+    if !output.status.success() {
+        return Err(format!("lab '{name}' is not up: {}", String::from_utf8_lossy(&output.stderr).trim()));
+    }
+    Ok(Lab { vars: parse_env(&String::from_utf8_lossy(&output.stdout)) })
+}
+
+/// A lab of at least 16 hosts: this one, or a light one brought up for the test and taken
+/// down after it (unless it was already up).
+struct WideLab {
+    lab: Lab,
+    brought_up: Option<String>,
+}
+
+impl WideLab {
+    fn get(lab: &Lab) -> WideLab {
+        if lab.hosts().len() >= 16 {
+            return WideLab { lab: Lab { vars: lab.vars.clone() }, brought_up: None };
+        }
+        let name = "remote16";
+        if let Ok(wide) = lab_env(name).map(|wide| WideLab { lab: wide, brought_up: None }) {
+            if wide.lab.hosts().len() >= 16 {
+                return wide;
+            }
+        }
+        let up = lab_script(&["up", "--name", name, "--light", "--app-hosts", "14"]);
+        if !up.status.success() {
+            let _ = lab_script(&["down", "--name", name]);
+            panic!("lab up --name {name} failed: {}", String::from_utf8_lossy(&up.stderr));
+        }
+        WideLab { lab: lab_env(name).unwrap_or_else(|e| panic!("{e}")), brought_up: Some(name.to_string()) }
+    }
+}
+
+impl Drop for WideLab {
+    fn drop(&mut self) {
+        if let Some(name) = &self.brought_up {
+            let _ = lab_script(&["down", "--name", name]);
+        }
+    }
 }
 
 fn serial() -> MutexGuard<'static, ()> {
@@ -617,13 +660,10 @@ fn a_blocked_host_is_reached_through_the_jump_host() {
 fn sixteen_hosts_at_once() {
     let Some(lab) = lab() else { return };
     let _serial = serial();
+    let wide = WideLab::get(lab);
+    let lab = &wide.lab;
     let scratch = Scratch::new(lab);
     let names = lab.hosts();
-    assert!(
-        names.len() >= 16,
-        "the lab has {} hosts; bring it up with --app-hosts 14 (--light is enough) for this test",
-        names.len()
-    );
     let names = &names[..16];
     let one = Instant::now();
     let conn = scratch.connect(lab, &names[0]);
@@ -641,6 +681,12 @@ fn sixteen_hosts_at_once() {
         Ok(out?.stdout_text().trim().to_string())
     });
     let all = all.elapsed();
+    let connect_only = Instant::now();
+    let connected = fan_out(names, 16, |n| n.clone(), |name| Connection::open(&scratch.host(lab, name), &scratch.options()));
+    let connect_only = connect_only.elapsed();
+    assert!(connected.iter().all(|(_, c)| c.is_ok()));
+    drop(connected);
+    eprintln!("16 connections alone: {connect_only:?}");
     eprintln!("one host: {one:?}; 16 hosts at once: {all:?}; peak concurrency {}", peak.load(Ordering::SeqCst));
     for (name, result) in &results {
         assert_eq!(result.as_ref().unwrap_or_else(|e| panic!("{e}")), name);
