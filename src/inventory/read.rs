@@ -225,7 +225,8 @@ fn root_item<'d>(top: &Section<'d>, key: &str, problems: &mut Problems) -> Optio
     entry.map(|(_, item, _)| item)
 }
 
-const HOST_KEYS: &[&str] = &["name", "address", "private_address", "roles", "instances", "port", "metrics_port", "ssh"];
+const HOST_KEYS: &[&str] =
+    &["name", "address", "private_address", "roles", "instances", "port", "metrics_port", "retired", "ssh"];
 
 fn host(section: &Section, ssh: SshSettings, problems: &mut Problems) -> Host {
     section.reject_unknown_keys(HOST_KEYS, problems);
@@ -263,7 +264,7 @@ fn roles(section: &Section, problems: &mut Problems) -> Vec<Role> {
 
 fn instances(section: &Section, host: &str, private_address: &str, rocketchat: bool, problems: &mut Problems) -> Vec<Instance> {
     if !rocketchat {
-        for key in ["instances", "port", "metrics_port"] {
+        for key in ["instances", "port", "metrics_port", "retired"] {
             if section.has(key) {
                 problems.report(
                     section.value_span(key),
@@ -298,7 +299,9 @@ fn instances(section: &Section, host: &str, private_address: &str, rocketchat: b
             return Vec::new();
         }
     }
+    let retired = retired(section, count, problems);
     (0..count)
+        .filter(|index| !retired.contains(index))
         .map(|index| Instance {
             name: format!("{host}-{index}"),
             host: host.to_string(),
@@ -308,6 +311,43 @@ fn instances(section: &Section, host: &str, private_address: &str, rocketchat: b
             metrics_port: metrics_port + index as u16,
         })
         .collect()
+}
+
+/// `retired = [k, ...]`: indexes below `instances` that do not run (left by `remove-instance`),
+/// so that every other instance keeps its name and ports. At least one index must run.
+fn retired(section: &Section, count: u32, problems: &mut Problems) -> Vec<u32> {
+    let Some((_, item, _)) = section.entries().into_iter().find(|(name, _, _)| *name == "retired") else {
+        return Vec::new();
+    };
+    let key = section.key_path("retired");
+    let Some(array) = item.as_array() else {
+        problems.report(item.span(), &key, "expected an array of instance indexes, e.g. retired = [0]");
+        return Vec::new();
+    };
+    let mut retired = Vec::new();
+    for value in array.iter() {
+        match value.as_integer() {
+            Some(index) if count > 0 && !(0..i64::from(count)).contains(&index) => problems.report(
+                value.span(),
+                &key,
+                format!("{index} is not an instance index of this host (instances = {count} gives 0 to {})", count - 1),
+            ),
+            Some(index) if retired.contains(&(index as u32)) => {
+                problems.report(value.span(), &key, format!("index {index} is listed twice"))
+            }
+            Some(index) if count > 0 => retired.push(index as u32),
+            Some(_) => {}
+            None => problems.report(value.span(), &key, "expected instance indexes (integers), e.g. retired = [0]"),
+        }
+    }
+    if count > 0 && retired.len() == count as usize {
+        problems.report(
+            item.span(),
+            &key,
+            "every instance of this host is retired; to run none, remove the \"rocketchat\" role and its keys",
+        );
+    }
+    retired
 }
 
 /// Turns each host's jump request into a `JumpHost`: a host name of the inventory takes that
