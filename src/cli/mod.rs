@@ -4,6 +4,7 @@
 mod lock;
 mod plan;
 mod up;
+mod upgrade;
 
 use std::path::PathBuf;
 
@@ -45,6 +46,9 @@ pub enum Command {
     /// database and replica set, monitoring, every instance ready, Traefik and Prometheus
     /// confirmed. Running it again changes nothing; it also repairs drift.
     Up(up::UpArgs),
+    /// Move every instance to another Rocket.Chat release: guards, backup, canary then
+    /// batches drained from Traefik, automatic rollback on failure.
+    Upgrade(upgrade::UpgradeArgs),
     /// Show or remove the deploy lock that keeps two changing runs apart.
     #[command(subcommand)]
     Lock(lock::LockCommand),
@@ -55,6 +59,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Plan(args) => plan::run(&cli.global, args),
         Command::Up(args) => up::run(&cli.global, args),
+        Command::Upgrade(args) => upgrade::run(&cli.global, args),
         Command::Lock(command) => lock::run(&cli.global, command),
     }
 }

@@ -1,12 +1,17 @@
 //! Operations: what each command does, over the fleet model, the renderer and the remote layer.
 
+pub mod add_instance;
 pub mod audit;
 pub mod converge;
 pub mod lock;
+pub mod logs;
 pub mod plan;
 pub mod preflight;
 pub mod probe;
 pub mod remote;
+pub mod remove_instance;
 pub mod report;
+pub mod status;
 pub mod up;
+pub mod upgrade;
 pub mod wait;

@@ -1,0 +1,375 @@
+//! `upgrade`: move every instance to another Rocket.Chat release without a failed request.
+//!
+//! Resolve the release against the registry's tags; run the guards (no downgrade, no major
+//! skipped, MongoDB supported, fleet healthy), refusing with every reason before anything
+//! changes; take the deploy lock; back up MongoDB; pull the new image everywhere; then replace
+//! instances one canary first and then batch by batch: drain from Traefik (confirmed through
+//! its API), wait, recreate on the new release, wait until ready and reporting the new version,
+//! put back (confirmed UP). On a failure the failing batch and, by default, every upgraded
+//! instance go back to the previous release, because a workspace must not run mixed versions.
+//! The inventory's `release` is rewritten only after success.
+
+mod guards;
+mod rolling;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::converge::pull_missing_images;
+use super::lock;
+use super::probe;
+use super::remote::{strip, Remote, CONCURRENCY};
+use super::report::Reporter;
+use crate::error::{Error, Result};
+use crate::fleet::{Fleet, Host, Instance, Release, Role};
+use crate::inventory;
+use crate::registry::{self, ReleaseSpec};
+use crate::remote::{self, Argv, ConnectOptions};
+use crate::render;
+use guards::Verdict;
+use rolling::Rollout;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Strategy {
+    /// Canary, then batches; the workspace keeps serving.
+    Rolling,
+    /// Stop every instance, then start them all on the new release (announced downtime).
+    Recreate,
+}
+
+pub struct UpgradeOptions {
+    /// `X.Y.Z`, `X.Y.Z-rc.N`, `X.x` or `X.Y.x`.
+    pub release: String,
+    pub batch: Option<u32>,
+    pub strategy: Strategy,
+    pub allow_downgrade: bool,
+    pub force: bool,
+    pub skip_backup: bool,
+    pub no_rollback: bool,
+    pub dry_run: bool,
+    pub connect: ConnectOptions,
+}
+
+pub struct UpgradeOutcome {
+    pub from: Release,
+    pub to: Release,
+    pub dry_run: bool,
+    /// The steps, in order (what was done, or with --dry-run what would be).
+    pub steps: Vec<String>,
+    pub verdicts: Vec<Verdict>,
+    pub backup: Option<String>,
+    /// (phase, seconds) in order.
+    pub phases: Vec<(String, f64)>,
+    /// (instance, seconds from drain to back in Traefik).
+    pub instances: Vec<(String, f64)>,
+    pub log: Option<PathBuf>,
+}
+
+pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<UpgradeOutcome> {
+    let spec = ReleaseSpec::parse(&options.release).ok_or_else(|| {
+        Error::bad_input(format!(
+            "--release {:?}: not a release; write X.Y.Z (8.1.0), X.Y.Z-rc.N, X.x (newest 8.x) or X.Y.x (newest 8.1.x)",
+            options.release
+        ))
+    })?;
+    let fleet = inventory::load(inventory_path)?;
+    let report = Reporter::new(inventory_path, "upgrade");
+    let remote = Remote::connect_fleet(&fleet, &options.connect, &report)?;
+    let started = Instant::now();
+    let mut phases = Vec::new();
+
+    let target = resolve(&fleet, &remote, &spec, &options.release, &report)?;
+    let current = fleet.workspace.release.clone();
+    if target == current {
+        report.step("release", "", format!("the inventory already says {target}; run `rcfleet up` to converge the fleet"));
+    }
+    let new_fleet = with_release(&fleet, &target);
+    let verdicts = run_guards(&fleet, &remote, &target, options, &report)?;
+    let batches = rolling::batches(&fleet, options.batch.unwrap_or(fleet.upgrade.batch_size));
+    let steps = plan_steps(&fleet, &new_fleet, &batches, options);
+    phases.push(("checks".to_string(), started.elapsed().as_secs_f64()));
+    let outcome = |phases, instances, backup, log| UpgradeOutcome {
+        from: current.clone(),
+        to: target.clone(),
+        dry_run: options.dry_run,
+        steps: steps.clone(),
+        verdicts: verdicts.clone(),
+        backup,
+        phases,
+        instances,
+        log,
+    };
+    if options.dry_run || target == current {
+        return Ok(outcome(phases, Vec::new(), None, report.log_path().map(Path::to_path_buf)));
+    }
+
+    let db = remote.host(&fleet.database_host().name);
+    let command = format!("rcfleet upgrade --release {}", options.release);
+    let _lock = lock::acquire(&fleet, db, &command, Some(target.to_string()))?;
+
+    let phase = Instant::now();
+    let backup = if options.skip_backup {
+        report.step("backup", &fleet.database_host().name, "skipped (--skip-backup)");
+        None
+    } else {
+        Some(backup(&fleet, &remote, &current, &target, &report)?)
+    };
+    phases.push(("backup".to_string(), phase.elapsed().as_secs_f64()));
+
+    let phase = Instant::now();
+    prepull(&new_fleet, &remote, &report)?;
+    phases.push(("pre-pull".to_string(), phase.elapsed().as_secs_f64()));
+
+    let old_files = render::render(&fleet, &inventory::secrets::Resolver)?;
+    let new_files = render::render(&new_fleet, &inventory::secrets::Resolver)?;
+    let rollout = Rollout { old: &fleet, new: &new_fleet, old_files: &old_files, new_files: &new_files, remote: &remote, report: &report };
+    let result = match options.strategy {
+        Strategy::Rolling => rollout.rolling(&batches, !options.no_rollback),
+        Strategy::Recreate => rollout.recreate(!options.no_rollback),
+    };
+    let (rollout_phases, instances) = result.map_err(|failure| {
+        let backup_line = match &backup {
+            Some(path) => format!("\nThe backup taken before the upgrade is {}:{path}.", fleet.database_host().name),
+            None => String::new(),
+        };
+        Error::failed(format!("upgrade to {target} failed.\n{failure}{backup_line}"))
+    })?;
+    phases.extend(rollout_phases);
+
+    inventory::edit::set_release(inventory_path, &target)?;
+    report.step("inventory", "", format!("{}: release = \"{target}\"", inventory_path.display()));
+    phases.push(("total".to_string(), started.elapsed().as_secs_f64()));
+    Ok(outcome(phases, instances, backup, report.log_path().map(Path::to_path_buf)))
+}
+
+/// The release a spec names, from the registry's tags of the Rocket.Chat image.
+fn resolve(fleet: &Fleet, remote: &Remote, spec: &ReleaseSpec, text: &str, report: &Reporter) -> Result<Release> {
+    let repository = &fleet.images.rocketchat.repository;
+    let tags = remote.block_on(registry::tags(repository))?;
+    let release = spec.resolve(&tags).ok_or_else(|| {
+        let mut known: Vec<Release> = tags.iter().filter_map(|t| Release::parse(t)).filter(Release::is_stable).collect();
+        known.sort_by_key(Release::sort_key);
+        let newest: Vec<String> = known.iter().rev().take(8).map(Release::to_string).collect();
+        Error::failed(format!(
+            "no tag of {repository} matches {text}; the newest stable ones are {}",
+            if newest.is_empty() { "(none)".to_string() } else { newest.join(", ") }
+        ))
+    })?;
+    report.step("release", "", format!("{text} is {release} (from the tags of {repository})"));
+    Ok(release)
+}
+
+/// The same fleet on another release.
+fn with_release(fleet: &Fleet, release: &Release) -> Fleet {
+    let mut fleet = fleet.clone();
+    fleet.workspace.release = release.clone();
+    fleet.images.rocketchat.tag = release.to_string();
+    fleet
+}
+
+fn run_guards(fleet: &Fleet, remote: &Remote, target: &Release, options: &UpgradeOptions, report: &Reporter) -> Result<Vec<Verdict>> {
+    let mongodb = mongodb_version(fleet, remote)?;
+    let unhealthy = unhealthy(fleet, remote)?;
+    let facts = guards::Facts {
+        current: &fleet.workspace.release,
+        target,
+        mongodb: &mongodb,
+        unhealthy: &unhealthy,
+        allow_downgrade: options.allow_downgrade,
+        force: options.force,
+    };
+    let verdicts = guards::check(&facts);
+    for verdict in &verdicts {
+        report.step("guard", "", verdict.text());
+    }
+    let refused: Vec<String> = verdicts
+        .iter()
+        .filter_map(|v| match v {
+            Verdict::Refuse(reason) => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    if refused.is_empty() {
+        Ok(verdicts)
+    } else {
+        Err(Error::failed(format!(
+            "upgrade {} -> {target} refused; nothing was changed:\n  - {}",
+            fleet.workspace.release,
+            refused.join("\n  - ")
+        )))
+    }
+}
+
+/// `major.minor` of the MongoDB the database host runs (`db.version()`).
+fn mongodb_version(fleet: &Fleet, remote: &Remote) -> Result<String> {
+    let db = remote.host(&fleet.database_host().name);
+    let containers = probe::containers(remote, fleet, db)?;
+    let mongodb = containers
+        .iter()
+        .find(|c| c.unit == "database" && c.service == "mongodb" && c.running())
+        .ok_or_else(|| Error::failed(format!("{}: MongoDB is not running; run `rcfleet up` first", db.name())))?;
+    let uri = format!("mongodb://127.0.0.1:{}/?directConnection=true", fleet.mongodb.port);
+    let output = db.run(&Argv::new("docker").args(["exec", &mongodb.id, "mongosh", "--quiet", &uri, "--eval", "db.version()"]))?;
+    let version = output.stdout_text().trim().trim_matches('"').to_string();
+    let mut parts = version.split('.');
+    match (parts.next(), parts.next()) {
+        (Some(major), Some(minor)) => Ok(format!("{major}.{minor}")),
+        _ => Err(Error::failed(format!("{}: MongoDB reported an unexpected version {version:?}", db.name()))),
+    }
+}
+
+/// What keeps the fleet from being healthy: instances not ready, not UP in Traefik.
+fn unhealthy(fleet: &Fleet, remote: &Remote) -> Result<Vec<String>> {
+    let instances: Vec<&Instance> = fleet.instances().collect();
+    let readiness = remote::fan_out(&instances, CONCURRENCY, |i| i.name.clone(), |i| probe::instance_ready(remote, fleet, i));
+    let mut problems = Vec::new();
+    for (name, result) in readiness {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(seen)) => problems.push(format!("{name} not ready: {seen}")),
+            Err(err) => problems.push(format!("{name}: {}", strip(&err))),
+        }
+    }
+    match probe::traefik_servers(remote, fleet)? {
+        Ok(servers) => {
+            for instance in &instances {
+                match servers.get(&instance.url()).map(String::as_str) {
+                    Some("UP") => {}
+                    Some(state) => problems.push(format!("{} is {state} in Traefik", instance.name)),
+                    None => problems.push(format!("{} is not in Traefik", instance.name)),
+                }
+            }
+        }
+        Err(seen) => problems.push(format!("Traefik: {seen}")),
+    }
+    Ok(problems)
+}
+
+/// A `mongodump` archive of the database on the database host, before any instance changes.
+fn backup(fleet: &Fleet, remote: &Remote, from: &Release, to: &Release, report: &Reporter) -> Result<String> {
+    let db = remote.host(&fleet.database_host().name);
+    let mongodb = probe::containers(remote, fleet, db)?
+        .into_iter()
+        .find(|c| c.unit == "database" && c.service == "mongodb" && c.running())
+        .ok_or_else(|| Error::failed(format!("{}: MongoDB is not running; nothing was changed", db.name())))?;
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "");
+    let path = format!("{}/backups/{stamp}-{from}-to-{to}.archive.gz", render::deploy_dir(fleet));
+    let uri = format!("mongodb://127.0.0.1:{}/{}?directConnection=true", fleet.mongodb.port, fleet.mongodb.database);
+    // The archive streams out of the container into a file on the host; it is kept only if whole.
+    let script = r#"set -e
+mkdir -p -- "$(dirname -- "$1")"
+docker exec "$2" mongodump --quiet --uri="$3" --archive --gzip > "$1.partial"
+test -s "$1.partial"
+mv -f -- "$1.partial" "$1"
+chmod 600 -- "$1"
+du -k -- "$1" | cut -f1"#;
+    let output = db.exec(&Argv::script(script, &[&path, &mongodb.id, &uri]), Default::default())?;
+    if !output.success() {
+        return Err(Error::failed(format!(
+            "{}: the backup (mongodump) failed: {}; nothing was changed. Fix it, or pass --skip-backup to upgrade without one",
+            db.name(),
+            output.stderr_text().trim()
+        )));
+    }
+    report.step("backup", db.name(), format!("{path} ({} KiB)", output.stdout_text().trim()));
+    Ok(path)
+}
+
+/// Pulls the new image on every app host at once, before any instance is touched.
+fn prepull(new_fleet: &Fleet, remote: &Remote, report: &Reporter) -> Result<()> {
+    let hosts: Vec<&Host> = new_fleet.hosts_with(Role::Rocketchat).collect();
+    let results = remote::fan_out(&hosts, CONCURRENCY, |h| h.name.clone(), |host| {
+        pull_missing_images(new_fleet, host, remote.host(&host.name), report)
+    });
+    remote::all_succeeded(results).map_err(|err| {
+        Error::failed(format!("{}\nNo instance was changed. Check the registry and run the same upgrade again.", strip(&err)))
+    })?;
+    report.step("pre-pull", "", format!("{} present on every app host", new_fleet.images.rocketchat));
+    Ok(())
+}
+
+fn plan_steps(fleet: &Fleet, new_fleet: &Fleet, batches: &[Vec<&Instance>], options: &UpgradeOptions) -> Vec<String> {
+    let db = &fleet.database_host().name;
+    let to = &new_fleet.workspace.release;
+    let mut steps = vec![format!("take the deploy lock on {db}")];
+    if options.skip_backup {
+        steps.push("no backup (--skip-backup)".to_string());
+    } else {
+        steps.push(format!("back up MongoDB on {db} to {}/backups/", render::deploy_dir(fleet)));
+    }
+    let app_hosts: Vec<&str> = fleet.hosts_with(Role::Rocketchat).map(|h| h.name.as_str()).collect();
+    steps.push(format!("pull {} on {}", new_fleet.images.rocketchat, app_hosts.join(", ")));
+    let drain = fleet.upgrade.drain_seconds;
+    match options.strategy {
+        Strategy::Rolling => {
+            for (index, batch) in batches.iter().enumerate() {
+                let names: Vec<&str> = batch.iter().map(|i| i.name.as_str()).collect();
+                let label = if index == 0 { "canary".to_string() } else { format!("batch {index}") };
+                steps.push(format!(
+                    "{label}: {}: out of Traefik (confirmed), wait {drain} s, recreate on {to}, wait until ready and reporting {to}, back into Traefik (confirmed UP)",
+                    names.join(", ")
+                ));
+            }
+        }
+        Strategy::Recreate => {
+            steps.push("take every instance out of Traefik: the workspace is DOWN from here".to_string());
+            steps.push(format!("stop every instance, start all on {to}, wait until all are ready and report {to}"));
+            steps.push("put every instance back into Traefik (confirmed UP)".to_string());
+        }
+    }
+    steps.push(format!("write release = \"{to}\" to the inventory"));
+    steps
+}
+
+impl UpgradeOutcome {
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        if self.from == self.to {
+            out.push_str(&format!("Already on {}; nothing to upgrade.\n", self.to));
+            return out;
+        }
+        out.push_str(&format!("\nUpgrade {} -> {}\n", self.from, self.to));
+        out.push_str("\nGuards:\n");
+        for verdict in &self.verdicts {
+            out.push_str(&format!("  {}\n", verdict.text()));
+        }
+        out.push_str(if self.dry_run { "\nSteps it would take:\n" } else { "\nSteps taken:\n" });
+        for (index, step) in self.steps.iter().enumerate() {
+            out.push_str(&format!("  {:>2}. {step}\n", index + 1));
+        }
+        if self.dry_run {
+            out.push_str("\nNothing was changed (--dry-run).\n");
+            return out;
+        }
+        if let Some(backup) = &self.backup {
+            out.push_str(&format!("\nBackup: {backup}\n"));
+        }
+        out.push_str("\nTime per phase:\n");
+        for (phase, seconds) in &self.phases {
+            out.push_str(&format!("  {phase:<12} {seconds:>7.1} s\n"));
+        }
+        out.push_str("\nTime per instance (out of Traefik -> back in):\n");
+        for (instance, seconds) in &self.instances {
+            out.push_str(&format!("  {instance:<12} {seconds:>7.1} s\n"));
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "from": self.from.to_string(),
+            "to": self.to.to_string(),
+            "dry_run": self.dry_run,
+            "guards": self.verdicts.iter().map(|v| json!({
+                "verdict": match v { Verdict::Pass(_) => "pass", Verdict::Overridden(_) => "overridden", Verdict::Refuse(_) => "refused" },
+                "text": match v { Verdict::Pass(t) | Verdict::Overridden(t) | Verdict::Refuse(t) => t },
+            })).collect::<Vec<_>>(),
+            "steps": self.steps,
+            "backup": self.backup,
+            "phases": self.phases.iter().map(|(p, s)| json!({"phase": p, "seconds": s})).collect::<Vec<_>>(),
+            "instances": self.instances.iter().map(|(i, s)| json!({"instance": i, "seconds": s})).collect::<Vec<_>>(),
+        })
+    }
+}

@@ -1,0 +1,229 @@
+//! Replacing instances: drain from Traefik, recreate on a release, wait until ready and
+//! reporting that release, put back. Rolling (canary, then batches) or all at once, with the
+//! way back to the previous release when a step fails.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::fleet::{Fleet, Instance};
+use crate::ops::converge::{confirm_traefik, converge_unit, send_files, wait_ready};
+use crate::ops::probe;
+use crate::ops::remote::{strip, Remote, CONCURRENCY};
+use crate::ops::report::Reporter;
+use crate::ops::wait::{self, Poll};
+use crate::remote;
+use crate::render::{self, Artifact, HostArtifacts};
+
+/// The canary (the first instance) alone, then the others `batch` at a time, in fleet order.
+pub fn batches(fleet: &Fleet, batch: u32) -> Vec<Vec<&Instance>> {
+    let instances: Vec<&Instance> = fleet.instances().collect();
+    let Some((canary, rest)) = instances.split_first() else { return Vec::new() };
+    let mut batches = vec![vec![*canary]];
+    batches.extend(rest.chunks(batch.max(1) as usize).map(<[&Instance]>::to_vec));
+    batches
+}
+
+pub struct Rollout<'a> {
+    pub old: &'a Fleet,
+    pub new: &'a Fleet,
+    pub old_files: &'a [HostArtifacts],
+    pub new_files: &'a [HostArtifacts],
+    pub remote: &'a Remote,
+    pub report: &'a Reporter,
+}
+
+type Timings = (Vec<(String, f64)>, Vec<(String, f64)>);
+
+/// Which side of the upgrade a step moves instances to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    New,
+    Old,
+}
+
+impl<'a> Rollout<'a> {
+    fn fleet(&self, side: Side) -> &'a Fleet {
+        match side {
+            Side::New => self.new,
+            Side::Old => self.old,
+        }
+    }
+
+    /// Canary then batches. On failure: the failing batch back to the old release, and every
+    /// upgraded batch too unless `rollback` is off; the error says what happened to each.
+    pub fn rolling(&self, batches: &[Vec<&'a Instance>], rollback: bool) -> std::result::Result<Timings, String> {
+        let mut in_service: Vec<&Instance> = self.old.instances().collect();
+        let mut phases = Vec::new();
+        let mut timings = Vec::new();
+        let mut done: Vec<&Vec<&Instance>> = Vec::new();
+        for (index, batch) in batches.iter().enumerate() {
+            let label = if index == 0 { "canary".to_string() } else { format!("batch {index}") };
+            let started = Instant::now();
+            match self.replace(batch, &mut in_service, Side::New, &label) {
+                Ok(times) => {
+                    timings.extend(times);
+                    phases.push((label, started.elapsed().as_secs_f64()));
+                    done.push(batch);
+                }
+                Err(failure) => {
+                    let mut story = vec![format!("{label} ({}) failed: {failure}", names(batch))];
+                    story.push(self.restore(batch, &mut in_service, "the failing batch"));
+                    if rollback {
+                        for earlier in done.iter().rev() {
+                            story.push(self.restore(earlier, &mut in_service, "already upgraded"));
+                        }
+                    } else if !done.is_empty() {
+                        let upgraded: Vec<&str> = done.iter().flat_map(|b| b.iter().map(|i| i.name.as_str())).collect();
+                        story.push(format!(
+                            "--no-rollback: {} stay on {} while the rest run {}; the workspace runs mixed versions until you \
+                             run the upgrade again or roll back",
+                            upgraded.join(", "),
+                            self.new.workspace.release,
+                            self.old.workspace.release
+                        ));
+                    }
+                    story.push(self.state_line(&in_service));
+                    return Err(story.join("\n"));
+                }
+            }
+        }
+        Ok((phases, timings))
+    }
+
+    /// Everything out of Traefik, every instance replaced, everything back: a planned outage.
+    pub fn recreate(&self, rollback: bool) -> std::result::Result<Timings, String> {
+        let all: Vec<&Instance> = self.old.instances().collect();
+        let mut in_service = all.clone();
+        let started = Instant::now();
+        match self.replace(&all, &mut in_service, Side::New, "all instances") {
+            Ok(times) => Ok((vec![("recreate".to_string(), started.elapsed().as_secs_f64())], times)),
+            Err(failure) => {
+                let mut story = vec![format!("replacing every instance failed: {failure}")];
+                if rollback {
+                    story.push(self.restore(&all, &mut in_service, "every instance"));
+                }
+                story.push(self.state_line(&in_service));
+                Err(story.join("\n"))
+            }
+        }
+    }
+
+    /// Drain `batch` from Traefik, recreate it on `side`'s release, wait, put it back. Returns
+    /// each instance's time out of service. On error the batch may be out of Traefik.
+    fn replace(
+        &self,
+        batch: &[&'a Instance],
+        in_service: &mut Vec<&'a Instance>,
+        side: Side,
+        label: &str,
+    ) -> std::result::Result<Vec<(String, f64)>, String> {
+        let fleet = self.fleet(side);
+        let release = &fleet.workspace.release;
+        let started = Instant::now();
+        in_service.retain(|i| !batch.iter().any(|b| b.name == i.name));
+        self.set_traefik(in_service).map_err(|e| format!("taking {} out of Traefik: {}", names(batch), strip(&e)))?;
+        self.report.step("drain", "", format!("{label}: {} out of Traefik; waiting {} s", names(batch), fleet.upgrade.drain_seconds));
+        std::thread::sleep(Duration::from_secs(fleet.upgrade.drain_seconds));
+        let results = remote::fan_out(batch, CONCURRENCY, |i| i.name.clone(), |instance| self.deploy(instance, side));
+        remote::all_succeeded(results).map_err(|e| strip(&e))?;
+        for instance in batch {
+            in_service.push(instance);
+        }
+        order_like_fleet(self.old, in_service);
+        self.set_traefik(in_service).map_err(|e| format!("putting {} back into Traefik: {}", names(batch), strip(&e)))?;
+        let seconds = started.elapsed().as_secs_f64();
+        self.report.step("upgrade", "", format!("{label}: {} on {release}, back in Traefik ({seconds:.1} s)", names(batch)));
+        Ok(batch.iter().map(|i| (i.name.clone(), seconds)).collect())
+    }
+
+    /// Puts `batch` back on the old release and into Traefik; says how that went.
+    fn restore(&self, batch: &[&'a Instance], in_service: &mut Vec<&'a Instance>, what: &str) -> String {
+        match self.replace(batch, in_service, Side::Old, "rollback") {
+            Ok(_) => format!("rolled back ({what}): {} on {} and back in Traefik", names(batch), self.old.workspace.release),
+            Err(failure) => format!(
+                "rolling back {} ({what}) failed: {failure}; they stay out of Traefik. Fix the host, then run `rcfleet up` \
+                 to put them back on {}",
+                names(batch),
+                self.old.workspace.release
+            ),
+        }
+    }
+
+    /// Sends the instance's files for `side`, recreates it, waits until it is ready and its
+    /// metrics report `side`'s release.
+    fn deploy(&self, instance: &Instance, side: Side) -> Result<()> {
+        let fleet = self.fleet(side);
+        let files = match side {
+            Side::New => self.new_files,
+            Side::Old => self.old_files,
+        };
+        let unit = render::instance_unit(fleet, instance);
+        let prefix = format!("{}/", unit.dir);
+        let unit_files: Vec<Artifact> = files
+            .iter()
+            .filter(|h| h.host == instance.host)
+            .flat_map(|h| h.files.iter().filter(|f| f.path.starts_with(&prefix)).cloned())
+            .collect();
+        let conn = self.remote.host(&instance.host);
+        let deploy_dir = render::deploy_dir(fleet);
+        let written = send_files(conn, &deploy_dir, &unit_files)?;
+        let changed = std::collections::BTreeMap::from([(instance.host.clone(), written)]);
+        converge_unit(fleet, self.remote, conn, &unit, &changed, &deploy_dir, self.report)?;
+        wait_ready(fleet, self.remote, conn, instance, self.report)?;
+        let want = fleet.workspace.release.to_string();
+        wait::until(self.report, "upgrade", &format!("{} reporting {want}", instance.name), Duration::from_secs(60), Duration::from_millis(500), || {
+            Ok::<Poll<()>, Error>(match probe::instance_version(self.remote, instance)? {
+                Some(version) if version == want => Ok(()),
+                Some(version) => Err(format!("reports {version}")),
+                None => Err("no rocketchat_info yet".to_string()),
+            })
+        })
+        .map_err(|e| Error::failed(format!("{}: {}", instance.host, strip(&e))))
+    }
+
+    /// Writes Traefik's dynamic file listing `in_service` and waits until Traefik's API shows
+    /// exactly those, all UP.
+    fn set_traefik(&self, in_service: &[&Instance]) -> Result<()> {
+        let lb = self.remote.host(&self.old.traefik_host().name);
+        let content = render::traefik_dynamic(self.old, in_service)?;
+        let path = format!("{}/{}", render::deploy_dir(self.old), render::TRAEFIK_DYNAMIC_PATH);
+        lb.upload(&path, content.as_bytes(), render::PUBLIC_MODE, None)?;
+        let expected: BTreeSet<String> = in_service.iter().map(|i| i.url()).collect();
+        confirm_traefik(self.old, self.remote, self.report, &expected).map(|_| ())
+    }
+
+    fn state_line(&self, in_service: &[&Instance]) -> String {
+        let out: Vec<&str> =
+            self.old.instances().filter(|i| !in_service.iter().any(|s| s.name == i.name)).map(|i| i.name.as_str()).collect();
+        if out.is_empty() {
+            format!("Now: every instance is in Traefik ({} of them).", in_service.len())
+        } else {
+            format!("Now: {} in Traefik; out of Traefik: {}.", in_service.len(), out.join(", "))
+        }
+    }
+}
+
+fn names(batch: &[&Instance]) -> String {
+    batch.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn order_like_fleet(fleet: &Fleet, instances: &mut [&Instance]) {
+    let order: Vec<&str> = fleet.instances().map(|i| i.name.as_str()).collect();
+    instances.sort_by_key(|i| order.iter().position(|n| *n == i.name).unwrap_or(usize::MAX));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canary_first_then_batches_in_fleet_order() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/three-app-hosts.toml")).unwrap();
+        let fleet = crate::inventory::parse(&text, std::path::Path::new("three-app-hosts.toml")).unwrap();
+        let plan: Vec<Vec<String>> =
+            batches(&fleet, 2).iter().map(|b| b.iter().map(|i| i.name.clone()).collect()).collect();
+        assert_eq!(plan, vec![vec!["app1-0"], vec!["app1-1", "app2-0"], vec!["app2-1", "app3-0"], vec!["app3-1"]]);
+        assert_eq!(batches(&fleet, 1).len(), 6);
+    }
+}
