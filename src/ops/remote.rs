@@ -26,18 +26,35 @@ impl Remote {
             .map_err(|err| Error::failed(format!("{}\nNothing was changed. Fix the connection problems above and run again.", strip(&err))))?;
         let names: Vec<&str> = connections.iter().map(|(name, _)| name.as_str()).collect();
         report.step("connect", "", format!("{} (host keys verified)", names.join(", ")));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))?;
-        Ok(Remote { connections: connections.into_iter().collect(), runtime })
+        Ok(Remote { connections: connections.into_iter().collect(), runtime: runtime()? })
     }
 
     /// Connects to every host of the fleet.
     pub fn connect_fleet(fleet: &Fleet, options: &ConnectOptions, report: &Reporter) -> Result<Remote> {
         let hosts: Vec<&Host> = fleet.hosts.iter().collect();
         Remote::connect(&hosts, options, report)
+    }
+
+    /// Connects to `hosts` at once, keeping those that answer: for `status`, where a host that
+    /// cannot be reached is a finding, not a reason to stop. Returns the unreachable hosts with why.
+    pub fn connect_reachable(hosts: &[&Host], options: &ConnectOptions) -> Result<(Remote, Vec<(String, String)>)> {
+        let results = remote::fan_out(hosts, CONCURRENCY, |h| h.name.clone(), |host| Connection::open(host, options));
+        let mut connections = BTreeMap::new();
+        let mut unreachable = Vec::new();
+        for (name, result) in results {
+            match result {
+                Ok(conn) => {
+                    connections.insert(name, conn);
+                }
+                Err(err) => unreachable.push((name, strip(&err))),
+            }
+        }
+        Ok((Remote { connections, runtime: runtime()? }, unreachable))
+    }
+
+    /// The connection to `name`, if it was reached.
+    pub fn try_host(&self, name: &str) -> Option<&Connection> {
+        self.connections.get(name)
     }
 
     pub fn host(&self, name: &str) -> &Connection {
@@ -48,6 +65,14 @@ impl Remote {
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.runtime.handle().block_on(future)
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))
 }
 
 /// An error's text without the leading `error: `, for embedding in another message.

@@ -1,0 +1,228 @@
+//! `add-instance`: more Rocket.Chat instances on a host of the fleet, or on a new host that is
+//! added to the inventory. Only the new instances are deployed (files, `compose up`, ready);
+//! then Traefik's server list and Prometheus' targets are rewritten for the grown fleet and
+//! confirmed through their APIs. Nothing else is started, stopped or recreated: Traefik and
+//! Prometheus re-read those files by themselves.
+//!
+//! The edited inventory is validated before any host is contacted (a port collision or a
+//! duplicate address is refused with its `file:line:col`), and written only once it all worked.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use super::audit;
+use super::converge::{confirm_prometheus, confirm_traefik, converge_unit, pull_missing_images, send_files, wait_ready};
+use super::lock;
+use super::preflight;
+use super::remote::{strip, Remote, CONCURRENCY};
+use super::report::Reporter;
+use crate::error::{Error, Result};
+use crate::fleet::{Fleet, Host, Instance};
+use crate::inventory::{self, edit};
+use crate::remote::{self, ConnectOptions};
+use crate::render::{self, Artifact, PROMETHEUS_TARGETS_PATH, TRAEFIK_DYNAMIC_PATH};
+
+pub struct AddOptions {
+    pub connect: ConnectOptions,
+    /// The host to add instances to, or the name of the new host.
+    pub host: String,
+    pub count: u32,
+    /// A new host at this address (with the two settings below); `None` adds to an existing host.
+    pub address: Option<String>,
+    pub private_address: Option<String>,
+    pub ssh_user: Option<String>,
+}
+
+/// What `add-instance` or `remove-instance` did.
+pub struct InstanceChange {
+    /// The fleet as it is now (the inventory as written).
+    pub fleet: Fleet,
+    /// `added` or `removed`.
+    pub verb: &'static str,
+    /// The instances added or removed.
+    pub instances: Vec<Instance>,
+    pub traefik_servers: BTreeMap<String, String>,
+    pub prometheus_targets: BTreeMap<String, String>,
+    pub inventory: PathBuf,
+    pub seconds: f64,
+    pub log: Option<PathBuf>,
+}
+
+pub fn add_instance(inventory_path: &Path, options: &AddOptions) -> Result<InstanceChange> {
+    if options.count == 0 {
+        return Err(Error::bad_input("--count must be 1 or more"));
+    }
+    let before = inventory::load(inventory_path)?;
+    let text = edit::read(inventory_path)?;
+    let edited = match &options.address {
+        Some(address) => edit::add_host(
+            &text,
+            &edit::NewHost {
+                name: options.host.clone(),
+                address: address.clone(),
+                private_address: options.private_address.clone(),
+                ssh_user: options.ssh_user.clone(),
+                instances: options.count,
+            },
+        )?,
+        None if options.private_address.is_some() || options.ssh_user.is_some() => {
+            return Err(Error::bad_input(
+                "--private-address and --ssh-user describe a new host; give them with --address, or leave them out",
+            ))
+        }
+        None => edit::add_instances(&text, &options.host, options.count)?.0,
+    };
+    let fleet = inventory::parse(&edited, inventory_path)?;
+    let added: Vec<Instance> =
+        fleet.instances().filter(|i| before.instances().all(|old| old.name != i.name)).cloned().collect();
+    let artifacts = render::render(&fleet, &inventory::secrets::Resolver)?;
+
+    let report = Reporter::new(inventory_path, "add-instance");
+    let remote = Remote::connect_fleet(&fleet, &options.connect, &report)?;
+    let names: Vec<&str> = added.iter().map(|i| i.name.as_str()).collect();
+    let command = format!("rcfleet add-instance {}", names.join(" "));
+    let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), &command, None)?;
+    preflight::run(&fleet, &remote, &report)?;
+    let deploy_dir = render::deploy_dir(&fleet);
+    let mut changes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+
+    // The new instances, in parallel across their hosts, until ready.
+    let hosts: Vec<(&Host, Vec<&Instance>)> = fleet
+        .hosts
+        .iter()
+        .map(|h| (h, added.iter().filter(|i| i.host == h.name).collect::<Vec<_>>()))
+        .filter(|(_, instances)| !instances.is_empty())
+        .collect();
+    let results = remote::fan_out(&hosts, CONCURRENCY, |(h, _)| h.name.clone(), |(host, instances)| {
+        let conn = remote.host(&host.name);
+        pull_missing_images(&fleet, host, conn, &report)?;
+        let dirs: Vec<String> = instances.iter().map(|i| format!("{}/", render::instance_unit(&fleet, i).dir)).collect();
+        let files: Vec<Artifact> = host_files(&artifacts, &host.name)
+            .iter()
+            .filter(|f| dirs.iter().any(|d| f.path.starts_with(d)))
+            .cloned()
+            .collect();
+        let written = send_files(conn, &deploy_dir, &files)?;
+        let changed = BTreeMap::from([(host.name.clone(), written)]);
+        let mut done = Vec::new();
+        for instance in instances {
+            let unit = render::instance_unit(&fleet, instance);
+            if let Some(change) = converge_unit(&fleet, &remote, conn, &unit, &changed, &deploy_dir, &report)? {
+                done.push(change);
+            }
+        }
+        for instance in instances {
+            wait_ready(&fleet, &remote, conn, instance, &report)?;
+        }
+        Ok(done)
+    });
+    let started = remote::all_succeeded(results).map_err(|err| {
+        Error::failed(format!(
+            "{}\nTraefik and Prometheus were not changed and the inventory was not written; the instances that \
+             started are not in service. Fix the cause and run the same command again.",
+            strip(&err)
+        ))
+    })?;
+    for (host, done) in started {
+        changes.entry(host).or_default().extend(done);
+    }
+
+    let traefik_servers = publish(&fleet, &remote, &report, &artifacts, &mut changes)?;
+    let prometheus_targets = confirm_prometheus(&fleet, &remote, &report)?;
+    for (host, host_changes) in &changes {
+        audit::record(remote.host(host), &deploy_dir, &command, host_changes)?;
+    }
+    edit::write(inventory_path, &edited)?;
+    report.step("inventory", "", format!("{} updated: {} added", inventory_path.display(), names.join(", ")));
+    Ok(InstanceChange {
+        fleet,
+        verb: "added",
+        instances: added,
+        traefik_servers,
+        prometheus_targets,
+        inventory: inventory_path.to_path_buf(),
+        seconds: report.elapsed_seconds(),
+        log: report.log_path().map(Path::to_path_buf),
+    })
+}
+
+fn host_files<'a>(artifacts: &'a [render::HostArtifacts], host: &str) -> &'a [Artifact] {
+    artifacts.iter().find(|a| a.host == host).map(|a| a.files.as_slice()).unwrap_or_default()
+}
+
+/// Rewrites Traefik's server list and Prometheus' targets as rendered for `fleet`, and waits
+/// until Traefik lists exactly the fleet's instances, every one UP.
+fn publish(
+    fleet: &Fleet,
+    remote: &Remote,
+    report: &Reporter,
+    artifacts: &[render::HostArtifacts],
+    changes: &mut BTreeMap<String, Vec<String>>,
+) -> Result<BTreeMap<String, String>> {
+    let deploy_dir = render::deploy_dir(fleet);
+    let mut targets = vec![(fleet.traefik_host(), TRAEFIK_DYNAMIC_PATH)];
+    targets.extend(fleet.monitoring_host().map(|h| (h, PROMETHEUS_TARGETS_PATH)));
+    for (host, path) in targets {
+        let file: Vec<Artifact> = host_files(artifacts, &host.name).iter().filter(|f| f.path == path).cloned().collect();
+        for written in send_files(remote.host(&host.name), &deploy_dir, &file)? {
+            report.step("files", &host.name, format!("wrote {written}"));
+            changes.entry(host.name.clone()).or_default().push(format!("wrote {written}"));
+        }
+    }
+    let every_instance: BTreeSet<String> = fleet.instances().map(Instance::url).collect();
+    confirm_traefik(fleet, remote, report, &every_instance)
+}
+
+impl InstanceChange {
+    pub fn to_text(&self) -> String {
+        let fleet = &self.fleet;
+        let names: Vec<&str> = self.instances.iter().map(|i| i.name.as_str()).collect();
+        let mut out = format!(
+            "\n{} {} (release {}): {} instances on {} hosts serve {}, in {:.1} s.\nInventory updated: {}\n\n",
+            capitalised(self.verb),
+            names.join(", "),
+            fleet.workspace.release,
+            fleet.instances().count(),
+            fleet.hosts.iter().filter(|h| !h.instances.is_empty()).count(),
+            fleet.workspace.root_url,
+            self.seconds,
+            self.inventory.display(),
+        );
+        out.push_str(&format!("{:<10}  {:<26}  {:<7}  {:<10}\n", "INSTANCE", "ADDRESS", "TRAEFIK", "PROMETHEUS"));
+        for instance in fleet.instances() {
+            let traefik = self.traefik_servers.get(&instance.url()).map(String::as_str).unwrap_or("absent");
+            let prometheus = self.prometheus_targets.get(&instance.metrics_target()).map(String::as_str).unwrap_or("-");
+            out.push_str(&format!("{:<10}  {:<26}  {traefik:<7}  {prometheus}\n", instance.name, instance.url()));
+        }
+        if let Some(log) = &self.log {
+            out.push_str(&format!("\nRun log: {}\n", log.display()));
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> Value {
+        let fleet = &self.fleet;
+        let mut document = json!({
+            "workspace": fleet.workspace.name,
+            "release": fleet.workspace.release.to_string(),
+            "inventory": self.inventory.display().to_string(),
+            "seconds": self.seconds,
+            "instances": fleet.instances().map(|i| json!({
+                "name": i.name,
+                "host": i.host,
+                "url": i.url(),
+                "traefik": self.traefik_servers.get(&i.url()),
+                "prometheus": self.prometheus_targets.get(&i.metrics_target()),
+            })).collect::<Vec<_>>(),
+        });
+        document[self.verb] = json!(self.instances.iter().map(|i| &i.name).collect::<Vec<_>>());
+        document
+    }
+}
+
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}

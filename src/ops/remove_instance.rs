@@ -1,0 +1,154 @@
+//! `remove-instance`: takes instances out of the fleet without failing a request. Traefik's
+//! server list is rewritten without them and confirmed through its API (no new request goes
+//! to them), requests already sent get `upgrade.drain_seconds` to finish, then each unit is
+//! brought down and its directory removed, Prometheus' targets are rewritten and confirmed,
+//! and the inventory is updated (`retired`, see `inventory::edit::remove_instance`) so the
+//! remaining instances keep their names and ports.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::add_instance::InstanceChange;
+use super::audit;
+use super::converge::{confirm_prometheus, confirm_traefik, send_files};
+use super::lock;
+use super::probe;
+use super::remote::Remote;
+use super::report::Reporter;
+use crate::error::{Error, Result};
+use crate::fleet::{Fleet, Instance};
+use crate::inventory::{self, edit};
+use crate::remote::{ConnectOptions, ExecOptions};
+use crate::render::{self, Artifact, PROMETHEUS_TARGETS_PATH, PUBLIC_MODE, TRAEFIK_DYNAMIC_PATH};
+
+pub struct RemoveOptions {
+    pub connect: ConnectOptions,
+    /// Instances by name (`app1-0`).
+    pub instances: Vec<String>,
+    /// Every instance of this host.
+    pub host: Option<String>,
+}
+
+pub fn remove_instance(inventory_path: &Path, options: &RemoveOptions) -> Result<InstanceChange> {
+    let before = inventory::load(inventory_path)?;
+    let removed = chosen(&before, options)?;
+    let mut edited = edit::read(inventory_path)?;
+    for instance in &removed {
+        edited = edit::remove_instance(&edited, &instance.host, instance.index)?;
+    }
+    let fleet = inventory::parse(&edited, inventory_path)?;
+    let names: Vec<&str> = removed.iter().map(|i| i.name.as_str()).collect();
+    let command = format!("rcfleet remove-instance {}", names.join(" "));
+
+    let report = Reporter::new(inventory_path, "remove-instance");
+    let remote = Remote::connect_fleet(&before, &options.connect, &report)?;
+    let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), &command, None)?;
+    let deploy_dir = render::deploy_dir(&fleet);
+    let remaining: Vec<&Instance> = fleet.instances().collect();
+    let mut changes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+
+    // Out of Traefik first, confirmed: from then on no new request reaches them.
+    let traefik = &fleet.traefik_host().name;
+    let dynamic = public(TRAEFIK_DYNAMIC_PATH, render::traefik_dynamic(&fleet, &remaining)?);
+    for written in send_files(remote.host(traefik), &deploy_dir, &[dynamic])? {
+        changes.entry(traefik.clone()).or_default().push(format!("wrote {written} without {}", names.join(", ")));
+    }
+    let expected: BTreeSet<String> = remaining.iter().map(|i| i.url()).collect();
+    let traefik_servers = confirm_traefik(&fleet, &remote, &report, &expected)?;
+    drain(&report, Duration::from_secs(fleet.upgrade.drain_seconds), &names);
+
+    for instance in &removed {
+        let conn = remote.host(&instance.host);
+        let unit = render::instance_unit(&before, instance);
+        let dir = format!("{deploy_dir}/{}", unit.dir);
+        let options = ExecOptions { timeout: Some(Duration::from_secs(300)), stream: true, ..Default::default() };
+        let output = conn.exec(&conn.compose(&dir, &unit.project)?.down(), options)?;
+        let left = probe::containers(&remote, &before, conn)?.into_iter().filter(|c| c.unit == instance.name).count();
+        if !output.success() || left > 0 {
+            let said = output.stderr_text().trim().lines().last().unwrap_or_default().to_string();
+            return Err(Error::failed(format!(
+                "{}: bringing down {} failed ({said}); it no longer receives requests from Traefik, but its container \
+                 is still there. Remove it by hand and run the same command again; the inventory was not changed.",
+                instance.host, instance.name
+            )));
+        }
+        conn.run(&crate::remote::Argv::new("rm").args(["-rf", "--", &dir]))?;
+        report.step("instance", &instance.host, format!("{} stopped and removed ({dir})", instance.name));
+        changes.entry(instance.host.clone()).or_default().push(format!("removed {} and {dir}", instance.name));
+    }
+
+    if let Some(monitoring) = fleet.monitoring_host() {
+        let targets = public(PROMETHEUS_TARGETS_PATH, render::prometheus_targets(&remaining)?);
+        for written in send_files(remote.host(&monitoring.name), &deploy_dir, &[targets])? {
+            changes.entry(monitoring.name.clone()).or_default().push(format!("wrote {written}"));
+        }
+    }
+    let prometheus_targets = confirm_prometheus(&fleet, &remote, &report)?;
+    for (host, host_changes) in &changes {
+        audit::record(remote.host(host), &deploy_dir, &command, host_changes)?;
+    }
+    edit::write(inventory_path, &edited)?;
+    report.step("inventory", "", format!("{} updated: {} removed", inventory_path.display(), names.join(", ")));
+    Ok(InstanceChange {
+        fleet,
+        verb: "removed",
+        instances: removed,
+        traefik_servers,
+        prometheus_targets,
+        inventory: inventory_path.to_path_buf(),
+        seconds: report.elapsed_seconds(),
+        log: report.log_path().map(Path::to_path_buf),
+    })
+}
+
+/// The instances named on the command line, checked against the fleet.
+fn chosen(fleet: &Fleet, options: &RemoveOptions) -> Result<Vec<Instance>> {
+    let all: Vec<&str> = fleet.instances().map(|i| i.name.as_str()).collect();
+    let mut chosen: Vec<Instance> = Vec::new();
+    if let Some(host) = &options.host {
+        let Some(found) = fleet.host(host) else {
+            let hosts: Vec<&str> = fleet.hosts.iter().map(|h| h.name.as_str()).collect();
+            return Err(Error::bad_input(format!("no host {host:?} in the inventory; its hosts are {}", hosts.join(", "))));
+        };
+        if found.instances.is_empty() {
+            return Err(Error::bad_input(format!("host {host:?} runs no Rocket.Chat instance")));
+        }
+        chosen.extend(found.instances.iter().cloned());
+    }
+    for name in &options.instances {
+        match fleet.instances().find(|i| &i.name == name) {
+            Some(instance) if chosen.contains(instance) => {}
+            Some(instance) => chosen.push(instance.clone()),
+            None => {
+                return Err(Error::bad_input(format!("no instance {name:?} in the fleet; its instances are {}", all.join(", "))))
+            }
+        }
+    }
+    if chosen.is_empty() {
+        return Err(Error::bad_input("name the instances to remove (e.g. app1-1), or give --host NAME"));
+    }
+    if chosen.len() == all.len() {
+        return Err(Error::bad_input(format!(
+            "removing {} would leave the workspace without any Rocket.Chat instance; add another first \
+             (`rcfleet add-instance`), or keep one",
+            chosen.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(chosen)
+}
+
+fn public(path: &str, content: String) -> Artifact {
+    Artifact { path: path.to_string(), content, mode: PUBLIC_MODE, secret: false }
+}
+
+/// Requests already sent to the instances get this long to finish.
+fn drain(report: &Reporter, time: Duration, names: &[&str]) {
+    let started = Instant::now();
+    while started.elapsed() < time {
+        let left = time.saturating_sub(started.elapsed());
+        report.waiting("drain", format!("{} out of Traefik, {}s left for requests in flight", names.join(", "), left.as_secs()));
+        std::thread::sleep(left.min(Duration::from_millis(500)));
+    }
+    report.step("drain", "", format!("{} drained ({} s)", names.join(", "), time.as_secs()));
+}
