@@ -93,7 +93,7 @@ pub fn readiness_path(fleet: &Fleet) -> &'static str {
 pub fn instance_ready(remote: &Remote, fleet: &Fleet, instance: &Instance) -> Result<Poll<()>> {
     let conn = remote.host(&instance.host);
     let path = readiness_path(fleet);
-    let http = match conn.http(&instance.private_address, instance.port) {
+    let http = match remote.http(conn.name(), &instance.private_address, instance.port) {
         Ok(http) => http,
         Err(err) => return Ok(Err(super::remote::strip(&err))),
     };
@@ -107,7 +107,7 @@ pub fn instance_ready(remote: &Remote, fleet: &Fleet, instance: &Instance) -> Re
 /// The version an instance reports in `rocketchat_info{version="X.Y.Z"}` on its metrics port.
 pub fn instance_version(remote: &Remote, instance: &Instance) -> Result<Option<String>> {
     let conn = remote.host(&instance.host);
-    let http = conn.http(&instance.private_address, instance.metrics_port)?;
+    let http = remote.http(conn.name(), &instance.private_address, instance.metrics_port)?;
     let Ok(response) = remote.block_on(http.get("/metrics")) else { return Ok(None) };
     Ok(response.body.lines().find(|line| line.starts_with("rocketchat_info{")).and_then(|line| {
         let start = line.find("version=\"")? + "version=\"".len();
@@ -158,7 +158,7 @@ pub fn mongo_primary(conn: &Connection, fleet: &Fleet, mongodb_container: &str) 
 /// Traefik host's 127.0.0.1 (reached through SSH). Empty when the service is not loaded.
 pub fn traefik_servers(remote: &Remote, fleet: &Fleet) -> Result<Poll<BTreeMap<String, String>>> {
     let conn = remote.host(&fleet.traefik_host().name);
-    let http = match conn.http("127.0.0.1", fleet.traefik.api_port) {
+    let http = match remote.http(conn.name(), "127.0.0.1", fleet.traefik.api_port) {
         Ok(http) => http,
         Err(err) => return Ok(Err(super::remote::strip(&err))),
     };
@@ -189,7 +189,7 @@ pub fn traefik_servers(remote: &Remote, fleet: &Fleet) -> Result<Poll<BTreeMap<S
 pub fn prometheus_targets(remote: &Remote, fleet: &Fleet) -> Result<Poll<BTreeMap<String, String>>> {
     let Some(host) = fleet.monitoring_host() else { return Ok(Ok(BTreeMap::new())) };
     let conn = remote.host(&host.name);
-    let http = match conn.http(&host.private_address, fleet.monitoring.prometheus_port) {
+    let http = match remote.http(conn.name(), &host.private_address, fleet.monitoring.prometheus_port) {
         Ok(http) => http,
         Err(err) => return Ok(Err(super::remote::strip(&err))),
     };
@@ -211,7 +211,7 @@ pub fn prometheus_targets(remote: &Remote, fleet: &Fleet) -> Result<Poll<BTreeMa
 /// Whether an HTTP service on the host answers `path` with 200, asked from the host itself:
 /// `Ok(())`, or what was seen instead. Never an error: a service that does not answer is a fact.
 pub fn http_ok(remote: &Remote, conn: &Connection, address: &str, port: u16, path: &str) -> Poll<()> {
-    let http = conn.http(address, port).map_err(|err| super::remote::strip(&err))?;
+    let http = remote.http(conn.name(), address, port).map_err(|err| super::remote::strip(&err))?;
     match remote.block_on(http.get(path)) {
         Ok(response) if response.status == 200 => Ok(()),
         Ok(response) => Err(format!("{path} answered {}", response.status)),

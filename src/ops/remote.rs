@@ -1,13 +1,14 @@
 //! The fleet's hosts, connected: one verified SSH connection per host for the whole run, and a
 //! small async runtime for the Docker API and HTTP checks that go through those connections.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 
 use super::report::Reporter;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host};
-use crate::remote::{self, ConnectOptions, Connection};
+use crate::remote::{self, ConnectOptions, Connection, HttpTunnel};
 
 /// How many hosts are worked on at once.
 pub const CONCURRENCY: usize = 16;
@@ -15,6 +16,9 @@ pub const CONCURRENCY: usize = 16;
 pub struct Remote {
     connections: BTreeMap<String, Connection>,
     runtime: tokio::runtime::Runtime,
+    /// HTTP tunnels kept for the whole run: a tunnel costs an SSH handshake, and the same
+    /// services are asked again and again while rcfleet waits for them.
+    tunnels: Mutex<HashMap<(String, String, u16), Arc<HttpTunnel>>>,
 }
 
 impl Remote {
@@ -26,7 +30,7 @@ impl Remote {
             .map_err(|err| Error::failed(format!("{}\nNothing was changed. Fix the connection problems above and run again.", strip(&err))))?;
         let names: Vec<&str> = connections.iter().map(|(name, _)| name.as_str()).collect();
         report.step("connect", "", format!("{} (host keys verified)", names.join(", ")));
-        Ok(Remote { connections: connections.into_iter().collect(), runtime: runtime()? })
+        Ok(Remote { connections: connections.into_iter().collect(), runtime: runtime()?, tunnels: Mutex::new(HashMap::new()) })
     }
 
     /// Connects to every host of the fleet.
@@ -49,7 +53,7 @@ impl Remote {
                 Err(err) => unreachable.push((name, strip(&err))),
             }
         }
-        Ok((Remote { connections, runtime: runtime()? }, unreachable))
+        Ok((Remote { connections, runtime: runtime()?, tunnels: Mutex::new(HashMap::new()) }, unreachable))
     }
 
     /// The connection to `name`, if it was reached.
@@ -59,6 +63,17 @@ impl Remote {
 
     pub fn host(&self, name: &str) -> &Connection {
         self.connections.get(name).expect("connected to every host of the fleet")
+    }
+
+    /// An HTTP client for `target:port` as seen from `host`, through a tunnel opened once per run.
+    pub fn http(&self, host: &str, target: &str, port: u16) -> Result<Arc<HttpTunnel>> {
+        let key = (host.to_string(), target.to_string(), port);
+        if let Some(tunnel) = self.tunnels.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(tunnel.clone());
+        }
+        let tunnel = Arc::new(self.host(host).http(target, port)?);
+        let mut tunnels = self.tunnels.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(tunnels.entry(key).or_insert(tunnel).clone())
     }
 
     /// Runs a future (Docker API, HTTP) to completion from any thread.
