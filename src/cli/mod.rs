@@ -1,8 +1,12 @@
 //! Command-line arguments. Each subcommand has a file that only turns its arguments into a
 //! call of its operation in `ops`; every flag is defined once, with its help beside it.
 
+mod add_instance;
 mod lock;
+mod logs;
 mod plan;
+mod remove_instance;
+mod status;
 mod up;
 mod upgrade;
 
@@ -49,6 +53,17 @@ pub enum Command {
     /// Move every instance to another Rocket.Chat release: guards, backup, canary then
     /// batches drained from Traefik, automatic rollback on failure.
     Upgrade(upgrade::UpgradeArgs),
+    /// Add Rocket.Chat instances to a host, or (with --address) a new host to the fleet and
+    /// the inventory; only the new instances are started, then put behind Traefik and scraped.
+    AddInstance(add_instance::AddInstanceArgs),
+    /// Take instances out of Traefik (confirmed), let requests in flight finish, stop and
+    /// remove them, drop their Prometheus targets, and update the inventory.
+    RemoveInstance(remove_instance::RemoveInstanceArgs),
+    /// Every host, instance and service: running, ready, version, Traefik and Prometheus view,
+    /// and drift from the inventory. Exits 3 when anything is wrong or differs.
+    Status(status::StatusArgs),
+    /// The output of an instance or a service, through the Docker API, prefixed by its name.
+    Logs(logs::LogsArgs),
     /// Show or remove the deploy lock that keeps two changing runs apart.
     #[command(subcommand)]
     Lock(lock::LockCommand),
@@ -60,6 +75,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Plan(args) => plan::run(&cli.global, args),
         Command::Up(args) => up::run(&cli.global, args),
         Command::Upgrade(args) => upgrade::run(&cli.global, args),
+        Command::AddInstance(args) => add_instance::run(&cli.global, args),
+        Command::RemoveInstance(args) => remove_instance::run(&cli.global, args),
+        Command::Status(args) => status::run(&cli.global, args),
+        Command::Logs(args) => logs::run(&cli.global, args),
         Command::Lock(command) => lock::run(&cli.global, command),
     }
 }
