@@ -246,6 +246,13 @@ fn set_instances(table: &mut Table, instances: u32, retired: &[u32]) {
         Some(item) => replace_value(item, Value::Array(array)),
         None => {
             table.insert("retired", Item::Value(Value::Array(array)));
+            // Beside `instances`, where a reader looks for the host's instances.
+            let order: Vec<String> = table.iter().map(|(key, _)| key.to_string()).collect();
+            let rank = |key: &str| {
+                let at = |name: &str| order.iter().position(|k| k == name).unwrap_or(order.len()) * 2;
+                if key == "retired" { at("instances") + 1 } else { at(key) }
+            };
+            table.sort_values_by(|a, _, b, _| rank(a.get()).cmp(&rank(b.get())));
         }
     }
 }
@@ -370,6 +377,18 @@ domain = "chat.example.com"
     }
 
     #[test]
+    fn an_instance_whose_port_is_taken_is_refused_with_its_place() {
+        let close = INVENTORY.replace("metrics_port = 9458", "metrics_port = 3002");
+        parsed(&close);
+        let (edited, _) = add_instances(&close, "app1", 1).unwrap();
+        let err = crate::inventory::parse(&edited, Path::new("inventory.toml")).unwrap_err().to_string();
+        assert!(
+            err.contains("inventory.toml:19:8: hosts[1].port: port 3002 on host \"app1\" would be used by both instance app1-0 metrics and instance app1-2"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn add_host_appends_a_block_like_the_others_after_the_last_host() {
         let new = NewHost {
             name: "app2".into(),
@@ -411,7 +430,7 @@ domain = "chat.example.com"
         // The highest index goes: the count shrinks past every retired index below it.
         let edited = remove_instance(&edited, "app1", 2).unwrap();
         assert_eq!(names(&edited), ["app1-1:3001"]);
-        assert!(edited.contains("instances = 2\n") && edited.contains("retired = [0]"), "{edited}");
+        assert!(edited.contains("instances = 2\nretired = [0]\nport = 3000\n"), "{edited}");
         let edited = remove_instance(&remove_instance(&three, "app1", 2).unwrap(), "app1", 1).unwrap();
         assert_eq!(names(&edited), ["app1-0:3000"]);
         assert!(edited.contains("instances = 1\n") && !edited.contains("retired"), "{edited}");
