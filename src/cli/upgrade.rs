@@ -52,5 +52,6 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<i32> {
     } else {
         print!("{}", outcome.to_text());
     }
-    Ok(0)
+    // A dry run that a guard refused says so on stdout and fails like the real run would.
+    Ok(if outcome.refused() { crate::error::exit::FAILED } else { 0 })
 }

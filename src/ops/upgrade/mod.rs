@@ -81,6 +81,10 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
     let mut phases = Vec::new();
 
     let target = resolve(&fleet, &remote, &spec, &options.release, &report)?;
+    // Taken before the guards look at the fleet, so they never see another run's half-done work.
+    let db = remote.host(&fleet.database_host().name);
+    let command = format!("rcfleet upgrade --release {}", options.release);
+    let _lock = if options.dry_run { None } else { Some(lock::acquire(&fleet, db, &command, Some(target.to_string()))?) };
     let current = fleet.workspace.release.clone();
     if target == current {
         report.step("release", "", format!("the inventory already says {target}; run `rcfleet up` to converge the fleet"));
@@ -101,13 +105,15 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
         instances,
         log,
     };
-    if options.dry_run || target == current {
+    if options.dry_run {
         return Ok(outcome(phases, Vec::new(), None, report.log_path().map(Path::to_path_buf)));
     }
-
-    let db = remote.host(&fleet.database_host().name);
-    let command = format!("rcfleet upgrade --release {}", options.release);
-    let _lock = lock::acquire(&fleet, db, &command, Some(target.to_string()))?;
+    if let Some(refused) = refusal(&current, &target, &verdicts) {
+        return Err(refused);
+    }
+    if target == current {
+        return Ok(outcome(phases, Vec::new(), None, report.log_path().map(Path::to_path_buf)));
+    }
 
     let phase = Instant::now();
     let backup = if options.skip_backup {
@@ -184,6 +190,11 @@ fn run_guards(fleet: &Fleet, remote: &Remote, target: &Release, options: &Upgrad
     for verdict in &verdicts {
         report.step("guard", "", verdict.text());
     }
+    Ok(verdicts)
+}
+
+/// The error for refused guards, listing every reason.
+fn refusal(from: &Release, to: &Release, verdicts: &[Verdict]) -> Option<Error> {
     let refused: Vec<String> = verdicts
         .iter()
         .filter_map(|v| match v {
@@ -191,15 +202,9 @@ fn run_guards(fleet: &Fleet, remote: &Remote, target: &Release, options: &Upgrad
             _ => None,
         })
         .collect();
-    if refused.is_empty() {
-        Ok(verdicts)
-    } else {
-        Err(Error::failed(format!(
-            "upgrade {} -> {target} refused; nothing was changed:\n  - {}",
-            fleet.workspace.release,
-            refused.join("\n  - ")
-        )))
-    }
+    (!refused.is_empty()).then(|| {
+        Error::failed(format!("upgrade {from} -> {to} refused; nothing was changed:\n  - {}", refused.join("\n  - ")))
+    })
 }
 
 /// `major.minor` of the MongoDB the database host runs (`db.version()`).
@@ -293,7 +298,7 @@ fn prepull(new_fleet: &Fleet, remote: &Remote, report: &Reporter) -> Result<()> 
 fn plan_steps(fleet: &Fleet, new_fleet: &Fleet, batches: &[Vec<&Instance>], options: &UpgradeOptions) -> Vec<String> {
     let db = &fleet.database_host().name;
     let to = &new_fleet.workspace.release;
-    let mut steps = vec![format!("take the deploy lock on {db}")];
+    let mut steps = vec![format!("hold the deploy lock on {db} throughout")];
     if options.skip_backup {
         steps.push("no backup (--skip-backup)".to_string());
     } else {
@@ -324,9 +329,14 @@ fn plan_steps(fleet: &Fleet, new_fleet: &Fleet, batches: &[Vec<&Instance>], opti
 }
 
 impl UpgradeOutcome {
+    /// Whether a guard refused (only a dry run returns such an outcome).
+    pub fn refused(&self) -> bool {
+        self.verdicts.iter().any(Verdict::refused)
+    }
+
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        if self.from == self.to {
+        if self.from == self.to && !self.dry_run {
             out.push_str(&format!("Already on {}; nothing to upgrade.\n", self.to));
             return out;
         }
@@ -340,7 +350,11 @@ impl UpgradeOutcome {
             out.push_str(&format!("  {:>2}. {step}\n", index + 1));
         }
         if self.dry_run {
-            out.push_str("\nNothing was changed (--dry-run).\n");
+            if self.refused() {
+                out.push_str("\nThe upgrade would be refused (see the guards above). Nothing was changed (--dry-run).\n");
+            } else {
+                out.push_str("\nNothing was changed (--dry-run).\n");
+            }
             return out;
         }
         if let Some(backup) = &self.backup {

@@ -1,0 +1,203 @@
+//! `rcfleet upgrade` against the lab (issue 6): a rolling upgrade under load with no failed
+//! request, a broken release rolled back with no failed request, release specs resolved from
+//! the lab registry, guards that refuse with every reason and touch nothing, and the lock.
+
+mod lab_support;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use lab_support::{json, rcfleet, text, Lab};
+
+/// A copy of the lab's inventory at `release` (the lab's own file is never changed by tests).
+fn inventory_at(lab: &Lab, dir: &Path, release: &str) -> PathBuf {
+    let original = std::fs::read_to_string(lab.inventory()).unwrap();
+    let mut lines: Vec<String> = original.lines().map(str::to_string).collect();
+    for line in &mut lines {
+        if line.starts_with("release = ") {
+            *line = format!("release = \"{release}\"");
+        }
+        if line.starts_with("readiness_timeout_seconds = ") {
+            // The broken release must fail fast.
+            *line = "readiness_timeout_seconds = 20".to_string();
+        }
+    }
+    let path = dir.join("inventory.toml");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+/// Requests through Traefik, one after another, until stopped: (succeeded, failed).
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    thread: Option<JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    fn start(lab: &Lab) -> Load {
+        let (stop, ok, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let address = format!("{}:80", lab.addr("lb"));
+        let domain = lab.var("LAB_DOMAIN").to_string();
+        let (s, o, f) = (stop.clone(), ok.clone(), failed.clone());
+        let thread = std::thread::spawn(move || {
+            let mut errors = Vec::new();
+            // Bounded: at most 10 minutes, whatever happens to the test.
+            let deadline = std::time::Instant::now() + Duration::from_secs(600);
+            while !s.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                match lab_support::http_get(&address, &domain, "/") {
+                    Ok((200, _)) => {
+                        o.fetch_add(1, Ordering::SeqCst);
+                    }
+                    other => {
+                        f.fetch_add(1, Ordering::SeqCst);
+                        if errors.len() < 10 {
+                            errors.push(format!("{other:?}"));
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            errors
+        });
+        Load { stop, ok, failed, thread: Some(thread) }
+    }
+
+    /// Stops the load; returns (succeeded, failed, first errors).
+    fn finish(mut self) -> (usize, usize, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        let errors = self.thread.take().unwrap().join().unwrap();
+        (self.ok.load(Ordering::SeqCst), self.failed.load(Ordering::SeqCst), errors)
+    }
+}
+
+fn versions(lab: &Lab) -> Vec<String> {
+    let mut versions = Vec::new();
+    for host in ["app1", "app2", "app3"] {
+        for port in [9458, 9459] {
+            let (_, body) = lab_support::http_get(&format!("{}:{port}", lab.addr(host)), lab.addr(host), "/metrics").expect("metrics");
+            let line = body.lines().find(|l| l.starts_with("rocketchat_info{")).expect("rocketchat_info").to_string();
+            let version = line.split("version=\"").nth(1).and_then(|v| v.split('"').next()).unwrap().to_string();
+            versions.push(version);
+        }
+    }
+    versions
+}
+
+fn all_in_traefik_and_up(lab: &Lab) {
+    let servers = lab.run("lb", "curl -s http://127.0.0.1:8080/api/http/services/rocketchat@file");
+    let service: serde_json::Value = serde_json::from_str(&servers).unwrap_or_else(|_| panic!("Traefik API: {servers}"));
+    let status = service["serverStatus"].as_object().cloned().unwrap_or_default();
+    assert_eq!(status.len(), 6, "Traefik lists {}: {servers}", status.len());
+    assert!(status.values().all(|v| v == "UP"), "{servers}");
+}
+
+#[test]
+fn rolling_upgrade_under_load_then_a_broken_release_is_rolled_back() {
+    let Some(lab) = lab_support::lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    lab.reset_fleet();
+    let inventory = inventory_at(&lab, dir.path(), "8.0.0");
+    let inventory = inventory.to_str().unwrap();
+    let up = rcfleet(&["up", "-i", inventory]);
+    assert!(up.status.success(), "{}", text(&up));
+
+    // Dry run: the spec is resolved from the registry's tags; nothing changes.
+    let before = lab.containers();
+    let dry = rcfleet(&["upgrade", "-i", inventory, "--release", "8.0.x", "--dry-run"]);
+    assert!(dry.status.success(), "{}", text(&dry));
+    let said = text(&dry);
+    assert!(said.contains("8.0.x is 8.0.1") && said.contains("Upgrade 8.0.0 -> 8.0.1"), "{said}");
+    assert!(said.contains("canary: app1-0") && said.contains("Nothing was changed"), "{said}");
+    assert_eq!(lab.containers(), before);
+
+    // The real thing, under load.
+    let load = Load::start(&lab);
+    let upgrade = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--json"]);
+    let (ok, failed, errors) = load.finish();
+    assert!(upgrade.status.success(), "{}", text(&upgrade));
+    assert_eq!(failed, 0, "{failed} of {} requests failed during the upgrade: {errors:?}", ok + failed);
+    assert!(ok > 100, "the load generator hardly ran ({ok} requests)");
+    assert_eq!(versions(&lab), vec!["8.1.0"; 6]);
+    let config = std::fs::read_to_string(inventory).unwrap();
+    assert!(config.contains("release = \"8.1.0\""), "inventory not rewritten");
+    let report = json(&upgrade);
+    let backup = report["backup"].as_str().expect("a backup path");
+    assert!(lab.sh("db", &format!("test -s {backup}")).status.success(), "backup {backup} missing");
+    all_in_traefik_and_up(&lab);
+    eprintln!("rolling upgrade: {ok} requests, 0 failed");
+
+    // A release that never becomes ready: the canary goes back, nobody notices.
+    let load = Load::start(&lab);
+    let broken = rcfleet(&["upgrade", "-i", inventory, "--release", "8.2.0", "--skip-backup"]);
+    let (ok, failed, errors) = load.finish();
+    assert_eq!(broken.status.code(), Some(1), "{}", text(&broken));
+    let said = text(&broken);
+    assert!(said.contains("app1-0") && said.contains("rolled back"), "{said}");
+    assert!(said.contains("last lines"), "the report lacks the instance's log: {said}");
+    assert_eq!(failed, 0, "{failed} of {} requests failed during the failed upgrade: {errors:?}", ok + failed);
+    assert_eq!(versions(&lab), vec!["8.1.0"; 6]);
+    assert!(std::fs::read_to_string(inventory).unwrap().contains("release = \"8.1.0\""));
+    all_in_traefik_and_up(&lab);
+
+    // Guards: a downgrade is refused and nothing is touched.
+    let before = lab.containers();
+    let downgrade = rcfleet(&["upgrade", "-i", inventory, "--release", "8.0.0"]);
+    assert_eq!(downgrade.status.code(), Some(1));
+    assert!(text(&downgrade).contains("downgrade"), "{}", text(&downgrade));
+    assert_eq!(lab.containers(), before);
+
+    // Two upgrades at once: the second names the holder of the lock.
+    let first = std::process::Command::new(env!("CARGO_BIN_EXE_rcfleet"))
+        .args(["upgrade", "-i", inventory, "--release", "9.0.0", "--skip-backup"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        lab_support::eventually(30, || lab.sh("db", "test -f /opt/rcfleet/lab/deploy.lock").status.success()),
+        "the first upgrade never took the lock"
+    );
+    let second = rcfleet(&["upgrade", "-i", inventory, "--release", "9.0.0", "--skip-backup"]);
+    let said = text(&second);
+    assert_eq!(second.status.code(), Some(1), "{said}");
+    assert!(said.contains("locked by") && said.contains("rcfleet upgrade --release 9.0.0"), "{said}");
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success());
+    assert!(lab.sh("db", "test ! -e /opt/rcfleet/lab/deploy.lock").status.success(), "the lock was not released");
+}
+
+#[test]
+fn specs_and_guards_on_a_7x_fleet() {
+    let Some(lab) = lab_support::lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = inventory_at(&lab, dir.path(), "7.9.0");
+    let inventory = inventory.to_str().unwrap();
+    let up = rcfleet(&["up", "-i", inventory]);
+    assert!(up.status.success(), "{}", text(&up));
+
+    let dry = rcfleet(&["upgrade", "-i", inventory, "--release", "7.x", "--dry-run"]);
+    let said = text(&dry);
+    assert!(said.contains("7.x is 7.10.0"), "{said}");
+    assert!(said.contains("Upgrade 7.9.0 -> 7.10.0"), "{said}");
+
+    // Skipping a major: refused, every reason listed, nothing touched.
+    let inventory = inventory_at(&lab, dir.path(), "7.10.0");
+    let inventory = inventory.to_str().unwrap();
+    let up = rcfleet(&["up", "-i", inventory]);
+    assert!(up.status.success(), "{}", text(&up));
+    let before = lab.containers();
+    let files = lab.deployed_files();
+    let skip = rcfleet(&["upgrade", "-i", inventory, "--release", "9.0.0"]);
+    let said = text(&skip);
+    assert_eq!(skip.status.code(), Some(1), "{said}");
+    assert!(said.contains("skips major 8"), "{said}");
+    assert!(said.contains("refused; nothing was changed"), "{said}");
+    assert_eq!(lab.containers(), before);
+    assert_eq!(lab.deployed_files(), files);
+    assert!(std::fs::read_to_string(inventory).unwrap().contains("release = \"7.10.0\""));
+}
