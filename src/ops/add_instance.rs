@@ -74,7 +74,13 @@ pub fn add_instance(inventory_path: &Path, options: &AddOptions) -> Result<Insta
         }
         None => edit::add_instances(&text, &options.host, options.count)?.0,
     };
-    let fleet = inventory::parse(&edited, inventory_path)?;
+    let fleet = inventory::parse(&edited, inventory_path).map_err(|err| {
+        let what = match options.address {
+            Some(_) => format!("adding host {}", options.host),
+            None => format!("adding {} instance(s) to {}", options.count, options.host),
+        };
+        edited_is_invalid(err, &what)
+    })?;
     let added: Vec<Instance> =
         fleet.instances().filter(|i| before.instances().all(|old| old.name != i.name)).cloned().collect();
     let artifacts = render::render(&fleet, &inventory::secrets::Resolver)?;
@@ -146,6 +152,21 @@ pub fn add_instance(inventory_path: &Path, options: &AddOptions) -> Result<Insta
         seconds: report.elapsed_seconds(),
         log: report.log_path().map(Path::to_path_buf),
     })
+}
+
+/// The edited inventory's problems, introduced as such: their line numbers are those of the
+/// text rcfleet would have written, which was not written.
+pub(super) fn edited_is_invalid(err: Error, what: &str) -> Error {
+    match err {
+        Error::BadInput(problems) => {
+            let mut lines = vec![format!(
+                "{what} would make the inventory invalid, so nothing was changed (places are in the edited text):"
+            )];
+            lines.extend(problems);
+            Error::BadInput(lines)
+        }
+        other => other,
+    }
 }
 
 fn host_files<'a>(artifacts: &'a [render::HostArtifacts], host: &str) -> &'a [Artifact] {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::add_instance::InstanceChange;
+use super::add_instance::{edited_is_invalid, InstanceChange};
 use super::audit;
 use super::converge::{confirm_prometheus, confirm_traefik, send_files};
 use super::lock;
@@ -37,8 +37,9 @@ pub fn remove_instance(inventory_path: &Path, options: &RemoveOptions) -> Result
     for instance in &removed {
         edited = edit::remove_instance(&edited, &instance.host, instance.index)?;
     }
-    let fleet = inventory::parse(&edited, inventory_path)?;
     let names: Vec<&str> = removed.iter().map(|i| i.name.as_str()).collect();
+    let fleet = inventory::parse(&edited, inventory_path)
+        .map_err(|err| edited_is_invalid(err, &format!("removing {}", names.join(", "))))?;
     let command = format!("rcfleet remove-instance {}", names.join(" "));
 
     let report = Reporter::new(inventory_path, "remove-instance");
