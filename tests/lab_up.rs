@@ -109,6 +109,69 @@ fn a_failed_preflight_changes_nothing_anywhere() {
     assert_eq!(lab.deployed_files(), files, "files changed after a failed preflight");
 }
 
+/// Rejects connections from a lab host to the lab registry while it lives.
+struct RegistryBlocked<'l> {
+    lab: &'l Lab,
+    hosts: Vec<String>,
+}
+
+impl RegistryBlocked<'_> {
+    fn rule(&self, action: &str) -> Vec<String> {
+        let gateway = self.lab.var("LAB_GATEWAY").to_string();
+        ["iptables", action, "OUTPUT", "-d", &gateway, "-p", "tcp", "--dport", "5000", "-j", "REJECT"].map(str::to_string).to_vec()
+    }
+}
+
+impl Drop for RegistryBlocked<'_> {
+    fn drop(&mut self) {
+        for host in &self.hosts {
+            let rule = self.rule("-D");
+            self.lab.exec(host, &rule.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+    }
+}
+
+#[test]
+fn push_images_deploys_hosts_that_cannot_reach_the_registry() {
+    let Some(lab) = lab_support::lab() else { return };
+    lab.reset_fleet();
+    let inventory = std::fs::read_to_string(lab.inventory()).unwrap();
+    let release = inventory.lines().find_map(|l| l.strip_prefix("release = ")).unwrap().trim_matches('"').to_string();
+    let registry = lab.var("LAB_REGISTRY");
+    // The "local" engine rcfleet pushes from: the db host's, given every image the fleet needs.
+    let images = [
+        format!("rocketchat/rocket.chat:{release}"),
+        format!("traefik:{}", lab.var("LAB_TAG_TRAEFIK")),
+        format!("nats:{}", lab.var("LAB_TAG_NATS")),
+        format!("prom/prometheus:{}", lab.var("LAB_TAG_PROMETHEUS")),
+        format!("grafana/grafana:{}", lab.var("LAB_TAG_GRAFANA")),
+        format!("mongodb/mongodb-community-server:{}", lab.var("LAB_TAG_MONGODB")),
+    ];
+    for image in images {
+        lab.run("db", &format!("docker pull -q {registry}/{image}"));
+    }
+    let hosts: Vec<String> = ["lb", "app1", "app2", "app3"].map(str::to_string).to_vec();
+    let blocked = RegistryBlocked { lab: &lab, hosts: hosts.clone() };
+    for host in &hosts {
+        let rule = blocked.rule("-I");
+        let output = lab.exec(host, &rule.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(output.status.success(), "{}", text(&output));
+        lab.run(host, "docker images -q | xargs -r docker rmi -f >/dev/null");
+    }
+    let pull = lab.sh("app1", &format!("docker pull {registry}/rocketchat/rocket.chat:{release}"));
+    assert!(!pull.status.success(), "app1 can still reach the registry");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rcfleet"))
+        .args(["up", "-i", lab.inventory(), "--push-images"])
+        .env("DOCKER_HOST", lab.var("LAB_DOCKER_DB"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "up --push-images failed:\n{}", text(&output));
+    assert!(text(&output).contains("from the local engine"), "{}", text(&output));
+    serves_every_instance(&lab);
+    drop(blocked);
+}
+
 fn serves_every_instance(lab: &Lab) {
     let mut seen = BTreeSet::new();
     for _ in 0..60 {

@@ -29,12 +29,18 @@ fn images_for(fleet: &Fleet, host: &Host) -> Vec<String> {
     images.into_iter().collect()
 }
 
-pub fn pull_missing_images(fleet: &Fleet, host: &Host, conn: &Connection, report: &Reporter) -> Result<()> {
+/// The images `host`'s units need that its engine does not have, in one round trip.
+pub fn missing_images(fleet: &Fleet, host: &Host, conn: &Connection) -> Result<Vec<String>> {
     let wanted = images_for(fleet, host);
     let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
     let missing_script = r#"for i in "$@"; do docker image inspect "$i" >/dev/null 2>&1 || echo "$i"; done"#;
     let missing = conn.run(&Argv::script(missing_script, &refs))?.stdout_text();
-    for image in missing.lines().filter(|l| !l.is_empty()) {
+    Ok(missing.lines().filter(|l| !l.is_empty()).map(str::to_string).collect())
+}
+
+pub fn pull_missing_images(fleet: &Fleet, host: &Host, conn: &Connection, report: &Reporter) -> Result<()> {
+    for image in missing_images(fleet, host, conn)? {
+        let image = image.as_str();
         report.waiting("images", format!("{}: pulling {image}", host.name));
         let options = ExecOptions { timeout: Some(Duration::from_secs(1800)), stream: true, ..Default::default() };
         let output = conn.exec(&Argv::new("docker").args(["pull", image]), options)?;

@@ -8,6 +8,7 @@ pub mod logs;
 pub mod plan;
 pub mod preflight;
 pub mod probe;
+pub mod push_images;
 pub mod remote;
 pub mod remove_instance;
 pub mod report;

@@ -76,6 +76,11 @@ impl Remote {
         Ok(tunnels.entry(key).or_insert(tunnel).clone())
     }
 
+    /// Runs a future in the background (e.g. a stream feeding a blocking reader).
+    pub fn spawn<F: Future<Output = ()> + Send + 'static>(&self, future: F) {
+        self.runtime.spawn(future);
+    }
+
     /// Runs a future (Docker API, HTTP) to completion from any thread.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.runtime.handle().block_on(future)

@@ -18,6 +18,7 @@ use super::audit;
 use super::converge::{confirm_prometheus, confirm_traefik, converge_unit, pull_missing_images, send_files, wait_ready};
 use super::lock;
 use super::preflight;
+use super::push_images;
 use super::probe;
 use super::remote::{strip, Remote, CONCURRENCY};
 use super::report::Reporter;
@@ -30,6 +31,8 @@ use crate::render::{self, HostArtifacts};
 
 pub struct UpOptions {
     pub connect: ConnectOptions,
+    /// Send images from the local Docker engine instead of having hosts pull them.
+    pub push_images: bool,
 }
 
 /// What `up` did and found, for the summary.
@@ -52,7 +55,8 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     preflight::run(&fleet, &remote, &report)?;
     let deploy_dir = render::deploy_dir(&fleet);
 
-    let changed = prepare_hosts(&fleet, &artifacts, &remote, &report, &deploy_dir)?;
+    let local_engine = if options.push_images { Some(push_images::local_engine(&remote)?) } else { None };
+    let changed = prepare_hosts(&fleet, &artifacts, &remote, &report, &deploy_dir, local_engine.as_ref())?;
     let mut changes: BTreeMap<String, Vec<String>> =
         changed.iter().map(|(host, files)| (host.clone(), files.iter().map(|f| format!("wrote {f}")).collect())).collect();
     let mut record = |host: &str, change: String| changes.entry(host.to_string()).or_default().push(change);
@@ -101,7 +105,8 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     })
 }
 
-/// On every host at once: pull the images its units need that it lacks, then send the files
+/// On every host at once: pull (or push from the local engine) the images its units need
+/// that it lacks, then send the files
 /// that differ. Returns, per host, the paths that were written. No container is touched.
 fn prepare_hosts(
     fleet: &Fleet,
@@ -109,11 +114,15 @@ fn prepare_hosts(
     remote: &Remote,
     report: &Reporter,
     deploy_dir: &str,
+    local_engine: Option<&bollard::Docker>,
 ) -> Result<BTreeMap<String, BTreeSet<String>>> {
     let work: Vec<(&Host, &HostArtifacts)> = fleet.hosts.iter().zip(artifacts).collect();
     let results = remote::fan_out(&work, CONCURRENCY, |(h, _)| h.name.clone(), |(host, files)| {
         let conn = remote.host(&host.name);
-        pull_missing_images(fleet, host, conn, report)?;
+        match local_engine {
+            Some(local) => push_images::push_missing_images(fleet, host, conn, local, remote, report)?,
+            None => pull_missing_images(fleet, host, conn, report)?,
+        }
         let written = send_files(conn, deploy_dir, &files.files)?;
         if !written.is_empty() {
             report.step("files", &host.name, format!("{} written: {}", written.len(), written.iter().cloned().collect::<Vec<_>>().join(", ")));

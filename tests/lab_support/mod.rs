@@ -89,6 +89,16 @@ impl Lab {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Runs a command inside a lab host's namespaces from this machine (`lab exec`), e.g. a
+    /// firewall rule that SSH itself must not be able to undo.
+    pub fn exec(&self, host: &str, args: &[&str]) -> Output {
+        Command::new(repo().join("tests/lab/lab"))
+            .args(["exec", "--name", &self.name, host, "--"])
+            .args(args)
+            .output()
+            .expect("run tests/lab/lab exec")
+    }
+
     /// Removes every trace of an earlier fleet from every host: containers, volumes, files.
     pub fn reset_fleet(&self) {
         for host in self.hosts() {
