@@ -11,3 +11,4 @@ pub mod render;
 pub mod cli;
 pub mod ops;
 pub mod registry;
+pub mod interrupt;

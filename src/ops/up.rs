@@ -47,16 +47,25 @@ pub struct UpOutcome {
 }
 
 pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
-    let fleet = inventory::load(inventory_path)?;
-    let artifacts = render::render(&fleet, &inventory::secrets::Resolver)?;
+    let full_fleet = inventory::load(inventory_path)?;
+    // Rendered before any host is contacted: a value no file can carry is bad input (exit 2).
+    let mut artifacts = render::render(&full_fleet, &inventory::secrets::Resolver)?;
     let report = Reporter::new(inventory_path, "up");
-    let remote = Remote::connect_fleet(&fleet, &options.connect, &report)?;
+    let (remote, unreachable) = connect(&full_fleet, options, &report)?;
+    // App hosts that cannot be reached are left out of this run (and out of Traefik and
+    // Prometheus), so the rest of the fleet still converges; the run then fails naming them.
+    let fleet = without_hosts(&full_fleet, &unreachable);
+    if !unreachable.is_empty() {
+        artifacts = render::render(&fleet, &inventory::secrets::Resolver)?;
+    }
+    crate::interrupt::graceful("`rcfleet up`");
     let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), "rcfleet up", None)?;
     preflight::run(&fleet, &remote, &report)?;
     let deploy_dir = render::deploy_dir(&fleet);
 
     let local_engine = if options.push_images { Some(push_images::local_engine(&remote)?) } else { None };
     let changed = prepare_hosts(&fleet, &artifacts, &remote, &report, &deploy_dir, local_engine.as_ref())?;
+    stop_if_asked("images and files were sent; no container was changed")?;
     let mut changes: BTreeMap<String, Vec<String>> =
         changed.iter().map(|(host, files)| (host.clone(), files.iter().map(|f| format!("wrote {f}")).collect())).collect();
     let mut record = |host: &str, change: String| changes.entry(host.to_string()).or_default().push(change);
@@ -74,12 +83,14 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
         }
     }
 
+    stop_if_asked("the database and monitoring are up; instances and Traefik were not changed")?;
     for (host, host_changes) in converge_instances(&fleet, &remote, &changed, &deploy_dir, &report)? {
         for change in host_changes {
             record(&host, change);
         }
     }
 
+    stop_if_asked("every instance is ready; Traefik was not changed")?;
     let traefik = render::traefik_unit(&fleet);
     if let Some(change) = converge_unit(&fleet, &remote, remote.host(&traefik.host), &traefik, &changed, &deploy_dir, &report)? {
         record(&traefik.host, change);
@@ -95,6 +106,15 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
             report.step("done", &host.name, "unchanged");
         }
     }
+    if !unreachable.is_empty() {
+        let lines: Vec<String> = unreachable.iter().map(|(host, why)| format!("  {host}: {why}")).collect();
+        return Err(Error::failed(format!(
+            "{} host(s) could not be reached and were left as they were:\n{}\nEvery other host is up and serves; \
+             their instances are not in Traefik. Fix the connection and run `rcfleet up` again: it finishes only what is missing.",
+            unreachable.len(),
+            lines.join("\n")
+        )));
+    }
     Ok(UpOutcome {
         changes: fleet.hosts.iter().map(|h| (h.name.clone(), changes.get(&h.name).cloned().unwrap_or_default())).collect(),
         fleet,
@@ -103,6 +123,47 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
         seconds: report.elapsed_seconds(),
         log: report.log_path().map(Path::to_path_buf),
     })
+}
+
+/// Connects to every host at once. App hosts that cannot be reached are returned with the
+/// reason; any other unreachable host stops the run before anything changes.
+fn connect(fleet: &Fleet, options: &UpOptions, report: &Reporter) -> Result<(Remote, Vec<(String, String)>)> {
+    let hosts: Vec<&Host> = fleet.hosts.iter().collect();
+    let (remote, unreachable) = Remote::connect_reachable(&hosts, &options.connect)?;
+    let essential: Vec<String> = unreachable
+        .iter()
+        .filter(|(name, _)| fleet.host(name).is_some_and(|h| h.roles.iter().any(|r| *r != Role::Rocketchat)))
+        .map(|(_, why)| why.clone())
+        .collect();
+    if !essential.is_empty() {
+        return Err(Error::failed(format!(
+            "cannot reach the hosts every instance depends on:\n  {}\nNothing was changed. Fix the connection and run again.",
+            essential.join("\n  ")
+        )));
+    }
+    let reached: Vec<&str> =
+        fleet.hosts.iter().filter(|h| remote.try_host(&h.name).is_some()).map(|h| h.name.as_str()).collect();
+    report.step("connect", "", format!("{} (host keys verified)", reached.join(", ")));
+    for (name, why) in &unreachable {
+        report.step("connect", name, format!("UNREACHABLE, carrying on without it: {why}"));
+    }
+    Ok((remote, unreachable))
+}
+
+/// The fleet without the named hosts (and so without their instances).
+fn without_hosts(fleet: &Fleet, left_out: &[(String, String)]) -> Fleet {
+    let mut fleet = fleet.clone();
+    fleet.hosts.retain(|h| !left_out.iter().any(|(name, _)| *name == h.name));
+    fleet
+}
+
+/// Stops `up` at a safe point after Ctrl-C, saying how far it got.
+fn stop_if_asked(state: &str) -> Result<()> {
+    crate::interrupt::set_left_to_do(&format!("`rcfleet up` was stopped part-way ({state}); run it again to finish"));
+    if crate::interrupt::requested() {
+        return Err(Error::failed(format!("stopped by Ctrl-C: {state}. Run `rcfleet up` again to finish.")));
+    }
+    Ok(())
 }
 
 /// On every host at once: pull (or push from the local engine) the images its units need

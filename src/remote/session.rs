@@ -137,6 +137,7 @@ fn tcp_connect(target: &Target, endpoint: &Endpoint) -> Result<TcpStream> {
         match TcpStream::connect_timeout(&addr, target.connect_timeout) {
             Ok(tcp) => {
                 let _ = tcp.set_nodelay(true);
+                give_up_on_a_silent_peer(&tcp);
                 return Ok(tcp);
             }
             Err(e) => last = Some(e),
@@ -150,6 +151,27 @@ fn tcp_connect(target: &Target, endpoint: &Endpoint) -> Result<TcpStream> {
         None => "the name resolved to no address".to_string(),
     };
     Err(fail(cause))
+}
+
+/// How long sent data may stay unacknowledged before the kernel drops the connection.
+const PEER_SILENCE: Duration = Duration::from_secs(30);
+
+/// A host that vanishes (cable cut, crashed, partitioned) sends neither data nor a reset, and
+/// TCP would retry for a quarter of an hour. With TCP_USER_TIMEOUT, the keepalives sent while
+/// a command or tunnel runs make such a connection fail within `PEER_SILENCE`, so a lost host
+/// is reported in seconds instead of hanging the operation.
+fn give_up_on_a_silent_peer(tcp: &TcpStream) {
+    let millis = PEER_SILENCE.as_millis() as libc::c_uint;
+    // SAFETY: a valid socket and a c_uint option value of the right size.
+    unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            &millis as *const libc::c_uint as *const libc::c_void,
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        );
+    }
 }
 
 /// Handshake, host-key check, authentication on an already connected stream.

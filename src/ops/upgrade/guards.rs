@@ -10,7 +10,7 @@ pub struct Facts<'a> {
     pub target: &'a Release,
     /// `major.minor` of the running MongoDB, e.g. `8.2`.
     pub mongodb: &'a str,
-    /// Problems that make the fleet unhealthy (instance not ready, not UP in Traefik, ...).
+    /// Problems that make the fleet unhealthy (an instance not ready, Traefik not answering).
     pub unhealthy: &'a [String],
     pub allow_downgrade: bool,
     pub force: bool,
@@ -103,7 +103,7 @@ fn mongodb(facts: &Facts) -> Verdict {
 
 fn health(facts: &Facts) -> Verdict {
     if facts.unhealthy.is_empty() {
-        return Verdict::Pass("the fleet is healthy: every instance ready and UP in Traefik".to_string());
+        return Verdict::Pass("the fleet is healthy: every instance ready, Traefik answers".to_string());
     }
     let what = facts.unhealthy.join("; ");
     if facts.force {

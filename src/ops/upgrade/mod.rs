@@ -84,6 +84,9 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
     // Taken before the guards look at the fleet, so they never see another run's half-done work.
     let db = remote.host(&fleet.database_host().name);
     let command = format!("rcfleet upgrade --release {}", options.release);
+    if !options.dry_run {
+        crate::interrupt::graceful("the upgrade");
+    }
     let _lock = if options.dry_run { None } else { Some(lock::acquire(&fleet, db, &command, Some(target.to_string()))?) };
     let current = fleet.workspace.release.clone();
     if target == current {
@@ -115,6 +118,9 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
         return Ok(outcome(phases, Vec::new(), None, report.log_path().map(Path::to_path_buf)));
     }
 
+    if crate::interrupt::requested() {
+        return Err(Error::failed("stopped by Ctrl-C before anything changed"));
+    }
     let phase = Instant::now();
     let backup = if options.skip_backup {
         report.step("backup", &fleet.database_host().name, "skipped (--skip-backup)");
@@ -225,7 +231,9 @@ fn mongodb_version(fleet: &Fleet, remote: &Remote) -> Result<String> {
     }
 }
 
-/// What keeps the fleet from being healthy: instances not ready, not UP in Traefik.
+/// What keeps the fleet from being healthy: instances that are not ready. An instance that is
+/// ready but out of Traefik (left out by an interrupted run) is not a problem: the rollout puts
+/// every instance back.
 fn unhealthy(fleet: &Fleet, remote: &Remote) -> Result<Vec<String>> {
     let instances: Vec<&Instance> = fleet.instances().collect();
     let readiness = remote::fan_out(&instances, CONCURRENCY, |i| i.name.clone(), |i| probe::instance_ready(remote, fleet, i));
@@ -237,17 +245,8 @@ fn unhealthy(fleet: &Fleet, remote: &Remote) -> Result<Vec<String>> {
             Err(err) => problems.push(format!("{name}: {}", strip(&err))),
         }
     }
-    match probe::traefik_servers(remote, fleet)? {
-        Ok(servers) => {
-            for instance in &instances {
-                match servers.get(&instance.url()).map(String::as_str) {
-                    Some("UP") => {}
-                    Some(state) => problems.push(format!("{} is {state} in Traefik", instance.name)),
-                    None => problems.push(format!("{} is not in Traefik", instance.name)),
-                }
-            }
-        }
-        Err(seen) => problems.push(format!("Traefik: {seen}")),
+    if let Err(seen) = probe::traefik_servers(remote, fleet)? {
+        problems.push(format!("Traefik: {seen}"));
     }
     Ok(problems)
 }

@@ -35,6 +35,13 @@ pub struct Rollout<'a> {
 
 type Timings = (Vec<(String, f64)>, Vec<(String, f64)>);
 
+/// Why replacing a batch stopped, and whether any of its instances had been touched.
+struct Failure {
+    /// False when Traefik never confirmed the drain: the batch still serves, untouched.
+    touched: bool,
+    message: String,
+}
+
 /// Which side of the upgrade a step moves instances to.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -59,6 +66,14 @@ impl<'a> Rollout<'a> {
         let mut done: Vec<&Vec<&Instance>> = Vec::new();
         for (index, batch) in batches.iter().enumerate() {
             let label = if index == 0 { "canary".to_string() } else { format!("batch {index}") };
+            if crate::interrupt::requested() {
+                return Err(self.interrupted(&done, &in_service));
+            }
+            crate::interrupt::set_left_to_do(&format!(
+                "{} may be out of Traefik or half replaced: run the same upgrade again to finish, or `rcfleet up` to \
+                 put the inventory's release back",
+                names(batch)
+            ));
             let started = Instant::now();
             match self.replace(batch, &mut in_service, Side::New, &label) {
                 Ok(times) => {
@@ -66,8 +81,18 @@ impl<'a> Rollout<'a> {
                     phases.push((label, started.elapsed().as_secs_f64()));
                     done.push(batch);
                 }
-                Err(failure) => {
+                Err(Failure { touched: false, message }) => {
+                    return Err(format!(
+                        "{label} ({}) was not started: {message}. Nothing was stopped; every instance keeps serving on \
+                         its release{}.\n{}",
+                        names(batch),
+                        if done.is_empty() { String::new() } else { " (upgraded ones stay upgraded: run the same upgrade again once Traefik is fixed)".to_string() },
+                        self.state_line(&in_service)
+                    ));
+                }
+                Err(Failure { message: failure, .. }) => {
                     let mut story = vec![format!("{label} ({}) failed: {failure}", names(batch))];
+                    story.extend(self.settle(&mut in_service));
                     story.push(self.restore(batch, &mut in_service, "the failing batch"));
                     if rollback {
                         for earlier in done.iter().rev() {
@@ -83,6 +108,7 @@ impl<'a> Rollout<'a> {
                             self.old.workspace.release
                         ));
                     }
+                    story.extend(self.settle(&mut in_service));
                     story.push(self.state_line(&in_service));
                     return Err(story.join("\n"));
                 }
@@ -98,7 +124,7 @@ impl<'a> Rollout<'a> {
         let started = Instant::now();
         match self.replace(&all, &mut in_service, Side::New, "all instances") {
             Ok(times) => Ok((vec![("recreate".to_string(), started.elapsed().as_secs_f64())], times)),
-            Err(failure) => {
+            Err(Failure { message: failure, .. }) => {
                 let mut story = vec![format!("replacing every instance failed: {failure}")];
                 if rollback {
                     story.push(self.restore(&all, &mut in_service, "every instance"));
@@ -117,21 +143,36 @@ impl<'a> Rollout<'a> {
         in_service: &mut Vec<&'a Instance>,
         side: Side,
         label: &str,
-    ) -> std::result::Result<Vec<(String, f64)>, String> {
+    ) -> std::result::Result<Vec<(String, f64)>, Failure> {
         let fleet = self.fleet(side);
         let release = &fleet.workspace.release;
         let started = Instant::now();
+        let before = in_service.clone();
         in_service.retain(|i| !batch.iter().any(|b| b.name == i.name));
-        self.set_traefik(in_service).map_err(|e| format!("taking {} out of Traefik: {}", names(batch), strip(&e)))?;
+        if let Err(err) = self.set_traefik(in_service) {
+            // Traefik kept its previous configuration; make its file say so again, so that a
+            // later reload does not drain instances nobody is replacing.
+            let restored = self.write_traefik(&before);
+            *in_service = before;
+            let file = match restored {
+                Ok(()) => "its file was put back".to_string(),
+                Err(e) => format!("putting its file back failed too: {}", strip(&e)),
+            };
+            return Err(Failure {
+                touched: false,
+                message: format!("Traefik did not apply the drain of {} ({}); {file}", names(batch), strip(&err)),
+            });
+        }
+        let touched = |message: String| Failure { touched: true, message };
         self.report.step("drain", "", format!("{label}: {} out of Traefik; waiting {} s", names(batch), fleet.upgrade.drain_seconds));
         std::thread::sleep(Duration::from_secs(fleet.upgrade.drain_seconds));
         let results = remote::fan_out(batch, CONCURRENCY, |i| i.name.clone(), |instance| self.deploy(instance, side));
-        remote::all_succeeded(results).map_err(|e| strip(&e))?;
+        remote::all_succeeded(results).map_err(|e| touched(strip(&e)))?;
         for instance in batch {
             in_service.push(instance);
         }
         order_like_fleet(self.old, in_service);
-        self.set_traefik(in_service).map_err(|e| format!("putting {} back into Traefik: {}", names(batch), strip(&e)))?;
+        self.set_traefik(in_service).map_err(|e| touched(format!("putting {} back into Traefik: {}", names(batch), strip(&e))))?;
         let seconds = started.elapsed().as_secs_f64();
         self.report.step("upgrade", "", format!("{label}: {} on {release}, back in Traefik ({seconds:.1} s)", names(batch)));
         Ok(batch.iter().map(|i| (i.name.clone(), seconds)).collect())
@@ -141,7 +182,7 @@ impl<'a> Rollout<'a> {
     fn restore(&self, batch: &[&'a Instance], in_service: &mut Vec<&'a Instance>, what: &str) -> String {
         match self.replace(batch, in_service, Side::Old, "rollback") {
             Ok(_) => format!("rolled back ({what}): {} on {} and back in Traefik", names(batch), self.old.workspace.release),
-            Err(failure) => format!(
+            Err(Failure { message: failure, .. }) => format!(
                 "rolling back {} ({what}) failed: {failure}; they stay out of Traefik. Fix the host, then run `rcfleet up` \
                  to put them back on {}",
                 names(batch),
@@ -185,12 +226,55 @@ impl<'a> Rollout<'a> {
     /// Writes Traefik's dynamic file listing `in_service` and waits until Traefik's API shows
     /// exactly those, all UP.
     fn set_traefik(&self, in_service: &[&Instance]) -> Result<()> {
+        self.write_traefik(in_service)?;
+        let expected: BTreeSet<String> = in_service.iter().map(|i| i.url()).collect();
+        confirm_traefik(self.old, self.remote, self.report, &expected).map(|_| ())
+    }
+
+    /// After a failure: takes out of Traefik every listed instance that is not ready (its host
+    /// may be lost), so Traefik only lists instances that answer. Says what it took out.
+    fn settle(&self, in_service: &mut Vec<&'a Instance>) -> Vec<String> {
+        let listed: Vec<&Instance> = in_service.clone();
+        let ready = remote::fan_out(&listed, CONCURRENCY, |i| i.name.clone(), |instance| {
+            probe::instance_ready(self.remote, self.old, instance)
+        });
+        let not_ready: Vec<String> = ready
+            .into_iter()
+            .filter(|(_, result)| !matches!(result, Ok(Ok(()))))
+            .map(|(name, _)| name)
+            .collect();
+        if not_ready.is_empty() {
+            return Vec::new();
+        }
+        in_service.retain(|i| !not_ready.contains(&i.name));
+        match self.set_traefik(in_service) {
+            Ok(()) => vec![format!("took {} out of Traefik: not ready (host lost?)", not_ready.join(", "))],
+            Err(err) => vec![format!("taking {} out of Traefik failed: {}", not_ready.join(", "), strip(&err))],
+        }
+    }
+
+    /// Writes Traefik's dynamic file listing `in_service`, without waiting for Traefik.
+    fn write_traefik(&self, in_service: &[&Instance]) -> Result<()> {
         let lb = self.remote.host(&self.old.traefik_host().name);
         let content = render::traefik_dynamic(self.old, in_service)?;
         let path = format!("{}/{}", render::deploy_dir(self.old), render::TRAEFIK_DYNAMIC_PATH);
-        lb.upload(&path, content.as_bytes(), render::PUBLIC_MODE, None)?;
-        let expected: BTreeSet<String> = in_service.iter().map(|i| i.url()).collect();
-        confirm_traefik(self.old, self.remote, self.report, &expected).map(|_| ())
+        lb.upload(&path, content.as_bytes(), render::PUBLIC_MODE, None).map(|_| ())
+    }
+
+    /// The report when Ctrl-C stopped the rollout between batches.
+    fn interrupted(&self, done: &[&Vec<&Instance>], in_service: &[&Instance]) -> String {
+        let upgraded: Vec<&str> = done.iter().flat_map(|b| b.iter().map(|i| i.name.as_str())).collect();
+        let waiting: Vec<&str> =
+            self.old.instances().map(|i| i.name.as_str()).filter(|n| !upgraded.contains(n)).collect();
+        format!(
+            "stopped by Ctrl-C between batches. On {}: {}. Still on {}: {}. The workspace runs mixed versions: run the \
+             same upgrade again to finish it.\n{}",
+            self.new.workspace.release,
+            if upgraded.is_empty() { "none".to_string() } else { upgraded.join(", ") },
+            self.old.workspace.release,
+            waiting.join(", "),
+            self.state_line(in_service)
+        )
     }
 
     fn state_line(&self, in_service: &[&Instance]) -> String {
