@@ -22,6 +22,9 @@ struct Server {
     first_addr: String,
     state_path: String,
     state: Mutex<Value>,
+    /// `--keyFile` (or `--auth`) given: clients must authenticate, except on the localhost
+    /// exception (a loopback client while no user exists), as with the real mongod.
+    auth: bool,
 }
 
 pub fn mongod(args: Vec<String>) -> i32 {
@@ -44,6 +47,15 @@ pub fn mongod(args: Vec<String>) -> i32 {
             .filter(|s| !s.is_empty())
             .collect()
     };
+    let key_file = util::flag(&flags, &["keyFile"]).map(str::to_string);
+    if let Some(path) = &key_file {
+        if let Err(e) = check_key_file(path) {
+            log_json("E", "ACCESS", "Unable to acquire security key[s]", &json!({"error": e}));
+            eprintln!("{e}");
+            return 1;
+        }
+    }
+    let auth = key_file.is_some() || util::flag(&flags, &["auth"]).is_some();
     if !std::path::Path::new(&dbpath).is_dir() {
         log_json("E", "CONTROL", "NonExistentPath", &json!({"error": format!("Data directory {dbpath} not found")}));
         eprintln!("NonExistentPath: Data directory {dbpath} not found.");
@@ -70,8 +82,9 @@ pub fn mongod(args: Vec<String>) -> i32 {
         first_addr,
         state_path,
         state: Mutex::new(state),
+        auth,
     });
-    log_json("I", "CONTROL", "MongoDB starting (rcfleet lab stand-in)", &json!({"version": version, "port": port, "dbPath": dbpath, "replSet": srv.repl_set}));
+    log_json("I", "CONTROL", "MongoDB starting (rcfleet lab stand-in)", &json!({"version": version, "port": port, "dbPath": dbpath, "replSet": srv.repl_set, "authorization": if auth { "enabled" } else { "disabled" }}));
     log_json("I", "NETWORK", "Waiting for connections", &json!({"port": port, "ssl": "off", "addresses": addrs}));
     let mut threads = Vec::new();
     for l in listeners {
@@ -107,7 +120,7 @@ fn serve_conn(stream: TcpStream, srv: &Server) {
         }
         let reply = match serde_json::from_str::<Value>(&line) {
             Ok(v) => match v.get("cmd") {
-                Some(Value::Object(cmd)) => srv.command(cmd, &peer),
+                Some(Value::Object(cmd)) => srv.command(cmd, v.get("auth"), &peer),
                 _ => err_reply(9, "FailedToParse", "request has no cmd document"),
             },
             Err(e) => err_reply(9, "FailedToParse", &format!("bad request: {e}")),
@@ -130,12 +143,30 @@ impl Server {
         }
     }
 
-    fn command(&self, cmd: &Map<String, Value>, peer: &str) -> Value {
+    fn command(&self, cmd: &Map<String, Value>, auth: Option<&Value>, peer: &str) -> Value {
         let Some((name, arg)) = cmd.iter().next() else {
             return err_reply(59, "CommandNotFound", "empty command");
         };
         log_json("I", "COMMAND", "command", &json!({"command": name, "client": peer}));
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        // Credentials travel with every request of the lab protocol; wrong ones fail whatever
+        // the command, as a failed handshake does.
+        let user = match auth.filter(|a| !a.is_null()) {
+            Some(a) => match find_user(&st, a) {
+                Some(user) => Some(user),
+                None => {
+                    log_json("I", "ACCESS", "Authentication failed", &json!({"user": a["user"], "client": peer}));
+                    return err_reply(18, "AuthenticationFailed", "Authentication failed.");
+                }
+            },
+            None => None,
+        };
+        let no_users = st["users"].as_array().map(|u| u.is_empty()).unwrap_or(true);
+        let loopback = peer.starts_with("127.") || peer.starts_with("[::1]");
+        let open = matches!(name.as_str(), "ping" | "hello" | "isMaster" | "ismaster" | "buildInfo" | "buildinfo" | "authenticate");
+        if self.auth && user.is_none() && !open && !(no_users && loopback) {
+            return err_reply(13, "Unauthorized", &format!("Command {name} requires authentication"));
+        }
         let config = st.get("replSetConfig").cloned().unwrap_or(Value::Null);
         let initiated = !config.is_null();
         match name.as_str() {
@@ -245,10 +276,103 @@ impl Server {
                 self.save(&st);
                 json!({"ok": 1})
             }
+            "authenticate" => match find_user(&st, arg) {
+                Some(user) => json!({"user": user, "ok": 1}),
+                None => err_reply(18, "AuthenticationFailed", "Authentication failed."),
+            },
+            "createUser" => {
+                let name = arg.as_str().unwrap_or_default().to_string();
+                let db = cmd.get("$db").and_then(|d| d.as_str()).unwrap_or("admin").to_string();
+                let pwd = cmd.get("pwd").and_then(|p| p.as_str()).unwrap_or_default();
+                if name.is_empty() || pwd.is_empty() {
+                    return err_reply(2, "BadValue", "createUser needs a user name and pwd");
+                }
+                let users = st["users"].as_array().cloned().unwrap_or_default();
+                if users.iter().any(|u| u["user"] == json!(name) && u["db"] == json!(db)) {
+                    return err_reply(51003, "Location51003", &format!("User \"{name}@{db}\" already exists"));
+                }
+                let mut users = users;
+                users.push(json!({"user": name, "db": db, "pwdHash": hash(pwd), "roles": cmd.get("roles").cloned().unwrap_or(json!([]))}));
+                st["users"] = Value::Array(users);
+                self.save(&st);
+                json!({"ok": 1})
+            }
+            "updateUser" => {
+                let name = arg.as_str().unwrap_or_default();
+                let db = cmd.get("$db").and_then(|d| d.as_str()).unwrap_or("admin");
+                let Some(users) = st["users"].as_array_mut() else {
+                    return err_reply(11, "UserNotFound", &format!("Could not find user \"{name}\" for db \"{db}\""));
+                };
+                let Some(user) = users.iter_mut().find(|u| u["user"] == json!(name) && u["db"] == json!(db)) else {
+                    return err_reply(11, "UserNotFound", &format!("Could not find user \"{name}\" for db \"{db}\""));
+                };
+                if let Some(pwd) = cmd.get("pwd").and_then(|p| p.as_str()) {
+                    user["pwdHash"] = json!(hash(pwd));
+                }
+                if let Some(roles) = cmd.get("roles") {
+                    user["roles"] = roles.clone();
+                }
+                self.save(&st);
+                json!({"ok": 1})
+            }
+            "usersInfo" => {
+                let db = cmd.get("$db").and_then(|d| d.as_str()).unwrap_or("admin");
+                let users: Vec<Value> = st["users"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|u| u["db"] == json!(db) && (arg.as_str().is_none() || u["user"] == *arg))
+                    .map(|u| json!({"_id": format!("{}.{}", u["db"].as_str().unwrap_or(""), u["user"].as_str().unwrap_or("")), "user": u["user"], "db": u["db"], "roles": u["roles"]}))
+                    .collect();
+                json!({"users": users, "ok": 1})
+            }
+            "listCollections" => json!({"cursor": {"id": 0, "ns": "rocketchat.$cmd.listCollections", "firstBatch": []}, "ok": 1}),
             "standinState" => json!({"state": st.clone(), "ok": 1}),
             other => err_reply(59, "CommandNotFound", &format!("no such command: '{other}'")),
         }
     }
+}
+
+/// The real mongod refuses a key file that group or others can read, or that is not
+/// 6 to 1024 base64 characters.
+fn check_key_file(path: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("error getting file {path}: {e}"))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!("permissions on {path} are too open"));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("error reading file {path}: {e}"))?;
+    let key: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if key.len() < 6 || key.len() > 1024 {
+        return Err(format!("security key in {path} must be between 6 and 1024 characters"));
+    }
+    if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/' || c == '=') {
+        return Err(format!("invalid char in key file {path}: only base64 characters are allowed"));
+    }
+    Ok(())
+}
+
+/// Not SCRAM: the stand-in keeps an FNV-1a hash of the password, never the password.
+fn hash(pwd: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in pwd.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("fnv1a64:{h:016x}")
+}
+
+/// The user `auth` (`{user, pwd, db}`) names, when the password matches.
+fn find_user(state: &Value, auth: &Value) -> Option<Value> {
+    let user = auth["user"].as_str()?;
+    let db = auth["db"].as_str().unwrap_or("admin");
+    let pwd = auth["pwd"].as_str()?;
+    state["users"]
+        .as_array()?
+        .iter()
+        .find(|u| u["user"] == json!(user) && u["db"] == json!(db) && u["pwdHash"] == json!(hash(pwd)))
+        .map(|u| json!({"user": u["user"], "db": u["db"]}))
 }
 
 fn members_hosts(config: &Value) -> Vec<String> {
@@ -263,14 +387,33 @@ fn members_hosts(config: &Value) -> Vec<String> {
 
 struct Client {
     addr: String,
+    /// `{user, pwd, db}` sent with every request once given (URI, flags or `db.auth`).
+    auth: std::cell::RefCell<Option<Value>>,
 }
 
 impl Client {
-    /// Connects (like the real tools, at once) or returns the connection error text.
-    fn connect(addr: &str) -> Result<Client, String> {
-        let c = Client { addr: addr.to_string() };
+    /// Connects (like the real tools, at once) and authenticates when credentials are given,
+    /// or returns the error text.
+    fn connect(addr: &str, auth: Option<Value>) -> Result<Client, String> {
+        let c = Client { addr: addr.to_string(), auth: std::cell::RefCell::new(None) };
         c.run(&json!({"ping": 1}))?;
+        if let Some(auth) = auth {
+            c.authenticate(auth).map_err(|r| {
+                format!("{} ({})", r["errmsg"].as_str().unwrap_or("Authentication failed."), r["codeName"].as_str().unwrap_or(""))
+            })?;
+        }
         Ok(c)
+    }
+
+    /// `Ok` and keeps the credentials, or the server's error reply.
+    fn authenticate(&self, auth: Value) -> Result<Value, Value> {
+        let reply = self.run(&json!({"authenticate": auth.clone()})).map_err(|e| err_reply(6, "HostUnreachable", &e))?;
+        if reply["ok"] == json!(1) {
+            *self.auth.borrow_mut() = Some(auth);
+            Ok(reply)
+        } else {
+            Err(reply)
+        }
     }
 
     fn run(&self, cmd: &Value) -> Result<Value, String> {
@@ -278,11 +421,15 @@ impl Client {
             .map_err(|e| format!("getaddrinfo {}: {e}", self.addr))?
             .collect();
         let mut last = format!("connect ECONNREFUSED {}", self.addr);
+        let mut request = json!({"cmd": cmd});
+        if let Some(auth) = self.auth.borrow().as_ref() {
+            request["auth"] = auth.clone();
+        }
         for a in addrs {
             match TcpStream::connect_timeout(&a, Duration::from_secs(5)) {
                 Ok(mut s) => {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-                    s.write_all(format!("{}\n", json!({"cmd": cmd})).as_bytes()).map_err(|e| e.to_string())?;
+                    s.write_all(format!("{request}\n").as_bytes()).map_err(|e| e.to_string())?;
                     let mut line = String::new();
                     BufReader::new(s).read_line(&mut line).map_err(|e| e.to_string())?;
                     return serde_json::from_str(&line).map_err(|e| format!("bad reply from {}: {e}", self.addr));
@@ -298,6 +445,56 @@ impl Client {
         }
         Err(last)
     }
+}
+
+/// Credentials from a connection string (`user:pass@`, percent-decoded; `authSource`, else
+/// the URI's database, else `admin`) and the `--username`/`--password`/
+/// `--authenticationDatabase` options (and `password:` of a `--config` file), which win.
+fn credentials(uri: Option<&str>, flags: &[(String, String)], config_password: Option<String>) -> Option<Value> {
+    let (mut user, mut pwd, mut db) = (None, None, None);
+    if let Some(uri) = uri {
+        let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(uri);
+        let (authority, tail) = match rest.find(['/', '?']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            let (u, p) = userinfo.split_once(':').map(|(u, p)| (u, Some(p))).unwrap_or((userinfo, None));
+            user = Some(util::percent_decode(u));
+            pwd = p.map(util::percent_decode);
+        }
+        let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
+        let path_db = path.trim_start_matches('/');
+        if !path_db.is_empty() {
+            db = Some(path_db.to_string());
+        }
+        if let Some(source) = query.split('&').find_map(|kv| kv.strip_prefix("authSource=")) {
+            db = Some(util::percent_decode(source));
+        }
+    }
+    if let Some(u) = util::flag(flags, &["username", "u"]) {
+        user = Some(u.to_string());
+    }
+    if let Some(p) = util::flag(flags, &["password", "p"]) {
+        pwd = Some(p.to_string());
+    }
+    if let Some(p) = config_password {
+        pwd = Some(p);
+    }
+    if let Some(d) = util::flag(flags, &["authenticationDatabase"]) {
+        db = Some(d.to_string());
+    }
+    let user = user.filter(|u| !u.is_empty())?;
+    Some(json!({"user": user, "pwd": pwd.unwrap_or_default(), "db": db.unwrap_or_else(|| "admin".into())}))
+}
+
+/// `--config FILE` of the database tools: YAML with `password:` and/or `uri:`.
+fn tool_config(flags: &[(String, String)]) -> Result<(Option<String>, Option<String>), String> {
+    let Some(path) = util::flag(flags, &["config"]) else { return Ok((None, None)) };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("error opening config file {path}: {e}"))?;
+    let doc: Value = yaml_serde::from_str(&text).map_err(|e| format!("error parsing config file {path}: {e}"))?;
+    let get = |k: &str| doc.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    Ok((get("password"), get("uri")))
 }
 
 /// host:port to reach from a connection string (`mongodb://...`), `--host`/`--port`, or default.
@@ -325,13 +522,21 @@ pub fn mongodump(args: Vec<String>) -> i32 {
         println!("mongodump version: 100.12.0 (rcfleet lab stand-in)");
         return 0;
     }
-    let addr = target(pos.first().map(|s| s.as_str()), &flags);
+    let (config_password, config_uri) = match tool_config(&flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}\tFailed: {e}", util::now_rfc3339());
+            return 1;
+        }
+    };
+    let uri_given = util::flag(&flags, &["uri"]).map(str::to_string).or(config_uri).or_else(|| pos.first().cloned());
+    let addr = target(uri_given.as_deref(), &flags);
     let quiet = util::flag(&flags, &["quiet"]).is_some();
     let gzip = util::flag(&flags, &["gzip"]).is_some();
     let archive = util::flag(&flags, &["archive"]).map(|s| s.to_string());
     let out = util::flag(&flags, &["out", "o"]).map(|s| s.to_string());
     let db = util::flag(&flags, &["db", "d"]).map(|s| s.to_string());
-    let client = match Client::connect(&addr) {
+    let client = match Client::connect(&addr, credentials(uri_given.as_deref(), &flags, config_password)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{}\tFailed: can't create session: failed to connect to mongodb://{addr}/: {e}", util::now_rfc3339());
@@ -344,7 +549,7 @@ pub fn mongodump(args: Vec<String>) -> i32 {
         (None, Some(o)) => format!("{o}/standin-dump{}.json", if gzip { ".gz" } else { "" }),
         (None, None) => format!("dump/standin-dump{}.json", if gzip { ".gz" } else { "" }),
     };
-    let uri = util::flag(&flags, &["uri"]).map(String::from).unwrap_or_else(|| format!("mongodb://{addr}/"));
+    let uri = uri_given.unwrap_or_else(|| format!("mongodb://{addr}/"));
     let req = json!({"standinDump": {"archive": dest, "gzip": gzip, "uri": redact(&uri), "db": db}});
     let reply = match client.run(&req) {
         Ok(r) if r["ok"] == json!(1) => r,
@@ -408,7 +613,8 @@ pub fn mongorestore(args: Vec<String>) -> i32 {
             return 1;
         }
     }
-    let client = match Client::connect(&addr) {
+    let (config_password, _) = tool_config(&flags).unwrap_or_default();
+    let client = match Client::connect(&addr, credentials(util::flag(&flags, &["uri"]), &flags, config_password)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("Failed: can't create session: failed to connect to mongodb://{addr}/: {e}");
@@ -470,8 +676,14 @@ pub fn mongosh(args: Vec<String>) -> i32 {
         None
     } else {
         let addr = target(conn.as_deref(), &flags);
-        match Client::connect(&addr) {
+        let auth = credentials(conn.as_deref().or(util::flag(&flags, &["uri"])), &flags, None);
+        let authenticating = auth.is_some();
+        match Client::connect(&addr, auth) {
             Ok(c) => Some(c),
+            Err(e) if authenticating && !e.starts_with("connect") && !e.starts_with("getaddrinfo") => {
+                eprintln!("MongoServerError: {e}");
+                return 1;
+            }
             Err(e) => {
                 eprintln!("MongoNetworkError: {e}");
                 return 1;
@@ -1234,6 +1446,38 @@ impl Interp {
             (V::Db, "hello") | (V::Db, "isMaster") => V::J(self.server(json!({"hello": 1}))?),
             (V::Db, "serverStatus") => V::J(self.server(json!({"serverStatus": 1}))?),
             (V::Db, "getSiblingDB") | (V::Db, "getMongo") => V::Db,
+            (V::Db, "auth") => {
+                let auth = match arg(0) {
+                    Value::Object(o) => json!({"user": o.get("user").cloned().unwrap_or(Value::Null), "pwd": o.get("pwd").cloned().unwrap_or(Value::Null), "db": "admin"}),
+                    user => json!({"user": user, "pwd": arg(1), "db": "admin"}),
+                };
+                let Some(c) = &self.client else {
+                    return Err(plain_error("MongoshInvalidInputError", "[SHAPI-10004] No connected database"));
+                };
+                match c.authenticate(auth) {
+                    Ok(_) => V::J(json!({"ok": 1})),
+                    Err(reply) => return Err(Thrown(server_error(&reply))),
+                }
+            }
+            (V::Db, "createUser") => {
+                let d = arg(0);
+                V::J(self.server(json!({"createUser": d["user"], "pwd": d["pwd"], "roles": d["roles"], "$db": "admin"}))?)
+            }
+            (V::Db, "updateUser") => {
+                let d = arg(1);
+                let mut cmd = json!({"updateUser": arg(0), "$db": "admin"});
+                for k in ["pwd", "roles"] {
+                    if let Some(v) = d.get(k) {
+                        cmd[k] = v.clone();
+                    }
+                }
+                V::J(self.server(cmd)?)
+            }
+            (V::Db, "getUser") => {
+                let r = self.server(json!({"usersInfo": arg(0), "$db": "admin"}))?;
+                V::J(r["users"].as_array().and_then(|u| u.first().cloned()).unwrap_or(Value::Null))
+            }
+            (V::Db, "getUsers") => V::J(self.server(json!({"usersInfo": 1, "$db": "admin"}))?["users"].clone()),
             (V::Db, "getName") => V::J(json!("test")),
             (V::Ns("JSON"), "stringify") | (V::Ns("EJSON"), "stringify") => {
                 let v = argv.first().cloned().unwrap_or(V::Undef);

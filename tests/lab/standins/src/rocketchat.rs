@@ -88,10 +88,18 @@ pub fn main(_args: Vec<String>) -> i32 {
         }
     }
 
+    let mongo_auth = util::url_credentials(&mongo_url).map(|(user, pwd)| {
+        let source = mongo_url
+            .split_once('?')
+            .and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("authSource=")))
+            .unwrap_or("admin");
+        serde_json::json!({"user": user, "pwd": pwd, "db": util::percent_decode(source)})
+    });
+    let nats_auth = transporter.as_deref().and_then(util::url_credentials);
     let ready = move || -> (bool, &'static str) {
         let booted = started.elapsed() >= boot;
-        let mongo_ok = mongo.as_deref().map(|m| util::tcp_open(m, Duration::from_millis(800))).unwrap_or(false);
-        let nats_ok = nats.as_deref().map(|n| util::tcp_open(n, Duration::from_millis(800))).unwrap_or(true);
+        let mongo_ok = mongo.as_deref().map(|m| mongo_accepts(m, mongo_auth.as_ref())).unwrap_or(false);
+        let nats_ok = nats.as_deref().map(|n| nats_accepts(n, nats_auth.as_ref())).unwrap_or(true);
         let ok = booted && mongo_ok && nats_ok && !broken;
         (ok, if ok { r#"{"status":"ok"}"# } else { r#"{"status":"unavailable"}"# })
     };
@@ -111,4 +119,65 @@ pub fn main(_args: Vec<String>) -> i32 {
     });
     http::serve(listeners, handler, true);
     0
+}
+
+/// Whether the stand-in mongod at `addr` answers a command that needs authentication
+/// (`listCollections`) with MONGO_URL's credentials, as the real server's first query would.
+/// A mongod stand-in older than authentication (CommandNotFound) counts as accepting.
+fn mongo_accepts(addr: &str, auth: Option<&serde_json::Value>) -> bool {
+    use std::io::{BufRead, BufReader, Write};
+    let attempt = || -> Option<bool> {
+        let sock = addr.to_socket_addrs_first()?;
+        let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(800)).ok()?;
+        s.set_read_timeout(Some(Duration::from_millis(2000))).ok()?;
+        let mut request = serde_json::json!({"cmd": {"listCollections": 1, "$db": "rocketchat"}});
+        if let Some(auth) = auth {
+            request["auth"] = auth.clone();
+        }
+        s.write_all(format!("{request}\n").as_bytes()).ok()?;
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).ok()?;
+        let reply: serde_json::Value = serde_json::from_str(&line).ok()?;
+        Some(reply["ok"] == serde_json::json!(1) || reply["code"] == serde_json::json!(59))
+    };
+    attempt().unwrap_or(false)
+}
+
+/// Whether nats-server at `addr` accepts a client: after its `INFO` line, a verbose `CONNECT`
+/// (with TRANSPORTER's user and password when it has them) must be answered `+OK`, not
+/// `-ERR 'Authorization Violation'`.
+fn nats_accepts(addr: &str, auth: Option<&(String, String)>) -> bool {
+    use std::io::{BufRead, BufReader, Write};
+    let attempt = || -> Option<bool> {
+        let sock = addr.to_socket_addrs_first()?;
+        let s = std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(800)).ok()?;
+        s.set_read_timeout(Some(Duration::from_millis(2000))).ok()?;
+        let mut w = s.try_clone().ok()?;
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).ok()?;
+        if !line.starts_with("INFO ") {
+            return Some(false);
+        }
+        let mut connect = serde_json::json!({"verbose": true, "pedantic": false, "name": "rocketchat-standin", "lang": "rust", "version": "0"});
+        if let Some((user, pass)) = auth {
+            connect["user"] = serde_json::json!(user);
+            connect["pass"] = serde_json::json!(pass);
+        }
+        w.write_all(format!("CONNECT {connect}\r\nPING\r\n").as_bytes()).ok()?;
+        line.clear();
+        r.read_line(&mut line).ok()?;
+        Some(line.starts_with("+OK"))
+    };
+    attempt().unwrap_or(false)
+}
+
+trait FirstAddr {
+    fn to_socket_addrs_first(&self) -> Option<std::net::SocketAddr>;
+}
+
+impl FirstAddr for str {
+    fn to_socket_addrs_first(&self) -> Option<std::net::SocketAddr> {
+        std::net::ToSocketAddrs::to_socket_addrs(self).ok()?.next()
+    }
 }

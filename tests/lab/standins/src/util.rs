@@ -1,6 +1,4 @@
 use std::io::Write;
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
 
 extern "C" fn on_term(_sig: libc::c_int) {
     // Exit at once, no drain: the real Rocket.Chat does not drain either.
@@ -19,13 +17,6 @@ pub fn exit_on_sigterm() {
 pub fn baked(name: &str) -> Option<String> {
     let dir = std::env::var("STANDIN_ETC_FOR_LOCAL_TESTS_ONLY").unwrap_or_else(|_| "/etc/standin".into());
     std::fs::read_to_string(format!("{dir}/{name}")).ok().map(|s| s.trim().to_string())
-}
-
-pub fn tcp_open(hostport: &str, timeout: Duration) -> bool {
-    match hostport.to_socket_addrs() {
-        Ok(addrs) => addrs.into_iter().any(|a| TcpStream::connect_timeout(&a, timeout).is_ok()),
-        Err(_) => false,
-    }
 }
 
 pub fn log(line: &str) {
@@ -110,6 +101,34 @@ pub fn url_hostport(url: &str, default_port: u16) -> Option<String> {
     Some(if first.contains(':') { first.to_string() } else { format!("{first}:{default_port}") })
 }
 
+/// `%XX` sequences decoded (URI user info and query values).
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() && text.is_char_boundary(i + 3) {
+            if let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `(user, password)` of a URL's user info, percent-decoded.
+pub fn url_credentials(url: &str) -> Option<(String, String)> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    Some((percent_decode(user), percent_decode(pass)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +138,8 @@ mod tests {
         assert_eq!(url_hostport("mongodb://db/rc", 27017).unwrap(), "db:27017");
         assert_eq!(url_hostport("monolith+nats://10.1.2.3:4222", 4222).unwrap(), "10.1.2.3:4222");
         assert_eq!(url_hostport("mongodb://a:1,b:2/?x", 27017).unwrap(), "a:1");
+        assert_eq!(url_credentials("monolith+nats://rc:p%40ss@10.1.2.3:4222").unwrap(), ("rc".into(), "p@ss".into()));
+        assert_eq!(url_credentials("mongodb://10.0.0.1/rc"), None);
+        assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
     }
 }
