@@ -235,12 +235,34 @@ pub struct MongoSettings {
     pub replica_set: String,
     pub port: u16,
     pub database: String,
+    /// Access control: a replica-set key file, an admin user and the application user whose
+    /// credentials go into MONGO_URL. `false` only to match an existing deployment.
+    pub auth: bool,
+    /// The admin user's password; `None`: generated and kept on the database host.
+    pub admin_password: Option<SecretRef>,
+    /// The application user's password; `None`: generated and kept on the database host.
+    pub app_password: Option<SecretRef>,
+}
+
+impl MongoSettings {
+    /// The user rcfleet administers MongoDB with (role `root`, database `admin`).
+    pub const ADMIN_USER: &'static str = "rcfleet-admin";
+    /// The user Rocket.Chat connects as (database `admin` is its authentication database).
+    pub const APP_USER: &'static str = "rocketchat";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsSettings {
     pub port: u16,
     pub monitor_port: u16,
+    /// Clients must give a user and password. `false` only to match an existing deployment.
+    pub auth: bool,
+    /// The password of [`NatsSettings::USER`]; `None`: generated and kept on the database host.
+    pub password: Option<SecretRef>,
+}
+
+impl NatsSettings {
+    pub const USER: &'static str = "rocketchat";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,10 +334,22 @@ impl Fleet {
         self.hosts.iter().flat_map(|host| host.instances.iter())
     }
 
-    /// `mongodb://<db private>:<port>/<database>?replicaSet=<rs>`: what every instance uses.
+    /// `mongodb://<db private>:<port>/<database>?replicaSet=<rs>`: what every instance uses
+    /// (without credentials: safe to print).
     pub fn mongo_url(&self) -> String {
+        self.mongo_url_with(None)
+    }
+
+    /// MONGO_URL with the application user's password when MongoDB has access control:
+    /// `mongodb://rocketchat:<password>@<db>:<port>/<database>?replicaSet=<rs>&authSource=admin`.
+    /// The password is percent-encoded, so any value is carried unchanged.
+    pub fn mongo_url_with(&self, password: Option<&str>) -> String {
+        let (login, auth_source) = match password {
+            Some(password) => (format!("{}:{}@", MongoSettings::APP_USER, percent_encode(password)), "&authSource=admin"),
+            None => (String::new(), ""),
+        };
         format!(
-            "mongodb://{}:{}/{}?replicaSet={}",
+            "mongodb://{login}{}:{}/{}?replicaSet={}{auth_source}",
             self.database_host().private_address,
             self.mongodb.port,
             self.mongodb.database,
@@ -323,15 +357,35 @@ impl Fleet {
         )
     }
 
-    /// `monolith+nats://<db private>:<port>`: the TRANSPORTER of every instance.
+    /// `monolith+nats://<db private>:<port>`: the TRANSPORTER of every instance (without
+    /// credentials: safe to print).
     pub fn transporter(&self) -> String {
-        format!("monolith+nats://{}:{}", self.database_host().private_address, self.nats.port)
+        self.transporter_with(None)
+    }
+
+    /// TRANSPORTER with NATS' user and password when NATS has authentication.
+    pub fn transporter_with(&self, password: Option<&str>) -> String {
+        let login = match password {
+            Some(password) => format!("{}:{}@", NatsSettings::USER, percent_encode(password)),
+            None => String::new(),
+        };
+        format!("monolith+nats://{login}{}:{}", self.database_host().private_address, self.nats.port)
     }
 
     /// The compose project name for a unit on a host, e.g. `chat-database`, `chat-app1-0`.
     pub fn project_name(&self, unit: &str) -> String {
         format!("{}-{}", self.workspace.name, unit)
     }
+}
+
+/// `text` with every byte outside RFC 3986's unreserved set as `%XX`, for URI user info.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A port a host listens on (every service uses host networking), and what listens there.
@@ -402,6 +456,12 @@ mod tests {
         for bad in ["8.1", "8.1.0.1", "v8.1.0", "8.1.0-beta", "08.1.0", "latest", "", "8.x", "8.1.0-rc."] {
             assert!(Release::parse(bad).is_none(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn percent_encoding_keeps_unreserved_only() {
+        assert_eq!(percent_encode("Ab9-._~"), "Ab9-._~");
+        assert_eq!(percent_encode("p@ss:w/d?#%"), "p%40ss%3Aw%2Fd%3F%23%25");
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod render_support;
 
 use std::process::{Command, Stdio};
 
-use rcfleet::render;
+use rcfleet::render::{self, Generated};
 use render_support::*;
 
 #[test]
@@ -60,7 +60,11 @@ fn compose_reads_back_every_instance_variable_exactly() {
             let (key, value) = line.split_once('=').unwrap();
             assert_eq!(str_at(env, &[key]), value, "{key}");
         }
-        assert_eq!(str_at(env, &["MONGO_URL"]), fleet.mongo_url());
-        assert_eq!(str_at(env, &["TRANSPORTER"]), fleet.transporter());
+        let secrets = known_secrets();
+        let mongo = fleet.mongodb.auth.then(|| render::credential(&fleet, &secrets, Generated::MongoAppPassword).unwrap());
+        let nats = fleet.nats.auth.then(|| render::credential(&fleet, &secrets, Generated::NatsPassword).unwrap());
+        assert_eq!(str_at(env, &["MONGO_URL"]), fleet.mongo_url_with(mongo.as_deref()));
+        assert_eq!(str_at(env, &["TRANSPORTER"]), fleet.transporter_with(nats.as_deref()));
+        assert!(at(&config, &["services", "rocketchat"]).get("ports").is_none());
     }
 }

@@ -70,7 +70,8 @@ fn plain_extra_env_values_round_trip_through_yaml_and_compose() {
 
     let compose = yaml(file(&hosts, &unit.host, &unit.compose_file()));
     let env = at(&compose, &["services", "rocketchat", "environment"]).as_mapping().unwrap();
-    assert_eq!(env.len(), 9 + expected.len(), "keys were added or lost");
+    // rcfleet's 8 settings (MONGO_URL and TRANSPORTER are in instance.env) and the extra env.
+    assert_eq!(env.len(), 8 + expected.len(), "keys were added or lost");
     for (key, value) in &expected {
         assert_eq!(
             str_at(&compose, &["services", "rocketchat", "environment", key]),
@@ -112,7 +113,8 @@ fn root_url_retention_replica_set_and_images_round_trip_where_they_land() {
         let db = fleet.database_host().name.clone();
         let database = yaml(file(&hosts, &db, "database/compose.yml"));
         let mongod = strings(at(&database, &["services", "mongodb", "command"]));
-        assert_eq!(mongod.len(), 8, "{hostile:?} changed the command");
+        // 8 flags, and --keyFile with its path (access control is on by default).
+        assert_eq!(mongod.len(), 10, "{hostile:?} changed the command");
         assert_eq!(mongod[1], fleet.mongodb.replica_set);
         let script = &file(&hosts, &db, "database/replica-set.js").content;
         let id = script.split("_id: ").nth(1).unwrap();

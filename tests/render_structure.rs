@@ -5,7 +5,7 @@
 mod render_support;
 
 use rcfleet::fleet::{Fleet, Role, Tls};
-use rcfleet::render::{self, HostArtifacts, UnitKind};
+use rcfleet::render::{self, Generated, HostArtifacts, Redacted, SecretSource, UnitKind};
 use render_support::*;
 
 fn check_every_fleet(check: impl Fn(&str, &Fleet, &[HostArtifacts])) {
@@ -44,7 +44,7 @@ fn hosts_come_in_inventory_order_with_sorted_files() {
 fn only_env_files_and_the_grafana_password_are_secret_and_0600() {
     check_every_fleet(|_, _, hosts| {
         for file in hosts.iter().flat_map(|h| &h.files) {
-            let secret = file.path.ends_with("/instance.env") || file.path.ends_with("/grafana-admin-password");
+            let secret = file.path.ends_with(".env") || file.path.ends_with("/grafana-admin-password");
             assert_eq!(file.secret, secret, "{}", file.path);
             assert_eq!(file.mode, if secret { 0o600 } else { 0o644 }, "{}", file.path);
         }
@@ -56,9 +56,12 @@ fn no_secret_value_reaches_a_public_file() {
     check_every_fleet(|_, fleet, _| {
         let secrets = known_secrets();
         let hosts = render::render(fleet, &secrets).unwrap();
+        let generated: Vec<String> = Generated::ALL.iter().map(|g| secrets.generated(*g).unwrap()).collect();
         for file in hosts.iter().flat_map(|h| &h.files).filter(|f| !f.secret) {
-            for value in secrets.0.values() {
+            for value in secrets.0.values().chain(&generated) {
                 assert!(!file.content.contains(value.as_str()), "{} holds a secret", file.path);
+                let encoded = rcfleet::fleet::percent_encode(value);
+                assert!(!file.content.contains(encoded.as_str()), "{} holds a secret (URI-encoded)", file.path);
             }
         }
     });
@@ -82,7 +85,9 @@ fn every_unit_has_its_compose_file_on_its_host_and_nothing_else_is_a_compose_fil
             let services = at(&yaml(file(hosts, &unit.host, &unit.compose_file())), &["services"]).clone();
             let names: Vec<_> =
                 services.as_mapping().unwrap().keys().map(|k| k.as_str().unwrap().to_string()).collect();
-            assert_eq!(names, unit.services(), "{}", unit.name);
+            let expected: Vec<&str> =
+                unit.services().iter().copied().filter(|s| *s != "mongodb-keyfile" || fleet.mongodb.auth).collect();
+            assert_eq!(names, expected, "{}", unit.name);
         }
         assert_eq!(
             render::deploy_dir(fleet),
@@ -99,8 +104,10 @@ fn every_service_uses_host_networking_a_restart_policy_and_the_labels() {
             assert_eq!(str_at(&compose, &["version"]), "3.8");
             for (name, service) in at(&compose, &["services"]).as_mapping().unwrap() {
                 let name = name.as_str().unwrap();
-                assert_eq!(str_at(service, &["network_mode"]), "host", "{name}");
-                let restart = if name == "mongodb-init" { "on-failure" } else { "unless-stopped" };
+                // The key file writer needs no network at all.
+                let network = if name == "mongodb-keyfile" { "none" } else { "host" };
+                assert_eq!(str_at(service, &["network_mode"]), network, "{name}");
+                let restart = if render::one_shot(name) { "on-failure" } else { "unless-stopped" };
                 assert_eq!(str_at(service, &["restart"]), restart, "{name}");
                 assert_eq!(str_at(service, &["labels", "io.rcfleet.fleet"]), fleet.workspace.name);
                 assert_eq!(str_at(service, &["labels", "io.rcfleet.host"]), unit.host);
@@ -120,49 +127,79 @@ fn mongodb_and_nats_bind_the_private_address_and_the_replica_set_names_it() {
         let private = &db.private_address;
         let compose = yaml(file(hosts, &db.name, "database/compose.yml"));
         let mongod = strings(at(&compose, &["services", "mongodb", "command"]));
-        assert_eq!(
-            mongod,
-            [
-                "--replSet",
-                &fleet.mongodb.replica_set,
-                "--bind_ip",
-                &format!("{private},127.0.0.1"),
-                "--port",
-                &fleet.mongodb.port.to_string(),
-                "--dbpath",
-                "/data/db"
-            ]
-        );
-        assert_eq!(strings(at(&compose, &["services", "mongodb", "entrypoint"])), ["mongod"]);
+        let mut expected = vec![
+            "--replSet".to_string(),
+            fleet.mongodb.replica_set.clone(),
+            "--bind_ip".into(),
+            format!("{private},127.0.0.1"),
+            "--port".into(),
+            fleet.mongodb.port.to_string(),
+            "--dbpath".into(),
+            "/data/db".into(),
+        ];
+        if fleet.mongodb.auth {
+            expected.extend(["--keyFile".to_string(), "/keyfile/keyfile".into()]);
+        }
+        assert_eq!(mongod, expected);
+        let entrypoint = strings(at(&compose, &["services", "mongodb", "entrypoint"]));
         assert_eq!(str_at(&compose, &["services", "mongodb", "image"]), fleet.images.mongodb.to_string());
-        assert_eq!(strings(at(&compose, &["services", "mongodb", "volumes"])), ["mongodb_data:/data/db"]);
+        let volumes = strings(at(&compose, &["services", "mongodb", "volumes"]));
+        if fleet.mongodb.auth {
+            assert_eq!(entrypoint[..2], ["sh", "-c"]);
+            // `$$`: Compose passes a literal `$` to the shell.
+            assert!(entrypoint[2].ends_with("exec mongod \"$$@\""), "{entrypoint:?}");
+            assert_eq!(volumes, ["mongodb_data:/data/db", "mongodb_keyfile:/keyfile:ro"]);
+            let keyfile = at(&compose, &["services", "mongodb-keyfile"]);
+            assert_eq!(strings(at(keyfile, &["env_file"])), ["mongodb-keyfile.env"]);
+            assert_eq!(str_at(keyfile, &["user"]), "0");
+            let script = &strings(at(keyfile, &["command"]))[0];
+            assert!(script.contains("chmod 0400") && script.contains("stat -c %u:%g /data/db"), "{script}");
+            assert!(script.contains("\"$$MONGODB_KEYFILE\""), "{script}");
+            let env = &file(hosts, &db.name, "database/mongodb-keyfile.env");
+            assert!(env.secret && env.content.starts_with("MONGODB_KEYFILE="));
+        } else {
+            assert_eq!(entrypoint, ["mongod"]);
+            assert_eq!(volumes, ["mongodb_data:/data/db"]);
+            assert!(!hosts.iter().flat_map(|h| &h.files).any(|f| f.path.ends_with("mongodb-keyfile.env")));
+        }
+        // The localhost exception lets it initiate before users exist.
         let init = strings(at(&compose, &["services", "mongodb-init", "command"]));
-        assert_eq!(init[1], format!("mongodb://{private}:{}/?directConnection=true", fleet.mongodb.port));
+        assert_eq!(init[1], format!("mongodb://127.0.0.1:{}/?directConnection=true", fleet.mongodb.port));
         assert_eq!(
             strings(at(&compose, &["services", "mongodb-init", "volumes"])),
             ["./replica-set.js:/scripts/replica-set.js:ro"]
         );
         let nats = strings(at(&compose, &["services", "nats", "command"]));
-        assert_eq!(
-            nats,
-            [
-                "--addr",
-                private.as_str(),
-                "--port",
-                &fleet.nats.port.to_string(),
-                "--http_port",
-                &fleet.nats.monitor_port.to_string()
-            ]
-        );
+        let mut expected: Vec<String> = Vec::new();
+        if fleet.nats.auth {
+            expected.extend(["--config".to_string(), "/etc/rcfleet/nats.conf".into()]);
+        }
+        expected.extend([
+            "--addr".to_string(),
+            private.clone(),
+            "--port".into(),
+            fleet.nats.port.to_string(),
+            "--http_port".into(),
+            fleet.nats.monitor_port.to_string(),
+        ]);
+        assert_eq!(nats, expected);
+        if fleet.nats.auth {
+            let conf = &file(hosts, &db.name, "database/nats.conf");
+            assert!(!conf.secret);
+            assert!(conf.content.contains("user: \"rocketchat\"") && conf.content.contains("password: $NATS_PASSWORD"));
+            assert_eq!(strings(at(&compose, &["services", "nats", "env_file"])), ["nats.env"]);
+            assert!(file(hosts, &db.name, "database/nats.env").content.starts_with("NATS_PASSWORD="));
+        }
         assert!(!nats.iter().any(|arg| arg.contains("monolith")));
 
         let script = &file(hosts, &db.name, "database/replica-set.js").content;
         assert_eq!(
             *script,
             format!(
-                "// Initiates the replica set once; AlreadyInitialized (23) means an earlier run did it.\n\
+                "// Initiates the replica set once; AlreadyInitialized (23) means an earlier run did it, and\n\
+                 // Unauthorized (13) that users exist, which rcfleet creates only after initiating the set.\n\
                  try {{\n  rs.initiate({{_id: \"{}\", members: [{{_id: 0, host: \"{private}:{}\"}}]}});\n\
-                 }} catch (e) {{\n  if (e.code !== 23) throw e;\n}}\n",
+                 }} catch (e) {{\n  if (e.code !== 23 && e.code !== 13) throw e;\n}}\n",
                 fleet.mongodb.replica_set, fleet.mongodb.port
             )
         );
@@ -189,7 +226,6 @@ fn each_instance_gets_its_settings_and_mongo_url_names_the_database_host() {
                 assert_eq!(get("PORT"), instance.port.to_string());
                 assert_eq!(get("BIND_IP"), host.private_address);
                 assert_eq!(get("INSTANCE_IP"), host.private_address);
-                assert_eq!(get("TRANSPORTER"), format!("monolith+nats://{db_private}:{}", fleet.nats.port));
                 assert_eq!(get("OVERWRITE_SETTING_Prometheus_Enabled"), "true");
                 assert_eq!(get("OVERWRITE_SETTING_Prometheus_Port"), instance.metrics_port.to_string());
                 assert_eq!(get("DEPLOY_METHOD"), "docker");
@@ -202,7 +238,9 @@ fn each_instance_gets_its_settings_and_mongo_url_names_the_database_host() {
                         }
                     }
                 }
-                assert!(env.get("MONGO_URL").is_none() && env.get("ROCKETCHAT_LICENSE").is_none());
+                for key in ["MONGO_URL", "TRANSPORTER", "ROCKETCHAT_LICENSE"] {
+                    assert!(env.get(key).is_none(), "{key} in compose");
+                }
 
                 let env_file = file(hosts, &host.name, &format!("{dir}/instance.env"));
                 let lines: Vec<(&str, &str)> =
@@ -210,8 +248,27 @@ fn each_instance_gets_its_settings_and_mongo_url_names_the_database_host() {
                 let mongo_url = lines.iter().find(|(k, _)| *k == "MONGO_URL").expect("MONGO_URL").1;
                 let rest = mongo_url.strip_prefix("mongodb://").unwrap();
                 let (authority, path) = rest.split_once('/').unwrap();
-                assert_eq!(authority, format!("{db_private}:{}", fleet.mongodb.port));
-                assert_eq!(path, format!("{}?replicaSet={}", fleet.mongodb.database, fleet.mongodb.replica_set));
+                let transporter = lines.iter().find(|(k, _)| *k == "TRANSPORTER").expect("TRANSPORTER").1;
+                let nats = transporter.strip_prefix("monolith+nats://").unwrap();
+                let db_and_port = format!("{db_private}:{}", fleet.mongodb.port);
+                let nats_and_port = format!("{db_private}:{}", fleet.nats.port);
+                let rs = format!("{}?replicaSet={}", fleet.mongodb.database, fleet.mongodb.replica_set);
+                if fleet.mongodb.auth {
+                    let (login, host) = authority.rsplit_once('@').expect("credentials in MONGO_URL");
+                    assert!(login.starts_with("rocketchat:") && login.len() > "rocketchat:".len(), "{login}");
+                    assert_eq!(host, db_and_port);
+                    assert_eq!(path, format!("{rs}&authSource=admin"));
+                } else {
+                    assert_eq!(authority, db_and_port);
+                    assert_eq!(path, rs);
+                }
+                if fleet.nats.auth {
+                    let (login, host) = nats.rsplit_once('@').expect("credentials in TRANSPORTER");
+                    assert!(login.starts_with("rocketchat:") && login.len() > "rocketchat:".len(), "{login}");
+                    assert_eq!(host, nats_and_port);
+                } else {
+                    assert_eq!(nats, nats_and_port);
+                }
                 assert_eq!(lines.iter().any(|(k, _)| *k == "ROCKETCHAT_LICENSE"), fleet.workspace.license.is_some());
             }
         }
@@ -442,18 +499,16 @@ fn grafana_binds_the_private_address_and_gets_its_password_only_from_a_file() {
             .files
             .iter()
             .find(|f| f.path == "monitoring/grafana-admin-password");
-        match &fleet.monitoring.grafana_admin_password {
-            Some(_) => {
-                assert_eq!(str_at(env, &["GF_SECURITY_ADMIN_PASSWORD__FILE"]), "/run/secrets/grafana-admin-password");
-                assert!(volumes.contains(&mount));
-                assert!(password_file.unwrap().secret);
-            }
-            None => {
-                assert!(env.get("GF_SECURITY_ADMIN_PASSWORD__FILE").is_none());
-                assert!(!volumes.contains(&mount));
-                assert!(password_file.is_none());
-            }
-        }
+        // Always a password: the inventory's, else a generated one (never Grafana's default).
+        assert_eq!(str_at(env, &["GF_SECURITY_ADMIN_PASSWORD__FILE"]), "/run/secrets/grafana-admin-password");
+        assert!(volumes.contains(&mount));
+        let password_file = password_file.expect("grafana-admin-password");
+        assert!(password_file.secret);
+        let expected = match &fleet.monitoring.grafana_admin_password {
+            Some(reference) => Redacted.value(reference).unwrap(),
+            None => Redacted.generated(Generated::GrafanaAdminPassword).unwrap(),
+        };
+        assert_eq!(password_file.content, expected);
 
         let datasource =
             yaml(file(hosts, &monitoring.name, "monitoring/grafana/provisioning/datasources/prometheus.yml"));

@@ -6,6 +6,7 @@ mod lock;
 mod logs;
 mod plan;
 mod remove_instance;
+mod secrets;
 mod status;
 mod up;
 mod upgrade;
@@ -67,6 +68,9 @@ pub enum Command {
     /// Show or remove the deploy lock that keeps two changing runs apart.
     #[command(subcommand)]
     Lock(lock::LockCommand),
+    /// List the secrets rcfleet generated or reads (never their values), or show one value.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
 }
 
 /// Runs the chosen command; returns the exit code for success paths (0, or 3 for `status`).
@@ -80,5 +84,6 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Status(args) => status::run(&cli.global, args),
         Command::Logs(args) => logs::run(&cli.global, args),
         Command::Lock(command) => lock::run(&cli.global, command),
+        Command::Secrets(command) => secrets::run(&cli.global, command),
     }
 }

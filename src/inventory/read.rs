@@ -470,27 +470,62 @@ fn read_tls(section: &Section, problems: &mut Problems) -> Tls {
 }
 
 fn mongodb(top: &Section, problems: &mut Problems) -> MongoSettings {
-    let section = top.table("mongodb", false, problems);
-    let Some(section) = section else {
-        return MongoSettings { version: "8.2".into(), replica_set: "rs0".into(), port: 27017, database: "rocketchat".into() };
+    let mut settings = MongoSettings {
+        version: "8.2".into(),
+        replica_set: "rs0".into(),
+        port: 27017,
+        database: "rocketchat".into(),
+        auth: true,
+        admin_password: None,
+        app_password: None,
     };
-    section.reject_unknown_keys(&["version", "replica_set", "port", "database"], problems);
-    MongoSettings {
-        version: checked_or(&section, "version", "8.2", values::mongo_version, problems),
-        replica_set: checked_or(&section, "replica_set", "rs0", |t| values::identifier(t, "rs0"), problems),
-        port: section.port("port", 27017, problems).unwrap_or(27017),
-        database: checked_or(&section, "database", "rocketchat", |t| values::identifier(t, "rocketchat"), problems),
+    let Some(section) = top.table("mongodb", false, problems) else {
+        return settings;
+    };
+    section.reject_unknown_keys(
+        &["version", "replica_set", "port", "database", "auth", "admin_password", "app_password"],
+        problems,
+    );
+    settings.version = checked_or(&section, "version", "8.2", values::mongo_version, problems);
+    settings.replica_set = checked_or(&section, "replica_set", "rs0", |t| values::identifier(t, "rs0"), problems);
+    settings.port = section.port("port", 27017, problems).unwrap_or(27017);
+    settings.database = checked_or(&section, "database", "rocketchat", |t| values::identifier(t, "rocketchat"), problems);
+    settings.auth = section.boolean("auth", problems).unwrap_or(true);
+    settings.admin_password = section.secret("admin_password", false, problems);
+    settings.app_password = section.secret("app_password", false, problems);
+    if !settings.auth {
+        for key in ["admin_password", "app_password"] {
+            if section.has(key) {
+                problems.report(
+                    section.value_span(key),
+                    &section.key_path(key),
+                    "MongoDB has no users with `auth = false`; remove this line or set auth = true",
+                );
+            }
+        }
     }
+    settings
 }
 
 fn nats(top: &Section, problems: &mut Problems) -> NatsSettings {
     let Some(section) = top.table("nats", false, problems) else {
-        return NatsSettings { port: 4222, monitor_port: 8222 };
+        return NatsSettings { port: 4222, monitor_port: 8222, auth: true, password: None };
     };
-    section.reject_unknown_keys(&["port", "monitor_port"], problems);
+    section.reject_unknown_keys(&["port", "monitor_port", "auth", "password"], problems);
+    let auth = section.boolean("auth", problems).unwrap_or(true);
+    let password = section.secret("password", false, problems);
+    if !auth && section.has("password") {
+        problems.report(
+            section.value_span("password"),
+            &section.key_path("password"),
+            "NATS takes no password with `auth = false`; remove this line or set auth = true",
+        );
+    }
     NatsSettings {
         port: section.port("port", 4222, problems).unwrap_or(4222),
         monitor_port: section.port("monitor_port", 8222, problems).unwrap_or(8222),
+        auth,
+        password,
     }
 }
 

@@ -36,6 +36,15 @@ pub fn references(fleet: &Fleet) -> BTreeSet<(String, SecretRef)> {
     if let Some(password) = &fleet.monitoring.grafana_admin_password {
         found.insert(("monitoring.grafana_admin_password".to_string(), password.clone()));
     }
+    for (key, reference) in [
+        ("mongodb.admin_password", &fleet.mongodb.admin_password),
+        ("mongodb.app_password", &fleet.mongodb.app_password),
+        ("nats.password", &fleet.nats.password),
+    ] {
+        if let Some(reference) = reference {
+            found.insert((key.to_string(), reference.clone()));
+        }
+    }
     for (name, value) in &fleet.rocketchat_env {
         if let EnvValue::Secret(secret) = value {
             found.insert((format!("rocketchat.env.{name}"), secret.clone()));
@@ -59,11 +68,20 @@ pub(super) fn check_resolvable(fleet: &Fleet, root: &toml_edit::Table, problems:
     }
 }
 
-/// Reads every secret for real, for the files sent to hosts (`plan` uses `render::Redacted`).
+/// Reads the inventory's secret references for real. Generated secrets live on the database
+/// host: operations render with `ops::secrets::Store`, which has both (`plan` uses
+/// `render::Redacted`).
 pub struct Resolver;
 
 impl crate::render::SecretSource for Resolver {
     fn value(&self, secret: &SecretRef) -> Result<String> {
         resolve(secret)
+    }
+
+    fn generated(&self, secret: crate::render::Generated) -> Result<String> {
+        Err(Error::failed(format!(
+            "the generated secret {} was asked for without reading the database host's secrets (a bug in rcfleet)",
+            secret.name()
+        )))
     }
 }

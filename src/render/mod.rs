@@ -25,10 +25,11 @@ use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host};
 
 pub use monitoring::{prometheus_targets, PROMETHEUS_TARGETS_PATH};
-pub use secrets::{Redacted, SecretSource};
+pub use secrets::{credential, Generated, Redacted, SecretSource};
 pub use traefik::{traefik_dynamic, TRAEFIK_DYNAMIC_PATH};
 pub use units::{
-    database_unit, deploy_dir, host_units, instance_unit, monitoring_unit, traefik_unit, units, Unit, UnitKind,
+    database_unit, deploy_dir, host_units, instance_unit, monitoring_unit, one_shot, traefik_unit, units, Unit,
+    UnitKind,
 };
 
 /// Mode of files without secrets.
@@ -91,7 +92,7 @@ fn render_host(
     let mut files = Vec::new();
     for unit in host_units(fleet, host) {
         let rendered = match unit.kind {
-            UnitKind::Database => database::render(fleet, host, &unit),
+            UnitKind::Database => database::render(fleet, host, &unit, secrets),
             UnitKind::Monitoring => monitoring::render(fleet, host, &unit, secrets),
             UnitKind::Traefik => traefik::render(fleet, host, &unit),
             UnitKind::Instance => {

@@ -1,9 +1,10 @@
 //! The monitoring unit: Prometheus (Rocket.Chat targets through `file_sd`, Traefik, itself)
 //! and Grafana (provisioned Prometheus datasource, our dashboard, admin password only through
-//! a 0600 file), both bound to the monitoring host's private address.
+//! a 0600 file, from the inventory or generated), both bound to the monitoring host's private address.
 
 use serde_json::json;
 
+use super::secrets::{credential, Generated};
 use super::{digest, labels, templates, Artifact, SecretSource, Unit};
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Instance};
@@ -62,14 +63,10 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
     let dashboard =
         Artifact::public(format!("{dir}/grafana/dashboards/rcfleet.json"), templates::GRAFANA_DASHBOARD.to_string());
 
-    let password = match &monitoring.grafana_admin_password {
-        Some(source) => {
-            let value = secrets.value(source)?;
-            check_grafana_password(&value, source)?;
-            Some(Artifact::secret(format!("{dir}/grafana-admin-password"), value))
-        }
-        None => None,
-    };
+    // From the inventory's reference, else generated: never Grafana's default.
+    let value = credential(fleet, secrets, Generated::GrafanaAdminPassword)?;
+    check_grafana_password(&value, monitoring.grafana_admin_password.as_ref())?;
+    let password = Artifact::secret(format!("{dir}/grafana-admin-password"), value);
 
     let compose = templates::render(
         "monitoring",
@@ -88,28 +85,27 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
                 "address": address,
                 "port": monitoring.grafana_port.to_string(),
                 "root_url": format!("{}/grafana/", fleet.workspace.root_url.trim_end_matches('/')),
-                "admin_password": password.is_some(),
                 // Dashboards are re-read by Grafana itself; provisioning needs a restart.
                 "digest": digest(&[&datasource, &dashboards]),
             },
         }),
     )?;
 
-    let mut files = vec![
+    let files = vec![
         Artifact::public(unit.compose_file(), compose),
         prometheus_config,
         targets,
         datasource,
         dashboards,
         dashboard,
+        password,
     ];
-    files.extend(password);
     Ok(files)
 }
 
 /// Grafana's image reads `GF_*__FILE` with the shell's `$(< file)`, which drops trailing line
 /// breaks and NUL bytes: refuse what would not arrive unchanged.
-fn check_grafana_password(value: &str, source: &crate::fleet::SecretRef) -> Result<()> {
+fn check_grafana_password(value: &str, source: Option<&crate::fleet::SecretRef>) -> Result<()> {
     let problem = if value.is_empty() {
         Some("is empty")
     } else if value.contains('\0') {
@@ -121,8 +117,9 @@ fn check_grafana_password(value: &str, source: &crate::fleet::SecretRef) -> Resu
     };
     match problem {
         Some(problem) => Err(Error::bad_input(format!(
-            "monitoring.grafana_admin_password: the secret read from {source} {problem}, which Grafana would not \
-             receive unchanged; change the password"
+            "monitoring.grafana_admin_password: the secret read from {} {problem}, which Grafana would not \
+             receive unchanged; change the password",
+            source.map(|s| s.to_string()).unwrap_or_else(|| "the generated secrets".into())
         ))),
         None => Ok(()),
     }

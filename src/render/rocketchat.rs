@@ -1,10 +1,11 @@
 //! One unit per Rocket.Chat instance: its compose file (plain settings, quoted) and its
-//! `instance.env` (0600: MONGO_URL, the licence, secret extra env), so that upgrading one
-//! instance never recreates another.
+//! `instance.env` (0600: MONGO_URL and TRANSPORTER with their credentials, the licence, secret
+//! extra env), so that upgrading one instance never recreates another.
 
 use serde_json::json;
 
 use super::envfile::{self, Entry, Origin};
+use super::secrets::{credential, Generated};
 use super::{labels, pair, templates, Artifact, Pair, SecretSource, Unit};
 use crate::error::{Error, Result};
 use crate::fleet::{EnvValue, Fleet, Host, Instance, SecretRef};
@@ -58,7 +59,6 @@ fn environment(fleet: &Fleet, host: &Host, instance: &Instance) -> Result<Vec<Pa
         // listen on the public address, around Traefik.
         pair("BIND_IP", &host.private_address),
         pair("INSTANCE_IP", &host.private_address),
-        pair("TRANSPORTER", fleet.transporter()),
         pair("OVERWRITE_SETTING_Prometheus_Enabled", "true"),
         pair("OVERWRITE_SETTING_Prometheus_Port", instance.metrics_port.to_string()),
         pair("DEPLOY_METHOD", "docker"),
@@ -103,16 +103,26 @@ fn name_problem(name: &str) -> Option<String> {
     None
 }
 
-/// `instance.env`, the same for every instance: MONGO_URL, the licence when set, and extra
-/// env given as secret references. Secrets are read here, once.
+/// `instance.env`, the same for every instance: MONGO_URL and TRANSPORTER (with the
+/// application user's and NATS' credentials unless the inventory opts out), the licence when
+/// set, and extra env given as secret references. Secrets are read here, once.
 pub fn instance_env(fleet: &Fleet, secrets: &dyn SecretSource) -> Result<String> {
-    let mut entries = vec![Entry {
-        name: "MONGO_URL".into(),
-        value: fleet.mongo_url(),
-        origin: Origin::Derived {
-            from: "mongodb (replica_set, database) and the database host's private_address".into(),
+    let mongo_password = if fleet.mongodb.auth { Some(credential(fleet, secrets, Generated::MongoAppPassword)?) } else { None };
+    let nats_password = if fleet.nats.auth { Some(credential(fleet, secrets, Generated::NatsPassword)?) } else { None };
+    let mut entries = vec![
+        Entry {
+            name: "MONGO_URL".into(),
+            value: fleet.mongo_url_with(mongo_password.as_deref()),
+            origin: Origin::Derived {
+                from: "mongodb (replica_set, database, app_password) and the database host's private_address".into(),
+            },
         },
-    }];
+        Entry {
+            name: "TRANSPORTER".into(),
+            value: fleet.transporter_with(nats_password.as_deref()),
+            origin: Origin::Derived { from: "nats (port, password) and the database host's private_address".into() },
+        },
+    ];
     let mut problems = Vec::new();
     let mut failure = None;
     let mut secret = |name: &str, key: String, source: &SecretRef| match secrets.value(source) {

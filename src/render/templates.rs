@@ -22,6 +22,7 @@ const COMPOSE: &[(&str, &str)] = &[
 ];
 const PLAIN: &[(&str, &str)] = &[
     ("replica-set", include_str!("../../compose/replica-set.js.hbs")),
+    ("nats-conf", include_str!("../../compose/nats.conf.hbs")),
     ("traefik-static", include_str!("../../traefik/static.yml.hbs")),
     ("prometheus", include_str!("../../prometheus/prometheus.yml.hbs")),
     ("file-sd", include_str!("../../prometheus/file-sd.yml.hbs")),

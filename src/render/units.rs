@@ -39,12 +39,18 @@ impl Unit {
     /// The compose service names in this unit, in start order.
     pub fn services(&self) -> &'static [&'static str] {
         match self.kind {
-            UnitKind::Database => &["mongodb", "mongodb-init", "nats"],
+            UnitKind::Database => &["mongodb-keyfile", "mongodb", "mongodb-init", "nats"],
             UnitKind::Monitoring => &["prometheus", "grafana"],
             UnitKind::Traefik => &["traefik"],
             UnitKind::Instance => &["rocketchat"],
         }
     }
+}
+
+/// Services that run once and exit (0 when done), never expected to keep running:
+/// `mongodb-keyfile` (writes MongoDB's key file) and `mongodb-init` (initiates the replica set).
+pub fn one_shot(service: &str) -> bool {
+    matches!(service, "mongodb-keyfile" | "mongodb-init")
 }
 
 /// The absolute directory on every host that holds the workspace's units, e.g. `/opt/rcfleet/chat`.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rcfleet::error::{Error, Result};
 use rcfleet::fleet::{Fleet, SecretRef};
-use rcfleet::render::{self, Artifact, HostArtifacts, Redacted, SecretSource};
+use rcfleet::render::{self, Artifact, Generated, HostArtifacts, Redacted, SecretSource};
 
 /// `(golden name, inventory path relative to the crate root)`.
 pub const FLEETS: &[(&str, &str)] = &[
@@ -88,6 +88,11 @@ impl SecretSource for Values {
     fn value(&self, secret: &SecretRef) -> Result<String> {
         self.0.get(secret).cloned().ok_or_else(|| Error::bad_input(format!("test gave no value for {secret}")))
     }
+
+    /// Distinctive, and shaped like real generated values (letters and digits).
+    fn generated(&self, secret: Generated) -> Result<String> {
+        Ok(format!("Gen{}Value7777", secret.name().replace('-', "")))
+    }
 }
 
 /// Secret values for every reference the fixtures use, each distinctive.
@@ -98,6 +103,8 @@ pub fn known_secrets() -> Values {
         .with("BIG_LICENSE", "big-license-3333")
         .with("BIG_GRAFANA_PASSWORD", "big-grafana-pw-4444")
         .with("BIG_MAIL_URL", "smtp://big-mail-5555@mail.example")
+        .with("BIG_MONGO_APP_PASSWORD", "big:mongo/app@pw-6666")
+        .with("BIG_NATS_PASSWORD", "BigNatsPw7777")
 }
 
 /// The docker-compose (Compose v1) program; the tests fail, not skip, without it.

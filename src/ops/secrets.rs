@@ -1,0 +1,307 @@
+//! Generated secrets and the credentials rcfleet itself uses. The first `up` generates every
+//! secret the security defaults need (MongoDB's key file and users' passwords, NATS' password,
+//! Grafana's admin password) and keeps them on the database host in ONE file,
+//! `<deploy dir>/secrets.json`, mode 0600; every later run reads them back from there, so a
+//! second `up`, `upgrade` and `add-instance` use the same values. An inventory reference wins
+//! over a generated value. Values travel only over SSH stdin/stdout and into 0600 files: never
+//! into an argument vector (visible in `ps`, and quoted in error messages), a message, a log
+//! line or the audit trail. `rcfleet secrets show NAME` is the one place a value is printed.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use serde_json::{json, Value};
+
+use super::audit;
+use super::report::Reporter;
+use crate::error::{Error, Result};
+use crate::fleet::{Fleet, MongoSettings, SecretRef};
+use crate::inventory;
+use crate::remote::{Argv, Connection, ExecOptions, Output};
+use crate::render::{self, credential, Generated, SecretSource};
+
+/// Where the generated secrets are kept on the database host.
+pub fn path(fleet: &Fleet) -> String {
+    format!("{}/secrets.json", render::deploy_dir(fleet))
+}
+
+/// Secret values for rendering: the inventory's references, resolved on this machine, and the
+/// generated secrets read from the database host.
+pub struct Store {
+    generated: BTreeMap<String, String>,
+}
+
+impl SecretSource for Store {
+    fn value(&self, secret: &SecretRef) -> Result<String> {
+        inventory::secrets::resolve(secret)
+    }
+
+    fn generated(&self, secret: Generated) -> Result<String> {
+        self.generated.get(secret.name()).cloned().ok_or_else(|| {
+            Error::failed(format!(
+                "the generated secret {} is missing from the database host's secrets file; run `rcfleet up` to create it",
+                secret.name()
+            ))
+        })
+    }
+}
+
+impl Store {
+    /// Placeholders (shaped like generated values) for the generated secrets: renders the
+    /// inventory's own secrets for real, so their problems are found before any host is
+    /// contacted.
+    pub fn preview() -> Store {
+        let generated = Generated::ALL.iter().map(|g| (g.name().to_string(), "PreviewOnlyNotASecret".to_string())).collect();
+        Store { generated }
+    }
+
+    /// The generated secrets on the database host, or `None` when none were created yet.
+    pub fn read(fleet: &Fleet, db: &Connection) -> Result<Option<Store>> {
+        let file = path(fleet);
+        let output = db.exec(&Argv::script(r#"[ -f "$1" ] || exit 3; cat -- "$1""#, &[&file]), ExecOptions::default())?;
+        match output.status {
+            0 => {}
+            3 => return Ok(None),
+            status => {
+                return Err(Error::failed(format!(
+                    "{}: cannot read {file} (status {status}): {}",
+                    db.name(),
+                    output.stderr_text().trim()
+                )))
+            }
+        }
+        let document: Value = serde_json::from_slice(&output.stdout).map_err(|e| {
+            Error::failed(format!(
+                "{}: {file} is not the JSON rcfleet writes (line {}); restore it from a backup: the passwords \
+                 MongoDB and NATS were set up with are in it",
+                db.name(),
+                e.line()
+            ))
+        })?;
+        let generated = document["secrets"]
+            .as_object()
+            .map(|secrets| secrets.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .unwrap_or_default();
+        Ok(Some(Store { generated }))
+    }
+
+    /// The generated secrets on the database host; an error when `up` never created them.
+    pub fn load(fleet: &Fleet, db: &Connection) -> Result<Store> {
+        Store::read(fleet, db)?.ok_or_else(|| {
+            Error::failed(format!(
+                "{}: {} does not exist, so this fleet was never brought up; run `rcfleet up` first",
+                db.name(),
+                path(fleet)
+            ))
+        })
+    }
+
+    /// Reads the generated secrets, generating the missing ones and writing them back (0600).
+    /// What it generated (names only) goes into the audit trail at once.
+    pub fn load_or_create(fleet: &Fleet, db: &Connection, report: &Reporter) -> Result<Store> {
+        let mut store = Store::read(fleet, db)?.unwrap_or(Store { generated: BTreeMap::new() });
+        let mut created = Vec::new();
+        for secret in Generated::ALL {
+            if !store.generated.contains_key(secret.name()) {
+                store.generated.insert(secret.name().to_string(), generate(secret)?);
+                created.push(secret.name());
+            }
+        }
+        if created.is_empty() {
+            return Ok(store);
+        }
+        let file = path(fleet);
+        let document = json!({
+            "about": "Secrets generated by rcfleet for this workspace. Keep this file (mode 0600) and back it up: \
+                      MongoDB's users, its key file and NATS use these values. `rcfleet secrets show NAME` prints one.",
+            "format": 1,
+            "secrets": store.generated,
+        });
+        let text = serde_json::to_string_pretty(&document).expect("JSON of strings") + "\n";
+        db.upload(&file, text.as_bytes(), 0o600, None)?;
+        let change = format!("generated secrets {} into {file} (0600)", created.join(", "));
+        audit::record(db, &render::deploy_dir(fleet), "rcfleet up", &[change])?;
+        report.step("secrets", db.name(), format!("generated {} (kept in {file}, mode 0600)", created.join(", ")));
+        Ok(store)
+    }
+}
+
+/// A fresh value from the operating system's CSPRNG: letters and digits only (safe in URIs,
+/// env files, NATS' configuration and MongoDB key files), starting with a letter; 40
+/// characters (about 238 bits) for passwords, 64 for the key file.
+pub fn generate(secret: Generated) -> Result<String> {
+    const LETTERS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let length = if secret == Generated::MongoKeyfile { 64 } else { 40 };
+    let mut random = std::fs::File::open("/dev/urandom")
+        .map_err(|e| Error::failed(format!("cannot open /dev/urandom to generate secrets: {e}")))?;
+    let mut out = String::with_capacity(length);
+    let mut buffer = [0u8; 128];
+    while out.len() < length {
+        random.read_exact(&mut buffer).map_err(|e| Error::failed(format!("cannot read /dev/urandom: {e}")))?;
+        for byte in buffer {
+            let alphabet = if out.is_empty() { LETTERS } else { ALNUM };
+            // Rejection sampling keeps every character equally likely.
+            let limit = 256 - 256 % alphabet.len();
+            if (byte as usize) < limit && out.len() < length {
+                out.push(alphabet[byte as usize % alphabet.len()] as char);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A MongoDB user and password rcfleet logs in with.
+pub struct MongoLogin {
+    pub user: &'static str,
+    pub password: String,
+}
+
+/// rcfleet's admin login, or `None` when MongoDB runs without access control.
+pub fn mongo_admin(fleet: &Fleet, secrets: &dyn SecretSource) -> Result<Option<MongoLogin>> {
+    if !fleet.mongodb.auth {
+        return Ok(None);
+    }
+    Ok(Some(MongoLogin { user: MongoSettings::ADMIN_USER, password: credential(fleet, secrets, Generated::MongoAdminPassword)? }))
+}
+
+/// A JavaScript string literal.
+fn js(text: &str) -> String {
+    serde_json::to_string(text).expect("JSON of a string")
+}
+
+/// Marks lines a script prints for rcfleet, so other output of the shell is ignored.
+pub const MARK: &str = "RCFLEET ";
+
+/// The lines `output` marked with [`MARK`], without the mark.
+pub fn marked(output: &Output) -> Vec<String> {
+    output.stdout_text().lines().filter_map(|l| l.strip_prefix(MARK)).map(str::to_string).collect()
+}
+
+/// Runs `script` with mongosh inside the mongodb container, connected to 127.0.0.1. With a
+/// login, it first authenticates (an unknown user is passed over, so the localhost exception
+/// still works before rcfleet created its users). The script, and so the password, goes
+/// through `docker exec -i`'s stdin, never the command line. One statement per line.
+pub fn mongosh(conn: &Connection, fleet: &Fleet, container: &str, login: Option<&MongoLogin>, script: &str) -> Result<Output> {
+    let uri = format!("mongodb://127.0.0.1:{}/?directConnection=true", fleet.mongodb.port);
+    let mut input = String::new();
+    if let Some(login) = login {
+        input.push_str(&format!(
+            "try {{ db.getSiblingDB(\"admin\").auth({}, {}); }} catch (e) {{ if (e.code !== 18) throw e; }}\n",
+            js(login.user),
+            js(&login.password)
+        ));
+    }
+    input.push_str(script);
+    input.push('\n');
+    let mut stdin = input.as_bytes();
+    conn.exec(
+        &Argv::new("docker").args(["exec", "-i", container, "mongosh", "--quiet", &uri]),
+        ExecOptions { stdin: Some(&mut stdin), timeout: Some(std::time::Duration::from_secs(60)), ..Default::default() },
+    )
+}
+
+/// Creates rcfleet's admin user (through the localhost exception, the first time) and the
+/// application user, or brings the application user's password and roles up to date. Returns
+/// what changed, if anything. Runs after the replica set has a PRIMARY.
+pub fn ensure_users(fleet: &Fleet, conn: &Connection, container: &str, secrets: &dyn SecretSource) -> Result<Option<String>> {
+    let Some(admin) = mongo_admin(fleet, secrets)? else { return Ok(None) };
+    let app_password = credential(fleet, secrets, Generated::MongoAppPassword)?;
+    let (a, ap) = (js(admin.user), js(&admin.password));
+    let (u, up) = (js(MongoSettings::APP_USER), js(&app_password));
+    // Change streams and the oplog fallback need clusterMonitor and read on `local`.
+    let roles = format!(
+        "[{{role: \"readWrite\", db: {}}}, {{role: \"read\", db: \"local\"}}, {{role: \"clusterMonitor\", db: \"admin\"}}]",
+        js(&fleet.mongodb.database)
+    );
+    let script = [
+        "var admin = db.getSiblingDB(\"admin\");".to_string(),
+        // AuthenticationFailed (18): no such user yet, so the localhost exception still holds.
+        format!(
+            "try {{ admin.auth({a}, {ap}); }} catch (e) {{ if (e.code !== 18) throw e; admin.createUser({{user: {a}, pwd: {ap}, roles: [{{role: \"root\", db: \"admin\"}}]}}); admin.auth({a}, {ap}); print(\"{MARK}created \" + {a}); }}"
+        ),
+        format!(
+            "if (admin.getUser({u}) === null) {{ admin.createUser({{user: {u}, pwd: {up}, roles: {roles}}}); print(\"{MARK}created \" + {u}); }} else {{ admin.updateUser({u}, {{pwd: {up}, roles: {roles}}}); }}"
+        ),
+        format!("print(\"{MARK}ok\");"),
+    ]
+    .join("\n");
+    let output = mongosh(conn, fleet, container, None, &script)?;
+    let lines = marked(&output);
+    if !output.success() || !lines.iter().any(|l| l == "ok") {
+        let said = output.stderr_text();
+        let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
+        let hint = if said.contains("Unauthorized") || said.contains("requires authentication") || said.contains("not authorized") {
+            format!(
+                "; MongoDB already has users but refused rcfleet's admin password: the {} on the database host, or \
+                 mongodb.admin_password, must hold the password {} was created with",
+                path(fleet),
+                MongoSettings::ADMIN_USER
+            )
+        } else {
+            String::new()
+        };
+        return Err(Error::failed(format!(
+            "{}: creating MongoDB's users failed: {}{hint}",
+            conn.name(),
+            said.chars().take(300).collect::<String>()
+        )));
+    }
+    let created: Vec<String> = lines.iter().filter_map(|l| l.strip_prefix("created ")).map(str::to_string).collect();
+    Ok((!created.is_empty()).then(|| format!("created MongoDB users {}", created.join(", "))))
+}
+
+/// One secret as `rcfleet secrets list` shows it: never its value.
+pub struct Listed {
+    pub name: &'static str,
+    /// `generated`, or the inventory reference (`environment variable X`).
+    pub source: String,
+    pub in_use: bool,
+    /// Generated and present in the database host's file.
+    pub stored: bool,
+}
+
+pub fn list(fleet: &Fleet, store: Option<&Store>) -> Vec<Listed> {
+    Generated::ALL
+        .into_iter()
+        .map(|secret| Listed {
+            name: secret.name(),
+            source: match secret.reference(fleet) {
+                Some(reference) => format!("inventory {} ({reference})", secret.inventory_key().unwrap_or_default()),
+                None => "generated".to_string(),
+            },
+            in_use: secret.in_use(fleet),
+            stored: store.is_some_and(|s| s.generated.contains_key(secret.name())),
+        })
+        .collect()
+}
+
+/// The value of the secret `name` as the fleet uses it (the inventory's reference wins).
+pub fn show(fleet: &Fleet, store: &Store, name: &str) -> Result<String> {
+    let secret = Generated::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = Generated::ALL.iter().map(|g| g.name()).collect();
+        Error::bad_input(format!("no secret named {name:?}; the secrets are {}", names.join(", ")))
+    })?;
+    credential(fleet, store, secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_values_are_long_alphanumeric_start_with_a_letter_and_differ() {
+        let a = generate(Generated::NatsPassword).unwrap();
+        let b = generate(Generated::NatsPassword).unwrap();
+        assert_eq!(a.len(), 40);
+        assert_ne!(a, b);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert!(a.chars().next().unwrap().is_ascii_alphabetic());
+        assert_eq!(generate(Generated::MongoKeyfile).unwrap().len(), 64);
+    }
+
+    #[test]
+    fn js_literals_carry_any_password() {
+        assert_eq!(js("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+    }
+}
