@@ -18,6 +18,7 @@ use super::lock;
 use super::preflight;
 use super::remote::{strip, Remote, CONCURRENCY};
 use super::report::Reporter;
+use super::secrets;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Instance};
 use crate::inventory::{self, edit};
@@ -83,7 +84,7 @@ pub fn add_instance(inventory_path: &Path, options: &AddOptions) -> Result<Insta
     })?;
     let added: Vec<Instance> =
         fleet.instances().filter(|i| before.instances().all(|old| old.name != i.name)).cloned().collect();
-    let artifacts = render::render(&fleet, &inventory::secrets::Resolver)?;
+    render::render(&fleet, &secrets::Store::preview())?;
 
     let report = Reporter::new(inventory_path, "add-instance");
     let remote = Remote::connect_fleet(&fleet, &options.connect, &report)?;
@@ -91,6 +92,9 @@ pub fn add_instance(inventory_path: &Path, options: &AddOptions) -> Result<Insta
     let command = format!("rcfleet add-instance {}", names.join(" "));
     let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), &command, None)?;
     preflight::run(&fleet, &remote, &report)?;
+    // The secrets `up` generated: new instances get the same credentials.
+    let store = secrets::Store::load(&fleet, remote.host(&fleet.database_host().name))?;
+    let artifacts = render::render(&fleet, &store)?;
     let deploy_dir = render::deploy_dir(&fleet);
     let mut changes: BTreeMap<String, Vec<String>> = BTreeMap::new();
 

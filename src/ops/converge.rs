@@ -80,9 +80,9 @@ fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Services that keep running (the replica-set initiation is a one-shot).
+/// Services that keep running (the key file and replica-set initiation are one-shots).
 pub fn long_running(unit: &Unit) -> Vec<&'static str> {
-    unit.services().iter().copied().filter(|s| *s != "mongodb-init").collect()
+    unit.services().iter().copied().filter(|s| !render::one_shot(s)).collect()
 }
 
 /// Starts the unit when a file of it changed or one of its services is not running. Compose

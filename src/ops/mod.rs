@@ -12,6 +12,7 @@ pub mod push_images;
 pub mod remote;
 pub mod remove_instance;
 pub mod report;
+pub mod secrets;
 pub mod status;
 pub mod up;
 pub mod upgrade;

@@ -7,6 +7,7 @@ use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde_json::Value;
 
 use super::remote::Remote;
+use super::secrets::{self, MongoLogin, MARK};
 use super::wait::Poll;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Instance};
@@ -130,18 +131,20 @@ pub fn last_log_lines(conn: &Connection, container: &str, lines: u32) -> String 
 
 /// The replica set as the database host's mongod reports it: `Ok(primary member)` once a member
 /// is PRIMARY, else what was seen.
-pub fn mongo_primary(conn: &Connection, fleet: &Fleet, mongodb_container: &str) -> Result<Poll<String>> {
-    let uri = format!("mongodb://127.0.0.1:{}/?directConnection=true", fleet.mongodb.port);
-    let argv = Argv::new("docker").args(["exec", mongodb_container, "mongosh", "--quiet", &uri, "--eval", "JSON.stringify(rs.status())"]);
-    let output = conn.exec(&argv, Default::default())?;
-    if !output.success() {
+/// With `login` (MongoDB with access control) it authenticates first; the password goes
+/// through stdin (see `secrets::mongosh`).
+pub fn mongo_primary(conn: &Connection, fleet: &Fleet, mongodb_container: &str, login: Option<&MongoLogin>) -> Result<Poll<String>> {
+    let script = format!("print(\"{MARK}\" + JSON.stringify(rs.status()));");
+    let output = secrets::mongosh(conn, fleet, mongodb_container, login, &script)?;
+    let answer = secrets::marked(&output).pop();
+    let Some(answer) = answer.filter(|_| output.success()) else {
         let said = format!("{} {}", output.stdout_text(), output.stderr_text());
         let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
         return Ok(Err(said.chars().take(160).collect()));
-    }
-    let status: Value = match serde_json::from_str(output.stdout_text().trim()) {
+    };
+    let status: Value = match serde_json::from_str(answer.trim()) {
         Ok(status) => status,
-        Err(_) => return Ok(Err(format!("unexpected answer: {}", output.stdout_text().trim()))),
+        Err(_) => return Ok(Err(format!("unexpected answer: {}", answer.trim()))),
     };
     let members = status["members"].as_array().cloned().unwrap_or_default();
     Ok(members

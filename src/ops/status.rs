@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::converge::long_running;
 use super::probe::{self, Container};
+use super::secrets;
 use super::wait::Poll;
 use super::remote::{strip, Remote, CONCURRENCY};
 use crate::error::Result;
@@ -88,15 +89,25 @@ pub struct ServiceStatus {
 
 pub fn status(inventory_path: &Path, connect: &ConnectOptions) -> Result<Status> {
     let fleet = inventory::load(inventory_path)?;
-    let artifacts = render::render(&fleet, &inventory::secrets::Resolver)?;
+    render::render(&fleet, &secrets::Store::preview())?;
     let hosts: Vec<&Host> = fleet.hosts.iter().collect();
     let (remote, unreachable) = Remote::connect_reachable(&hosts, connect)?;
     let unreachable: BTreeMap<String, String> = unreachable.into_iter().collect();
+    // The generated secrets, for comparing the files that hold them (by hash) and for logging
+    // in to MongoDB; without them (database host unreachable, never brought up) secret files
+    // show as differing.
+    let store = match remote.try_host(&fleet.database_host().name) {
+        Some(db) => secrets::Store::read(&fleet, db).ok().flatten(),
+        None => None,
+    }
+    .unwrap_or_else(secrets::Store::preview);
+    let artifacts = render::render(&fleet, &store)?;
+    let login = secrets::mongo_admin(&fleet, &store)?;
 
     let work: Vec<(&Host, &HostArtifacts)> = fleet.hosts.iter().zip(&artifacts).collect();
     let results = remote::fan_out(&work, CONCURRENCY, |(h, _)| h.name.clone(), |(host, files)| {
         match remote.try_host(&host.name) {
-            Some(conn) => Ok(Some(observe(&fleet, &remote, conn, host, &files.files))),
+            Some(conn) => Ok(Some(observe(&fleet, &remote, conn, host, &files.files, login.as_ref()))),
             None => Ok(None),
         }
     });
@@ -122,7 +133,14 @@ struct Observed {
     prometheus_targets: Option<Poll<BTreeMap<String, String>>>,
 }
 
-fn observe(fleet: &Fleet, remote: &Remote, conn: &Connection, host: &Host, files: &[Artifact]) -> Observed {
+fn observe(
+    fleet: &Fleet,
+    remote: &Remote,
+    conn: &Connection,
+    host: &Host,
+    files: &[Artifact],
+    login: Option<&secrets::MongoLogin>,
+) -> Observed {
     let mut seen = Observed::default();
     let mut fail = |what: &str, err: crate::error::Error| {
         let text = format!("{what}: {}", strip(&err));
@@ -164,7 +182,7 @@ fn observe(fleet: &Fleet, remote: &Remote, conn: &Connection, host: &Host, files
     let private = &host.private_address;
     if host.has_role(Role::Database) {
         let mongo = match running("database", "mongodb") {
-            Some(id) => match probe::mongo_primary(conn, fleet, &id) {
+            Some(id) => match probe::mongo_primary(conn, fleet, &id, login) {
                 Ok(Ok(primary)) => Ok(format!("PRIMARY at {primary}")),
                 Ok(Err(seen)) => Err(seen),
                 Err(err) => Err(strip(&err)),

@@ -22,6 +22,7 @@ use super::push_images;
 use super::probe;
 use super::remote::{strip, Remote, CONCURRENCY};
 use super::report::Reporter;
+use super::secrets;
 use super::wait::{self, Poll};
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Instance, Role};
@@ -48,20 +49,20 @@ pub struct UpOutcome {
 
 pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     let full_fleet = inventory::load(inventory_path)?;
-    // Rendered before any host is contacted: a value no file can carry is bad input (exit 2).
-    let mut artifacts = render::render(&full_fleet, &inventory::secrets::Resolver)?;
+    // Rendered before any host is contacted (generated secrets as placeholders): a value no
+    // file can carry is bad input (exit 2).
+    render::render(&full_fleet, &secrets::Store::preview())?;
     let report = Reporter::new(inventory_path, "up");
     let (remote, unreachable) = connect(&full_fleet, options, &report)?;
     // App hosts that cannot be reached are left out of this run (and out of Traefik and
     // Prometheus), so the rest of the fleet still converges; the run then fails naming them.
     let fleet = without_hosts(&full_fleet, &unreachable);
-    if !unreachable.is_empty() {
-        artifacts = render::render(&fleet, &inventory::secrets::Resolver)?;
-    }
     crate::interrupt::graceful("`rcfleet up`");
     let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), "rcfleet up", None)?;
     preflight::run(&fleet, &remote, &report)?;
     let deploy_dir = render::deploy_dir(&fleet);
+    let store = secrets::Store::load_or_create(&fleet, remote.host(&fleet.database_host().name), &report)?;
+    let artifacts = render::render(&fleet, &store)?;
 
     let local_engine = if options.push_images { Some(push_images::local_engine(&remote)?) } else { None };
     let changed = prepare_hosts(&fleet, &artifacts, &remote, &report, &deploy_dir, local_engine.as_ref())?;
@@ -75,7 +76,12 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     if let Some(change) = converge_unit(&fleet, &remote, db_conn, &database, &changed, &deploy_dir, &report)? {
         record(&database.host, change);
     }
-    wait_for_primary(&fleet, &remote, db_conn, &report)?;
+    let admin = secrets::mongo_admin(&fleet, &store)?;
+    let mongodb = wait_for_primary(&fleet, &remote, db_conn, &report, admin.as_ref())?;
+    if let Some(change) = secrets::ensure_users(&fleet, db_conn, &mongodb, &store)? {
+        report.step("database", db_conn.name(), &change);
+        record(&database.host, change);
+    }
     if let Some(monitoring) = render::monitoring_unit(&fleet) {
         let conn = remote.host(&monitoring.host);
         if let Some(change) = converge_unit(&fleet, &remote, conn, &monitoring, &changed, &deploy_dir, &report)? {
@@ -199,18 +205,25 @@ fn prepare_hosts(
     Ok(done.into_iter().collect())
 }
 
-fn wait_for_primary(fleet: &Fleet, remote: &Remote, conn: &Connection, report: &Reporter) -> Result<()> {
+/// Waits until the replica set has a PRIMARY; returns the mongodb container's id.
+fn wait_for_primary(
+    fleet: &Fleet,
+    remote: &Remote,
+    conn: &Connection,
+    report: &Reporter,
+    login: Option<&secrets::MongoLogin>,
+) -> Result<String> {
     let database = render::database_unit(fleet);
-    let primary = wait::until(report, "database", "replica set PRIMARY", Duration::from_secs(120), Duration::from_millis(500), || {
+    let (primary, container) = wait::until(report, "database", "replica set PRIMARY", Duration::from_secs(120), Duration::from_millis(500), || {
         let containers = probe::containers(remote, fleet, conn)?;
         let Some(mongodb) = containers.iter().find(|c| c.unit == database.name && c.service == "mongodb" && c.running()) else {
             return Ok(Poll::Err("the mongodb container is not running".to_string()));
         };
-        probe::mongo_primary(conn, fleet, &mongodb.id)
+        Ok(probe::mongo_primary(conn, fleet, &mongodb.id, login)?.map(|primary| (primary, mongodb.id.clone())))
     })
     .map_err(|err| Error::failed(format!("{}: {}; no instance was started or changed", conn.name(), strip(&err))))?;
     report.step("database", conn.name(), format!("replica set {} PRIMARY at {primary}", fleet.mongodb.replica_set));
-    Ok(())
+    Ok(container)
 }
 
 /// Every instance: started where needed, in parallel across hosts, then waited for until ready.

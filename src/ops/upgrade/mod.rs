@@ -22,11 +22,12 @@ use super::lock;
 use super::probe;
 use super::remote::{strip, Remote, CONCURRENCY};
 use super::report::Reporter;
+use super::secrets;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Instance, Release, Role};
 use crate::inventory;
 use crate::registry::{self, ReleaseSpec};
-use crate::remote::{self, Argv, ConnectOptions};
+use crate::remote::{self, Argv, ConnectOptions, ExecOptions};
 use crate::render;
 use guards::Verdict;
 use rolling::Rollout;
@@ -83,6 +84,10 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
     let target = resolve(&fleet, &remote, &spec, &options.release, &report)?;
     // Taken before the guards look at the fleet, so they never see another run's half-done work.
     let db = remote.host(&fleet.database_host().name);
+    // The secrets `up` generated: the same credentials for the backup, the guards and the
+    // instances' env files.
+    let store = secrets::Store::load(&fleet, db)?;
+    let login = secrets::mongo_admin(&fleet, &store)?;
     let command = format!("rcfleet upgrade --release {}", options.release);
     if !options.dry_run {
         crate::interrupt::graceful("the upgrade");
@@ -93,7 +98,7 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
         report.step("release", "", format!("the inventory already says {target}; run `rcfleet up` to converge the fleet"));
     }
     let new_fleet = with_release(&fleet, &target);
-    let verdicts = run_guards(&fleet, &remote, &target, options, &report)?;
+    let verdicts = run_guards(&fleet, &remote, &target, options, &report, login.as_ref())?;
     let batches = rolling::batches(&fleet, options.batch.unwrap_or(fleet.upgrade.batch_size));
     let steps = plan_steps(&fleet, &new_fleet, &batches, options);
     phases.push(("checks".to_string(), started.elapsed().as_secs_f64()));
@@ -126,7 +131,7 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
         report.step("backup", &fleet.database_host().name, "skipped (--skip-backup)");
         None
     } else {
-        Some(backup(&fleet, &remote, &current, &target, &report)?)
+        Some(backup(&fleet, &remote, &current, &target, &report, login.as_ref())?)
     };
     phases.push(("backup".to_string(), phase.elapsed().as_secs_f64()));
 
@@ -134,8 +139,8 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
     prepull(&new_fleet, &remote, &report)?;
     phases.push(("pre-pull".to_string(), phase.elapsed().as_secs_f64()));
 
-    let old_files = render::render(&fleet, &inventory::secrets::Resolver)?;
-    let new_files = render::render(&new_fleet, &inventory::secrets::Resolver)?;
+    let old_files = render::render(&fleet, &store)?;
+    let new_files = render::render(&new_fleet, &store)?;
     let rollout = Rollout { old: &fleet, new: &new_fleet, old_files: &old_files, new_files: &new_files, remote: &remote, report: &report };
     let result = match options.strategy {
         Strategy::Rolling => rollout.rolling(&batches, !options.no_rollback),
@@ -181,8 +186,15 @@ fn with_release(fleet: &Fleet, release: &Release) -> Fleet {
     fleet
 }
 
-fn run_guards(fleet: &Fleet, remote: &Remote, target: &Release, options: &UpgradeOptions, report: &Reporter) -> Result<Vec<Verdict>> {
-    let mongodb = mongodb_version(fleet, remote)?;
+fn run_guards(
+    fleet: &Fleet,
+    remote: &Remote,
+    target: &Release,
+    options: &UpgradeOptions,
+    report: &Reporter,
+    login: Option<&secrets::MongoLogin>,
+) -> Result<Vec<Verdict>> {
+    let mongodb = mongodb_version(fleet, remote, login)?;
     let unhealthy = unhealthy(fleet, remote)?;
     let facts = guards::Facts {
         current: &fleet.workspace.release,
@@ -214,16 +226,23 @@ fn refusal(from: &Release, to: &Release, verdicts: &[Verdict]) -> Option<Error> 
 }
 
 /// `major.minor` of the MongoDB the database host runs (`db.version()`).
-fn mongodb_version(fleet: &Fleet, remote: &Remote) -> Result<String> {
+fn mongodb_version(fleet: &Fleet, remote: &Remote, login: Option<&secrets::MongoLogin>) -> Result<String> {
     let db = remote.host(&fleet.database_host().name);
     let containers = probe::containers(remote, fleet, db)?;
     let mongodb = containers
         .iter()
         .find(|c| c.unit == "database" && c.service == "mongodb" && c.running())
         .ok_or_else(|| Error::failed(format!("{}: MongoDB is not running; run `rcfleet up` first", db.name())))?;
-    let uri = format!("mongodb://127.0.0.1:{}/?directConnection=true", fleet.mongodb.port);
-    let output = db.run(&Argv::new("docker").args(["exec", &mongodb.id, "mongosh", "--quiet", &uri, "--eval", "db.version()"]))?;
-    let version = output.stdout_text().trim().trim_matches('"').to_string();
+    let output = secrets::mongosh(db, fleet, &mongodb.id, login, &format!("print(\"{}\" + db.version());", secrets::MARK))?;
+    if !output.success() {
+        let said = output.stderr_text();
+        return Err(Error::failed(format!(
+            "{}: asking MongoDB for its version failed: {}",
+            db.name(),
+            said.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(200).collect::<String>()
+        )));
+    }
+    let version = secrets::marked(&output).pop().unwrap_or_default().trim().trim_matches('"').to_string();
     let mut parts = version.split('.');
     match (parts.next(), parts.next()) {
         (Some(major), Some(minor)) => Ok(format!("{major}.{minor}")),
@@ -252,7 +271,14 @@ fn unhealthy(fleet: &Fleet, remote: &Remote) -> Result<Vec<String>> {
 }
 
 /// A `mongodump` archive of the database on the database host, before any instance changes.
-fn backup(fleet: &Fleet, remote: &Remote, from: &Release, to: &Release, report: &Reporter) -> Result<String> {
+fn backup(
+    fleet: &Fleet,
+    remote: &Remote,
+    from: &Release,
+    to: &Release,
+    report: &Reporter,
+    login: Option<&secrets::MongoLogin>,
+) -> Result<String> {
     let db = remote.host(&fleet.database_host().name);
     let mongodb = probe::containers(remote, fleet, db)?
         .into_iter()
@@ -260,16 +286,34 @@ fn backup(fleet: &Fleet, remote: &Remote, from: &Release, to: &Release, report: 
         .ok_or_else(|| Error::failed(format!("{}: MongoDB is not running; nothing was changed", db.name())))?;
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "");
     let path = format!("{}/backups/{stamp}-{from}-to-{to}.archive.gz", render::deploy_dir(fleet));
-    let uri = format!("mongodb://127.0.0.1:{}/{}?directConnection=true", fleet.mongodb.port, fleet.mongodb.database);
-    // The archive streams out of the container into a file on the host; it is kept only if whole.
+    // As rcfleet's admin when MongoDB has access control: the user is in the URI, the password
+    // in a `--config` document read from stdin (never on a command line).
+    let (user, config) = match login {
+        Some(login) => (format!("{}@", login.user), format!("password: {}\n", serde_json::to_string(&login.password).expect("JSON of a string"))),
+        None => (String::new(), String::new()),
+    };
+    let uri = format!(
+        "mongodb://{user}127.0.0.1:{}/{}?directConnection=true{}",
+        fleet.mongodb.port,
+        fleet.mongodb.database,
+        if login.is_some() { "&authSource=admin" } else { "" }
+    );
+    let config_flag = if login.is_some() { "--config=/dev/stdin" } else { "--quiet" };
+    // The archive streams out of the container into a file on the host (0600 from the start);
+    // it is kept only if whole.
     let script = r#"set -e
+umask 077
 mkdir -p -- "$(dirname -- "$1")"
-docker exec "$2" mongodump --quiet --uri="$3" --archive --gzip > "$1.partial"
+docker exec -i "$2" mongodump --quiet --uri="$3" "$4" --archive --gzip > "$1.partial"
 test -s "$1.partial"
 mv -f -- "$1.partial" "$1"
 chmod 600 -- "$1"
 du -k -- "$1" | cut -f1"#;
-    let output = db.exec(&Argv::script(script, &[&path, &mongodb.id, &uri]), Default::default())?;
+    let mut stdin = config.as_bytes();
+    let output = db.exec(
+        &Argv::script(script, &[&path, &mongodb.id, &uri, config_flag]),
+        ExecOptions { stdin: Some(&mut stdin), ..Default::default() },
+    )?;
     if !output.success() {
         return Err(Error::failed(format!(
             "{}: the backup (mongodump) failed: {}; nothing was changed. Fix it, or pass --skip-backup to upgrade without one",
