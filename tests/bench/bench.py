@@ -301,10 +301,15 @@ def bench_fanout(rcfleet, sizes, runs, venv):
             l = timed(ssh_loop_cmd(env), label="ssh loop")
             row["ssh_loop"].append(l.wall)
             if acmd:
-                a = timed(acmd, env=aenv, label="ansible")
-                row["ansible"].append(a.wall)
-                if rep == 0:
-                    row["ansible_sample"] = a.stdout[:2000]
+                try:
+                    a = timed(acmd, env=aenv, label="ansible")
+                    row["ansible"].append(a.wall)
+                    if rep == 0:
+                        row["ansible_sample"] = a.stdout[:2000]
+                except RuntimeError as err:  # reported, not fatal: the other figures still count
+                    row["ansible_error"] = str(err)[:2000]
+                    log(f"  ansible failed: {str(err)[:500]}")
+                    acmd = None
             if rep == 0:
                 row["ssh_loop_sample"] = l.stdout[:2000]
             log(f"  rep {rep + 1}: status {s.wall:.2f}s  ssh loop {l.wall:.2f}s"
@@ -312,14 +317,14 @@ def bench_fanout(rcfleet, sizes, runs, venv):
         row["summary"] = {k: stats(row[k]) for k in ("status", "ssh_loop", "ansible", "status_peak_mib")}
         # Ratios within this run: per repetition, then the median.
         row["ratio_ssh_loop_to_status"] = stats([l / s for l, s in zip(row["ssh_loop"], row["status"])])
-        if row["ansible"]:
+        if row["ansible"] and len(row["ansible"]) == len(row["status"]):
             row["ratio_ansible_to_status"] = stats([a / s for a, s in zip(row["ansible"], row["status"])])
         results["sizes"][str(n)] = row
     if "1" in results["sizes"] and "16" in results["sizes"]:
         one, sixteen = results["sizes"]["1"], results["sizes"]["16"]
         results["ratio_16_1"] = {
             tool: stats([b / a for a, b in zip(one[tool], sixteen[tool])])
-            for tool in ("status", "ssh_loop", "ansible") if one[tool] and sixteen[tool]
+            for tool in ("status", "ssh_loop", "ansible") if one[tool] and len(one[tool]) == len(sixteen[tool])
         }
     return results
 
@@ -419,7 +424,7 @@ def table(res):
             rows.append((f"status, {n} app host(s) ({row['hosts']} hosts)", fmt(sm["status"]), ""))
             rows.append(("  ssh loop (sequential)", fmt(sm["ssh_loop"]),
                          f"x{row['ratio_ssh_loop_to_status']['median']:.2f} of status"))
-            if sm["ansible"]:
+            if sm["ansible"] and "ratio_ansible_to_status" in row:
                 rows.append(("  ansible ad-hoc", fmt(sm["ansible"]),
                              f"x{row['ratio_ansible_to_status']['median']:.2f} of status"))
         for tool, r in f.get("ratio_16_1", {}).items():
