@@ -202,10 +202,14 @@ fn prometheus_scrapes_every_instance(lab: &Lab) {
 
 fn replica_set_member_is_the_db_private_address(lab: &Lab) {
     let container = lab.run("db", "docker ps -q --filter label=io.rcfleet.unit=database --filter label=com.docker.compose.service=mongodb");
+    // MongoDB has access control: as rcfleet's admin, whose password `secrets show` prints.
+    let shown = rcfleet(&["-i", lab.inventory(), "secrets", "show", "mongodb-admin-password"]);
+    assert!(shown.status.success(), "{}", text(&shown));
+    let password = String::from_utf8_lossy(&shown.stdout).trim().to_string();
     let config = lab.run(
         "db",
         &format!(
-            "docker exec {} mongosh --quiet 'mongodb://127.0.0.1:27017/?directConnection=true' --eval 'JSON.stringify(rs.conf())'",
+            "docker exec {} mongosh --quiet 'mongodb://rcfleet-admin:{password}@127.0.0.1:27017/?directConnection=true&authSource=admin' --eval 'JSON.stringify(rs.conf())'",
             container.trim()
         ),
     );

@@ -139,8 +139,17 @@ pub fn mongo_primary(conn: &Connection, fleet: &Fleet, mongodb_container: &str, 
     let answer = secrets::marked(&output).pop();
     let Some(answer) = answer.filter(|_| output.success()) else {
         let said = format!("{} {}", output.stdout_text(), output.stderr_text());
-        let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
-        return Ok(Err(said.chars().take(160).collect()));
+        let said: String = said.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(160).collect();
+        // Waiting does not help when MongoDB refuses rcfleet's admin login.
+        if login.is_some() && (said.contains("Unauthorized") || said.contains("requires authentication")) {
+            return Err(Error::failed(format!(
+                "{}: MongoDB refused rcfleet's admin login ({said}); {} on this host, or mongodb.admin_password, \
+                 must hold the password the admin user was created with",
+                conn.name(),
+                secrets::path(fleet)
+            )));
+        }
+        return Ok(Err(said));
     };
     let status: Value = match serde_json::from_str(answer.trim()) {
         Ok(status) => status,

@@ -57,7 +57,8 @@ pub fn main(_args: Vec<String>) -> i32 {
         format!("|           Site URL: {root_url}"),
         format!("|          Instance: {instance}:{port}"),
         format!("|          MongoDB: {}", mongo.clone().unwrap_or_else(|| "?".into())),
-        format!("|        Transporter: {}", transporter.clone().unwrap_or_else(|| "(TCP, none set)".into())),
+        // Credentials are never logged (user info shown as `***`).
+        format!("|        Transporter: {}", transporter.as_deref().map(util::redact_userinfo).unwrap_or_else(|| "(TCP, none set)".into())),
         line.to_string(),
     ] {
         util::log(&l);

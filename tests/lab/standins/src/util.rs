@@ -120,6 +120,14 @@ pub fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The URL with its user info (if any) replaced by `***`.
+pub fn redact_userinfo(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
 /// `(user, password)` of a URL's user info, percent-decoded.
 pub fn url_credentials(url: &str) -> Option<(String, String)> {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
@@ -140,6 +148,7 @@ mod tests {
         assert_eq!(url_hostport("mongodb://a:1,b:2/?x", 27017).unwrap(), "a:1");
         assert_eq!(url_credentials("monolith+nats://rc:p%40ss@10.1.2.3:4222").unwrap(), ("rc".into(), "p@ss".into()));
         assert_eq!(url_credentials("mongodb://10.0.0.1/rc"), None);
+        assert_eq!(redact_userinfo("monolith+nats://u:p@h:4222"), "monolith+nats://***@h:4222");
         assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
     }
 }
