@@ -21,6 +21,7 @@ use crate::remote::ConnectOptions;
 /// The services `logs` knows, with the unit that runs each.
 pub const SERVICES: &[(&str, &str)] = &[
     ("mongodb", "database"),
+    ("mongodb-keyfile", "database"),
     ("mongodb-init", "database"),
     ("nats", "database"),
     ("prometheus", "monitoring"),
