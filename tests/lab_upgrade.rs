@@ -4,31 +4,16 @@
 
 mod lab_support;
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use lab_support::{json, rcfleet, text, Lab};
+use lab_support::{inventory_at, json, rcfleet, text, traefik_lists_only_ready_instances, traefik_servers, versions, Lab};
 
-/// A copy of the lab's inventory at `release` (the lab's own file is never changed by tests).
-fn inventory_at(lab: &Lab, dir: &Path, release: &str) -> PathBuf {
-    let original = std::fs::read_to_string(lab.inventory()).unwrap();
-    let mut lines: Vec<String> = original.lines().map(str::to_string).collect();
-    for line in &mut lines {
-        if line.starts_with("release = ") {
-            *line = format!("release = \"{release}\"");
-        }
-        if line.starts_with("readiness_timeout_seconds = ") {
-            // The broken release must fail fast.
-            *line = "readiness_timeout_seconds = 20".to_string();
-        }
-    }
-    let path = dir.join("inventory.toml");
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    path
-}
+/// The broken release must fail fast.
+const FAST: &[(&str, &str)] = &[("readiness_timeout_seconds", "20")];
+
 
 /// Requests through Traefik, one after another, until stopped: (succeeded, failed).
 struct Load {
@@ -75,33 +60,14 @@ impl Load {
     }
 }
 
-fn versions(lab: &Lab) -> Vec<String> {
-    let mut versions = Vec::new();
-    for host in ["app1", "app2", "app3"] {
-        for port in [9458, 9459] {
-            let (_, body) = lab_support::http_get(&format!("{}:{port}", lab.addr(host)), lab.addr(host), "/metrics").expect("metrics");
-            let line = body.lines().find(|l| l.starts_with("rocketchat_info{")).expect("rocketchat_info").to_string();
-            let version = line.split("version=\"").nth(1).and_then(|v| v.split('"').next()).unwrap().to_string();
-            versions.push(version);
-        }
-    }
-    versions
-}
 
-fn all_in_traefik_and_up(lab: &Lab) {
-    let servers = lab.run("lb", "curl -s http://127.0.0.1:8080/api/http/services/rocketchat@file");
-    let service: serde_json::Value = serde_json::from_str(&servers).unwrap_or_else(|_| panic!("Traefik API: {servers}"));
-    let status = service["serverStatus"].as_object().cloned().unwrap_or_default();
-    assert_eq!(status.len(), 6, "Traefik lists {}: {servers}", status.len());
-    assert!(status.values().all(|v| v == "UP"), "{servers}");
-}
 
 #[test]
 fn rolling_upgrade_under_load_then_a_broken_release_is_rolled_back() {
     let Some(lab) = lab_support::lab() else { return };
     let dir = tempfile::tempdir().unwrap();
     lab.reset_fleet();
-    let inventory = inventory_at(&lab, dir.path(), "8.0.0");
+    let inventory = inventory_at(&lab, dir.path(), "8.0.0", FAST);
     let inventory = inventory.to_str().unwrap();
     let up = rcfleet(&["up", "-i", inventory]);
     assert!(up.status.success(), "{}", text(&up));
@@ -128,7 +94,8 @@ fn rolling_upgrade_under_load_then_a_broken_release_is_rolled_back() {
     let report = json(&upgrade);
     let backup = report["backup"].as_str().expect("a backup path");
     assert!(lab.sh("db", &format!("test -s {backup}")).status.success(), "backup {backup} missing");
-    all_in_traefik_and_up(&lab);
+    assert_eq!(traefik_servers(&lab).len(), 6);
+    traefik_lists_only_ready_instances(&lab);
     eprintln!("rolling upgrade: {ok} requests, 0 failed");
 
     // A release that never becomes ready: the canary goes back, nobody notices.
@@ -142,7 +109,8 @@ fn rolling_upgrade_under_load_then_a_broken_release_is_rolled_back() {
     assert_eq!(failed, 0, "{failed} of {} requests failed during the failed upgrade: {errors:?}", ok + failed);
     assert_eq!(versions(&lab), vec!["8.1.0"; 6]);
     assert!(std::fs::read_to_string(inventory).unwrap().contains("release = \"8.1.0\""));
-    all_in_traefik_and_up(&lab);
+    assert_eq!(traefik_servers(&lab).len(), 6);
+    traefik_lists_only_ready_instances(&lab);
 
     // Guards: a downgrade is refused and nothing is touched.
     let before = lab.containers();
@@ -175,7 +143,7 @@ fn rolling_upgrade_under_load_then_a_broken_release_is_rolled_back() {
 fn specs_and_guards_on_a_7x_fleet() {
     let Some(lab) = lab_support::lab() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let inventory = inventory_at(&lab, dir.path(), "7.9.0");
+    let inventory = inventory_at(&lab, dir.path(), "7.9.0", FAST);
     let inventory = inventory.to_str().unwrap();
     let up = rcfleet(&["up", "-i", inventory]);
     assert!(up.status.success(), "{}", text(&up));
@@ -186,7 +154,7 @@ fn specs_and_guards_on_a_7x_fleet() {
     assert!(said.contains("Upgrade 7.9.0 -> 7.10.0"), "{said}");
 
     // Skipping a major: refused, every reason listed, nothing touched.
-    let inventory = inventory_at(&lab, dir.path(), "7.10.0");
+    let inventory = inventory_at(&lab, dir.path(), "7.10.0", FAST);
     let inventory = inventory.to_str().unwrap();
     let up = rcfleet(&["up", "-i", inventory]);
     assert!(up.status.success(), "{}", text(&up));

@@ -99,6 +99,17 @@ impl Lab {
             .expect("run tests/lab/lab exec")
     }
 
+    /// Runs a lab command on this lab, e.g. `["partition", "app2"]`.
+    pub fn exec_lab(&self, args: &[&str]) -> Output {
+        let (command, rest) = args.split_first().expect("a lab command");
+        Command::new(repo().join("tests/lab/lab"))
+            .arg(command)
+            .args(["--name", &self.name])
+            .args(rest)
+            .output()
+            .expect("run tests/lab/lab")
+    }
+
     /// Removes every trace of an earlier fleet from every host: containers, volumes, files.
     pub fn reset_fleet(&self) {
         for host in self.hosts() {
@@ -184,4 +195,59 @@ pub fn write_inventory(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("inventory.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// A copy of the lab's inventory in `dir` at `release`, with some `key = value` lines of its
+/// tables changed (e.g. `("drain_seconds", "6")`). The lab's own file is never changed by tests.
+pub fn inventory_at(lab: &Lab, dir: &Path, release: &str, settings: &[(&str, &str)]) -> PathBuf {
+    let original = std::fs::read_to_string(lab.inventory()).unwrap();
+    let lines: Vec<String> = original
+        .lines()
+        .map(|line| {
+            let key = line.split(" = ").next().unwrap_or_default();
+            if key == "release" {
+                format!("release = \"{release}\"")
+            } else if let Some((_, value)) = settings.iter().find(|(k, _)| *k == key) {
+                format!("{key} = {value}")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    write_inventory(dir, &(lines.join("\n") + "\n"))
+}
+
+/// The version every instance of the lab fleet reports in `rocketchat_info`, host by host.
+pub fn versions(lab: &Lab) -> Vec<String> {
+    let mut versions = Vec::new();
+    for host in ["app1", "app2", "app3"] {
+        for port in [9458, 9459] {
+            let (_, body) = http_get(&format!("{}:{port}", lab.addr(host)), lab.addr(host), "/metrics").expect("metrics");
+            let line = body.lines().find(|l| l.starts_with("rocketchat_info{")).expect("rocketchat_info").to_string();
+            versions.push(line.split("version=\"").nth(1).and_then(|v| v.split('"').next()).unwrap().to_string());
+        }
+    }
+    versions
+}
+
+/// Traefik's servers for the Rocket.Chat service (url -> UP/DOWN), read from its API on lb.
+pub fn traefik_servers(lab: &Lab) -> serde_json::Map<String, serde_json::Value> {
+    let body = lab.run("lb", "curl -s http://127.0.0.1:8080/api/http/services/rocketchat@file");
+    let service: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    service["serverStatus"].as_object().cloned().unwrap_or_default()
+}
+
+/// Every server Traefik lists answers its readiness check now.
+pub fn traefik_lists_only_ready_instances(lab: &Lab) {
+    let servers = traefik_servers(lab);
+    assert!(!servers.is_empty(), "Traefik lists no server");
+    for url in servers.keys() {
+        let address = url.trim_start_matches("http://");
+        let ready = http_get(address, address, "/readyz").map(|(status, _)| status == 200).unwrap_or(false);
+        assert!(ready, "Traefik lists {url}, which is not ready; servers: {servers:?}");
+    }
+}
+
+pub fn lock_is_free(lab: &Lab) {
+    assert!(lab.sh("db", "test ! -e /opt/rcfleet/lab/deploy.lock").status.success(), "the deploy lock was left behind");
 }

@@ -1,0 +1,246 @@
+//! Faults in the lab (issue 8): a host lost in the middle of an upgrade, Ctrl-C in the middle
+//! of an upgrade, sshd down during `up`, a Docker engine down, and a Traefik that refuses its
+//! configuration. After each, Traefik must list only instances that answer, the lock must be
+//! free, and running the same command again must finish the job.
+
+mod lab_support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::Duration;
+
+use lab_support::{json, lock_is_free, rcfleet, text, traefik_lists_only_ready_instances, traefik_servers, versions, Lab};
+
+/// A fleet of the lab at 8.0.0 from nothing, with a drain long enough to act during it.
+fn fleet_at_8_0_0(lab: &Lab, dir: &Path) -> String {
+    lab.reset_fleet();
+    let settings = [("drain_seconds", "4"), ("readiness_timeout_seconds", "30")];
+    let inventory = lab_support::inventory_at(lab, dir, "8.0.0", &settings).to_str().unwrap().to_string();
+    let up = rcfleet(&["up", "-i", &inventory]);
+    assert!(up.status.success(), "{}", text(&up));
+    inventory
+}
+
+
+/// rcfleet running in the background, its stderr lines readable as they come.
+struct Running {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Running {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rcfleet"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (send, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits (at most `seconds`) for a stderr line containing `text`.
+    fn wait_for(&mut self, text: &str, seconds: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                let found = line.contains(text);
+                self.seen.push(line);
+                if found {
+                    return;
+                }
+            }
+        }
+        panic!("no line with {text:?} within {seconds} s:\n{}", self.seen.join("\n"));
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the end (bounded); returns the exit code and everything it printed.
+    fn finish(mut self, seconds: u64) -> (Option<i32>, String) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("rcfleet did not finish within {seconds} s:\n{}", self.seen.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        self.seen.extend(self.lines.try_iter());
+        let mut stdout = String::new();
+        use std::io::Read;
+        self.child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        (status.code(), format!("{stdout}\n{}", self.seen.join("\n")))
+    }
+}
+
+
+
+
+
+#[test]
+fn a_host_lost_mid_upgrade_is_rolled_around_and_the_rerun_finishes() {
+    let Some(lab) = lab_support::lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = fleet_at_8_0_0(&lab, dir.path());
+    let inventory = inventory.as_str();
+
+    let mut upgrade = Running::start(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup"]);
+    upgrade.wait_for("app2-0 out of Traefik", 240);
+    let partition = lab.exec_lab(&["partition", "app2"]);
+    assert!(partition.status.success(), "{}", text(&partition));
+    let (code, said) = upgrade.finish(400);
+    let heal = lab.exec_lab(&["heal", "app2"]);
+    assert!(heal.status.success(), "{}", text(&heal));
+
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("app2"), "the report does not name the lost host:\n{said}");
+    assert!(said.contains("Now:"), "the report does not give the state of the instances:\n{said}");
+    traefik_lists_only_ready_instances(&lab);
+    lock_is_free(&lab);
+
+    // Healed: the same command finishes the job.
+    let rerun = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup"]);
+    assert!(rerun.status.success(), "the rerun failed:\n{}", text(&rerun));
+    assert_eq!(versions(&lab), vec!["8.1.0"; 6]);
+    assert_eq!(traefik_servers(&lab).len(), 6);
+    traefik_lists_only_ready_instances(&lab);
+}
+
+#[test]
+fn ctrl_c_mid_upgrade_finishes_the_instance_in_flight() {
+    let Some(lab) = lab_support::lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = fleet_at_8_0_0(&lab, dir.path());
+    let inventory = inventory.as_str();
+
+    let mut upgrade = Running::start(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup"]);
+    upgrade.wait_for("app1-1 out of Traefik", 240);
+    upgrade.signal("INT");
+    let (code, said) = upgrade.finish(300);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("stopped by Ctrl-C"), "{said}");
+    assert!(said.contains("app1-1 on 8.1.0, back in Traefik"), "the instance in flight was not finished:\n{said}");
+    assert_eq!(traefik_servers(&lab).len(), 6, "every instance must be back in Traefik");
+    traefik_lists_only_ready_instances(&lab);
+    lock_is_free(&lab);
+    assert!(std::fs::read_to_string(inventory).unwrap().contains("release = \"8.0.0\""));
+
+    // Twice: stops at once and says what is left.
+    let mut upgrade = Running::start(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup"]);
+    upgrade.wait_for("out of Traefik", 240);
+    upgrade.signal("INT");
+    std::thread::sleep(Duration::from_millis(300));
+    upgrade.signal("INT");
+    let (code, said) = upgrade.finish(60);
+    assert_eq!(code, Some(130), "{said}");
+    assert!(said.contains("Stopped at once") && said.contains("run the same upgrade again"), "{said}");
+    let _ = rcfleet(&["lock", "release", "--yes", "-i", inventory]);
+
+    // A re-run converges.
+    let rerun = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup"]);
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    assert_eq!(versions(&lab), vec!["8.1.0"; 6]);
+    traefik_lists_only_ready_instances(&lab);
+    lock_is_free(&lab);
+}
+
+#[test]
+fn sshd_down_during_up_leaves_that_host_for_the_next_run() {
+    let Some(lab) = lab_support::lab() else { return };
+    lab.reset_fleet();
+    let stop = lab.exec_lab(&["stop-sshd", "app2"]);
+    assert!(stop.status.success(), "{}", text(&stop));
+    let first = rcfleet(&["up", "-i", lab.inventory()]);
+    let start = lab.exec_lab(&["start-sshd", "app2"]);
+    assert!(start.status.success(), "{}", text(&start));
+
+    let said = text(&first);
+    assert_eq!(first.status.code(), Some(1), "{said}");
+    assert!(said.contains("app2") && said.contains("could not be reached"), "{said}");
+    let servers = traefik_servers(&lab);
+    assert_eq!(servers.len(), 4, "Traefik should list the 4 instances of app1 and app3: {servers:?}");
+    traefik_lists_only_ready_instances(&lab);
+    lock_is_free(&lab);
+
+    let before = lab.containers();
+    let second = rcfleet(&["up", "-i", lab.inventory(), "--json"]);
+    assert!(second.status.success(), "{}", text(&second));
+    let after = lab.containers();
+    for (id, state) in &before {
+        assert_eq!(after.get(id), Some(state), "a container of a host that was already up changed");
+    }
+    let new: Vec<&String> = after.iter().filter(|(id, _)| !before.contains_key(*id)).map(|(_, (unit, _))| unit).collect();
+    assert_eq!(new.len(), 2, "only app2's two instances should be new: {new:?}");
+    assert!(new.iter().all(|unit| unit.starts_with("app2/")), "{new:?}");
+    let report = json(&second);
+    for host in report["hosts"].as_array().unwrap() {
+        if host["name"] == "app1" || host["name"] == "app3" {
+            assert_eq!(host["unchanged"], true, "{host}");
+        }
+    }
+    assert_eq!(traefik_servers(&lab).len(), 6);
+}
+
+#[test]
+fn a_stopped_docker_engine_is_named_and_nothing_changes() {
+    let Some(lab) = lab_support::lab() else { return };
+    let up = rcfleet(&["up", "-i", lab.inventory()]);
+    assert!(up.status.success(), "{}", text(&up));
+    let files = lab.deployed_files();
+    let stop = lab.exec_lab(&["stop-dockerd", "app3"]);
+    assert!(stop.status.success(), "{}", text(&stop));
+    let output = rcfleet(&["up", "-i", lab.inventory()]);
+    let start = lab.exec_lab(&["start-dockerd", "app3"]);
+    assert!(start.status.success(), "{}", text(&start));
+
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("app3: the Docker engine does not answer"), "{said}");
+    assert!(said.contains("nothing was changed"), "{said}");
+    assert!(!said.contains("panicked") && !said.contains("RUST_BACKTRACE"), "{said}");
+    assert_eq!(lab.deployed_files(), files);
+    lock_is_free(&lab);
+    let again = rcfleet(&["up", "-i", lab.inventory()]);
+    assert!(again.status.success(), "{}", text(&again));
+}
+
+#[test]
+fn traefik_refusing_its_configuration_stops_the_upgrade_before_any_instance() {
+    let Some(lab) = lab_support::lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = fleet_at_8_0_0(&lab, dir.path());
+    let inventory = inventory.as_str();
+    let containers = lab.containers();
+
+    lab.run("lb", "printf 'http:\\n  routers: [this is not\\n' > /opt/rcfleet/lab/traefik/dynamic/hand-made.yml");
+    let upgrade = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup"]);
+    lab.run("lb", "rm -f /opt/rcfleet/lab/traefik/dynamic/hand-made.yml");
+
+    let said = text(&upgrade);
+    assert_eq!(upgrade.status.code(), Some(1), "{said}");
+    assert!(said.contains("Traefik did not apply"), "{said}");
+    assert!(said.contains("Nothing was stopped"), "{said}");
+    assert_eq!(lab.containers(), containers, "an instance was touched although Traefik never drained it");
+    assert!(lab_support::eventually(20, || traefik_servers(&lab).len() == 6), "Traefik does not list all 6 again");
+    traefik_lists_only_ready_instances(&lab);
+    lock_is_free(&lab);
+}
