@@ -234,6 +234,8 @@ def bench_upgrade(rcfleet, runs, converged_per_run):
 
 
 DOCKER_PS = "docker ps -a --format '{{.Names}} {{.State}} {{.Status}}'"
+# The same command for ansible, whose arguments are Jinja templates.
+ANSIBLE_DOCKER_PS = "docker ps -a --format '{% raw %}{{.Names}} {{.State}} {{.Status}}{% endraw %}'"
 
 
 def ssh_base(env):
@@ -262,18 +264,20 @@ def ansible_setup(env, venv):
               f"ansible_ssh_common_args='-o UserKnownHostsFile={env['LAB_KNOWN_HOSTS']} -o StrictHostKeyChecking=yes'",
               "ansible_python_interpreter=/usr/bin/python3"]
     inv.write_text("\n".join(lines) + "\n")
+    cfg = OUT / "ansible.cfg"  # empty: ansible's defaults, no config found elsewhere
+    cfg.write_text("[defaults]\n")
     aenv = dict(os.environ)
     aenv.update({
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         # No ControlPersist: every run connects afresh, as rcfleet and the ssh loop do.
         "ANSIBLE_SSH_ARGS": "-o ControlMaster=no",
         "ANSIBLE_LOCAL_TEMP": str(OUT / "ansible-tmp"),
-        "ANSIBLE_CONFIG": "/dev/null",
+        "ANSIBLE_CONFIG": str(cfg),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
     })
     n = len(env["LAB_HOSTS"].split())
-    cmd = [str(venv / "bin/ansible"), "all", "-i", str(inv), "-m", "shell", "-a", DOCKER_PS, "-f", str(max(n, 20)),
+    cmd = [str(venv / "bin/ansible"), "all", "-i", str(inv), "-m", "shell", "-a", ANSIBLE_DOCKER_PS, "-f", str(max(n, 20)),
            "-o"]
     return cmd, aenv
 
