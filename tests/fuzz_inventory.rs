@@ -188,11 +188,11 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     let index = any::<usize>();
     prop_oneof![
-        6 => (index.clone(), toml_value()).prop_map(|(index, value)| Mutation::SetValue { index, value }),
-        2 => index.clone().prop_map(|index| Mutation::Remove { index }),
-        2 => (index.clone(), key_name()).prop_map(|(index, key)| Mutation::Rename { index, key }),
-        3 => (index.clone(), key_name(), toml_value()).prop_map(|(index, key, value)| Mutation::Insert { index, key, value }),
-        1 => (index.clone(), toml_value()).prop_map(|(index, value)| Mutation::Retype { index, value }),
+        6 => (index, toml_value()).prop_map(|(index, value)| Mutation::SetValue { index, value }),
+        2 => index.prop_map(|index| Mutation::Remove { index }),
+        2 => (index, key_name()).prop_map(|(index, key)| Mutation::Rename { index, key }),
+        3 => (index, key_name(), toml_value()).prop_map(|(index, key, value)| Mutation::Insert { index, key, value }),
+        1 => (index, toml_value()).prop_map(|(index, value)| Mutation::Retype { index, value }),
         1 => (index, any::<bool>()).prop_map(|(index, duplicate)| Mutation::Hosts { index, duplicate }),
     ]
 }

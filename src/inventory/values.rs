@@ -131,7 +131,7 @@ pub fn image_repository(text: &str) -> Check {
         }
         _ => (None, parts.clone()),
     };
-    let registry_ok = registry.map_or(true, |registry| {
+    let registry_ok = registry.is_none_or(|registry| {
         let (host, port) = registry.split_once(':').unwrap_or((registry, "1"));
         (dns_name(host) || host.parse::<IpAddr>().is_ok()) && port.parse::<u16>().is_ok()
     });
