@@ -234,13 +234,7 @@ impl InstanceChange {
             "release": fleet.workspace.release.to_string(),
             "inventory": self.inventory.display().to_string(),
             "seconds": self.seconds,
-            "instances": fleet.instances().map(|i| json!({
-                "name": i.name,
-                "host": i.host,
-                "url": i.url(),
-                "traefik": self.traefik_servers.get(&i.url()),
-                "prometheus": self.prometheus_targets.get(&i.metrics_target()),
-            })).collect::<Vec<_>>(),
+            "instances": super::report::instances_json(fleet, &self.traefik_servers, &self.prometheus_targets),
         });
         document[self.verb] = json!(self.instances.iter().map(|i| &i.name).collect::<Vec<_>>());
         document

@@ -74,3 +74,23 @@ impl Reporter {
         }
     }
 }
+
+/// Every instance with what Traefik and Prometheus say of it, for `--json` results.
+pub fn instances_json(
+    fleet: &crate::fleet::Fleet,
+    traefik: &std::collections::BTreeMap<String, String>,
+    prometheus: &std::collections::BTreeMap<String, String>,
+) -> Vec<serde_json::Value> {
+    fleet
+        .instances()
+        .map(|i| {
+            serde_json::json!({
+                "name": i.name,
+                "host": i.host,
+                "url": i.url(),
+                "traefik": traefik.get(&i.url()),
+                "prometheus": prometheus.get(&i.metrics_target()),
+            })
+        })
+        .collect()
+}

@@ -302,13 +302,7 @@ impl UpOutcome {
                 "unchanged": changes.is_empty(),
                 "changes": changes,
             })).collect::<Vec<_>>(),
-            "instances": fleet.instances().map(|i| json!({
-                "name": i.name,
-                "host": i.host,
-                "url": i.url(),
-                "traefik": self.traefik_servers.get(&i.url()),
-                "prometheus": self.prometheus_targets.get(&i.metrics_target()),
-            })).collect::<Vec<_>>(),
+            "instances": super::report::instances_json(fleet, &self.traefik_servers, &self.prometheus_targets),
         })
     }
 }
