@@ -68,8 +68,9 @@ def stats(values):
 
 
 class Timed:
-    def __init__(self, wall, rc, stdout, stderr, maxrss_kib):
+    def __init__(self, wall, rc, stdout, stderr, maxrss_kib, cpu=None):
         self.wall, self.rc, self.stdout, self.stderr, self.maxrss_kib = wall, rc, stdout, stderr, maxrss_kib
+        self.cpu = cpu  # user + system seconds
 
     @property
     def peak_mib(self):
@@ -86,7 +87,8 @@ def timed(cmd, ok=(0,), env=None, label=None):
     text = Path(tfile).read_text()
     os.unlink(tfile)
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
-    res = Timed(wall, r.returncode, r.stdout, r.stderr, int(m.group(1)) if m else None)
+    cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text)) or None
+    res = Timed(wall, r.returncode, r.stdout, r.stderr, int(m.group(1)) if m else None, cpu)
     if r.returncode not in ok:
         raise RuntimeError(f"{label or shlex.join(cmd)} exited {r.returncode}\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
     return res
@@ -298,6 +300,7 @@ def bench_fanout(rcfleet, sizes, runs, venv):
             s = timed([rcfleet, "-i", inv, "--json", "status"], ok=(0, 3), label="status")
             row["status"].append(s.wall)
             row["status_peak_mib"].append(s.peak_mib)
+            row.setdefault("status_cpu_s", []).append(s.cpu)
             try:
                 row["status_healthy"].append(json.loads(s.stdout).get("healthy"))
             except json.JSONDecodeError:
@@ -316,7 +319,7 @@ def bench_fanout(rcfleet, sizes, runs, venv):
                     acmd = None
             if rep == 0:
                 row["ssh_loop_sample"] = l.stdout[:2000]
-            log(f"  rep {rep + 1}: status {s.wall:.2f}s  ssh loop {l.wall:.2f}s"
+            log(f"  rep {rep + 1}: status {s.wall:.2f}s (cpu {s.cpu or 0:.2f}s)  ssh loop {l.wall:.2f}s"
                 + (f"  ansible {row['ansible'][-1]:.2f}s" if acmd else ""))
         row["summary"] = {k: stats(row[k]) for k in ("status", "ssh_loop", "ansible", "status_peak_mib")}
         # Ratios within this run: per repetition, then the median.
