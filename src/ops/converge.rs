@@ -10,6 +10,11 @@ use super::remote::{strip, Remote};
 use super::report::Reporter;
 use super::wait::{self, Poll};
 use crate::error::{Error, Result};
+
+/// How often rcfleet looks again at something it waits for (readiness, Traefik's view):
+/// each look is one HTTP request through an open tunnel, and every wait sits on the path of a
+/// rolling upgrade, so a short interval saves real time per instance.
+pub const POLL: Duration = Duration::from_millis(150);
 use crate::fleet::{Fleet, Host, Instance};
 use crate::remote::{Argv, Connection, ExecOptions};
 use crate::render::{self, Artifact, Unit, UnitKind};
@@ -144,7 +149,7 @@ fn step_name(unit: &Unit) -> &'static str {
 pub fn wait_ready(fleet: &Fleet, remote: &Remote, conn: &Connection, instance: &Instance, report: &Reporter) -> Result<()> {
     let timeout = Duration::from_secs(fleet.upgrade.readiness_timeout_seconds);
     let what = format!("{} ready on {}", instance.name, probe::readiness_path(fleet));
-    let waited = wait::until(report, "instance", &what, timeout, Duration::from_millis(500), || {
+    let waited = wait::until(report, "instance", &what, timeout, POLL, || {
         probe::instance_ready(remote, fleet, instance)
     });
     match waited {
@@ -172,7 +177,7 @@ pub fn wait_ready(fleet: &Fleet, remote: &Remote, conn: &Connection, instance: &
 /// service, every one UP; returns what it lists.
 pub fn confirm_traefik(fleet: &Fleet, remote: &Remote, report: &Reporter, expected: &BTreeSet<String>) -> Result<BTreeMap<String, String>> {
     let host = &fleet.traefik_host().name;
-    let servers = wait::until(report, "traefik", "every instance UP in Traefik", Duration::from_secs(60), Duration::from_millis(500), || {
+    let servers = wait::until(report, "traefik", "every instance UP in Traefik", Duration::from_secs(60), POLL, || {
         Ok::<Poll<_>, Error>(match probe::traefik_servers(remote, fleet)? {
             Ok(servers) => {
                 let listed: BTreeSet<String> = servers.keys().cloned().collect();

@@ -11,7 +11,7 @@ use crate::fleet::{Fleet, Host};
 use crate::remote::{self, ConnectOptions, Connection, HttpTunnel};
 
 /// How many hosts are worked on at once.
-pub const CONCURRENCY: usize = 16;
+pub const CONCURRENCY: usize = 32;
 
 pub struct Remote {
     connections: BTreeMap<String, Connection>,

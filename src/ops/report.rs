@@ -14,6 +14,8 @@ pub struct Reporter {
     log: Mutex<Option<File>>,
     log_path: Option<PathBuf>,
     interactive: bool,
+    /// The last waiting message logged: waits poll often, the log keeps each change once.
+    last_waiting: Mutex<String>,
 }
 
 impl Reporter {
@@ -28,12 +30,19 @@ impl Reporter {
             log_path: log.as_ref().map(|_| log_path),
             log: Mutex::new(log),
             interactive: std::io::stderr().is_terminal(),
+            last_waiting: Mutex::new(String::new()),
         }
     }
 
     /// A reporter that only prints (tests, commands without a run log).
     pub fn quiet_log() -> Reporter {
-        Reporter { started: Instant::now(), log: Mutex::new(None), log_path: None, interactive: false }
+        Reporter {
+            started: Instant::now(),
+            log: Mutex::new(None),
+            log_path: None,
+            interactive: false,
+            last_waiting: Mutex::new(String::new()),
+        }
     }
 
     pub fn log_path(&self) -> Option<&Path> {
@@ -57,7 +66,11 @@ impl Reporter {
             eprint!("\r\x1b[2K{text}");
             let _ = std::io::stderr().flush();
         }
-        self.write_log(&text);
+        let mut last = self.last_waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if *last != message.as_ref() {
+            *last = message.as_ref().to_string();
+            self.write_log(&text);
+        }
     }
 
     fn line(&self, text: &str) {

@@ -380,10 +380,14 @@ fn relay(ssh: Ssh, keepalive: Duration, accepting: Option<Accepting>, mut links:
 }
 
 fn wait(ssh: &Ssh, listener: Option<&Listener>, links: &[Link]) {
-    let mut fds = vec![libc::pollfd { fd: ssh.fd, events: libc::POLLIN, revents: 0 }];
+    // Without a link nothing reads the session, so bytes the host sends (keepalive replies)
+    // would keep its socket readable and this loop spinning: then only the listener (and the
+    // keepalive timer) can wake it.
+    let mut events = if links.is_empty() { 0 } else { libc::POLLIN };
     if matches!(ssh.session.block_directions(), ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both) {
-        fds[0].events |= libc::POLLOUT;
+        events |= libc::POLLOUT;
     }
+    let mut fds = vec![libc::pollfd { fd: ssh.fd, events, revents: 0 }];
     if let Some(listener) = listener {
         fds.push(libc::pollfd { fd: listener.fd(), events: libc::POLLIN, revents: 0 });
     }

@@ -213,7 +213,7 @@ impl<'a> Rollout<'a> {
         converge_unit(fleet, self.remote, conn, &unit, &changed, &deploy_dir, self.report)?;
         wait_ready(fleet, self.remote, conn, instance, self.report)?;
         let want = fleet.workspace.release.to_string();
-        wait::until(self.report, "upgrade", &format!("{} reporting {want}", instance.name), Duration::from_secs(60), Duration::from_millis(500), || {
+        wait::until(self.report, "upgrade", &format!("{} reporting {want}", instance.name), Duration::from_secs(60), crate::ops::converge::POLL, || {
             Ok::<Poll<()>, Error>(match probe::instance_version(self.remote, instance)? {
                 Some(version) if version == want => Ok(()),
                 Some(version) => Err(format!("reports {version}")),
