@@ -177,7 +177,7 @@ pub fn wait_ready(fleet: &Fleet, remote: &Remote, conn: &Connection, instance: &
 /// service, every one UP; returns what it lists.
 pub fn confirm_traefik(fleet: &Fleet, remote: &Remote, report: &Reporter, expected: &BTreeSet<String>) -> Result<BTreeMap<String, String>> {
     let host = &fleet.traefik_host().name;
-    let servers = wait::until(report, "traefik", "every instance UP in Traefik", Duration::from_secs(60), POLL, || {
+    let servers = wait::until(report, "traefik", "every instance UP in Traefik", Duration::from_secs(30), POLL, || {
         Ok::<Poll<_>, Error>(match probe::traefik_servers(remote, fleet)? {
             Ok(servers) => {
                 let listed: BTreeSet<String> = servers.keys().cloned().collect();

@@ -154,7 +154,7 @@ fn tcp_connect(target: &Target, endpoint: &Endpoint) -> Result<TcpStream> {
 }
 
 /// How long sent data may stay unacknowledged before the kernel drops the connection.
-const PEER_SILENCE: Duration = Duration::from_secs(30);
+const PEER_SILENCE: Duration = Duration::from_secs(20);
 
 /// A host that vanishes (cable cut, crashed, partitioned) sends neither data nor a reset, and
 /// TCP would retry for a quarter of an hour. With TCP_USER_TIMEOUT, the keepalives sent while
