@@ -273,7 +273,10 @@ fn security_defaults_hold_and_no_secret_appears_in_any_output() {
     let said = t.expect(1, &["up"], &[("RCFLEET_SEC_WRONG_ADMIN", WRONG_ADMIN)]);
     assert!(said.contains("refused rcfleet's admin login"), "{said}");
     std::fs::write(&t.inventory, &original).unwrap();
-    t.expect(0, &["status", "--json"], &[]);
+    // Prometheus scrapes every 15 s: an instance the failed upgrade's rollback restarted shows
+    // as down until its next scrape.
+    let healthy = lab_support::eventually(45, || t.run(&["status", "--json"], &[]).status.code() == Some(0));
+    assert!(healthy, "status never became healthy again after the failed upgrade");
 
     // No process on any host carries a secret on its command line.
     let mut searched: Vec<(String, String)> = std::mem::take(&mut t.outputs);

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::converge::pull_missing_images;
+use super::converge::{confirm_prometheus, pull_missing_images};
 use super::lock;
 use super::probe;
 use super::remote::{strip, Remote, CONCURRENCY};
@@ -157,6 +157,11 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
 
     inventory::edit::set_release(inventory_path, &target)?;
     report.step("inventory", "", format!("{}: release = \"{target}\"", inventory_path.display()));
+    // Every instance was restarted: wait until Prometheus has scraped each again, so the
+    // upgrade ends on a fleet that monitoring sees whole. Its silence is worth a warning only.
+    if let Err(err) = confirm_prometheus(&new_fleet, &remote, &report) {
+        report.step("prometheus", "", format!("WARNING: {}", strip(&err)));
+    }
     phases.push(("total".to_string(), started.elapsed().as_secs_f64()));
     Ok(outcome(phases, instances, backup, report.log_path().map(Path::to_path_buf)))
 }
