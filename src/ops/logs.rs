@@ -115,13 +115,22 @@ pub fn logs(inventory_path: &Path, options: &LogsOptions, out: &mut dyn Write) -
         if let Some(since) = since {
             builder = builder.since(since);
         }
+        // Listening once, before following: a Ctrl-C that arrives while a line is being written
+        // is kept for the next wait instead of being lost between two waits.
+        let mut interrupt = match options.follow {
+            true => Some(
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                    .map_err(|e| Error::failed(format!("cannot listen for Ctrl-C: {e}")))?,
+            ),
+            false => None,
+        };
         let mut stream = std::pin::pin!(docker.logs(&container.id, Some(builder.build())));
         let mut pending: Vec<u8> = Vec::new();
         let write_failed = |e: std::io::Error| Error::failed(format!("cannot write the logs: {e}"));
         loop {
             let item = tokio::select! {
                 item = stream.next() => item,
-                _ = tokio::signal::ctrl_c(), if options.follow => None,
+                _ = async { interrupt.as_mut().expect("listening").recv().await }, if interrupt.is_some() => None,
             };
             let Some(item) = item else { break };
             let chunk = match item {
