@@ -242,6 +242,9 @@ pub struct MongoSettings {
     pub admin_password: Option<SecretRef>,
     /// The application user's password; `None`: generated and kept on the database host.
     pub app_password: Option<SecretRef>,
+    /// The operator accepts a `version` the release does not support (`compat`): validation
+    /// and the upgrade guard warn instead of refusing.
+    pub allow_unsupported: bool,
 }
 
 impl MongoSettings {

@@ -3,6 +3,7 @@
 //! The pure core (`inventory` -> `fleet` -> `render`) touches no host; everything that reaches
 //! a server goes through `remote`.
 
+pub mod compat;
 pub mod error;
 pub mod fleet;
 pub mod inventory;

@@ -31,6 +31,9 @@ domain = "chat.example.com"
 "#;
 
 struct Case {
+    /// The command run: `plan` for every problem it finds; a deploying command (`up`) for
+    /// secrets, which `plan` never reads. Both stop before contacting any host.
+    command: &'static str,
     name: &'static str,
     inventory: String,
     line: usize,
@@ -48,7 +51,11 @@ fn appended(extra: &str) -> String {
 }
 
 fn case(name: &'static str, inventory: String, line: usize, key: &'static str, says: &'static str) -> Case {
-    Case { name, inventory, line, key, says }
+    Case { command: "plan", name, inventory, line, key, says }
+}
+
+fn deploy_case(name: &'static str, inventory: String, line: usize, key: &'static str, says: &'static str) -> Case {
+    Case { command: "up", ..case(name, inventory, line, key, says) }
 }
 
 fn corpus() -> Vec<Case> {
@@ -99,8 +106,8 @@ fn corpus() -> Vec<Case> {
         case("invalid IPv4 address", replaced("address = \"10.0.0.10\"", "address = \"10.0.0.300\""), 8, "hosts[0].address", "not an IP address"),
         case("shell metacharacters in an address", replaced("address = \"10.0.0.10\"", "address = \"db;rm -rf /\""), 8, "hosts[0].address", "not an IP address"),
         case("unknown role", replaced("roles = [\"database\", \"monitoring\"]", "roles = [\"dtabase\", \"monitoring\"]"), 9, "hosts[0].roles", "unknown role"),
-        case("unset secret variable", replaced("release = \"8.0.1\"", "release = \"8.0.1\"\nlicense = { env = \"RCFLEET_TEST_SURELY_UNSET\" }"), 5, "workspace.license", "RCFLEET_TEST_SURELY_UNSET is not set"),
-        case("missing secret file", appended("\n[monitoring]\ngrafana_admin_password = { file = \"no-such-secret-file\" }\n"), 26, "monitoring.grafana_admin_password", "cannot be read"),
+        deploy_case("unset secret variable", replaced("release = \"8.0.1\"", "release = \"8.0.1\"\nlicense = { env = \"RCFLEET_TEST_SURELY_UNSET\" }"), 5, "workspace.license", "RCFLEET_TEST_SURELY_UNSET is not set"),
+        deploy_case("missing secret file", appended("\n[monitoring]\ngrafana_admin_password = { file = \"no-such-secret-file\" }\n"), 26, "monitoring.grafana_admin_password", "cannot be read"),
         case("secret written inline", replaced("release = \"8.0.1\"", "release = \"8.0.1\"\nlicense = \"hunter2-licence\""), 5, "workspace.license", "never written in the inventory"),
         case("root_url on another domain", replaced("domain = \"chat.example.com\"", "domain = \"other.example.com\""), 3, "workspace.root_url", "differs from traefik.domain"),
         case("root_url without scheme", replaced("root_url = \"http://chat.example.com\"", "root_url = \"chat.example.com\""), 3, "workspace.root_url", "must start with https://"),
@@ -114,6 +121,9 @@ fn corpus() -> Vec<Case> {
         case("invalid retention", appended("\n[monitoring]\nretention = \"forever\"\n"), 26, "monitoring.retention", "not a duration"),
         case("jump through an unknown host", appended("\n[ssh]\njump = \"bastion\"\n"), 26, "ssh.jump", "neither a host of this inventory"),
         case("deploy_dir with a quote", replaced("release = \"8.0.1\"", "release = \"8.0.1\"\ndeploy_dir = \"/opt/it's\""), 5, "workspace.deploy_dir", "not an absolute path"),
+        case("MongoDB the release cannot run on", appended("\n[mongodb]\nversion = \"4.4\"\n"), 26, "mongodb.version", "MongoDB 4.4 is not supported by Rocket.Chat 8.0.1 (8.x runs on MongoDB 8.0, 8.2)"),
+        case("default MongoDB under a 7.x release", replaced("release = \"8.0.1\"", "release = \"7.10.0\""), 4, "workspace.release", "MongoDB 8.2 (the default) is not supported by Rocket.Chat 7.10.0"),
+        case("MongoDB tag contradicting the version", appended("\n[images]\nmongodb = { repository = \"docker.io/mongodb/mongodb-community-server\", tag = \"8.0-ubi8\" }\n"), 26, "images.mongodb.tag", "is MongoDB 8.0 but mongodb.version is \"8.2\""),
         case("domain with a backtick", replaced("domain = \"chat.example.com\"", "domain = \"chat`id`.example.com\""), 23, "traefik.domain", "not a domain name"),
     ]
 }
@@ -139,7 +149,7 @@ fn every_bad_inventory_exits_2_naming_file_line_and_key() {
     for case in corpus() {
         let path = dir.path().join("inventory.toml");
         std::fs::write(&path, &case.inventory).unwrap();
-        let output = rcfleet().arg("plan").arg("-i").arg(&path).env_remove("RCFLEET_TEST_SURELY_UNSET").output().unwrap();
+        let output = rcfleet().arg(case.command).arg("-i").arg(&path).env_remove("RCFLEET_TEST_SURELY_UNSET").output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         let expected_place = format!("{}:{}:", path.display(), case.line);
         let line = stderr.lines().find(|l| l.contains(&expected_place) && l.contains(case.key) && l.contains(case.says));
@@ -157,6 +167,37 @@ fn every_bad_inventory_exits_2_naming_file_line_and_key() {
         }
     }
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), corpus().len(), failures.join("\n"));
+}
+
+#[test]
+fn plan_lists_secrets_it_cannot_read_and_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.toml");
+    std::fs::write(&path, replaced("release = \"8.0.1\"", "release = \"8.0.1\"\nlicense = { env = \"RCFLEET_TEST_SURELY_UNSET\" }")).unwrap();
+    let output = rcfleet().arg("plan").arg("-i").arg(&path).env_remove("RCFLEET_TEST_SURELY_UNSET").output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("workspace.license: environment variable RCFLEET_TEST_SURELY_UNSET (not available here"), "{stdout}");
+}
+
+#[test]
+fn the_example_inventory_plans_in_a_clean_environment() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory.example.toml");
+    let output = rcfleet().arg("plan").arg("-i").arg(&example).env_clear().output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn several_instances_without_a_licence_are_warned_about_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.toml");
+    std::fs::write(&path, BASE).unwrap();
+    let stdout = String::from_utf8_lossy(&rcfleet().arg("plan").arg("-i").arg(&path).output().unwrap().stdout).to_string();
+    assert_eq!(stdout.matches("WARNING: 2 instances and no workspace.license").count(), 1, "{stdout}");
+    assert!(stdout.contains("`scalability`"), "{stdout}");
+    std::fs::write(&path, replaced("instances = 2", "instances = 1")).unwrap();
+    let stdout = String::from_utf8_lossy(&rcfleet().arg("plan").arg("-i").arg(&path).output().unwrap().stdout).to_string();
+    assert!(!stdout.contains("WARNING"), "{stdout}");
 }
 
 #[test]

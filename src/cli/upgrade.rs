@@ -20,6 +20,10 @@ pub struct UpgradeArgs {
     /// Allow moving to an older release (database migrations cannot be undone).
     #[arg(long)]
     pub allow_downgrade: bool,
+    /// Upgrade even when the running MongoDB is not supported by the new release (loud; the
+    /// inventory then records mongodb.allow_unsupported = true).
+    #[arg(long)]
+    pub allow_unsupported_mongodb: bool,
     /// Upgrade even when the fleet is not healthy.
     #[arg(long)]
     pub force: bool,
@@ -40,6 +44,7 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<i32> {
         batch: args.batch,
         strategy: args.strategy,
         allow_downgrade: args.allow_downgrade,
+        allow_unsupported_mongodb: args.allow_unsupported_mongodb,
         force: args.force,
         skip_backup: args.skip_backup,
         no_rollback: args.no_rollback,

@@ -7,6 +7,7 @@ use std::ops::Range;
 use toml_edit::{Table, TableLike};
 
 use super::source::Problems;
+use crate::compat::{self, Support};
 use crate::fleet::{Fleet, Role, Tls};
 
 /// Finds the span of a key path such as `hosts[2].port` in the parsed document: the deepest
@@ -58,6 +59,48 @@ pub fn fleet(fleet: &Fleet, root: &Table, problems: &mut Problems) {
         port_collisions(fleet, index, &mut report);
     }
     domain_matches_root_url(fleet, &mut report);
+    let version_written = root.get("mongodb").and_then(|m| m.get("version")).is_some();
+    mongodb_runs_the_release(fleet, version_written, &mut report);
+    mongodb_tag_is_the_version(fleet, &mut report);
+}
+
+/// `mongodb.version` must be one the release supports (`compat`), unless the operator said
+/// `mongodb.allow_unsupported = true` (then every command warns instead). Reported at the
+/// version, or at the release when the version is the default.
+fn mongodb_runs_the_release(fleet: &Fleet, version_written: bool, report: &mut impl FnMut(&str, String)) {
+    let (release, version) = (&fleet.workspace.release, &fleet.mongodb.version);
+    if fleet.mongodb.allow_unsupported || version.is_empty() {
+        return;
+    }
+    if let Support::Unsupported(list) = compat::mongodb_support(release, version) {
+        let (key, default) = if version_written { ("mongodb.version", "") } else { ("workspace.release", " (the default)") };
+        report(
+            key,
+            format!(
+                "MongoDB {version}{default} is not supported by Rocket.Chat {release} ({}.x runs on MongoDB {}); set \
+                 [mongodb] version to one of them (it also picks the MongoDB image), or add `allow_unsupported = true` to \
+                 [mongodb] to run this combination anyway",
+                release.major,
+                list.join(", ")
+            ),
+        );
+    }
+}
+
+/// An explicit MongoDB image tag must not contradict `mongodb.version` (`8.0-ubi8` with
+/// version 8.2): the version is what compatibility checks and upgrades go by.
+fn mongodb_tag_is_the_version(fleet: &Fleet, report: &mut impl FnMut(&str, String)) {
+    let (tag, version) = (&fleet.images.mongodb.tag, &fleet.mongodb.version);
+    match compat::tag_major_minor(tag) {
+        Some(tagged) if !version.is_empty() && &tagged != version => report(
+            "images.mongodb.tag",
+            format!(
+                "the tag {tag:?} is MongoDB {tagged} but mongodb.version is {version:?}; make them agree, or remove the \
+                 tag (it then follows mongodb.version: \"{version}-ubi8\")"
+            ),
+        ),
+        _ => {}
+    }
 }
 
 fn role_counts(fleet: &Fleet, report: &mut impl FnMut(&str, String)) {

@@ -14,13 +14,32 @@ use toml_edit::{Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, Val
 use crate::error::{Error, Result};
 use crate::fleet::Release;
 
-/// Rewrites `workspace.release` of the inventory at `path` to `release`, keeping comments and
-/// formatting. The edited text is validated before the file is replaced (atomically).
-pub fn set_release(path: &Path, release: &Release) -> Result<()> {
+/// Rewrites `workspace.release` of the inventory at `path` to `release` (and, when the
+/// operator overrode the MongoDB guard, records `mongodb.allow_unsupported = true`), keeping
+/// comments and formatting. The edited text is validated before the file is replaced
+/// (atomically).
+pub fn set_release(path: &Path, release: &Release, allow_unsupported_mongodb: bool) -> Result<()> {
     let text = read(path)?;
-    let edited = with_release(&text, release)?;
+    let mut edited = with_release(&text, release)?;
+    if allow_unsupported_mongodb {
+        edited = with_mongodb_allow_unsupported(&edited)?;
+    }
     super::parse(&edited, path)?;
     write(path, &edited)
+}
+
+/// `text` with `mongodb.allow_unsupported = true` (the `[mongodb]` table made if missing).
+pub fn with_mongodb_allow_unsupported(text: &str) -> Result<String> {
+    let mut document = document(text)?;
+    let mongodb = document.entry("mongodb").or_insert_with(|| Item::Table(Table::new()));
+    let table = mongodb.as_table_like_mut().ok_or_else(|| Error::bad_input("mongodb in the inventory is not a table"))?;
+    match table.get_mut("allow_unsupported") {
+        Some(item) => replace_value(item, Value::from(true)),
+        None => {
+            table.insert("allow_unsupported", Item::Value(Value::from(true)));
+        }
+    }
+    Ok(document.to_string())
 }
 
 /// `text` with `workspace.release` set to `release`.
@@ -330,11 +349,20 @@ domain = "chat.example.com"
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("inventory.toml");
         std::fs::write(&path, INVENTORY).unwrap();
-        set_release(&path, &Release::parse("8.1.0").unwrap()).unwrap();
+        set_release(&path, &Release::parse("8.1.0").unwrap(), false).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, INVENTORY.replace("\"8.0.0\"", "\"8.1.0\""));
         assert_eq!(crate::inventory::parse(&text, &path).unwrap().workspace.release.to_string(), "8.1.0");
         assert_eq!(std::fs::read_dir(folder.path()).unwrap().count(), 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn allowing_unsupported_mongodb_adds_one_line_and_keeps_the_rest() {
+        let edited = with_mongodb_allow_unsupported(INVENTORY).unwrap();
+        assert!(edited.starts_with(INVENTORY.trim_end()), "{edited}");
+        assert!(edited.contains("allow_unsupported = true"), "{edited}");
+        assert!(parsed(&edited).mongodb.allow_unsupported);
+        assert_eq!(with_mongodb_allow_unsupported(&edited).unwrap(), edited, "set once");
     }
 
     #[test]

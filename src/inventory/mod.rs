@@ -19,15 +19,25 @@ use crate::fleet::Fleet;
 use source::{Problems, Source};
 
 /// Reads, validates and resolves the inventory at `path`. Secret references are checked to be
-/// resolvable (their values are read and dropped, never kept or shown).
+/// resolvable (their values are read and dropped, never kept or shown): for commands that
+/// deploy or log in.
 pub fn load(path: &Path) -> Result<Fleet> {
-    let text = std::fs::read_to_string(path).map_err(|err| {
+    validate(&read_file(path)?, path, true)
+}
+
+/// Reads and validates the inventory at `path` without looking at any secret: for `plan`,
+/// which shows references and never needs their values.
+pub fn load_without_secrets(path: &Path) -> Result<Fleet> {
+    validate(&read_file(path)?, path, false)
+}
+
+fn read_file(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|err| {
         Error::bad_input(format!(
             "{}: cannot read the inventory: {err}; pass the right file with -i/--inventory",
             path.display()
         ))
-    })?;
-    validate(&text, path, true)
+    })
 }
 
 /// Validates inventory `text` (named `path` in messages) without reading any secret.

@@ -27,6 +27,7 @@ pub const RESERVED_ENV: &[&str] = &[
     "ROCKETCHAT_LICENSE",
     "OVERWRITE_SETTING_Prometheus_Enabled",
     "OVERWRITE_SETTING_Prometheus_Port",
+    "PROMETHEUS_PORT",
 ];
 
 pub fn fleet(root: &Table, problems: &mut Problems) -> Option<Fleet> {
@@ -38,10 +39,11 @@ pub fn fleet(root: &Table, problems: &mut Problems) -> Option<Fleet> {
     let (mut hosts, jumps) = hosts(&top, &ssh_defaults, problems);
     resolve_jumps(&mut hosts, jumps, problems);
 
+    let mongodb = mongodb(&top, problems);
     Some(Fleet {
-        images: images(&top, &workspace.release, problems),
+        images: images(&top, &workspace.release, &mongodb.version, problems),
         traefik: traefik(&top, problems),
-        mongodb: mongodb(&top, problems),
+        mongodb,
         nats: nats(&top, problems),
         monitoring: monitoring(&top, problems),
         upgrade: upgrade(&top, problems),
@@ -384,7 +386,10 @@ fn parse_jump(text: &str) -> Option<JumpHost> {
         .then(|| JumpHost { user: user.into(), address: address.into(), port })
 }
 
-fn images(top: &Section, release: &Release, problems: &mut Problems) -> Images {
+/// The images; MongoDB's tag follows `mongodb.version` (`<version>-ubi8`, the official
+/// image's tag scheme) unless `[images].mongodb.tag` is given.
+fn images(top: &Section, release: &Release, mongodb_version: &str, problems: &mut Problems) -> Images {
+    let mongodb_tag = format!("{}-ubi8", if mongodb_version.is_empty() { DEFAULT_MONGODB_VERSION } else { mongodb_version });
     let section = top.table("images", false, problems);
     if let Some(section) = &section {
         section.reject_unknown_keys(&["rocketchat", "mongodb", "nats", "prometheus", "grafana", "traefik"], problems);
@@ -407,7 +412,7 @@ fn images(top: &Section, release: &Release, problems: &mut Problems) -> Images {
     };
     Images {
         rocketchat: image("rocketchat", "registry.rocket.chat/rocketchat/rocket.chat", None, problems),
-        mongodb: image("mongodb", "docker.io/mongodb/mongodb-community-server", Some("8.2-ubi8"), problems),
+        mongodb: image("mongodb", "docker.io/mongodb/mongodb-community-server", Some(&mongodb_tag), problems),
         nats: image("nats", "docker.io/nats", Some("2.11-alpine"), problems),
         prometheus: image("prometheus", "docker.io/prom/prometheus", Some("v3.4.2"), problems),
         grafana: image("grafana", "docker.io/grafana/grafana", Some("12.0.2"), problems),
@@ -469,24 +474,29 @@ fn read_tls(section: &Section, problems: &mut Problems) -> Tls {
     }
 }
 
+/// What `[mongodb] version` is when absent: what Rocket.Chat's official compose deploys.
+const DEFAULT_MONGODB_VERSION: &str = "8.2";
+
 fn mongodb(top: &Section, problems: &mut Problems) -> MongoSettings {
     let mut settings = MongoSettings {
-        version: "8.2".into(),
+        version: DEFAULT_MONGODB_VERSION.into(),
         replica_set: "rs0".into(),
         port: 27017,
         database: "rocketchat".into(),
         auth: true,
         admin_password: None,
         app_password: None,
+        allow_unsupported: false,
     };
     let Some(section) = top.table("mongodb", false, problems) else {
         return settings;
     };
     section.reject_unknown_keys(
-        &["version", "replica_set", "port", "database", "auth", "admin_password", "app_password"],
+        &["version", "replica_set", "port", "database", "auth", "admin_password", "app_password", "allow_unsupported"],
         problems,
     );
-    settings.version = checked_or(&section, "version", "8.2", values::mongo_version, problems);
+    settings.version = checked_or(&section, "version", DEFAULT_MONGODB_VERSION, values::mongo_version, problems);
+    settings.allow_unsupported = section.boolean("allow_unsupported", problems).unwrap_or(false);
     settings.replica_set = checked_or(&section, "replica_set", "rs0", |t| values::identifier(t, "rs0"), problems);
     settings.port = section.port("port", 27017, problems).unwrap_or(27017);
     settings.database = checked_or(&section, "database", "rocketchat", |t| values::identifier(t, "rocketchat"), problems);

@@ -1,6 +1,7 @@
 //! Operations: what each command does, over the fleet model, the renderer and the remote layer.
 
 pub mod add_instance;
+pub mod advice;
 pub mod audit;
 pub mod converge;
 pub mod lock;

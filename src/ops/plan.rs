@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::fleet::{Fleet, Tls};
+use super::advice;
+use crate::fleet::{Fleet, SecretRef, Tls};
 use crate::inventory;
 use crate::render::{self, HostArtifacts};
 
@@ -21,7 +22,8 @@ pub struct Plan {
 }
 
 pub fn plan(inventory_path: &Path, out: Option<&Path>) -> Result<Plan> {
-    let fleet = inventory::load(inventory_path)?;
+    // Secrets are references here: `plan` shows where each comes from, never needs its value.
+    let fleet = inventory::load_without_secrets(inventory_path)?;
     let artifacts = render::render(&fleet, &render::Redacted)?;
     if let Some(out) = out {
         write_tree(out, &artifacts)?;
@@ -130,8 +132,12 @@ impl Plan {
         if !secrets.is_empty() {
             out.push_str("\nSecrets (read at run time; values never shown):\n");
             for (key, secret) in secrets {
-                let _ = writeln!(out, "  {key}: {secret}");
+                let missing = if available(&secret) { "" } else { " (not available here; commands that deploy need it)" };
+                let _ = writeln!(out, "  {key}: {secret}{missing}");
             }
+        }
+        for warning in advice::warnings(fleet) {
+            let _ = writeln!(out, "\nWARNING: {warning}");
         }
         match &self.written_to {
             Some(dir) => {
@@ -168,7 +174,7 @@ impl Plan {
             self.images().into_iter().map(|(name, image)| (name.to_string(), Value::String(image))).collect();
         let secrets: Vec<Value> = inventory::secrets::references(fleet)
             .into_iter()
-            .map(|(key, secret)| json!({"key": key, "source": secret.to_string()}))
+            .map(|(key, secret)| json!({"key": key, "source": secret.to_string(), "available": available(&secret)}))
             .collect();
         json!({
             "workspace": fleet.workspace.name,
@@ -179,9 +185,15 @@ impl Plan {
             "instances": instances,
             "images": images,
             "secrets": secrets,
+            "warnings": advice::warnings(fleet),
             "written_to": self.written_to.as_ref().map(|d| d.display().to_string()),
         })
     }
+}
+
+/// Whether a secret reference can be read on this machine now (its value is dropped at once).
+fn available(secret: &SecretRef) -> bool {
+    inventory::secrets::resolve(secret).is_ok()
 }
 
 /// Left-aligned columns separated by two spaces.

@@ -59,6 +59,11 @@ impl Reporter {
         self.line(&format!("[{:>6.1}s] {step:<11} {subject}{}", self.elapsed_seconds(), message.as_ref()));
     }
 
+    /// Something the operator must not miss: a step line marked `WARNING`.
+    pub fn warn(&self, message: impl AsRef<str>) {
+        self.step("WARNING", "", message);
+    }
+
     /// A line shown while waiting; on a terminal it is rewritten in place, elsewhere only logged.
     pub fn waiting(&self, step: &str, message: impl AsRef<str>) {
         let text = format!("[{:>6.1}s] {step:<11} {} ...", self.elapsed_seconds(), message.as_ref());

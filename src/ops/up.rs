@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::advice;
 use super::audit;
 use super::converge::{confirm_prometheus, confirm_traefik, converge_unit, pull_missing_images, send_files, wait_ready};
 use super::lock;
@@ -53,6 +54,9 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     // file can carry is bad input (exit 2).
     render::render(&full_fleet, &secrets::Store::preview())?;
     let report = Reporter::new(inventory_path, "up");
+    for warning in advice::warnings(&full_fleet) {
+        report.warn(warning);
+    }
     let (remote, unreachable) = connect(&full_fleet, options, &report)?;
     // App hosts that cannot be reached are left out of this run (and out of Traefik and
     // Prometheus), so the rest of the fleet still converges; the run then fails naming them.

@@ -2,6 +2,7 @@
 //! MongoDB version in use, the fleet's health) are gathered elsewhere; every guard gives a
 //! verdict, and every refusal is reported, not only the first.
 
+use crate::compat::{self, Support};
 use crate::fleet::Release;
 
 /// What the guards look at.
@@ -13,6 +14,8 @@ pub struct Facts<'a> {
     /// Problems that make the fleet unhealthy (an instance not ready, Traefik not answering).
     pub unhealthy: &'a [String],
     pub allow_downgrade: bool,
+    /// `--allow-unsupported-mongodb`, or `mongodb.allow_unsupported` in the inventory.
+    pub allow_unsupported_mongodb: bool,
     pub force: bool,
 }
 
@@ -35,17 +38,6 @@ impl Verdict {
             Verdict::Overridden(text) => format!("WARNING  {text}"),
             Verdict::Refuse(text) => format!("refused  {text}"),
         }
-    }
-}
-
-/// The MongoDB `major.minor` versions each Rocket.Chat major supports (see the reference:
-/// 7.x dropped 4.4; 8.x needs 8.0+, per its release notes; 8.2 is what the official stack ships).
-pub fn supported_mongodb(major: u64) -> Option<&'static [&'static str]> {
-    match major {
-        6 => Some(&["4.4", "5.0", "6.0"]),
-        7 => Some(&["5.0", "6.0", "7.0", "8.0"]),
-        8 => Some(&["8.0", "8.2"]),
-        _ => None,
     }
 }
 
@@ -84,19 +76,30 @@ fn major_skip(facts: &Facts) -> Verdict {
 }
 
 fn mongodb(facts: &Facts) -> Verdict {
-    let major = facts.target.major;
-    match supported_mongodb(major) {
-        Some(list) if list.contains(&facts.mongodb) => {
-            Verdict::Pass(format!("MongoDB {} is supported by Rocket.Chat {major}.x", facts.mongodb))
+    let (target, mongodb) = (facts.target, facts.mongodb);
+    match compat::mongodb_support(target, mongodb) {
+        Support::Supported => Verdict::Pass(format!("MongoDB {mongodb} is supported by Rocket.Chat {}.x", target.major)),
+        Support::Unsupported(list) => {
+            let why = format!(
+                "MongoDB {mongodb} is not supported by Rocket.Chat {}.x (it runs on {})",
+                target.major,
+                list.join(", ")
+            );
+            if facts.allow_unsupported_mongodb {
+                Verdict::Overridden(format!(
+                    "{why}; going ahead because of --allow-unsupported-mongodb: Rocket.Chat may refuse to start or \
+                     misbehave, and its support will not help with this combination"
+                ))
+            } else {
+                Verdict::Refuse(format!(
+                    "{why}; move MongoDB to a supported version first, one major at a time, or pass \
+                     --allow-unsupported-mongodb to go ahead anyway"
+                ))
+            }
         }
-        Some(list) => Verdict::Refuse(format!(
-            "MongoDB {} is not supported by Rocket.Chat {major}.x (it needs one of {}); upgrade MongoDB first, one major at a time",
-            facts.mongodb,
-            list.join(", ")
-        )),
-        None => Verdict::Overridden(format!(
-            "rcfleet does not know which MongoDB versions Rocket.Chat {major}.x supports; check its release notes (MongoDB in use: {})",
-            facts.mongodb
+        Support::Unknown => Verdict::Overridden(format!(
+            "rcfleet does not know which MongoDB versions Rocket.Chat {}.x supports; check its release notes (MongoDB in use: {mongodb})",
+            target.major
         )),
     }
 }
@@ -119,7 +122,8 @@ mod tests {
 
     fn verdicts(from: &str, to: &str, mongodb: &str, unhealthy: &[String], allow_downgrade: bool, force: bool) -> Vec<Verdict> {
         let (current, target) = (Release::parse(from).unwrap(), Release::parse(to).unwrap());
-        check(&Facts { current: &current, target: &target, mongodb, unhealthy, allow_downgrade, force })
+        let allow_unsupported_mongodb = false;
+        check(&Facts { current: &current, target: &target, mongodb, unhealthy, allow_downgrade, allow_unsupported_mongodb, force })
     }
 
     fn refusals(verdicts: &[Verdict]) -> Vec<String> {
@@ -148,6 +152,27 @@ mod tests {
         let all = verdicts("8.1.0", "8.0.0", "8.2", &["app1-0 not ready".into()], true, true);
         assert!(refusals(&all).is_empty());
         assert_eq!(all.iter().filter(|v| matches!(v, Verdict::Overridden(_))).count(), 2);
+    }
+
+    #[test]
+    fn unsupported_mongodb_is_refused_unless_allowed_loudly() {
+        let (current, target) = (Release::parse("7.10.0").unwrap(), Release::parse("8.0.0").unwrap());
+        let facts = |allow_unsupported_mongodb| Facts {
+            current: &current,
+            target: &target,
+            mongodb: "7.0",
+            unhealthy: &[],
+            allow_downgrade: false,
+            allow_unsupported_mongodb,
+            force: false,
+        };
+        let refused = refusals(&check(&facts(false)));
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(refused[0].contains("MongoDB 7.0 is not supported by Rocket.Chat 8.x (it runs on 8.0, 8.2)"), "{refused:?}");
+        assert!(refused[0].contains("--allow-unsupported-mongodb"), "{refused:?}");
+        let allowed = check(&facts(true));
+        assert!(refusals(&allowed).is_empty());
+        assert!(allowed.iter().any(|v| matches!(v, Verdict::Overridden(t) if t.contains("--allow-unsupported-mongodb"))));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use super::probe;
 use super::remote::{strip, Remote, CONCURRENCY};
 use super::report::Reporter;
 use super::secrets;
+use crate::compat;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Instance, Release, Role};
 use crate::inventory;
@@ -46,6 +47,7 @@ pub struct UpgradeOptions {
     pub batch: Option<u32>,
     pub strategy: Strategy,
     pub allow_downgrade: bool,
+    pub allow_unsupported_mongodb: bool,
     pub force: bool,
     pub skip_backup: bool,
     pub no_rollback: bool,
@@ -155,8 +157,19 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
     })?;
     phases.extend(rollout_phases);
 
-    inventory::edit::set_release(inventory_path, &target)?;
+    // With the guard overridden, the inventory records the operator's choice: without it the
+    // edited inventory (new release, same mongodb.version) would no longer validate.
+    let allow_unsupported = options.allow_unsupported_mongodb
+        && matches!(compat::mongodb_support(&target, &fleet.mongodb.version), compat::Support::Unsupported(_));
+    inventory::edit::set_release(inventory_path, &target, allow_unsupported)?;
     report.step("inventory", "", format!("{}: release = \"{target}\"", inventory_path.display()));
+    if allow_unsupported {
+        report.warn(format!(
+            "{}: mongodb.allow_unsupported = true (the running MongoDB is not supported by {target}; \
+             remove the line once MongoDB is on a supported version)",
+            inventory_path.display()
+        ));
+    }
     // Every instance was restarted: wait until Prometheus has scraped each again, so the
     // upgrade ends on a fleet that monitoring sees whole. Its silence is worth a warning only.
     if let Err(err) = confirm_prometheus(&new_fleet, &remote, &report) {
@@ -207,6 +220,7 @@ fn run_guards(
         mongodb: &mongodb,
         unhealthy: &unhealthy,
         allow_downgrade: options.allow_downgrade,
+        allow_unsupported_mongodb: options.allow_unsupported_mongodb || fleet.mongodb.allow_unsupported,
         force: options.force,
     };
     let verdicts = guards::check(&facts);
