@@ -141,7 +141,7 @@ pub fn mongo_primary(conn: &Connection, fleet: &Fleet, mongodb_container: &str, 
         let said = format!("{} {}", output.stdout_text(), output.stderr_text());
         let said: String = said.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(160).collect();
         // Waiting does not help when MongoDB refuses rcfleet's admin login.
-        if login.is_some() && (said.contains("Unauthorized") || said.contains("requires authentication")) {
+        if login.is_some() && secrets::refused_login(&output.stderr_text()) {
             return Err(Error::failed(format!(
                 "{}: MongoDB refused rcfleet's admin login ({said}); {} on this host, or mongodb.admin_password, \
                  must hold the password the admin user was created with",

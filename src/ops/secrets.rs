@@ -181,9 +181,31 @@ pub fn marked(output: &Output) -> Vec<String> {
 /// Runs `script` with mongosh inside the mongodb container, connected to 127.0.0.1. With a
 /// login, it first authenticates (an unknown user is passed over, so the localhost exception
 /// still works before rcfleet created its users). The script, and so the password, goes
-/// through `docker exec -i`'s stdin, never the command line. One statement per line.
+/// through `docker exec -i`'s stdin, never the command line. Script mode: success is the exit
+/// status, an uncaught error is on stderr (see [`mongosh_argv`]).
 pub fn mongosh(conn: &Connection, fleet: &Fleet, container: &str, login: Option<&MongoLogin>, script: &str) -> Result<Output> {
-    let uri = format!("mongodb://127.0.0.1:{}/?directConnection=true", fleet.mongodb.port);
+    let input = mongosh_input(login, script);
+    let mut stdin = input.as_bytes();
+    conn.exec(
+        &mongosh_argv(container, fleet.mongodb.port),
+        ExecOptions { stdin: Some(&mut stdin), timeout: Some(std::time::Duration::from_secs(60)), ..Default::default() },
+    )
+}
+
+/// `docker exec -i CONTAINER mongosh --quiet URI --file /dev/stdin`. Without `--file` (or
+/// `--eval`) mongosh runs its interactive REPL even when stdin is a pipe: every output line
+/// then starts with the prompt (`rs0 [direct: primary] test> `), uncaught errors go to stdout
+/// and the exit status is 0 (mongosh `cli-repl.ts` `getFileAndEvalInfo`, `mongosh-repl.ts`
+/// `startRepl`). `--file` is script mode: no prompt, an uncaught error on stderr, exit 1.
+/// `/dev/stdin` can be opened again by the container's user: containerd hands the exec'd
+/// process a stdin pipe chowned to that user (go-runc `NewPipeIO`).
+pub fn mongosh_argv(container: &str, port: u16) -> Argv {
+    let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
+    Argv::new("docker").args(["exec", "-i", container, "mongosh", "--quiet", &uri, "--file", "/dev/stdin"])
+}
+
+/// What [`mongosh`] writes to mongosh's stdin: the login (if any), then `script`.
+pub fn mongosh_input(login: Option<&MongoLogin>, script: &str) -> String {
     let mut input = String::new();
     if let Some(login) = login {
         input.push_str(&format!(
@@ -194,11 +216,15 @@ pub fn mongosh(conn: &Connection, fleet: &Fleet, container: &str, login: Option<
     }
     input.push_str(script);
     input.push('\n');
-    let mut stdin = input.as_bytes();
-    conn.exec(
-        &Argv::new("docker").args(["exec", "-i", container, "mongosh", "--quiet", &uri]),
-        ExecOptions { stdin: Some(&mut stdin), timeout: Some(std::time::Duration::from_secs(60)), ..Default::default() },
-    )
+    input
+}
+
+/// Whether mongosh's stderr says MongoDB refused to run a command for want of a (valid) login.
+/// Script mode prints an uncaught server error as `MongoServerError: <message>` (no code name:
+/// mongosh `run.ts` prints `name: message`), e.g. "Command replSetGetStatus requires
+/// authentication" or "not authorized on admin to execute command ...".
+pub fn refused_login(stderr: &str) -> bool {
+    stderr.contains("requires authentication") || stderr.contains("not authorized")
 }
 
 /// Creates rcfleet's admin user (through the localhost exception, the first time) and the
@@ -231,7 +257,7 @@ pub fn ensure_users(fleet: &Fleet, conn: &Connection, container: &str, secrets: 
     if !output.success() || !lines.iter().any(|l| l == "ok") {
         let said = output.stderr_text();
         let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
-        let hint = if said.contains("Unauthorized") || said.contains("requires authentication") || said.contains("not authorized") {
+        let hint = if refused_login(&said) {
             format!(
                 "; MongoDB already has users but refused rcfleet's admin password: the {} on the database host, or \
                  mongodb.admin_password, must hold the password {} was created with",
@@ -298,6 +324,30 @@ mod tests {
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
         assert!(a.chars().next().unwrap().is_ascii_alphabetic());
         assert_eq!(generate(Generated::MongoKeyfile).unwrap().len(), 64);
+    }
+
+    #[test]
+    fn mongosh_runs_its_script_from_stdin_in_script_mode_and_the_password_stays_off_argv() {
+        let password = "pa ss\"word$1";
+        let login = MongoLogin { user: "rcfleet-admin", password: password.to_string() };
+        let argv = mongosh_argv("abc123", 27017);
+        assert_eq!(
+            argv.as_slice(),
+            ["docker", "exec", "-i", "abc123", "mongosh", "--quiet", "mongodb://127.0.0.1:27017/?directConnection=true", "--file", "/dev/stdin"]
+        );
+        // Without --file or --eval, mongosh would run its REPL on the piped script.
+        assert!(!argv.as_slice().iter().any(|a| a == "--eval"));
+        assert!(argv.as_slice().iter().all(|a| !a.contains("pa ss")));
+        let input = mongosh_input(Some(&login), "print(\"RCFLEET \" + db.version());");
+        assert!(input.contains(&js(password)));
+        assert!(input.ends_with("print(\"RCFLEET \" + db.version());\n"));
+    }
+
+    #[test]
+    fn refused_logins_are_read_from_script_mode_errors() {
+        assert!(refused_login("MongoServerError: Command replSetGetStatus requires authentication\n"));
+        assert!(refused_login("MongoServerError: not authorized on admin to execute command { createUser: 1 }"));
+        assert!(!refused_login("MongoNetworkError: connect ECONNREFUSED 127.0.0.1:27017"));
     }
 
     #[test]
