@@ -61,7 +61,8 @@ pub fn containers(remote: &Remote, fleet: &Fleet, conn: &Connection) -> Result<V
 }
 
 /// The HTTP and metrics ports a running instance container was given (`PORT` and
-/// `OVERWRITE_SETTING_Prometheus_Port` in its environment).
+/// `PROMETHEUS_PORT` in its environment; `OVERWRITE_SETTING_Prometheus_Port` in containers
+/// that earlier rcfleet releases started).
 pub fn instance_ports(remote: &Remote, conn: &Connection, container: &str) -> Result<Vec<u16>> {
     remote.block_on(async {
         let docker = conn.docker().await?;
@@ -73,7 +74,7 @@ pub fn instance_ports(remote: &Remote, conn: &Connection, container: &str) -> Re
         Ok(env
             .iter()
             .filter_map(|entry| entry.split_once('='))
-            .filter(|(key, _)| *key == "PORT" || *key == "OVERWRITE_SETTING_Prometheus_Port")
+            .filter(|(key, _)| matches!(*key, "PORT" | "PROMETHEUS_PORT" | "OVERWRITE_SETTING_Prometheus_Port"))
             .filter_map(|(_, value)| value.parse().ok())
             .collect())
     })
@@ -90,18 +91,68 @@ pub fn readiness_path(fleet: &Fleet) -> &'static str {
     }
 }
 
-/// Whether the instance answers its readiness endpoint with 200, asked from its own host.
+/// Whether the instance answers its readiness endpoint with 200, asked from its own host: one
+/// sample, for waits that go on until it is ready.
 pub fn instance_ready(remote: &Remote, fleet: &Fleet, instance: &Instance) -> Result<Poll<()>> {
+    Ok(match readiness(remote, fleet, instance)? {
+        Readiness::Ready => Ok(()),
+        Readiness::Refused(seen) | Readiness::Silent(seen) => Err(seen),
+    })
+}
+
+/// Readiness samples that must all fail, one after another, before a judgement (the upgrade
+/// guard, `status`, taking instances out after a failed batch) counts an instance as not
+/// ready. Rocket.Chat's `/readyz` (7.11+) answers 503 whenever one sample of heap use (85 %)
+/// or event-loop lag (p99 70 ms, reset at every call) is over its threshold
+/// (`apps/meteor/server/routes/health.ts`), and Rocket.Chat PR #38192 says its heap measure
+/// reported 85 % "very frequently" when it was not: one 503 is noise on a busy instance. Three
+/// samples a second apart span three fresh lag windows, and cost `status` two seconds only
+/// for an instance that really refuses.
+pub const READINESS_SAMPLES: u32 = 3;
+const READINESS_SAMPLE_GAP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether the instance is ready, judged over up to [`READINESS_SAMPLES`] samples: ready at the
+/// first 200; not ready when every sample was refused (the last reason is kept) or at once when
+/// nothing answers (a closed port does not flap).
+pub fn instance_ready_steady(remote: &Remote, fleet: &Fleet, instance: &Instance) -> Result<Poll<()>> {
+    let mut last = String::new();
+    for sample in 1..=READINESS_SAMPLES {
+        match readiness(remote, fleet, instance)? {
+            Readiness::Ready => return Ok(Ok(())),
+            Readiness::Silent(seen) => return Ok(Err(seen)),
+            Readiness::Refused(seen) => last = seen,
+        }
+        if sample < READINESS_SAMPLES {
+            std::thread::sleep(READINESS_SAMPLE_GAP);
+        }
+    }
+    Ok(Err(format!("{last} ({READINESS_SAMPLES} times in a row)")))
+}
+
+enum Readiness {
+    Ready,
+    /// It answered, not with 200: what it said.
+    Refused(String),
+    /// Nothing answered.
+    Silent(String),
+}
+
+fn readiness(remote: &Remote, fleet: &Fleet, instance: &Instance) -> Result<Readiness> {
     let conn = remote.host(&instance.host);
     let path = readiness_path(fleet);
     let http = match remote.http(conn.name(), &instance.private_address, instance.port) {
         Ok(http) => http,
-        Err(err) => return Ok(Err(super::remote::strip(&err))),
+        Err(err) => return Ok(Readiness::Silent(super::remote::strip(&err))),
     };
     Ok(match remote.block_on(http.get(path)) {
-        Ok(response) if response.status == 200 => Ok(()),
-        Ok(response) => Err(format!("{path} answered {}", response.status)),
-        Err(_) => Err(format!("nothing answers on {}:{}", instance.private_address, instance.port)),
+        Ok(response) if response.status == 200 => Readiness::Ready,
+        Ok(response) => {
+            // The body says why (`/readyz` names the failed check); kept short and on one line.
+            let body: String = response.body.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(120).collect();
+            let said = if body.is_empty() { String::new() } else { format!(": {body}") };
+            Readiness::Refused(format!("{path} answered {}{said}", response.status))
+        }
+        Err(_) => Readiness::Silent(format!("nothing answers on {}:{}", instance.private_address, instance.port)),
     })
 }
 

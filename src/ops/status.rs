@@ -172,7 +172,7 @@ fn observe(
         Err(err) => fail("files", err),
     }
     for instance in &host.instances {
-        let ready = probe::instance_ready(remote, fleet, instance).unwrap_or_else(|err| Err(strip(&err)));
+        let ready = probe::instance_ready_steady(remote, fleet, instance).unwrap_or_else(|err| Err(strip(&err)));
         let version = probe::instance_version(remote, instance).unwrap_or(None);
         seen.instances.insert(instance.name.clone(), (ready, version));
     }

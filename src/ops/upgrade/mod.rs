@@ -274,7 +274,7 @@ fn mongodb_version(fleet: &Fleet, remote: &Remote, login: Option<&secrets::Mongo
 /// every instance back.
 fn unhealthy(fleet: &Fleet, remote: &Remote) -> Result<Vec<String>> {
     let instances: Vec<&Instance> = fleet.instances().collect();
-    let readiness = remote::fan_out(&instances, CONCURRENCY, |i| i.name.clone(), |i| probe::instance_ready(remote, fleet, i));
+    let readiness = remote::fan_out(&instances, CONCURRENCY, |i| i.name.clone(), |i| probe::instance_ready_steady(remote, fleet, i));
     let mut problems = Vec::new();
     for (name, result) in readiness {
         match result {

@@ -236,7 +236,7 @@ impl<'a> Rollout<'a> {
     fn settle(&self, in_service: &mut Vec<&'a Instance>) -> Vec<String> {
         let listed: Vec<&Instance> = in_service.clone();
         let ready = remote::fan_out(&listed, CONCURRENCY, |i| i.name.clone(), |instance| {
-            probe::instance_ready(self.remote, self.old, instance)
+            probe::instance_ready_steady(self.remote, self.old, instance)
         });
         let not_ready: Vec<String> = ready
             .into_iter()
