@@ -239,7 +239,8 @@ fn instances_have_the_right_environment(lab: &Lab) {
             has(format!("TRANSPORTER=monolith+nats://rocketchat:{nats}@{db}:4222"));
             has(format!("INSTANCE_IP={}", lab.addr(host)));
             has(format!("PORT={}", 3000 + index));
-            has(format!("OVERWRITE_SETTING_Prometheus_Port={}", 9458 + index));
+            has(format!("PROMETHEUS_PORT={}", 9458 + index));
+            assert!(!env.contains("OVERWRITE_SETTING_Prometheus_Port"), "{unit}: a per-instance port in the shared setting:\n{env}");
         }
     }
 }

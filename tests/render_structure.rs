@@ -227,7 +227,8 @@ fn each_instance_gets_its_settings_and_mongo_url_names_the_database_host() {
                 assert_eq!(get("BIND_IP"), host.private_address);
                 assert_eq!(get("INSTANCE_IP"), host.private_address);
                 assert_eq!(get("OVERWRITE_SETTING_Prometheus_Enabled"), "true");
-                assert_eq!(get("OVERWRITE_SETTING_Prometheus_Port"), instance.metrics_port.to_string());
+                assert_eq!(get("PROMETHEUS_PORT"), instance.metrics_port.to_string());
+                assert!(env.get("OVERWRITE_SETTING_Prometheus_Port").is_none(), "the shared setting must not carry a per-instance port");
                 assert_eq!(get("DEPLOY_METHOD"), "docker");
                 assert_eq!(get("DEPLOY_PLATFORM"), "rcfleet");
                 for (key, value) in &fleet.rocketchat_env {

@@ -20,6 +20,7 @@ const RESERVED: &[&str] = &[
     "INSTANCE_IP",
     "OVERWRITE_SETTING_Prometheus_Enabled",
     "OVERWRITE_SETTING_Prometheus_Port",
+    "PROMETHEUS_PORT",
     "DEPLOY_METHOD",
     "DEPLOY_PLATFORM",
     "MONGO_URL",
@@ -60,7 +61,11 @@ fn environment(fleet: &Fleet, host: &Host, instance: &Instance) -> Result<Vec<Pa
         pair("BIND_IP", &host.private_address),
         pair("INSTANCE_IP", &host.private_address),
         pair("OVERWRITE_SETTING_Prometheus_Enabled", "true"),
-        pair("OVERWRITE_SETTING_Prometheus_Port", instance.metrics_port.to_string()),
+        // The metrics port through the process environment, not OVERWRITE_SETTING_Prometheus_Port:
+        // an overwritten setting is saved to MongoDB and shared by every instance, so instances of
+        // one host starting together would race for one port. PROMETHEUS_PORT is read first and
+        // stays in this process (collectMetrics.ts; see tests/lab/README.md).
+        pair("PROMETHEUS_PORT", instance.metrics_port.to_string()),
         pair("DEPLOY_METHOD", "docker"),
         pair("DEPLOY_PLATFORM", "rcfleet"),
     ];
@@ -96,6 +101,10 @@ fn name_problem(name: &str) -> Option<String> {
     if RESERVED.contains(&name) {
         let fix = match name {
             "ROCKETCHAT_LICENSE" => "set workspace.license instead",
+            "OVERWRITE_SETTING_Prometheus_Port" => {
+                "rcfleet gives every instance its own metrics port (PROMETHEUS_PORT); this workspace-wide setting would \
+                 only be ignored; remove it from [rocketchat.env]"
+            }
             _ => "rcfleet sets it for every instance; remove it from [rocketchat.env]",
         };
         return Some(format!("rocketchat.env.{name}: {fix}"));
