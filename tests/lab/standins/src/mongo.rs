@@ -690,7 +690,7 @@ pub fn mongosh(args: Vec<String>) -> i32 {
             }
         }
     };
-    let mut interp = Interp { client, vars: Default::default() };
+    let mut interp = Interp::new(client, Box::new(std::io::stdout()));
     let mut sources: Vec<(String, String, bool)> = evals.into_iter().map(|e| ("--eval".to_string(), e, true)).collect();
     for f in &files {
         match std::fs::read_to_string(f) {
@@ -701,34 +701,15 @@ pub fn mongosh(args: Vec<String>) -> i32 {
             }
         }
     }
-    // Nothing to run and stdin is not a terminal: read the script from stdin, print each
-    // statement's value as the shell does (e.g. `echo 'db.runCommand("ping").ok' | mongosh --quiet`).
-    if sources.is_empty() && unsafe { libc::isatty(0) } == 0 {
-        let mut src = String::new();
-        let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut src);
-        let prog = match parse_program(&src) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("SyntaxError: {e} (stdin)");
-                return 1;
-            }
-        };
-        for stmt in &prog {
-            match interp.run(stmt) {
-                Ok(Flow::Normal(Some(v))) if !matches!(v, V::Undef) => println!("{}", display(&v)),
-                Ok(Flow::Normal(_)) => {}
-                Ok(Flow::Quit(code)) => return code,
-                Err(Thrown(V::Ns("quit"))) => {
-                    return interp.vars.get("__quit").map(|v| to_json(v).as_i64().unwrap_or(0) as i32).unwrap_or(0)
-                }
-                Err(Thrown(e)) => {
-                    eprintln!("{}", error_text(&e));
-                    return 1;
-                }
-            }
-        }
-        return 0;
+    // Neither --eval nor a file: the interactive REPL, whether stdin is a terminal or a pipe
+    // (mongosh cli-repl.ts getFileAndEvalInfo: willEnterInteractiveMode =
+    // !willExecuteCommandLineScripts).
+    if sources.is_empty() {
+        let db = uri_database(conn.as_deref().or(util::flag(&flags, &["uri"])));
+        return repl(&mut interp, std::io::stdin().lock(), &db);
     }
+    // Script mode: no prompt; an uncaught error goes to stderr as `name: message` and ends the
+    // run with exit 1 (mongosh run.ts prints `${e.name}: ${e.message}` and exits 1).
     for (name, src, print_last) in sources {
         let prog = match parse_program(&src) {
             Ok(p) => p,
@@ -742,35 +723,133 @@ pub fn mongosh(args: Vec<String>) -> i32 {
                 if print_last {
                     if let Some(v) = last {
                         if !matches!(v, V::Undef) {
-                            println!("{}", display(&v));
+                            interp.write(&format!("{}\n", display(&v)));
                         }
                     }
                 }
             }
-            Ok(Flow::Quit(code)) => return code,
-            Err(Thrown(V::Ns("quit"))) => {
-                return interp.vars.get("__quit").map(|v| to_json(v).as_i64().unwrap_or(0) as i32).unwrap_or(0)
-            }
+            Ok(Flow::Quit(code)) => return interp.finish(code),
+            Err(Thrown(V::Ns("quit"))) => return interp.finish(interp.quit_code()),
             Err(Thrown(e)) => {
-                eprintln!("{}", error_text(&e));
+                interp.finish(0);
+                eprintln!("{}", script_error_text(&e));
                 return 1;
             }
         }
     }
-    0
+    interp.finish(0)
 }
 
-fn error_text(e: &V) -> String {
-    match e {
-        V::J(Value::Object(o)) => {
-            let name = o.get("name").and_then(|v| v.as_str()).unwrap_or("Error");
-            let msg = o.get("message").and_then(|v| v.as_str()).unwrap_or("");
-            match o.get("codeName").and_then(|v| v.as_str()) {
-                Some(cn) => format!("{name}[{cn}]: {msg}"),
-                None => format!("{name}: {msg}"),
-            }
+/// The interactive REPL as mongosh 2.x runs it on piped input (checked byte for byte against
+/// mongosh 2.12.0 with `--nodb --quiet`): the prompt before every input line, `... ` for each
+/// line of a statement still open, then what the statement printed and its value (an empty
+/// line for `undefined`). An uncaught error is written to stdout as `Uncaught <error>` and the
+/// REPL goes on with the next line; at the end of input the exit status is 0 (`quit(n)`: n).
+/// Sources: mongosh-repl.ts `startRepl` (setPrompt, displayPrompt), the prompt recomputed
+/// after every evaluation, format-output.ts `formatError`.
+fn repl(interp: &mut Interp, mut input: impl BufRead, db: &str) -> i32 {
+    let mut pending = String::new();
+    let prompt = interp.prompt(db);
+    interp.write(&prompt);
+    loop {
+        let mut line = String::new();
+        match input.read_line(&mut line) {
+            Ok(0) | Err(_) => return interp.finish(0),
+            Ok(_) => {}
         }
-        other => format!("Uncaught {}", display(other)),
+        pending.push_str(&line);
+        if incomplete(&pending) {
+            interp.write("... ");
+            continue;
+        }
+        let src = std::mem::take(&mut pending);
+        match parse_program(&src) {
+            Err(e) => interp.write(&format!("Uncaught:\n\rSyntaxError: {e}\n\n")),
+            Ok(prog) => match interp.run_block(&prog) {
+                Ok(Flow::Normal(Some(v))) if !matches!(v, V::Undef) => interp.write(&format!("{}\n", display(&v))),
+                Ok(Flow::Normal(_)) => interp.write("\n"),
+                Ok(Flow::Quit(code)) => return interp.finish(code),
+                Err(Thrown(V::Ns("quit"))) => {
+                    let code = interp.quit_code();
+                    return interp.finish(code);
+                }
+                Err(Thrown(e)) => interp.write(&format!("Uncaught {}\n", repl_error_text(&e))),
+            },
+        }
+        let prompt = interp.prompt(db);
+        interp.write(&prompt);
+    }
+}
+
+/// mongosh's default prompt (shell-instance-state.ts `getDefaultPrompt`,
+/// `getTopologySpecificPrompt`): `> ` without a connection (`--nodb`); else `<db>> `, preceded
+/// for a member of an initiated replica set by `<set> [direct: primary|secondary|other] `, as
+/// the server's `hello` describes it.
+fn default_prompt(hello: Option<&Value>, db: &str) -> String {
+    let Some(hello) = hello else { return "> ".to_string() };
+    // An uninitiated member (`isreplicaset`) has no set name yet for the driver.
+    let topology = match hello["setName"].as_str().filter(|_| hello["isreplicaset"] != json!(true)) {
+        Some(set) => {
+            let state = if hello["isWritablePrimary"] == json!(true) {
+                "primary"
+            } else if hello["secondary"] == json!(true) {
+                "secondary"
+            } else {
+                "other"
+            };
+            format!("{set} [direct: {state}] ")
+        }
+        None => String::new(),
+    };
+    format!("{topology}{db}> ")
+}
+
+/// Whether `src` ends inside a statement (an open bracket), so the REPL reads another line.
+fn incomplete(src: &str) -> bool {
+    let Ok(tokens) = tokenize(src) else { return false };
+    let depth: i64 = tokens
+        .iter()
+        .map(|t| match t {
+            Tok::P(p) if matches!(p.as_str(), "(" | "[" | "{") => 1,
+            Tok::P(p) if matches!(p.as_str(), ")" | "]" | "}") => -1,
+            _ => 0,
+        })
+        .sum();
+    depth > 0
+}
+
+/// The database a connection string names (`mongodb://host/db?...`), else `test`, as mongosh.
+fn uri_database(uri: Option<&str>) -> String {
+    let rest = uri.and_then(|u| u.split_once("://")).map(|(_, r)| r).unwrap_or("");
+    let path = rest.split_once('/').map(|(_, p)| p).unwrap_or("");
+    let db = path.split('?').next().unwrap_or("");
+    if db.is_empty() { "test".to_string() } else { db.to_string() }
+}
+
+/// name, message and code name of a thrown error (an object with a `name`), else `None`.
+fn error_parts(e: &V) -> Option<(String, String, Option<String>)> {
+    let V::J(Value::Object(o)) = e else { return None };
+    let name = o.get("name")?.as_str()?.to_string();
+    let message = o.get("message").and_then(|v| v.as_str()).unwrap_or("").to_string();
+    Some((name, message, o.get("codeName").and_then(|v| v.as_str()).map(String::from)))
+}
+
+/// Script mode's report of an uncaught error (mongosh run.ts: `${e.name}: ${e.message}`; a
+/// thrown non-error is wrapped in an `Error`).
+fn script_error_text(e: &V) -> String {
+    match error_parts(e) {
+        Some((name, message, _)) => format!("{name}: {message}"),
+        None => format!("Error: {}", display(e)),
+    }
+}
+
+/// The REPL's report of an uncaught error after `Uncaught ` (format-output.ts `formatError`:
+/// a carriage return, the name, `[codeName]` when there is one, `: `, the message).
+fn repl_error_text(e: &V) -> String {
+    match error_parts(e) {
+        Some((name, message, Some(code))) => format!("\r{name}[{code}]: {message}"),
+        Some((name, message, None)) => format!("\r{name}: {message}"),
+        None => format!("\rError: {}", display(e)),
     }
 }
 
@@ -1232,9 +1311,34 @@ fn plain_error(name: &str, msg: &str) -> Thrown {
 struct Interp {
     client: Option<Client>,
     vars: std::collections::HashMap<String, V>,
+    /// stdout: what scripts print, and the REPL's prompts and values, in order.
+    out: Box<dyn Write>,
 }
 
 impl Interp {
+    fn new(client: Option<Client>, out: Box<dyn Write>) -> Interp {
+        Interp { client, vars: Default::default(), out }
+    }
+
+    fn write(&mut self, text: &str) {
+        let _ = self.out.write_all(text.as_bytes());
+    }
+
+    /// Flushes stdout (the REPL's last prompt has no newline) and passes `code` on.
+    fn finish(&mut self, code: i32) -> i32 {
+        let _ = self.out.flush();
+        code
+    }
+
+    fn quit_code(&self) -> i32 {
+        self.vars.get("__quit").map(|v| to_json(v).as_i64().unwrap_or(0) as i32).unwrap_or(0)
+    }
+
+    fn prompt(&mut self, db: &str) -> String {
+        let hello = self.client.as_ref().map(|c| c.run(&json!({"hello": 1})).unwrap_or(Value::Null));
+        default_prompt(hello.as_ref(), db)
+    }
+
     fn run_block(&mut self, stmts: &[Stmt]) -> Result<Flow, Thrown> {
         let mut last = None;
         for s in stmts {
@@ -1492,7 +1596,7 @@ impl Interp {
             }
             (V::Ns("console"), "log") | (V::Ns("global"), "print") | (V::Ns("global"), "printjson") => {
                 let parts: Vec<String> = argv.iter().map(display).collect();
-                println!("{}", parts.join(" "));
+                self.write(&format!("{}\n", parts.join(" ")));
                 V::Undef
             }
             (V::Ns("global"), "sleep") => {
@@ -1536,7 +1640,7 @@ try {
 
     #[test]
     fn catch_rethrows_other_codes() {
-        let mut i = Interp { client: None, vars: Default::default() };
+        let mut i = Interp::new(None, Box::new(std::io::sink()));
         let prog = parse_program(
             r#"try { throw {code: 23, name: "MongoServerError", message: "x"}; } catch (e) { if (e.code !== 23) throw e; }"#,
         )
@@ -1547,6 +1651,18 @@ try {
         )
         .unwrap();
         assert!(i.run_block(&prog).is_err());
+    }
+
+    #[test]
+    fn default_prompt_follows_the_topology() {
+        let primary = json!({"isWritablePrimary": true, "secondary": false, "setName": "rs0", "ok": 1});
+        assert_eq!(default_prompt(Some(&primary), "test"), "rs0 [direct: primary] test> ");
+        let uninitiated = json!({"isWritablePrimary": false, "setName": "rs0", "isreplicaset": true, "ok": 1});
+        assert_eq!(default_prompt(Some(&uninitiated), "test"), "test> ");
+        assert_eq!(default_prompt(Some(&json!({"isWritablePrimary": true, "ok": 1})), "admin"), "admin> ");
+        assert_eq!(default_prompt(None, "test"), "> ");
+        assert_eq!(uri_database(Some("mongodb://127.0.0.1:27017/?directConnection=true")), "test");
+        assert_eq!(uri_database(Some("mongodb://u:p@h:1/rocketchat?authSource=admin")), "rocketchat");
     }
 
     #[test]
