@@ -176,9 +176,14 @@ fn sshd_down_during_up_leaves_that_host_for_the_next_run() {
     let said = text(&first);
     assert_eq!(first.status.code(), Some(1), "{said}");
     assert!(said.contains("app2") && said.contains("could not be reached"), "{said}");
+    // Capacity is only removed on purpose: app2's instances stay listed (they were never
+    // started in this fresh fleet, so Traefik's health check has them DOWN and routes nothing
+    // to them); the 4 of app1 and app3 are UP.
     let servers = traefik_servers(&lab);
-    assert_eq!(servers.len(), 4, "Traefik should list the 4 instances of app1 and app3: {servers:?}");
-    traefik_lists_only_ready_instances(&lab);
+    assert_eq!(servers.len(), 6, "Traefik should still list every instance: {servers:?}");
+    let up: Vec<&String> = servers.iter().filter(|(_, s)| *s == "UP").map(|(url, _)| url).collect();
+    assert_eq!(up.len(), 4, "{servers:?}");
+    assert!(up.iter().all(|url| !url.contains(lab.addr("app2"))), "{servers:?}");
     lock_is_free(&lab);
 
     let before = lab.containers();
@@ -198,6 +203,30 @@ fn sshd_down_during_up_leaves_that_host_for_the_next_run() {
         }
     }
     assert_eq!(traefik_servers(&lab).len(), 6);
+}
+
+#[test]
+fn an_unreachable_app_host_keeps_its_serving_instances_in_traefik() {
+    let Some(lab) = lab_support::lab() else { return };
+    let up = rcfleet(&["up", "-i", lab.inventory()]);
+    assert!(up.status.success(), "{}", text(&up));
+    let stop = lab.exec_lab(&["stop-sshd", "app2"]);
+    assert!(stop.status.success(), "{}", text(&stop));
+    let again = rcfleet(&["up", "-i", lab.inventory()]);
+    let start = lab.exec_lab(&["start-sshd", "app2"]);
+    assert!(start.status.success(), "{}", text(&start));
+
+    let said = text(&again);
+    assert_eq!(again.status.code(), Some(1), "{said}");
+    assert!(said.contains("stay listed in Traefik"), "{said}");
+    let servers = traefik_servers(&lab);
+    assert_eq!(servers.len(), 6, "{servers:?}");
+    assert!(servers.values().all(|s| s == "UP"), "app2's instances serve and must stay UP: {servers:?}");
+    traefik_lists_only_ready_instances(&lab);
+    let db = lab.addr("db");
+    let (_, targets) = lab_support::http_get(&format!("{db}:9090"), db, "/api/v1/targets?state=active").expect("Prometheus answers");
+    assert!(targets.contains(&format!("{}:9458", lab.addr("app2"))), "Prometheus lost app2's targets: {targets}");
+    lock_is_free(&lab);
 }
 
 #[test]

@@ -176,16 +176,29 @@ pub fn wait_ready(fleet: &Fleet, remote: &Remote, conn: &Connection, instance: &
 /// Waits until Traefik's API lists exactly `expected` (instance URLs) for the Rocket.Chat
 /// service, every one UP; returns what it lists.
 pub fn confirm_traefik(fleet: &Fleet, remote: &Remote, report: &Reporter, expected: &BTreeSet<String>) -> Result<BTreeMap<String, String>> {
+    confirm_traefik_listing(fleet, remote, report, expected, expected)
+}
+
+/// Waits until Traefik's API lists exactly `listed` for the Rocket.Chat service with at least
+/// `up` UP (the others, on hosts this run could not reach, are Traefik's health check's to
+/// judge); returns what it lists.
+pub fn confirm_traefik_listing(
+    fleet: &Fleet,
+    remote: &Remote,
+    report: &Reporter,
+    listed: &BTreeSet<String>,
+    up: &BTreeSet<String>,
+) -> Result<BTreeMap<String, String>> {
     let host = &fleet.traefik_host().name;
     let servers = wait::until(report, "traefik", "every instance UP in Traefik", Duration::from_secs(30), POLL, || {
         Ok::<Poll<_>, Error>(match probe::traefik_servers(remote, fleet)? {
             Ok(servers) => {
-                let listed: BTreeSet<String> = servers.keys().cloned().collect();
-                let up = servers.values().filter(|s| *s == "UP").count();
-                if &listed == expected && up == expected.len() {
+                let seen: BTreeSet<String> = servers.keys().cloned().collect();
+                let up_now = up.iter().filter(|url| servers.get(*url).is_some_and(|s| s == "UP")).count();
+                if &seen == listed && up_now == up.len() {
                     Ok(servers)
                 } else {
-                    Err(format!("{up} of {} UP, {} listed", expected.len(), listed.len()))
+                    Err(format!("{up_now} of {} UP, {} of {} listed", up.len(), seen.len(), listed.len()))
                 }
             }
             Err(seen) => Err(seen),
@@ -197,29 +210,44 @@ pub fn confirm_traefik(fleet: &Fleet, remote: &Remote, report: &Reporter, expect
             strip(&err)
         ))
     })?;
-    report.step("traefik", host, format!("{}/{} instances UP behind {}", servers.len(), fleet.instances().count(), fleet.workspace.root_url));
+    let up_count = servers.values().filter(|s| *s == "UP").count();
+    report.step("traefik", host, format!("{up_count}/{} instances UP behind {}", servers.len(), fleet.workspace.root_url));
     Ok(servers)
 }
 
 pub fn confirm_prometheus(fleet: &Fleet, remote: &Remote, report: &Reporter) -> Result<BTreeMap<String, String>> {
+    let every_target: BTreeSet<String> = fleet.instances().map(Instance::metrics_target).collect();
+    confirm_prometheus_listing(fleet, remote, report, &every_target)
+}
+
+/// Waits until Prometheus has every instance of `fleet` as a target and scrapes at least `up`
+/// (the others, on hosts this run could not reach, are as they are); returns its targets.
+pub fn confirm_prometheus_listing(
+    fleet: &Fleet,
+    remote: &Remote,
+    report: &Reporter,
+    up: &BTreeSet<String>,
+) -> Result<BTreeMap<String, String>> {
     let Some(host) = fleet.monitoring_host() else { return Ok(BTreeMap::new()) };
-    let expected: BTreeSet<String> = fleet.instances().map(Instance::metrics_target).collect();
+    let listed: BTreeSet<String> = fleet.instances().map(Instance::metrics_target).collect();
     // Targets are read within a few seconds of the file changing and scraped every 15 s.
     let targets = wait::until(report, "prometheus", "every instance target up", Duration::from_secs(90), Duration::from_secs(1), || {
         Ok::<Poll<_>, Error>(match probe::prometheus_targets(remote, fleet)? {
             Ok(targets) => {
-                let up: BTreeSet<String> = targets.iter().filter(|(_, h)| *h == "up").map(|(t, _)| t.clone()).collect();
-                if up == expected && targets.len() == expected.len() {
+                let seen: BTreeSet<String> = targets.keys().cloned().collect();
+                let up_now = up.iter().filter(|t| targets.get(*t).is_some_and(|h| h == "up")).count();
+                if seen == listed && up_now == up.len() {
                     Ok(targets)
                 } else {
-                    Err(format!("{} of {} targets up", up.len(), expected.len()))
+                    Err(format!("{up_now} of {} targets up, {} of {} listed", up.len(), seen.len(), listed.len()))
                 }
             }
             Err(seen) => Err(seen),
         })
     })
     .map_err(|err| Error::failed(format!("{}: Prometheus does not scrape every instance: {}", host.name, strip(&err))))?;
-    report.step("prometheus", &host.name, format!("{}/{} instance targets up", targets.len(), expected.len()));
+    let up_count = targets.values().filter(|h| *h == "up").count();
+    report.step("prometheus", &host.name, format!("{up_count}/{} instance targets up", listed.len()));
     Ok(targets)
 }
 

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::advice;
 use super::audit;
-use super::converge::{confirm_prometheus, confirm_traefik, converge_unit, pull_missing_images, send_files, wait_ready};
+use super::converge::{confirm_prometheus_listing, confirm_traefik_listing, converge_unit, pull_missing_images, send_files, wait_ready};
 use super::lock;
 use super::preflight;
 use super::push_images;
@@ -58,15 +58,21 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
         report.warn(warning);
     }
     let (remote, unreachable) = connect(&full_fleet, options, &report)?;
-    // App hosts that cannot be reached are left out of this run (and out of Traefik and
-    // Prometheus), so the rest of the fleet still converges; the run then fails naming them.
+    // App hosts that cannot be reached are left out of this run, so the rest of the fleet still
+    // converges; the run then fails naming them. Their instances stay in Traefik's and
+    // Prometheus' lists, which are rendered from the whole inventory: an SSH problem on the
+    // operator's side must not take serving capacity away (Traefik's health check takes out
+    // instances that really stopped answering).
     let fleet = without_hosts(&full_fleet, &unreachable);
     crate::interrupt::graceful("`rcfleet up`");
     let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), "rcfleet up", None)?;
     preflight::run(&fleet, &remote, &report)?;
     let deploy_dir = render::deploy_dir(&fleet);
     let store = secrets::Store::load_or_create(&fleet, remote.host(&fleet.database_host().name), &report)?;
-    let artifacts = render::render(&fleet, &store)?;
+    let artifacts: Vec<HostArtifacts> = render::render(&full_fleet, &store)?
+        .into_iter()
+        .filter(|host| fleet.host(&host.host).is_some())
+        .collect();
 
     let local_engine = if options.push_images { Some(push_images::local_engine(&remote)?) } else { None };
     let changed = prepare_hosts(&fleet, &artifacts, &remote, &report, &deploy_dir, local_engine.as_ref())?;
@@ -105,9 +111,17 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     if let Some(change) = converge_unit(&fleet, &remote, remote.host(&traefik.host), &traefik, &changed, &deploy_dir, &report)? {
         record(&traefik.host, change);
     }
-    let every_instance: BTreeSet<String> = fleet.instances().map(Instance::url).collect();
-    let traefik_servers = confirm_traefik(&fleet, &remote, &report, &every_instance)?;
-    let prometheus_targets = confirm_prometheus(&fleet, &remote, &report)?;
+    let listed: BTreeSet<String> = full_fleet.instances().map(Instance::url).collect();
+    let reached: BTreeSet<String> = fleet.instances().map(Instance::url).collect();
+    let traefik_servers = confirm_traefik_listing(&full_fleet, &remote, &report, &listed, &reached)?;
+    let scraped: BTreeSet<String> = fleet.instances().map(Instance::metrics_target).collect();
+    let prometheus_targets = confirm_prometheus_listing(&full_fleet, &remote, &report, &scraped)?;
+    // Last, so that a Grafana problem never holds back the instances or Traefik.
+    if let Some(change) = super::grafana::ensure_admin_password(&fleet, &remote, &store, &report)? {
+        if let Some(host) = fleet.monitoring_host() {
+            record(&host.name, change);
+        }
+    }
 
     for host in &fleet.hosts {
         let host_changes = changes.get(&host.name).cloned().unwrap_or_default();
@@ -119,8 +133,9 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     if !unreachable.is_empty() {
         let lines: Vec<String> = unreachable.iter().map(|(host, why)| format!("  {host}: {why}")).collect();
         return Err(Error::failed(format!(
-            "{} host(s) could not be reached and were left as they were:\n{}\nEvery other host is up and serves; \
-             their instances are not in Traefik. Fix the connection and run `rcfleet up` again: it finishes only what is missing.",
+            "{} host(s) could not be reached and were left as they were:\n{}\nEvery other host is up and serves. \
+             Their instances stay listed in Traefik and Prometheus (Traefik's health check takes out any that do not \
+             answer). Fix the connection and run `rcfleet up` again: it finishes only what is missing.",
             unreachable.len(),
             lines.join("\n")
         )));
