@@ -199,7 +199,13 @@ pub fn write_inventory(dir: &Path, text: &str) -> PathBuf {
 
 /// A copy of the lab's inventory in `dir` at `release`, with some `key = value` lines of its
 /// tables changed (e.g. `("drain_seconds", "6")`). The lab's own file is never changed by tests.
+/// Rocket.Chat 7.x fleets get MongoDB 7.0 (`mongodb.version`, which also picks the lab's
+/// `7.0-ubi8` image): 7.x does not run on the lab's default 8.2.
 pub fn inventory_at(lab: &Lab, dir: &Path, release: &str, settings: &[(&str, &str)]) -> PathBuf {
+    let mut settings = settings.to_vec();
+    if release.starts_with("7.") && !settings.iter().any(|(key, _)| *key == "version") {
+        settings.push(("version", "\"7.0\""));
+    }
     let original = std::fs::read_to_string(lab.inventory()).unwrap();
     let lines: Vec<String> = original
         .lines()
