@@ -328,10 +328,138 @@ impl Server {
                 json!({"users": users, "ok": 1})
             }
             "listCollections" => json!({"cursor": {"id": 0, "ns": "rocketchat.$cmd.listCollections", "firstBatch": []}, "ok": 1}),
+            // Documents, kept per `<db>.<collection>`: enough for Rocket.Chat's settings
+            // (`rocketchat_settings`), which every instance of a workspace shares.
+            "find" => {
+                let Some(ns) = namespace(cmd, arg) else {
+                    return err_reply(73, "InvalidNamespace", "collection name must be a non-empty string");
+                };
+                let filter = cmd.get("filter").cloned().unwrap_or(json!({}));
+                if let Err(e) = check_filter(&filter) {
+                    return err_reply(2, "BadValue", &e);
+                }
+                let batch: Vec<Value> =
+                    documents(&st, &ns).into_iter().filter(|d| matches_filter(d, &filter)).collect();
+                json!({"cursor": {"id": 0, "ns": ns, "firstBatch": batch}, "ok": 1})
+            }
+            "update" => {
+                let Some(ns) = namespace(cmd, arg) else {
+                    return err_reply(73, "InvalidNamespace", "collection name must be a non-empty string");
+                };
+                let Some(updates) = cmd.get("updates").and_then(|u| u.as_array()).filter(|u| !u.is_empty()) else {
+                    return err_reply(9, "FailedToParse", "BSON field 'update.updates' is missing but a required field");
+                };
+                let mut docs = documents(&st, &ns);
+                let (mut matched, mut modified, mut upserted) = (0, 0, Vec::new());
+                for (index, one) in updates.iter().enumerate() {
+                    let filter = one.get("q").cloned().unwrap_or(json!({}));
+                    let Some(change) = one.get("u") else {
+                        return err_reply(9, "FailedToParse", "BSON field 'update.updates.u' is missing but a required field");
+                    };
+                    if let Err(e) = check_filter(&filter) {
+                        return err_reply(2, "BadValue", &e);
+                    }
+                    let multi = one.get("multi") == Some(&json!(true));
+                    let mut hit = false;
+                    for doc in docs.iter_mut().filter(|d| matches_filter(d, &filter)) {
+                        hit = true;
+                        matched += 1;
+                        let updated = match apply_update(doc, change) {
+                            Ok(updated) => updated,
+                            Err(e) => return err_reply(9, "FailedToParse", &e),
+                        };
+                        if updated != *doc {
+                            *doc = updated;
+                            modified += 1;
+                        }
+                        if !multi {
+                            break;
+                        }
+                    }
+                    if !hit && one.get("upsert") == Some(&json!(true)) {
+                        // The new document starts from the filter's equalities, as the server's does.
+                        let seed = filter.as_object().cloned().map(Value::Object).unwrap_or(json!({}));
+                        let mut doc = match apply_update(&seed, change) {
+                            Ok(doc) => doc,
+                            Err(e) => return err_reply(9, "FailedToParse", &e),
+                        };
+                        if doc.get("_id").is_none() {
+                            doc["_id"] = json!(format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)));
+                        }
+                        upserted.push(json!({"index": index, "_id": doc["_id"]}));
+                        docs.push(doc);
+                    }
+                }
+                let upserts = upserted.len();
+                st["collections"][ns.as_str()] = Value::Array(docs);
+                self.save(&st);
+                let mut reply = json!({"n": matched + upserts, "nModified": modified, "ok": 1});
+                if upserts > 0 {
+                    reply["upserted"] = Value::Array(upserted);
+                }
+                reply
+            }
             "standinState" => json!({"state": st.clone(), "ok": 1}),
             other => err_reply(59, "CommandNotFound", &format!("no such command: '{other}'")),
         }
     }
+}
+
+/// `<db>.<collection>` of a `find`/`update` command (`{find: "coll", $db: "db"}`).
+fn namespace(cmd: &Map<String, Value>, arg: &Value) -> Option<String> {
+    let collection = arg.as_str().filter(|c| !c.is_empty())?;
+    let db = cmd.get("$db").and_then(|d| d.as_str()).unwrap_or("test");
+    Some(format!("{db}.{collection}"))
+}
+
+fn documents(state: &Value, ns: &str) -> Vec<Value> {
+    state["collections"][ns].as_array().cloned().unwrap_or_default()
+}
+
+/// Filters are top-level equalities only (what the stand-in's clients send); anything else is
+/// refused rather than matched wrongly.
+fn check_filter(filter: &Value) -> Result<(), String> {
+    let Some(fields) = filter.as_object() else { return Err("filter must be an object".into()) };
+    for (key, value) in fields {
+        let operator = key.starts_with('$') || value.as_object().is_some_and(|o| o.keys().any(|k| k.starts_with('$')));
+        if operator {
+            return Err(format!("the lab's mongod stand-in supports only equality filters, not {key}: {value}"));
+        }
+    }
+    Ok(())
+}
+
+fn matches_filter(doc: &Value, filter: &Value) -> bool {
+    filter.as_object().is_some_and(|fields| fields.iter().all(|(key, value)| doc.get(key) == Some(value)))
+}
+
+/// `doc` after an update: `$set`/`$unset` operators, or a replacement document (which keeps
+/// `_id`), as the real server applies them.
+fn apply_update(doc: &Value, change: &Value) -> Result<Value, String> {
+    let Some(fields) = change.as_object() else { return Err("update must be an object".into()) };
+    let mut out = doc.clone();
+    if !fields.keys().any(|k| k.starts_with('$')) {
+        let mut replacement = change.clone();
+        if let Some(id) = doc.get("_id") {
+            replacement["_id"] = id.clone();
+        }
+        return Ok(replacement);
+    }
+    for (operator, args) in fields {
+        let Some(args) = args.as_object() else { return Err(format!("{operator} needs an object")) };
+        for (key, value) in args {
+            match operator.as_str() {
+                "$set" => out[key.as_str()] = value.clone(),
+                "$unset" => {
+                    if let Some(o) = out.as_object_mut() {
+                        o.remove(key);
+                    }
+                }
+                other => return Err(format!("Unknown modifier: {other} (the lab's mongod stand-in knows $set and $unset)")),
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The real mongod refuses a key file that group or others can read, or that is not

@@ -1,8 +1,15 @@
 //! Rocket.Chat stand-in. See tests/lab/README.md for the contract.
 use crate::http::{self, Request, Response};
 use crate::util;
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How long after registering its settings an instance configures its metrics server. The real
+/// server does it in `Meteor.startup`, after every setting is registered, while its settings
+/// cache follows the database: another instance's write that lands in this window is what it
+/// sees (collectMetrics.ts, SettingsRegistry.ts; tests/lab/README.md).
+const SETTINGS_SETTLE: Duration = Duration::from_secs(2);
 
 pub fn main(_args: Vec<String>) -> i32 {
     let version = match util::baked("version") {
@@ -34,8 +41,13 @@ pub fn main(_args: Vec<String>) -> i32 {
         env("STANDIN_BOOT_SECONDS").and_then(|s| s.parse::<f64>().ok()).unwrap_or(3.0).max(0.0),
     );
     let root_url = env("ROOT_URL").unwrap_or_else(|| format!("http://localhost:{port}"));
-    let metrics_on = env("OVERWRITE_SETTING_Prometheus_Enabled").map(|v| v == "true").unwrap_or(false);
-    let metrics_port: u16 = env("OVERWRITE_SETTING_Prometheus_Port").and_then(|p| p.parse().ok()).unwrap_or(9458);
+    // Process-local, read before the setting (collectMetrics.ts: `process.env.PROMETHEUS_PORT ||
+    // settings.get('Prometheus_Port')`).
+    let process_metrics_port: Option<u16> = env("PROMETHEUS_PORT").and_then(|p| p.parse().ok());
+    let overwrites: Vec<(String, Value)> = std::env::vars()
+        .filter(|(_, v)| !v.is_empty())
+        .filter_map(|(k, v)| k.strip_prefix("OVERWRITE_SETTING_").map(|id| (id.to_string(), setting_value(&v))))
+        .collect();
 
     let listeners = match http::bind(&[format!("{bind_ip}:{port}")]) {
         Ok(l) => l,
@@ -64,31 +76,6 @@ pub fn main(_args: Vec<String>) -> i32 {
         util::log(&l);
     }
 
-    if metrics_on {
-        let v = version.clone();
-        let site = root_url.clone();
-        match http::bind(&[format!("{bind_ip}:{metrics_port}")]) {
-            Ok(ls) => {
-                util::log(&format!("Prometheus metrics on {bind_ip}:{metrics_port}/metrics"));
-                let h: Arc<http::Handler> = Arc::new(move |r: &Request| match r.path.as_str() {
-                    "/metrics" => Response::text(
-                        200,
-                        format!(
-                            "# HELP rocketchat_info Rocket.Chat info\n# TYPE rocketchat_info gauge\nrocketchat_info{{version=\"{v}\",unique_id=\"lab-standin\",site_url=\"{site}\"}} 1\n# HELP rocketchat_version Rocket.Chat version\n# TYPE rocketchat_version gauge\nrocketchat_version{{version=\"{v}\"}} 1\n"
-                        ),
-                    ),
-                    "/" => Response::text(200, "<html><body><a href=\"/metrics\">metrics</a></body></html>"),
-                    _ => Response::text(404, "not found"),
-                });
-                std::thread::spawn(move || http::serve(ls, h, false));
-            }
-            Err(e) => {
-                eprintln!("Error: cannot listen on {bind_ip}:{metrics_port} for metrics: {e}");
-                return 1;
-            }
-        }
-    }
-
     let mongo_auth = util::url_credentials(&mongo_url).map(|(user, pwd)| {
         let source = mongo_url
             .split_once('?')
@@ -97,6 +84,11 @@ pub fn main(_args: Vec<String>) -> i32 {
         serde_json::json!({"user": user, "pwd": pwd, "db": util::percent_decode(source)})
     });
     let nats_auth = transporter.as_deref().and_then(util::url_credentials);
+    if let Some(addr) = mongo.clone() {
+        let settings = Settings { addr, auth: mongo_auth.clone(), db: url_database(&mongo_url) };
+        let metrics = Metrics { bind_ip: bind_ip.clone(), process_port: process_metrics_port, version: version.clone(), site: root_url.clone() };
+        std::thread::spawn(move || metrics.start(&settings, &overwrites));
+    }
     let ready = move || -> (bool, &'static str) {
         let booted = started.elapsed() >= boot;
         let mongo_ok = mongo.as_deref().map(|m| mongo_accepts(m, mongo_auth.as_ref())).unwrap_or(false);
@@ -126,22 +118,158 @@ pub fn main(_args: Vec<String>) -> i32 {
 /// (`listCollections`) with MONGO_URL's credentials, as the real server's first query would.
 /// A mongod stand-in older than authentication (CommandNotFound) counts as accepting.
 fn mongo_accepts(addr: &str, auth: Option<&serde_json::Value>) -> bool {
+    mongo_command(addr, auth, json!({"listCollections": 1, "$db": "rocketchat"}))
+        .map(|reply| reply["ok"] == json!(1) || reply["code"] == json!(59))
+        .unwrap_or(false)
+}
+
+/// One command to the stand-in mongod (its one-line JSON protocol, with MONGO_URL's
+/// credentials): the reply, or `None` when nothing answered.
+fn mongo_command(addr: &str, auth: Option<&Value>, command: Value) -> Option<Value> {
     use std::io::{BufRead, BufReader, Write};
-    let attempt = || -> Option<bool> {
-        let sock = addr.to_socket_addrs_first()?;
-        let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(800)).ok()?;
-        s.set_read_timeout(Some(Duration::from_millis(2000))).ok()?;
-        let mut request = serde_json::json!({"cmd": {"listCollections": 1, "$db": "rocketchat"}});
-        if let Some(auth) = auth {
-            request["auth"] = auth.clone();
+    let sock = addr.to_socket_addrs_first()?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(800)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(2000))).ok()?;
+    let mut request = json!({"cmd": command});
+    if let Some(auth) = auth {
+        request["auth"] = auth.clone();
+    }
+    s.write_all(format!("{request}\n").as_bytes()).ok()?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).ok()?;
+    serde_json::from_str(&line).ok()
+}
+
+/// The database MONGO_URL names (its path), `test` when none, as the driver defaults.
+fn url_database(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let path = rest.split_once('/').map(|(_, p)| p).unwrap_or("");
+    let db = path.split('?').next().unwrap_or("");
+    if db.is_empty() { "test".into() } else { util::percent_decode(db) }
+}
+
+/// An OVERWRITE_SETTING_ value as the setting's type would take it: booleans and integers
+/// are stored as such, everything else as a string.
+fn setting_value(text: &str) -> Value {
+    match text {
+        "true" => json!(true),
+        "false" => json!(false),
+        _ => text.parse::<i64>().map(|n| json!(n)).unwrap_or_else(|_| json!(text)),
+    }
+}
+
+/// The workspace's settings: the `rocketchat_settings` collection of MONGO_URL's database,
+/// shared by every instance, as in the real server.
+struct Settings {
+    addr: String,
+    auth: Option<Value>,
+    db: String,
+}
+
+impl Settings {
+    fn command(&self, command: Value) -> Result<Value, String> {
+        let mut command = command;
+        command["$db"] = json!(self.db);
+        let reply = mongo_command(&self.addr, self.auth.as_ref(), command).ok_or("MongoDB does not answer")?;
+        if reply["ok"] == json!(1) {
+            Ok(reply)
+        } else {
+            Err(reply["errmsg"].as_str().unwrap_or("command failed").to_string())
         }
-        s.write_all(format!("{request}\n").as_bytes()).ok()?;
-        let mut line = String::new();
-        BufReader::new(s).read_line(&mut line).ok()?;
-        let reply: serde_json::Value = serde_json::from_str(&line).ok()?;
-        Some(reply["ok"] == serde_json::json!(1) || reply["code"] == serde_json::json!(59))
-    };
-    attempt().unwrap_or(false)
+    }
+
+    fn get(&self, id: &str) -> Result<Option<Value>, String> {
+        let reply = self.command(json!({"find": "rocketchat_settings", "filter": {"_id": id}}))?;
+        Ok(reply["cursor"]["firstBatch"].get(0).map(|doc| doc["value"].clone()))
+    }
+
+    fn save(&self, id: &str, value: &Value) -> Result<(), String> {
+        self.command(json!({"update": "rocketchat_settings", "updates": [{"q": {"_id": id}, "u": {"$set": {"value": value}}, "upsert": true}]}))
+            .map(|_| ())
+    }
+
+    /// What SettingsRegistry.add() does for each setting at start: an overwritten value is
+    /// saved to the database when it differs from the stored one; a setting stored nowhere is
+    /// inserted with its default; a stored one is otherwise left as it is.
+    fn register(&self, defaults: &[(&str, Value)], overwrites: &[(String, Value)]) -> Result<(), String> {
+        for (id, value) in overwrites {
+            if self.get(id)?.as_ref() != Some(value) {
+                self.save(id, value)?;
+            }
+        }
+        for (id, default) in defaults {
+            if !overwrites.iter().any(|(o, _)| o == id) && self.get(id)?.is_none() {
+                self.save(id, default)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The metrics server: configured once, after the settings are registered, and never moved.
+struct Metrics {
+    bind_ip: String,
+    process_port: Option<u16>,
+    version: String,
+    site: String,
+}
+
+impl Metrics {
+    fn start(self, settings: &Settings, overwrites: &[(String, Value)]) {
+        let defaults = [("Prometheus_Enabled", json!(false)), ("Prometheus_Port", json!(9458))];
+        // The real server does not get this far without MongoDB either. Each new reason to
+        // wait is logged once.
+        let mut said = String::new();
+        let mut wait = |e: String| {
+            if e != said {
+                util::log(&format!("settings: waiting for MongoDB ({e})"));
+                said = e;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        while let Err(e) = settings.register(&defaults, overwrites) {
+            wait(e);
+        }
+        std::thread::sleep(SETTINGS_SETTLE);
+        let (enabled, stored_port) = loop {
+            match (settings.get("Prometheus_Enabled"), settings.get("Prometheus_Port")) {
+                (Ok(enabled), Ok(port)) => break (enabled, port),
+                (Err(e), _) | (_, Err(e)) => wait(e),
+            }
+        };
+        if enabled != Some(json!(true)) {
+            util::log("Prometheus metrics disabled (setting Prometheus_Enabled)");
+            return;
+        }
+        let (port, from) = match (self.process_port, stored_port.as_ref().and_then(Value::as_u64)) {
+            (Some(port), _) => (port, "PROMETHEUS_PORT".to_string()),
+            (None, Some(port)) => (port as u16, format!("setting Prometheus_Port, stored {port}")),
+            (None, None) => (9458, "default".to_string()),
+        };
+        let bind_ip = self.bind_ip.clone();
+        let listeners = match http::bind(&[format!("{bind_ip}:{port}")]) {
+            Ok(listeners) => listeners,
+            Err(e) => {
+                // Node's listen error, left unhandled by collectMetrics.ts: no metrics from
+                // this instance; the rest of the server runs on.
+                util::log(&format!("Error: listen EADDRINUSE: address already in use {bind_ip}:{port} ({e}; port from {from})"));
+                return;
+            }
+        };
+        util::log(&format!("Prometheus metrics on {bind_ip}:{port}/metrics (port from {from})"));
+        let (v, site) = (self.version, self.site);
+        let handler: Arc<http::Handler> = Arc::new(move |r: &Request| match r.path.as_str() {
+            "/metrics" => Response::text(
+                200,
+                format!(
+                    "# HELP rocketchat_info Rocket.Chat info\n# TYPE rocketchat_info gauge\nrocketchat_info{{version=\"{v}\",unique_id=\"lab-standin\",site_url=\"{site}\"}} 1\n# HELP rocketchat_version Rocket.Chat version\n# TYPE rocketchat_version gauge\nrocketchat_version{{version=\"{v}\"}} 1\n"
+                ),
+            ),
+            "/" => Response::text(200, "<html><body><a href=\"/metrics\">metrics</a></body></html>"),
+            _ => Response::text(404, "not found"),
+        });
+        http::serve(listeners, handler, false);
+    }
 }
 
 /// Whether nats-server at `addr` accepts a client: after its `INFO` line, a verbose `CONNECT`
