@@ -4,6 +4,7 @@ pub mod add_instance;
 pub mod advice;
 pub mod audit;
 pub mod converge;
+pub mod grafana;
 pub mod lock;
 pub mod logs;
 pub mod plan;

@@ -108,6 +108,16 @@ impl HttpTunnel {
     }
 
     pub async fn get(&self, path: &str) -> Result<HttpResponse> {
+        self.send(path, self.client.get(self.url(path))).await
+    }
+
+    /// GET with HTTP basic authentication: the password travels only in the request's
+    /// `Authorization` header, never in the URL (which error messages quote).
+    pub async fn get_basic_auth(&self, path: &str, user: &str, password: &str) -> Result<HttpResponse> {
+        self.send(path, self.client.get(self.url(path)).basic_auth(user, Some(password))).await
+    }
+
+    async fn send(&self, path: &str, request: reqwest::RequestBuilder) -> Result<HttpResponse> {
         let fail = |what: String| {
             let cause = self.tunnel.last_error().map(|e| format!(" ({e})")).unwrap_or_default();
             crate::error::Error::failed(format!(
@@ -115,7 +125,7 @@ impl HttpTunnel {
                 self.host, self.target
             ))
         };
-        let response = self.client.get(self.url(path)).send().await.map_err(|e| fail(e.to_string()))?;
+        let response = request.send().await.map_err(|e| fail(e.to_string()))?;
         let status = response.status().as_u16();
         let body = response.text().await.map_err(|e| fail(e.to_string()))?;
         Ok(HttpResponse { status, body })

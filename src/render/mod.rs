@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host};
 
-pub use monitoring::{prometheus_targets, PROMETHEUS_TARGETS_PATH};
+pub use monitoring::{grafana_root_url, prometheus_targets, PROMETHEUS_TARGETS_PATH};
 pub use secrets::{credential, Generated, Redacted, SecretSource};
 pub use traefik::{traefik_dynamic, TRAEFIK_DYNAMIC_PATH};
 pub use units::{

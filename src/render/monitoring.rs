@@ -84,7 +84,7 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
             "grafana": {
                 "address": address,
                 "port": monitoring.grafana_port.to_string(),
-                "root_url": format!("{}/grafana/", fleet.workspace.root_url.trim_end_matches('/')),
+                "root_url": grafana_root_url(fleet),
                 // Dashboards are re-read by Grafana itself; provisioning needs a restart.
                 "digest": digest(&[&datasource, &dashboards]),
             },
@@ -103,8 +103,16 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
     Ok(files)
 }
 
+/// Grafana's public URL (`GF_SERVER_ROOT_URL`): the workspace's root URL plus `/grafana/`, the
+/// path Traefik routes to it. Grafana serves from that sub-path (`GF_SERVER_SERVE_FROM_SUB_PATH`).
+pub fn grafana_root_url(fleet: &Fleet) -> String {
+    format!("{}/grafana/", fleet.workspace.root_url.trim_end_matches('/'))
+}
+
 /// Grafana's image reads `GF_*__FILE` with the shell's `$(< file)`, which drops trailing line
-/// breaks and NUL bytes: refuse what would not arrive unchanged.
+/// breaks and NUL bytes, and `grafana cli admin reset-admin-password --password-from-stdin`
+/// (with which rcfleet applies a changed password) reads one line: refuse what would not
+/// arrive unchanged.
 fn check_grafana_password(value: &str, source: Option<&crate::fleet::SecretRef>) -> Result<()> {
     let problem = if value.is_empty() {
         Some("is empty")
@@ -112,6 +120,8 @@ fn check_grafana_password(value: &str, source: Option<&crate::fleet::SecretRef>)
         Some("contains a NUL byte")
     } else if value.ends_with(['\n', '\r']) {
         Some("ends with a line break")
+    } else if value.contains(['\n', '\r']) {
+        Some("contains a line break")
     } else {
         None
     };
