@@ -89,6 +89,9 @@ fn rolling_upgrade_under_load_then_a_broken_release_is_rolled_back() {
     assert_eq!(failed, 0, "{failed} of {} requests failed during the upgrade: {errors:?}", ok + failed);
     assert!(ok > 100, "the load generator hardly ran ({ok} requests)");
     assert_eq!(versions(&lab), vec!["8.1.0"; 6]);
+    // Made by the lab's Compose (`tests/run` runs this on a v2 and a v1 lab): the run tested that one.
+    let compose = lab.var("LAB_COMPOSE_VERSION").to_string();
+    assert_eq!(lab.compose_versions(), [compose].into(), "containers made by another Compose than the lab's");
     let config = std::fs::read_to_string(inventory).unwrap();
     assert!(config.contains("release = \"8.1.0\""), "inventory not rewritten");
     let report = json(&upgrade);

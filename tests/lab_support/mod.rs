@@ -140,6 +140,20 @@ impl Lab {
         all
     }
 
+    /// The `com.docker.compose.version` labels of rcfleet's containers on every host: the
+    /// version of the Compose that created them (v1 writes 1.x, v2 2.x).
+    pub fn compose_versions(&self) -> std::collections::BTreeSet<String> {
+        let mut all = std::collections::BTreeSet::new();
+        for host in self.hosts() {
+            let out = self.run(
+                &host,
+                "docker ps -a --filter label=io.rcfleet.fleet --format '{{.Label \"com.docker.compose.version\"}}'",
+            );
+            all.extend(out.lines().map(str::to_string));
+        }
+        all
+    }
+
     /// `path -> modification time` of every file rcfleet keeps on every host.
     pub fn deployed_files(&self) -> BTreeMap<String, String> {
         let mut all = BTreeMap::new();

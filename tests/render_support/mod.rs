@@ -107,22 +107,69 @@ pub fn known_secrets() -> Values {
         .with("BIG_NATS_PASSWORD", "BigNatsPw7777")
 }
 
-/// The docker-compose (Compose v1) program; the tests fail, not skip, without it.
-pub fn docker_compose() -> &'static str {
-    let found = std::process::Command::new("docker-compose").arg("version").output();
-    match found {
-        Ok(output) if output.status.success() => "docker-compose",
-        _ => panic!(
-            "docker-compose (Compose v1) is required to validate rendered compose files and was not found; \
-             install it: apt-get install -y docker-compose"
-        ),
+/// A Compose that reads rendered files: `name` for messages, `argv` the program and its first
+/// arguments.
+pub struct ComposeProgram {
+    pub name: &'static str,
+    argv: Vec<String>,
+}
+
+impl ComposeProgram {
+    pub fn command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.argv[0]);
+        command.args(&self.argv[1..]);
+        command
     }
+
+    fn works(&self) -> bool {
+        self.command().arg("version").output().is_ok_and(|o| o.status.success())
+    }
+}
+
+/// Compose v1 (`docker-compose`), the strictest reader rcfleet supports; the tests fail, not
+/// skip, without it.
+pub fn docker_compose() -> ComposeProgram {
+    let v1 = ComposeProgram { name: "docker-compose (v1)", argv: vec!["docker-compose".into()] };
+    assert!(
+        v1.works(),
+        "docker-compose (Compose v1) is required to validate rendered compose files and was not found; \
+         install it: apt-get install -y docker-compose"
+    );
+    v1
+}
+
+/// Compose v2 when this machine has it: the binary named by `RCFLEET_COMPOSE_V2` (tests/run
+/// points it at the lab's copy of the plugin; it must then work), else the `docker compose`
+/// plugin if it answers. `None` (with a note) otherwise.
+pub fn docker_compose_v2() -> Option<ComposeProgram> {
+    if let Some(path) = std::env::var_os("RCFLEET_COMPOSE_V2").filter(|p| !p.is_empty()) {
+        let v2 = ComposeProgram { name: "docker compose (v2)", argv: vec![path.to_string_lossy().into_owned()] };
+        assert!(v2.works(), "RCFLEET_COMPOSE_V2={} does not run `version`", path.to_string_lossy());
+        return Some(v2);
+    }
+    let plugin = ComposeProgram { name: "docker compose (v2)", argv: vec!["docker".into(), "compose".into()] };
+    if plugin.works() {
+        return Some(plugin);
+    }
+    eprintln!("Compose v2 not checked: no `docker compose` plugin here and RCFLEET_COMPOSE_V2 is not set");
+    None
+}
+
+/// Every Compose there is to check with: v1, and v2 when present.
+pub fn compose_programs() -> Vec<ComposeProgram> {
+    std::iter::once(docker_compose()).chain(docker_compose_v2()).collect()
 }
 
 /// `docker-compose config` of `dir/compose.yml`, parsed. `RCFLEET_PROBE=EXPANDED` is in its
 /// environment, so a value Compose expanded shows `EXPANDED`.
 pub fn compose_config(dir: &Path) -> yaml_serde::Value {
-    let output = std::process::Command::new(docker_compose())
+    compose_config_with(&docker_compose(), dir)
+}
+
+/// [`compose_config`] as read by the given Compose.
+pub fn compose_config_with(compose: &ComposeProgram, dir: &Path) -> yaml_serde::Value {
+    let output = compose
+        .command()
         .args(["-f", "compose.yml", "config"])
         .current_dir(dir)
         .env_remove("COMPOSE_PROJECT_NAME")
@@ -131,7 +178,8 @@ pub fn compose_config(dir: &Path) -> yaml_serde::Value {
         .unwrap();
     assert!(
         output.status.success(),
-        "docker-compose config failed in {}:\n{}",
+        "{} config failed in {}:\n{}",
+        compose.name,
         dir.display(),
         String::from_utf8_lossy(&output.stderr)
     );
