@@ -207,6 +207,9 @@ pub struct Images {
     pub prometheus: Image,
     pub grafana: Image,
     pub traefik: Image,
+    /// Runs `mongodump` for the upgrade's backup: the MongoDB server image is not documented
+    /// to contain the Database Tools, a separate package.
+    pub mongodb_tools: Image,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -79,7 +79,7 @@ const KEYS: &[&str] = &[
     "workspace", "name", "root_url", "release", "license", "deploy_dir", "ssh", "user", "port",
     "identity_file", "known_hosts", "accept_new_host_keys", "connect_timeout_seconds", "jump",
     "hosts", "address", "private_address", "roles", "instances", "metrics_port", "retired",
-    "images", "rocketchat", "mongodb", "nats", "prometheus", "grafana", "traefik", "repository",
+    "images", "rocketchat", "mongodb", "nats", "prometheus", "grafana", "traefik", "mongodb_tools", "repository",
     "tag", "domain", "http_port", "https_port", "api_port", "tls", "mode", "email", "cert", "key",
     "version", "replica_set", "database", "monitor_port", "monitoring", "prometheus_port",
     "grafana_port", "retention", "grafana_admin_password", "upgrade", "batch_size",

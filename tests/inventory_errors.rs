@@ -117,6 +117,7 @@ fn corpus() -> Vec<Case> {
         case("reserved environment variable", appended("\n[rocketchat.env]\nPORT = \"4000\"\n"), 26, "rocketchat.env.PORT", "rcfleet sets this variable itself"),
         case("line break in an environment value", appended("\n[rocketchat.env]\nMAIL_URL = \"smtp://x\\nINJECTED=1\"\n"), 26, "rocketchat.env.MAIL_URL", "line breaks"),
         case("invalid image repository", appended("\n[images]\nnats = { repository = \"Bad Repo\" }\n"), 26, "images.nats.repository", "not an image repository"),
+        case("invalid Database Tools image tag", appended("\n[images]\nmongodb_tools = { repository = \"docker.io/mongo\", tag = \"8.2 latest\" }\n"), 26, "images.mongodb_tools.tag", "not an image tag"),
         case("tag on the Rocket.Chat image", appended("\n[images]\nrocketchat = { repository = \"mirror.example.com/rc\", tag = \"8.0.0\" }\n"), 26, "images.rocketchat.tag", "unknown key"),
         case("invalid retention", appended("\n[monitoring]\nretention = \"forever\"\n"), 26, "monitoring.retention", "not a duration"),
         case("jump through an unknown host", appended("\n[ssh]\njump = \"bastion\"\n"), 26, "ssh.jump", "neither a host of this inventory"),

@@ -236,8 +236,13 @@ fn security_defaults_hold_and_no_secret_appears_in_any_output() {
     assert!(!wrong.status.success() && text(&wrong).contains("Authentication failed"), "{}", text(&wrong));
     let right = probe(&format!("mongodb://rocketchat:S3CRET-mongo%3Aapp%404711@{db}:27017/?authSource=admin"));
     assert!(right.status.success(), "{}", text(&right));
-    let dump = lab.sh("db", &format!("docker exec {mongodb} mongodump --quiet --uri=mongodb://{db}:27017/rocketchat --archive=/tmp/x"));
-    assert!(!dump.status.success(), "mongodump without credentials must fail");
+    // From the Database Tools image, as rcfleet's backup runs it (the server image has none).
+    let tools = format!("{}/mongo:{}", lab.var("LAB_REGISTRY"), lab.var("LAB_TAG_MONGODB_TOOLS"));
+    let dump = lab.sh(
+        "db",
+        &format!("docker run --rm --network host --entrypoint mongodump {tools} --quiet --uri=mongodb://{db}:27017/rocketchat --archive=/tmp/x"),
+    );
+    assert!(!dump.status.success() && text(&dump).contains("requires authentication"), "mongodump without credentials must fail: {}", text(&dump));
 
     // NATS refuses clients without TRANSPORTER's password.
     assert!(nats_connect(&lab, None).starts_with("-ERR"), "NATS accepts anonymous clients");

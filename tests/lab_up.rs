@@ -146,6 +146,7 @@ fn push_images_deploys_hosts_that_cannot_reach_the_registry() {
         format!("prom/prometheus:{}", lab.var("LAB_TAG_PROMETHEUS")),
         format!("grafana/grafana:{}", lab.var("LAB_TAG_GRAFANA")),
         format!("mongodb/mongodb-community-server:{}", lab.var("LAB_TAG_MONGODB")),
+        format!("mongo:{}", lab.var("LAB_TAG_MONGODB_TOOLS")),
     ];
     for image in images {
         lab.run("db", &format!("docker pull -q {registry}/{image}"));

@@ -392,7 +392,7 @@ fn images(top: &Section, release: &Release, mongodb_version: &str, problems: &mu
     let mongodb_tag = format!("{}-ubi8", if mongodb_version.is_empty() { DEFAULT_MONGODB_VERSION } else { mongodb_version });
     let section = top.table("images", false, problems);
     if let Some(section) = &section {
-        section.reject_unknown_keys(&["rocketchat", "mongodb", "nats", "prometheus", "grafana", "traefik"], problems);
+        section.reject_unknown_keys(&["rocketchat", "mongodb", "nats", "prometheus", "grafana", "traefik", "mongodb_tools"], problems);
     }
     let image = |key: &str, repository: &str, tag: Option<&str>, problems: &mut Problems| -> Image {
         let mut image = Image { repository: repository.into(), tag: tag.unwrap_or_default().into() };
@@ -417,6 +417,11 @@ fn images(top: &Section, release: &Release, mongodb_version: &str, problems: &mu
         prometheus: image("prometheus", "docker.io/prom/prometheus", Some("v3.4.2"), problems),
         grafana: image("grafana", "docker.io/grafana/grafana", Some("12.0.2"), problems),
         traefik: image("traefik", "docker.io/traefik", Some("v3.4"), problems),
+        // The Docker Official Image `mongo` installs mongodb-org-tools, which brings the
+        // Database Tools (mongodump): docker-library/mongo 8.2/Dockerfile. The tools are
+        // versioned apart from the server (100.x); mongodump 100.20 supports servers 4.2 to 9.0
+        // (MongoDB docs, "mongodump Compatibility and Installation").
+        mongodb_tools: image("mongodb_tools", "docker.io/mongo", Some("8.2"), problems),
     }
 }
 

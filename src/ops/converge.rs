@@ -24,7 +24,8 @@ fn images_for(fleet: &Fleet, host: &Host) -> Vec<String> {
     let mut images = BTreeSet::new();
     for unit in render::host_units(fleet, host) {
         let unit_images = match unit.kind {
-            UnitKind::Database => vec![&fleet.images.mongodb, &fleet.images.nats],
+            // The Database Tools image too, so an upgrade's backup never waits for a pull.
+            UnitKind::Database => vec![&fleet.images.mongodb, &fleet.images.nats, &fleet.images.mongodb_tools],
             UnitKind::Monitoring => vec![&fleet.images.prometheus, &fleet.images.grafana],
             UnitKind::Traefik => vec![&fleet.images.traefik],
             UnitKind::Instance => vec![&fleet.images.rocketchat],

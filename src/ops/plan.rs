@@ -69,7 +69,7 @@ fn tls_name(tls: &Tls) -> &'static str {
 }
 
 impl Plan {
-    fn images(&self) -> [(&'static str, String); 6] {
+    fn images(&self) -> [(&'static str, String); 7] {
         let images = &self.fleet.images;
         [
             ("rocketchat", images.rocketchat.to_string()),
@@ -78,6 +78,7 @@ impl Plan {
             ("prometheus", images.prometheus.to_string()),
             ("grafana", images.grafana.to_string()),
             ("traefik", images.traefik.to_string()),
+            ("mongodb_tools", images.mongodb_tools.to_string()),
         ]
     }
 
