@@ -96,11 +96,20 @@ pub fn main(_args: Vec<String>) -> i32 {
         let ok = booted && mongo_ok && nats_ok && !broken;
         (ok, if ok { r#"{"status":"ok"}"# } else { r#"{"status":"unavailable"}"# })
     };
+    // Load the real /readyz and /livez (7.11+) refuse on: one heap or event-loop sample over
+    // its threshold answers 503 (apps/meteor/server/routes/health.ts). With
+    // STANDIN_READYZ_PRESSURE_EVERY=N, every Nth call of a ready instance is such a sample.
+    let pressure_every: u64 = env("STANDIN_READYZ_PRESSURE_EVERY").and_then(|n| n.parse().ok()).unwrap_or(0);
+    let probes = std::sync::atomic::AtomicU64::new(0);
     let v = version.clone();
     let handler: Arc<http::Handler> = Arc::new(move |r: &Request| match r.path.as_str() {
         "/health" => Response::json(200, r#"{"status":"ok"}"#),
         "/livez" | "/readyz" => {
             let (ok, body) = ready();
+            let call = probes.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if ok && pressure_every > 0 && call % pressure_every == 0 {
+                return Response::json(503, r#"{"status":"error","reason":"heap usage above 85%"}"#);
+            }
             Response::json(if ok { 200 } else { 503 }, body)
         }
         "/api/info" => Response::json(200, serde_json::json!({"version": major_minor, "success": true}).to_string()),
