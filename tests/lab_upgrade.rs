@@ -171,4 +171,16 @@ fn specs_and_guards_on_a_7x_fleet() {
     assert_eq!(lab.containers(), before);
     assert_eq!(lab.deployed_files(), files);
     assert!(std::fs::read_to_string(inventory).unwrap().contains("release = \"7.10.0\""));
+
+    // 8.x does not run on the MongoDB 7.0 this fleet runs (the guard asks the server itself);
+    // --allow-unsupported-mongodb goes ahead, loudly.
+    let next = rcfleet(&["upgrade", "-i", inventory, "--release", "8.0.0", "--dry-run"]);
+    let said = text(&next);
+    assert_eq!(next.status.code(), Some(1), "{said}");
+    assert!(said.contains("MongoDB 7.0 is not supported by Rocket.Chat 8.x (it runs on 8.0, 8.2)"), "{said}");
+    let allowed = rcfleet(&["upgrade", "-i", inventory, "--release", "8.0.0", "--dry-run", "--allow-unsupported-mongodb"]);
+    let said = text(&allowed);
+    assert!(allowed.status.success(), "{said}");
+    assert!(said.contains("WARNING") && said.contains("--allow-unsupported-mongodb"), "{said}");
+    assert_eq!(lab.containers(), before);
 }
