@@ -180,7 +180,10 @@ fn security_defaults_hold_and_no_secret_appears_in_any_output() {
     // Before any host: plan, and bad input naming sources, never values.
     t.expect(0, &["plan"], &[]);
     t.expect(0, &["plan", "--json"], &[]);
-    let said = t.expect(2, &["plan"], &[("RCFLEET_SEC_GRAFANA", "")]);
+    // plan reads no secret: it names the one it could not read and goes on.
+    let said = t.expect(0, &["plan"], &[("RCFLEET_SEC_GRAFANA", "")]);
+    assert!(said.contains("RCFLEET_SEC_GRAFANA (not available here"), "{said}");
+    let said = t.expect(2, &["up"], &[("RCFLEET_SEC_GRAFANA", "")]);
     assert!(said.contains("RCFLEET_SEC_GRAFANA"), "{said}");
     let said = t.expect(2, &["up"], &[("RCFLEET_SEC_MAIL", DOLLAR)]);
     assert!(said.contains("RCFLEET_SEC_MAIL") && said.contains("'$'"), "{said}");
