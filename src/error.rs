@@ -39,20 +39,22 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The lines `main` prints, each after `error: `: one per problem of bad input, one message
+    /// (which may go on over several lines) for a failure.
+    pub fn messages(&self) -> &[String] {
+        match self {
+            Error::BadInput(problems) => problems,
+            Error::Failed(message) => std::slice::from_ref(message),
+        }
+    }
+}
+
+/// The text without any `error: ` label, so that an error can be embedded in another message;
+/// `main` alone labels what reaches the terminal.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::BadInput(problems) => {
-                for (i, problem) in problems.iter().enumerate() {
-                    if i > 0 {
-                        writeln!(f)?;
-                    }
-                    write!(f, "error: {problem}")?;
-                }
-                Ok(())
-            }
-            Error::Failed(message) => write!(f, "error: {message}"),
-        }
+        f.write_str(&self.messages().join("\n"))
     }
 }
 

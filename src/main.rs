@@ -7,7 +7,9 @@ fn main() {
     let code = match rcfleet::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("{err}");
+            for message in err.messages() {
+                eprintln!("error: {message}");
+            }
             err.exit_code()
         }
     };

@@ -286,7 +286,7 @@ fn an_unknown_host_is_refused_unless_new_keys_are_accepted() {
 
     let message = Connection::open(&host, &scratch.options()).err().expect("refused").to_string();
     assert!(message.contains("is not in") && message.contains("--accept-new-host-keys"), "{message}");
-    assert!(message.starts_with("error: app1:"), "{message}");
+    assert!(message.starts_with("app1:"), "{message}");
     assert_eq!(fs::read_to_string(scratch.path("known_hosts")).unwrap(), kept, "refusal changed known_hosts");
 
     let accepting = ConnectOptions { accept_new_host_keys: true, ..scratch.options() };

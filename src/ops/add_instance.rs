@@ -16,7 +16,7 @@ use super::audit;
 use super::converge::{confirm_prometheus, confirm_traefik, converge_unit, pull_missing_images, send_files, wait_ready};
 use super::lock;
 use super::preflight;
-use super::remote::{strip, Remote, CONCURRENCY};
+use super::remote::{Remote, CONCURRENCY};
 use super::report::Reporter;
 use super::secrets;
 use crate::error::{Error, Result};
@@ -132,7 +132,7 @@ pub fn add_instance(inventory_path: &Path, options: &AddOptions) -> Result<Insta
         Error::failed(format!(
             "{}\nTraefik and Prometheus were not changed and the inventory was not written; the instances that \
              started are not in service. Fix the cause and run the same command again.",
-            strip(&err)
+            err
         ))
     })?;
     for (host, done) in started {

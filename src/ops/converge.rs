@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::probe;
-use super::remote::{strip, Remote};
+use super::remote::{Remote};
 use super::report::Reporter;
 use super::wait::{self, Poll};
 use crate::error::{Error, Result};
@@ -169,7 +169,7 @@ pub fn wait_ready(fleet: &Fleet, remote: &Remote, conn: &Connection, instance: &
                 ),
                 None => "its container does not exist".to_string(),
             };
-            Err(Error::failed(format!("{}: {}\n  {logs}", instance.host, strip(&err))))
+            Err(Error::failed(format!("{}: {}\n  {logs}", instance.host, err)))
         }
     }
 }
@@ -208,7 +208,7 @@ pub fn confirm_traefik_listing(
     .map_err(|err| {
         Error::failed(format!(
             "{host}: Traefik did not take the new configuration: {}; check `docker logs` of its container on {host}",
-            strip(&err)
+            err
         ))
     })?;
     let up_count = servers.values().filter(|s| *s == "UP").count();
@@ -246,7 +246,7 @@ pub fn confirm_prometheus_listing(
             Err(seen) => Err(seen),
         })
     })
-    .map_err(|err| Error::failed(format!("{}: Prometheus does not scrape every instance: {}", host.name, strip(&err))))?;
+    .map_err(|err| Error::failed(format!("{}: Prometheus does not scrape every instance: {}", host.name, err)))?;
     let up_count = targets.values().filter(|h| *h == "up").count();
     report.step("prometheus", &host.name, format!("{up_count}/{} instance targets up", listed.len()));
     Ok(targets)

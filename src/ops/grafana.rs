@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::probe;
-use super::remote::{strip, Remote};
+use super::remote::{Remote};
 use super::report::Reporter;
 use super::wait::{self, Poll};
 use crate::error::{Error, Result};
@@ -57,10 +57,10 @@ fn password_accepted(fleet: &Fleet, remote: &Remote, conn: &Connection, password
             Ok(response) if response.status == 200 => Ok(true),
             Ok(response) if response.status == 401 => Ok(false),
             Ok(response) => Poll::Err(format!("{path} answered {}", response.status)),
-            Err(err) => Poll::Err(strip(&err)),
+            Err(err) => Poll::Err(err.to_string()),
         })
     })
-    .map_err(|err| Error::failed(format!("{}: checking Grafana's admin password: {}", conn.name(), strip(&err))))
+    .map_err(|err| Error::failed(format!("{}: checking Grafana's admin password: {}", conn.name(), err)))
 }
 
 /// `grafana cli admin reset-admin-password --password-from-stdin` in the running Grafana

@@ -114,7 +114,7 @@ impl Drop for DeployLock<'_> {
             eprintln!(
                 "warning: could not release the deploy lock on {} ({}); remove it with `rcfleet lock release`",
                 self.conn.name(),
-                super::remote::strip(&err)
+                err
             );
         }
     }

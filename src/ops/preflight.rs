@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use super::probe;
-use super::remote::{strip, Remote, CONCURRENCY};
+use super::remote::{Remote, CONCURRENCY};
 use super::report::Reporter;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host};
@@ -45,7 +45,7 @@ pub fn run(fleet: &Fleet, remote: &Remote, report: &Reporter) -> Result<Vec<(Str
                 facts.push((name, host_facts));
             }
             Ok(Err(host_problems)) => problems.extend(host_problems.into_iter().map(|p| format!("{name}: {p}"))),
-            Err(err) => problems.push(strip(&err)),
+            Err(err) => problems.push(err.to_string()),
         }
     }
     if problems.is_empty() {

@@ -142,7 +142,7 @@ fn readiness(remote: &Remote, fleet: &Fleet, instance: &Instance) -> Result<Read
     let path = readiness_path(fleet);
     let http = match remote.http(conn.name(), &instance.private_address, instance.port) {
         Ok(http) => http,
-        Err(err) => return Ok(Readiness::Silent(super::remote::strip(&err))),
+        Err(err) => return Ok(Readiness::Silent(err.to_string())),
     };
     Ok(match remote.block_on(http.get(path)) {
         Ok(response) if response.status == 200 => Readiness::Ready,
@@ -176,7 +176,7 @@ pub fn last_log_lines(conn: &Connection, container: &str, lines: u32) -> String 
             let text = format!("{}{}", output.stdout_text(), output.stderr_text());
             text.lines().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n")
         }
-        Err(err) => format!("    (logs unavailable: {})", super::remote::strip(&err)),
+        Err(err) => format!("    (logs unavailable: {})", err),
     }
 }
 
@@ -223,7 +223,7 @@ pub fn traefik_servers(remote: &Remote, fleet: &Fleet) -> Result<Poll<BTreeMap<S
     let conn = remote.host(&fleet.traefik_host().name);
     let http = match remote.http(conn.name(), "127.0.0.1", fleet.traefik.api_port) {
         Ok(http) => http,
-        Err(err) => return Ok(Err(super::remote::strip(&err))),
+        Err(err) => return Ok(Err(err.to_string())),
     };
     let response = match remote.block_on(http.get("/api/http/services/rocketchat@file")) {
         Ok(response) => response,
@@ -254,7 +254,7 @@ pub fn prometheus_targets(remote: &Remote, fleet: &Fleet) -> Result<Poll<BTreeMa
     let conn = remote.host(&host.name);
     let http = match remote.http(conn.name(), &host.private_address, fleet.monitoring.prometheus_port) {
         Ok(http) => http,
-        Err(err) => return Ok(Err(super::remote::strip(&err))),
+        Err(err) => return Ok(Err(err.to_string())),
     };
     let answer: Value = match remote.block_on(http.get_json("/api/v1/targets?state=active")) {
         Ok(answer) => answer,
@@ -274,7 +274,7 @@ pub fn prometheus_targets(remote: &Remote, fleet: &Fleet) -> Result<Poll<BTreeMa
 /// Whether an HTTP service on the host answers `path` with 200, asked from the host itself:
 /// `Ok(())`, or what was seen instead. Never an error: a service that does not answer is a fact.
 pub fn http_ok(remote: &Remote, conn: &Connection, address: &str, port: u16, path: &str) -> Poll<()> {
-    let http = remote.http(conn.name(), address, port).map_err(|err| super::remote::strip(&err))?;
+    let http = remote.http(conn.name(), address, port).map_err(|err| err.to_string())?;
     match remote.block_on(http.get(path)) {
         Ok(response) if response.status == 200 => Ok(()),
         Ok(response) => Err(format!("{path} answered {}", response.status)),

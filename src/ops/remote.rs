@@ -27,7 +27,7 @@ impl Remote {
     pub fn connect(hosts: &[&Host], options: &ConnectOptions, report: &Reporter) -> Result<Remote> {
         let results = remote::fan_out(hosts, CONCURRENCY, |h| h.name.clone(), |host| Connection::open(host, options));
         let connections = remote::all_succeeded(results)
-            .map_err(|err| Error::failed(format!("{}\nNothing was changed. Fix the connection problems above and run again.", strip(&err))))?;
+            .map_err(|err| Error::failed(format!("{}\nNothing was changed. Fix the connection problems above and run again.", err)))?;
         let names: Vec<&str> = connections.iter().map(|(name, _)| name.as_str()).collect();
         report.step("connect", "", format!("{} (host keys verified)", names.join(", ")));
         Ok(Remote { connections: connections.into_iter().collect(), runtime: runtime()?, tunnels: Mutex::new(HashMap::new()) })
@@ -50,7 +50,7 @@ impl Remote {
                 Ok(conn) => {
                     connections.insert(name, conn);
                 }
-                Err(err) => unreachable.push((name, strip(&err))),
+                Err(err) => unreachable.push((name, err.to_string())),
             }
         }
         Ok((Remote { connections, runtime: runtime()?, tunnels: Mutex::new(HashMap::new()) }, unreachable))
@@ -93,10 +93,4 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))
-}
-
-/// An error's text without the leading `error: `, for embedding in another message.
-pub fn strip(err: &Error) -> String {
-    let text = err.to_string();
-    text.strip_prefix("error: ").unwrap_or(&text).to_string()
 }

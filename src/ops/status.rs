@@ -16,7 +16,7 @@ use super::converge::long_running;
 use super::probe::{self, Container};
 use super::secrets;
 use super::wait::Poll;
-use super::remote::{strip, Remote, CONCURRENCY};
+use super::remote::{Remote, CONCURRENCY};
 use crate::error::Result;
 use crate::fleet::{Fleet, Host, Role};
 use crate::inventory;
@@ -143,7 +143,7 @@ fn observe(
 ) -> Observed {
     let mut seen = Observed::default();
     let mut fail = |what: &str, err: crate::error::Error| {
-        let text = format!("{what}: {}", strip(&err));
+        let text = format!("{what}: {}", err);
         seen_error(&mut seen.error, text);
     };
     match probe::containers(remote, fleet, conn) {
@@ -172,7 +172,7 @@ fn observe(
         Err(err) => fail("files", err),
     }
     for instance in &host.instances {
-        let ready = probe::instance_ready_steady(remote, fleet, instance).unwrap_or_else(|err| Err(strip(&err)));
+        let ready = probe::instance_ready_steady(remote, fleet, instance).unwrap_or_else(|err| Err(err.to_string()));
         let version = probe::instance_version(remote, instance).unwrap_or(None);
         seen.instances.insert(instance.name.clone(), (ready, version));
     }
@@ -185,7 +185,7 @@ fn observe(
             Some(id) => match probe::mongo_primary(conn, fleet, &id, login) {
                 Ok(Ok(primary)) => Ok(format!("PRIMARY at {primary}")),
                 Ok(Err(seen)) => Err(seen),
-                Err(err) => Err(strip(&err)),
+                Err(err) => Err(err.to_string()),
             },
             None => Err("not running".to_string()),
         };
@@ -198,12 +198,12 @@ fn observe(
         seen.health.insert("prometheus".into(), ready.map(|()| "ok".to_string()));
         let grafana = probe::http_ok(remote, conn, private, fleet.monitoring.grafana_port, "/api/health");
         seen.health.insert("grafana".into(), grafana.map(|()| "ok".to_string()));
-        seen.prometheus_targets = Some(probe::prometheus_targets(remote, fleet).unwrap_or_else(|err| Err(strip(&err))));
+        seen.prometheus_targets = Some(probe::prometheus_targets(remote, fleet).unwrap_or_else(|err| Err(err.to_string())));
     }
     if host.has_role(Role::Traefik) {
         let ping = probe::http_ok(remote, conn, "127.0.0.1", fleet.traefik.api_port, "/ping");
         seen.health.insert("traefik".into(), ping.map(|()| "ok".to_string()));
-        seen.traefik_servers = Some(probe::traefik_servers(remote, fleet).unwrap_or_else(|err| Err(strip(&err))));
+        seen.traefik_servers = Some(probe::traefik_servers(remote, fleet).unwrap_or_else(|err| Err(err.to_string())));
     }
     seen
 }

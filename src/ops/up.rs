@@ -21,7 +21,7 @@ use super::lock;
 use super::preflight;
 use super::push_images;
 use super::probe;
-use super::remote::{strip, Remote, CONCURRENCY};
+use super::remote::{Remote, CONCURRENCY};
 use super::report::Reporter;
 use super::secrets;
 use super::wait::{self, Poll};
@@ -218,7 +218,7 @@ fn prepare_hosts(
     let done = remote::all_succeeded(results).map_err(|err| {
         Error::failed(format!(
             "{}\nNo container was started or changed; hosts listed above may have new images or files. Fix the problem and run `rcfleet up` again.",
-            strip(&err)
+            err
         ))
     })?;
     Ok(done.into_iter().collect())
@@ -240,7 +240,7 @@ fn wait_for_primary(
         };
         Ok(probe::mongo_primary(conn, fleet, &mongodb.id, login)?.map(|primary| (primary, mongodb.id.clone())))
     })
-    .map_err(|err| Error::failed(format!("{}: {}; no instance was started or changed", conn.name(), strip(&err))))?;
+    .map_err(|err| Error::failed(format!("{}: {}; no instance was started or changed", conn.name(), err)))?;
     report.step("database", conn.name(), format!("replica set {} PRIMARY at {primary}", fleet.mongodb.replica_set));
     Ok(container)
 }
@@ -272,7 +272,7 @@ fn converge_instances(
         Error::failed(format!(
             "{}\nTraefik was not changed, so it still sends users only to the instances it listed before. \
              Fix the cause and run `rcfleet up` again.",
-            strip(&err)
+            err
         ))
     })
 }

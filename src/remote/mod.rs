@@ -77,7 +77,6 @@ pub fn all_succeeded<R>(results: Vec<(String, Result<R>)>) -> Result<Vec<(String
             Ok(value) => done.push((name, value)),
             Err(e) => {
                 let message = e.to_string();
-                let message = message.strip_prefix("error: ").unwrap_or(&message).to_string();
                 let named = if message.starts_with(&format!("{name}:")) { message } else { format!("{name}: {message}") };
                 failures.push(named);
             }
@@ -116,7 +115,7 @@ mod tests {
         let names: Vec<&str> = results.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, hosts);
         let message = all_succeeded(results).unwrap_err().to_string();
-        assert_eq!(message, "error: 2 of 4 hosts failed:\n  b: broke\n  d: broke");
+        assert_eq!(message, "2 of 4 hosts failed:\n  b: broke\n  d: broke");
     }
 
     #[test]
@@ -138,6 +137,6 @@ mod tests {
     #[test]
     fn all_succeeded_names_hosts_whose_errors_do_not() {
         let results: Vec<(String, Result<()>)> = vec![("db".into(), Err(Error::failed("timed out")))];
-        assert_eq!(all_succeeded(results).unwrap_err().to_string(), "error: 1 of 1 hosts failed:\n  db: timed out");
+        assert_eq!(all_succeeded(results).unwrap_err().to_string(), "1 of 1 hosts failed:\n  db: timed out");
     }
 }

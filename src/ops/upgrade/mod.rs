@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use super::converge::{confirm_prometheus, pull_missing_images};
 use super::lock;
 use super::probe;
-use super::remote::{strip, Remote, CONCURRENCY};
+use super::remote::{Remote, CONCURRENCY};
 use super::report::Reporter;
 use super::secrets;
 use crate::compat;
@@ -173,7 +173,7 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
     // Every instance was restarted: wait until Prometheus has scraped each again, so the
     // upgrade ends on a fleet that monitoring sees whole. Its silence is worth a warning only.
     if let Err(err) = confirm_prometheus(&new_fleet, &remote, &report) {
-        report.step("prometheus", "", format!("WARNING: {}", strip(&err)));
+        report.step("prometheus", "", format!("WARNING: {}", err));
     }
     phases.push(("total".to_string(), started.elapsed().as_secs_f64()));
     Ok(outcome(phases, instances, backup, report.log_path().map(Path::to_path_buf)))
@@ -280,7 +280,7 @@ fn unhealthy(fleet: &Fleet, remote: &Remote) -> Result<Vec<String>> {
         match result {
             Ok(Ok(())) => {}
             Ok(Err(seen)) => problems.push(format!("{name} not ready: {seen}")),
-            Err(err) => problems.push(format!("{name}: {}", strip(&err))),
+            Err(err) => problems.push(format!("{name}: {}", err)),
         }
     }
     if let Err(seen) = probe::traefik_servers(remote, fleet)? {
@@ -312,7 +312,7 @@ fn backup(
         Error::failed(format!(
             "{}; the backup needs {} on {}, nothing was changed (`rcfleet up --push-images` sends it to a host \
              without a registry; --skip-backup upgrades without a backup)",
-            strip(&err),
+            err,
             fleet.images.mongodb_tools,
             db.name()
         ))
@@ -377,7 +377,7 @@ fn prepull(new_fleet: &Fleet, remote: &Remote, report: &Reporter) -> Result<()> 
         pull_missing_images(new_fleet, host, remote.host(&host.name), report)
     });
     remote::all_succeeded(results).map_err(|err| {
-        Error::failed(format!("{}\nNo instance was changed. Check the registry and run the same upgrade again.", strip(&err)))
+        Error::failed(format!("{}\nNo instance was changed. Check the registry and run the same upgrade again.", err))
     })?;
     report.step("pre-pull", "", format!("{} present on every app host", new_fleet.images.rocketchat));
     Ok(())

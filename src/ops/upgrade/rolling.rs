@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Instance};
 use crate::ops::converge::{confirm_traefik, converge_unit, send_files, wait_ready};
 use crate::ops::probe;
-use crate::ops::remote::{strip, Remote, CONCURRENCY};
+use crate::ops::remote::{Remote, CONCURRENCY};
 use crate::ops::report::Reporter;
 use crate::ops::wait::{self, Poll};
 use crate::remote;
@@ -156,23 +156,23 @@ impl<'a> Rollout<'a> {
             *in_service = before;
             let file = match restored {
                 Ok(()) => "its file was put back".to_string(),
-                Err(e) => format!("putting its file back failed too: {}", strip(&e)),
+                Err(e) => format!("putting its file back failed too: {}", e),
             };
             return Err(Failure {
                 touched: false,
-                message: format!("Traefik did not apply the drain of {} ({}); {file}", names(batch), strip(&err)),
+                message: format!("Traefik did not apply the drain of {} ({}); {file}", names(batch), err),
             });
         }
         let touched = |message: String| Failure { touched: true, message };
         self.report.step("drain", "", format!("{label}: {} out of Traefik; waiting {} s", names(batch), fleet.upgrade.drain_seconds));
         std::thread::sleep(Duration::from_secs(fleet.upgrade.drain_seconds));
         let results = remote::fan_out(batch, CONCURRENCY, |i| i.name.clone(), |instance| self.deploy(instance, side));
-        remote::all_succeeded(results).map_err(|e| touched(strip(&e)))?;
+        remote::all_succeeded(results).map_err(|e| touched(e.to_string()))?;
         for instance in batch {
             in_service.push(instance);
         }
         order_like_fleet(self.old, in_service);
-        self.set_traefik(in_service).map_err(|e| touched(format!("putting {} back into Traefik: {}", names(batch), strip(&e))))?;
+        self.set_traefik(in_service).map_err(|e| touched(format!("putting {} back into Traefik: {}", names(batch), e)))?;
         let seconds = started.elapsed().as_secs_f64();
         self.report.step("upgrade", "", format!("{label}: {} on {release}, back in Traefik ({seconds:.1} s)", names(batch)));
         Ok(batch.iter().map(|i| (i.name.clone(), seconds)).collect())
@@ -220,7 +220,7 @@ impl<'a> Rollout<'a> {
                 None => Err("no rocketchat_info yet".to_string()),
             })
         })
-        .map_err(|e| Error::failed(format!("{}: {}", instance.host, strip(&e))))
+        .map_err(|e| Error::failed(format!("{}: {}", instance.host, e)))
     }
 
     /// Writes Traefik's dynamic file listing `in_service` and waits until Traefik's API shows
@@ -249,7 +249,7 @@ impl<'a> Rollout<'a> {
         in_service.retain(|i| !not_ready.contains(&i.name));
         match self.set_traefik(in_service) {
             Ok(()) => vec![format!("took {} out of Traefik: not ready (host lost?)", not_ready.join(", "))],
-            Err(err) => vec![format!("taking {} out of Traefik failed: {}", not_ready.join(", "), strip(&err))],
+            Err(err) => vec![format!("taking {} out of Traefik failed: {}", not_ready.join(", "), err.to_string())],
         }
     }
 
