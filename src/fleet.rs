@@ -2,18 +2,20 @@
 //! ports, every image with its tag. Built from a validated inventory (`inventory::load`); the
 //! renderer, the planner and the operations read only this, never the TOML.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::error::{Error, Result};
+
 /// A Rocket.Chat release: `X.Y.Z` or `X.Y.Z-rc.N`, the image tag of every instance.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Ordered as versions are: `8.1.0-rc.2 < 8.1.0 < 8.1.1`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Release {
     pub major: u64,
     pub minor: u64,
     pub patch: u64,
-    /// `Some(N)` for `-rc.N`. Ordering puts an rc before its release because `None` sorts
-    /// after `Some` only when mapped; see `Ord` use in `sort_key`.
+    /// `Some(N)` for `-rc.N`.
     pub rc: Option<u64>,
 }
 
@@ -34,13 +36,23 @@ impl Release {
         Some(Release { major, minor, patch, rc })
     }
 
-    /// A key that orders releases as versions do: `8.1.0-rc.2 < 8.1.0 < 8.1.1`.
-    pub fn sort_key(&self) -> (u64, u64, u64, u64) {
-        (self.major, self.minor, self.patch, self.rc.unwrap_or(u64::MAX))
-    }
-
     pub fn is_stable(&self) -> bool {
         self.rc.is_none()
+    }
+}
+
+impl Ord for Release {
+    fn cmp(&self, other: &Release) -> std::cmp::Ordering {
+        // A release comes after each of its release candidates; a derived order would put
+        // `rc: None` first and call upgrading from 8.1.0-rc.2 to 8.1.0 a downgrade.
+        let key = |r: &Release| (r.major, r.minor, r.patch, r.rc.is_none(), r.rc);
+        key(self).cmp(&key(other))
+    }
+}
+
+impl PartialOrd for Release {
+    fn partial_cmp(&self, other: &Release) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -78,6 +90,28 @@ impl fmt::Display for SecretRef {
             SecretRef::Env(name) => write!(f, "environment variable {name}"),
             SecretRef::File(path) => write!(f, "file {}", path.display()),
         }
+    }
+}
+
+impl SecretRef {
+    /// Reads the value, trimmed of one trailing newline (files usually end with one). Read only
+    /// when needed and never kept in the fleet; errors name the reference, never a value.
+    pub fn resolve(&self) -> Result<String> {
+        let value = match self {
+            SecretRef::Env(name) => std::env::var(name).map_err(|_| {
+                Error::bad_input(format!(
+                    "secret {self} is not set; export {name} before running rcfleet (its value is never printed)"
+                ))
+            })?,
+            SecretRef::File(path) => std::fs::read_to_string(path).map_err(|err| {
+                Error::bad_input(format!("secret {self} cannot be read ({}); create it or fix the path", err.kind()))
+            })?,
+        };
+        let value = value.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&value);
+        if value.is_empty() {
+            return Err(Error::bad_input(format!("secret {self} is empty; give it a value")));
+        }
+        Ok(value.to_string())
     }
 }
 
@@ -312,6 +346,37 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// Every secret reference of the fleet with its inventory key, each once.
+    pub fn secret_references(&self) -> BTreeSet<(String, SecretRef)> {
+        let mut found = BTreeSet::new();
+        if let Some(license) = &self.workspace.license {
+            found.insert(("workspace.license".to_string(), license.clone()));
+        }
+        if let Some(password) = &self.monitoring.grafana_admin_password {
+            found.insert(("monitoring.grafana_admin_password".to_string(), password.clone()));
+        }
+        for (key, reference) in [
+            ("mongodb.admin_password", &self.mongodb.admin_password),
+            ("mongodb.app_password", &self.mongodb.app_password),
+            ("nats.password", &self.nats.password),
+        ] {
+            if let Some(reference) = reference {
+                found.insert((key.to_string(), reference.clone()));
+            }
+        }
+        for (name, value) in &self.rocketchat_env {
+            if let EnvValue::Secret(secret) = value {
+                found.insert((format!("rocketchat.env.{name}"), secret.clone()));
+            }
+        }
+        for (index, host) in self.hosts.iter().enumerate() {
+            if let Some(passphrase) = &host.ssh.identity_passphrase {
+                found.insert((format!("hosts[{index}].ssh.identity_passphrase"), passphrase.clone()));
+            }
+        }
+        found
+    }
+
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|host| host.name == name)
     }
@@ -340,12 +405,6 @@ impl Fleet {
         self.hosts.iter().flat_map(|host| host.instances.iter())
     }
 
-    /// `mongodb://<db private>:<port>/<database>?replicaSet=<rs>`: what every instance uses
-    /// (without credentials: safe to print).
-    pub fn mongo_url(&self) -> String {
-        self.mongo_url_with(None)
-    }
-
     /// MONGO_URL with the application user's password when MongoDB has access control:
     /// `mongodb://rocketchat:<password>@<db>:<port>/<database>?replicaSet=<rs>&authSource=admin`.
     /// The password is percent-encoded, so any value is carried unchanged.
@@ -361,12 +420,6 @@ impl Fleet {
             self.mongodb.database,
             self.mongodb.replica_set
         )
-    }
-
-    /// `monolith+nats://<db private>:<port>`: the TRANSPORTER of every instance (without
-    /// credentials: safe to print).
-    pub fn transporter(&self) -> String {
-        self.transporter_with(None)
     }
 
     /// TRANSPORTER with NATS' user and password when NATS has authentication.
@@ -472,9 +525,12 @@ mod tests {
 
     #[test]
     fn release_orders_rc_before_release() {
-        let key = |s| Release::parse(s).unwrap().sort_key();
-        assert!(key("8.1.0-rc.2") < key("8.1.0"));
-        assert!(key("8.1.0") < key("8.1.1"));
-        assert!(key("7.10.0") > key("7.9.0"));
+        let release = |s| Release::parse(s).unwrap();
+        assert!(release("8.1.0-rc.2") < release("8.1.0"));
+        assert!(release("8.1.0-rc.1") < release("8.1.0-rc.2"));
+        assert!(release("8.0.9") < release("8.1.0-rc.1"));
+        assert!(release("8.1.0") < release("8.1.1"));
+        assert!(release("7.10.0") > release("7.9.0"));
+        assert_eq!(release("8.1.0").max(release("8.1.0-rc.3")), release("8.1.0"));
     }
 }

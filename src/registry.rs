@@ -39,11 +39,11 @@ impl ReleaseSpec {
         match self {
             ReleaseSpec::Exact(release) => releases.into_iter().find(|r| r == release),
             ReleaseSpec::Major(major) => {
-                releases.filter(|r| r.is_stable() && r.major == *major).max_by_key(Release::sort_key)
+                releases.filter(|r| r.is_stable() && r.major == *major).max()
             }
             ReleaseSpec::Minor(major, minor) => releases
                 .filter(|r| r.is_stable() && r.major == *major && r.minor == *minor)
-                .max_by_key(Release::sort_key),
+                .max(),
         }
     }
 }

@@ -9,7 +9,7 @@ use super::GlobalArgs;
 use crate::error::{Error, Result};
 use crate::inventory;
 use crate::ops::lock;
-use crate::ops::remote::Remote;
+use crate::ops::hosts::Hosts;
 use crate::ops::report::Reporter;
 use crate::remote::ConnectOptions;
 
@@ -29,7 +29,7 @@ pub fn run(global: &GlobalArgs, command: LockCommand) -> Result<i32> {
     let fleet = inventory::load(&global.inventory)?;
     let report = Reporter::quiet_log();
     let options = ConnectOptions { verbose: global.verbose, ..Default::default() };
-    let remote = Remote::connect(&[fleet.database_host()], &options, &report)?;
+    let remote = Hosts::connect(&[fleet.database_host()], &options, &report)?;
     let db = remote.host(&fleet.database_host().name);
     match command {
         LockCommand::Status => {

@@ -9,7 +9,7 @@ use super::GlobalArgs;
 use crate::error::Result;
 use crate::inventory;
 use crate::ops::audit;
-use crate::ops::remote::Remote;
+use crate::ops::hosts::Hosts;
 use crate::ops::report::Reporter;
 use crate::ops::secrets::{self, Store};
 use crate::remote::ConnectOptions;
@@ -35,7 +35,7 @@ pub fn run(global: &GlobalArgs, command: SecretsCommand) -> Result<i32> {
     }
     let report = Reporter::quiet_log();
     let options = ConnectOptions { verbose: global.verbose, ..Default::default() };
-    let remote = Remote::connect(&[fleet.database_host()], &options, &report)?;
+    let remote = Hosts::connect(&[fleet.database_host()], &options, &report)?;
     let db = remote.host(&fleet.database_host().name);
     match command {
         SecretsCommand::List => {

@@ -8,7 +8,7 @@ pub mod edit;
 mod paths;
 mod read;
 mod reader;
-pub mod secrets;
+mod secrets;
 mod source;
 mod values;
 

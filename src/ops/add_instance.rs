@@ -16,7 +16,7 @@ use super::audit;
 use super::converge::{confirm_prometheus, confirm_traefik, converge_unit, pull_missing_images, send_files, wait_ready};
 use super::lock;
 use super::preflight;
-use super::remote::{Remote, CONCURRENCY};
+use super::hosts::{Hosts, CONCURRENCY};
 use super::report::Reporter;
 use super::secrets;
 use crate::error::{Error, Result};
@@ -87,7 +87,7 @@ pub fn add_instance(inventory_path: &Path, options: &AddOptions) -> Result<Insta
     render::render(&fleet, &secrets::Store::preview())?;
 
     let report = Reporter::new(inventory_path, "add-instance");
-    let remote = Remote::connect_fleet(&fleet, &options.connect, &report)?;
+    let remote = Hosts::connect_fleet(&fleet, &options.connect, &report)?;
     let names: Vec<&str> = added.iter().map(|i| i.name.as_str()).collect();
     let command = format!("rcfleet add-instance {}", names.join(" "));
     let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), &command, None)?;
@@ -181,7 +181,7 @@ fn host_files<'a>(artifacts: &'a [render::HostArtifacts], host: &str) -> &'a [Ar
 /// until Traefik lists exactly the fleet's instances, every one UP.
 fn publish(
     fleet: &Fleet,
-    remote: &Remote,
+    remote: &Hosts,
     report: &Reporter,
     artifacts: &[render::HostArtifacts],
     changes: &mut BTreeMap<String, Vec<String>>,

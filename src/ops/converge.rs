@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::probe;
-use super::remote::{Remote};
+use super::hosts::{Hosts};
 use super::report::Reporter;
 use super::wait::{self, Poll};
 use crate::error::{Error, Result};
@@ -97,7 +97,7 @@ pub fn long_running(unit: &Unit) -> Vec<&'static str> {
 /// was done, if anything.
 pub fn converge_unit(
     fleet: &Fleet,
-    remote: &Remote,
+    remote: &Hosts,
     conn: &Connection,
     unit: &Unit,
     changed: &BTreeMap<String, BTreeSet<String>>,
@@ -147,7 +147,7 @@ fn step_name(unit: &Unit) -> &'static str {
     }
 }
 
-pub fn wait_ready(fleet: &Fleet, remote: &Remote, conn: &Connection, instance: &Instance, report: &Reporter) -> Result<()> {
+pub fn wait_ready(fleet: &Fleet, remote: &Hosts, conn: &Connection, instance: &Instance, report: &Reporter) -> Result<()> {
     let timeout = Duration::from_secs(fleet.upgrade.readiness_timeout_seconds);
     let what = format!("{} ready on {}", instance.name, probe::readiness_path(fleet));
     let waited = wait::until(report, "instance", &what, timeout, POLL, || {
@@ -176,7 +176,7 @@ pub fn wait_ready(fleet: &Fleet, remote: &Remote, conn: &Connection, instance: &
 
 /// Waits until Traefik's API lists exactly `expected` (instance URLs) for the Rocket.Chat
 /// service, every one UP; returns what it lists.
-pub fn confirm_traefik(fleet: &Fleet, remote: &Remote, report: &Reporter, expected: &BTreeSet<String>) -> Result<BTreeMap<String, String>> {
+pub fn confirm_traefik(fleet: &Fleet, remote: &Hosts, report: &Reporter, expected: &BTreeSet<String>) -> Result<BTreeMap<String, String>> {
     confirm_traefik_listing(fleet, remote, report, expected, expected)
 }
 
@@ -185,7 +185,7 @@ pub fn confirm_traefik(fleet: &Fleet, remote: &Remote, report: &Reporter, expect
 /// judge); returns what it lists.
 pub fn confirm_traefik_listing(
     fleet: &Fleet,
-    remote: &Remote,
+    remote: &Hosts,
     report: &Reporter,
     listed: &BTreeSet<String>,
     up: &BTreeSet<String>,
@@ -216,7 +216,7 @@ pub fn confirm_traefik_listing(
     Ok(servers)
 }
 
-pub fn confirm_prometheus(fleet: &Fleet, remote: &Remote, report: &Reporter) -> Result<BTreeMap<String, String>> {
+pub fn confirm_prometheus(fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<BTreeMap<String, String>> {
     let every_target: BTreeSet<String> = fleet.instances().map(Instance::metrics_target).collect();
     confirm_prometheus_listing(fleet, remote, report, &every_target)
 }
@@ -225,7 +225,7 @@ pub fn confirm_prometheus(fleet: &Fleet, remote: &Remote, report: &Reporter) -> 
 /// (the others, on hosts this run could not reach, are as they are); returns its targets.
 pub fn confirm_prometheus_listing(
     fleet: &Fleet,
-    remote: &Remote,
+    remote: &Hosts,
     report: &Reporter,
     up: &BTreeSet<String>,
 ) -> Result<BTreeMap<String, String>> {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::probe;
-use super::remote::{Remote};
+use super::hosts::{Hosts};
 use super::report::Reporter;
 use super::wait::{self, Poll};
 use crate::error::{Error, Result};
@@ -23,7 +23,7 @@ const ADMIN_USER: &str = "admin";
 /// auth), set with `grafana cli admin reset-admin-password` if Grafana refuses it, then checked
 /// again. Returns the change made, if any. The password goes only into an HTTP header and the
 /// CLI's stdin, never into a command line or any output.
-pub fn ensure_admin_password(fleet: &Fleet, remote: &Remote, secrets: &dyn SecretSource, report: &Reporter) -> Result<Option<String>> {
+pub fn ensure_admin_password(fleet: &Fleet, remote: &Hosts, secrets: &dyn SecretSource, report: &Reporter) -> Result<Option<String>> {
     let Some(host) = fleet.monitoring_host() else { return Ok(None) };
     let conn = remote.host(&host.name);
     let password = credential(fleet, secrets, Generated::GrafanaAdminPassword)?;
@@ -45,7 +45,7 @@ pub fn ensure_admin_password(fleet: &Fleet, remote: &Remote, secrets: &dyn Secre
 
 /// Whether `GET <sub-path>/api/user` as the admin answers 200 (401: refused). Waits first
 /// for Grafana to answer at all, as it may have just been (re)started.
-fn password_accepted(fleet: &Fleet, remote: &Remote, conn: &Connection, password: &str, report: &Reporter) -> Result<bool> {
+fn password_accepted(fleet: &Fleet, remote: &Hosts, conn: &Connection, password: &str, report: &Reporter) -> Result<bool> {
     let host = fleet.monitoring_host().expect("called with a monitoring host");
     let http = remote.http(conn.name(), &host.private_address, fleet.monitoring.grafana_port)?;
     // Grafana serves from the root URL's path (GF_SERVER_SERVE_FROM_SUB_PATH).
@@ -66,7 +66,7 @@ fn password_accepted(fleet: &Fleet, remote: &Remote, conn: &Connection, password
 /// `grafana cli admin reset-admin-password --password-from-stdin` in the running Grafana
 /// container: Grafana's documented way to set the admin password without the old one. The CLI
 /// reads the password from the first line of stdin (pkg/cmd/grafana-cli/commands).
-fn reset_with_cli(fleet: &Fleet, remote: &Remote, conn: &Connection, password: &str) -> Result<()> {
+fn reset_with_cli(fleet: &Fleet, remote: &Hosts, conn: &Connection, password: &str) -> Result<()> {
     let unit = render::monitoring_unit(fleet).expect("called with a monitoring host");
     let containers = probe::containers(remote, fleet, conn)?;
     let Some(grafana) = containers.iter().find(|c| c.unit == unit.name && c.service == "grafana" && c.running()) else {

@@ -11,7 +11,7 @@ use bollard::query_parameters::LogsOptionsBuilder;
 use futures_util::StreamExt;
 
 use super::probe;
-use super::remote::Remote;
+use super::hosts::Hosts;
 use super::report::Reporter;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host};
@@ -95,7 +95,7 @@ pub fn logs(inventory_path: &Path, options: &LogsOptions, out: &mut dyn Write) -
     let (host, unit, service) = locate(&fleet, &options.target)?;
     let since = options.since.as_deref().map(since_seconds).transpose()?;
     let tail = tail(options.tail.as_deref())?;
-    let remote = Remote::connect(&[host], &options.connect, &Reporter::quiet_log())?;
+    let remote = Hosts::connect(&[host], &options.connect, &Reporter::quiet_log())?;
     let conn = remote.host(&host.name);
     let containers = probe::containers(&remote, &fleet, conn)?;
     let container = containers

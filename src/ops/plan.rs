@@ -129,7 +129,7 @@ impl Plan {
         out.push('\n');
         out.push_str(&table(&images));
 
-        let secrets = inventory::secrets::references(fleet);
+        let secrets = fleet.secret_references();
         if !secrets.is_empty() {
             out.push_str("\nSecrets (read at run time; values never shown):\n");
             for (key, secret) in secrets {
@@ -173,7 +173,7 @@ impl Plan {
             .collect();
         let images: serde_json::Map<String, Value> =
             self.images().into_iter().map(|(name, image)| (name.to_string(), Value::String(image))).collect();
-        let secrets: Vec<Value> = inventory::secrets::references(fleet)
+        let secrets: Vec<Value> = fleet.secret_references()
             .into_iter()
             .map(|(key, secret)| json!({"key": key, "source": secret.to_string(), "available": available(&secret)}))
             .collect();
@@ -194,7 +194,7 @@ impl Plan {
 
 /// Whether a secret reference can be read on this machine now (its value is dropped at once).
 fn available(secret: &SecretRef) -> bool {
-    inventory::secrets::resolve(secret).is_ok()
+    secret.resolve().is_ok()
 }
 
 /// Left-aligned columns separated by two spaces.

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use super::probe;
-use super::remote::{Remote, CONCURRENCY};
+use super::hosts::{Hosts, CONCURRENCY};
 use super::report::Reporter;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host};
@@ -24,7 +24,7 @@ pub struct HostFacts {
     pub free_mib: u64,
 }
 
-pub fn run(fleet: &Fleet, remote: &Remote, report: &Reporter) -> Result<Vec<(String, HostFacts)>> {
+pub fn run(fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<Vec<(String, HostFacts)>> {
     let hosts: Vec<(usize, &Host)> = fleet.hosts.iter().enumerate().collect();
     let results = remote::fan_out(&hosts, CONCURRENCY, |(_, h)| h.name.clone(), |(index, host)| {
         check_host(fleet, remote, *index, host)
@@ -77,7 +77,7 @@ echo "free_kib=$(df -Pk -- "$d" | awk 'NR==2 {print $4}')"
 cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
 "#;
 
-fn check_host(fleet: &Fleet, remote: &Remote, index: usize, host: &Host) -> Result<std::result::Result<HostFacts, Vec<String>>> {
+fn check_host(fleet: &Fleet, remote: &Hosts, index: usize, host: &Host) -> Result<std::result::Result<HostFacts, Vec<String>>> {
     let conn = remote.host(&host.name);
     let mut problems = Vec::new();
     let output = conn.run(&Argv::script(FACTS_SCRIPT, &[&fleet.workspace.deploy_dir]))?.stdout_text();
@@ -114,7 +114,7 @@ fn check_host(fleet: &Fleet, remote: &Remote, index: usize, host: &Host) -> Resu
 }
 
 /// Ports this host's units need that something other than this fleet's containers listens on.
-fn busy_ports(fleet: &Fleet, remote: &Remote, conn: &Connection, index: usize, listening: &BTreeSet<u16>) -> Result<Vec<String>> {
+fn busy_ports(fleet: &Fleet, remote: &Hosts, conn: &Connection, index: usize, listening: &BTreeSet<u16>) -> Result<Vec<String>> {
     let ours = ports_held_by_fleet(fleet, remote, conn, index)?;
     Ok(fleet
         .listeners(index)
@@ -132,7 +132,7 @@ fn busy_ports(fleet: &Fleet, remote: &Remote, conn: &Connection, index: usize, l
 /// The ports this fleet's running containers hold on the host. An instance holds the ports in
 /// its container's environment (they may differ from the inventory's when an instance moves);
 /// other units hold the ports the inventory gives them.
-fn ports_held_by_fleet(fleet: &Fleet, remote: &Remote, conn: &Connection, index: usize) -> Result<BTreeSet<u16>> {
+fn ports_held_by_fleet(fleet: &Fleet, remote: &Hosts, conn: &Connection, index: usize) -> Result<BTreeSet<u16>> {
     let listeners = fleet.listeners(index);
     let mut held = BTreeSet::new();
     for container in probe::containers(remote, fleet, conn)?.into_iter().filter(probe::Container::running) {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde_json::Value;
 
-use super::remote::Remote;
+use super::hosts::Hosts;
 use super::secrets::{self, MongoLogin, MARK};
 use super::wait::Poll;
 use crate::error::{Error, Result};
@@ -33,7 +33,7 @@ impl Container {
 }
 
 /// Every container of this workspace on a host (running or not), found by rcfleet's labels.
-pub fn containers(remote: &Remote, fleet: &Fleet, conn: &Connection) -> Result<Vec<Container>> {
+pub fn containers(remote: &Hosts, fleet: &Fleet, conn: &Connection) -> Result<Vec<Container>> {
     remote.block_on(async {
         let docker = conn.docker().await?;
         let filters = HashMap::from([("label".to_string(), vec![format!("io.rcfleet.fleet={}", fleet.workspace.name)])]);
@@ -63,7 +63,7 @@ pub fn containers(remote: &Remote, fleet: &Fleet, conn: &Connection) -> Result<V
 /// The HTTP and metrics ports a running instance container was given (`PORT` and
 /// `PROMETHEUS_PORT` in its environment; `OVERWRITE_SETTING_Prometheus_Port` in containers
 /// that earlier rcfleet releases started).
-pub fn instance_ports(remote: &Remote, conn: &Connection, container: &str) -> Result<Vec<u16>> {
+pub fn instance_ports(remote: &Hosts, conn: &Connection, container: &str) -> Result<Vec<u16>> {
     remote.block_on(async {
         let docker = conn.docker().await?;
         let inspect = docker
@@ -93,7 +93,7 @@ pub fn readiness_path(fleet: &Fleet) -> &'static str {
 
 /// Whether the instance answers its readiness endpoint with 200, asked from its own host: one
 /// sample, for waits that go on until it is ready.
-pub fn instance_ready(remote: &Remote, fleet: &Fleet, instance: &Instance) -> Result<Poll<()>> {
+pub fn instance_ready(remote: &Hosts, fleet: &Fleet, instance: &Instance) -> Result<Poll<()>> {
     Ok(match readiness(remote, fleet, instance)? {
         Readiness::Ready => Ok(()),
         Readiness::Refused(seen) | Readiness::Silent(seen) => Err(seen),
@@ -114,7 +114,7 @@ const READINESS_SAMPLE_GAP: std::time::Duration = std::time::Duration::from_secs
 /// Whether the instance is ready, judged over up to [`READINESS_SAMPLES`] samples: ready at the
 /// first 200; not ready when every sample was refused (the last reason is kept) or at once when
 /// nothing answers (a closed port does not flap).
-pub fn instance_ready_steady(remote: &Remote, fleet: &Fleet, instance: &Instance) -> Result<Poll<()>> {
+pub fn instance_ready_steady(remote: &Hosts, fleet: &Fleet, instance: &Instance) -> Result<Poll<()>> {
     let mut last = String::new();
     for sample in 1..=READINESS_SAMPLES {
         match readiness(remote, fleet, instance)? {
@@ -137,7 +137,7 @@ enum Readiness {
     Silent(String),
 }
 
-fn readiness(remote: &Remote, fleet: &Fleet, instance: &Instance) -> Result<Readiness> {
+fn readiness(remote: &Hosts, fleet: &Fleet, instance: &Instance) -> Result<Readiness> {
     let conn = remote.host(&instance.host);
     let path = readiness_path(fleet);
     let http = match remote.http(conn.name(), &instance.private_address, instance.port) {
@@ -157,7 +157,7 @@ fn readiness(remote: &Remote, fleet: &Fleet, instance: &Instance) -> Result<Read
 }
 
 /// The version an instance reports in `rocketchat_info{version="X.Y.Z"}` on its metrics port.
-pub fn instance_version(remote: &Remote, instance: &Instance) -> Result<Option<String>> {
+pub fn instance_version(remote: &Hosts, instance: &Instance) -> Result<Option<String>> {
     let conn = remote.host(&instance.host);
     let http = remote.http(conn.name(), &instance.private_address, instance.metrics_port)?;
     let Ok(response) = remote.block_on(http.get("/metrics")) else { return Ok(None) };
@@ -219,7 +219,7 @@ pub fn mongo_primary(conn: &Connection, fleet: &Fleet, mongodb_container: &str, 
 
 /// Traefik's view of the Rocket.Chat service: server URL -> `UP`/`DOWN`, from its API on the
 /// Traefik host's 127.0.0.1 (reached through SSH). Empty when the service is not loaded.
-pub fn traefik_servers(remote: &Remote, fleet: &Fleet) -> Result<Poll<BTreeMap<String, String>>> {
+pub fn traefik_servers(remote: &Hosts, fleet: &Fleet) -> Result<Poll<BTreeMap<String, String>>> {
     let conn = remote.host(&fleet.traefik_host().name);
     let http = match remote.http(conn.name(), "127.0.0.1", fleet.traefik.api_port) {
         Ok(http) => http,
@@ -249,7 +249,7 @@ pub fn traefik_servers(remote: &Remote, fleet: &Fleet) -> Result<Poll<BTreeMap<S
 }
 
 /// Prometheus' view of the instance targets: `host:port` -> health (`up`, `down`, `unknown`).
-pub fn prometheus_targets(remote: &Remote, fleet: &Fleet) -> Result<Poll<BTreeMap<String, String>>> {
+pub fn prometheus_targets(remote: &Hosts, fleet: &Fleet) -> Result<Poll<BTreeMap<String, String>>> {
     let Some(host) = fleet.monitoring_host() else { return Ok(Ok(BTreeMap::new())) };
     let conn = remote.host(&host.name);
     let http = match remote.http(conn.name(), &host.private_address, fleet.monitoring.prometheus_port) {
@@ -273,7 +273,7 @@ pub fn prometheus_targets(remote: &Remote, fleet: &Fleet) -> Result<Poll<BTreeMa
 
 /// Whether an HTTP service on the host answers `path` with 200, asked from the host itself:
 /// `Ok(())`, or what was seen instead. Never an error: a service that does not answer is a fact.
-pub fn http_ok(remote: &Remote, conn: &Connection, address: &str, port: u16, path: &str) -> Poll<()> {
+pub fn http_ok(remote: &Hosts, conn: &Connection, address: &str, port: u16, path: &str) -> Poll<()> {
     let http = remote.http(conn.name(), address, port).map_err(|err| err.to_string())?;
     match remote.block_on(http.get(path)) {
         Ok(response) if response.status == 200 => Ok(()),

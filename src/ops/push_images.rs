@@ -11,14 +11,14 @@ use bollard::Docker;
 use futures_util::StreamExt;
 
 use super::converge::missing_images;
-use super::remote::Remote;
+use super::hosts::Hosts;
 use super::report::Reporter;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host};
 use crate::remote::{Argv, Connection, ExecOptions};
 
 /// The engine images are pushed from, checked to answer.
-pub fn local_engine(remote: &Remote) -> Result<Docker> {
+pub fn local_engine(remote: &Hosts) -> Result<Docker> {
     let how = "start Docker on this machine or point DOCKER_HOST at an engine that has the images";
     let docker = Docker::connect_with_defaults().map_err(|e| Error::failed(format!("--push-images: no local Docker engine ({e}); {how}")))?;
     remote
@@ -26,7 +26,7 @@ pub fn local_engine(remote: &Remote) -> Result<Docker> {
         .map_err(|e| Error::failed(format!("--push-images: the local Docker engine does not answer ({e}); {how}")))
 }
 
-pub fn push_missing_images(fleet: &Fleet, host: &Host, conn: &Connection, local: &Docker, remote: &Remote, report: &Reporter) -> Result<()> {
+pub fn push_missing_images(fleet: &Fleet, host: &Host, conn: &Connection, local: &Docker, remote: &Hosts, report: &Reporter) -> Result<()> {
     for image in missing_images(fleet, host, conn)? {
         remote.block_on(local.inspect_image(&image)).map_err(|_| {
             Error::failed(format!(
@@ -63,7 +63,7 @@ impl Archive {
     }
 }
 
-fn stream_archive(local: &Docker, image: &str, remote: &Remote) -> Archive {
+fn stream_archive(local: &Docker, image: &str, remote: &Hosts) -> Archive {
     let (sender, chunks) = sync_channel(8);
     let local = local.clone();
     let image = image.to_string();

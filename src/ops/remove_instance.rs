@@ -14,7 +14,7 @@ use super::audit;
 use super::converge::{confirm_prometheus, confirm_traefik, send_files};
 use super::lock;
 use super::probe;
-use super::remote::Remote;
+use super::hosts::Hosts;
 use super::report::Reporter;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Instance};
@@ -43,7 +43,7 @@ pub fn remove_instance(inventory_path: &Path, options: &RemoveOptions) -> Result
     let command = format!("rcfleet remove-instance {}", names.join(" "));
 
     let report = Reporter::new(inventory_path, "remove-instance");
-    let remote = Remote::connect_fleet(&before, &options.connect, &report)?;
+    let remote = Hosts::connect_fleet(&before, &options.connect, &report)?;
     let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), &command, None)?;
     let deploy_dir = render::deploy_dir(&fleet);
     let remaining: Vec<&Instance> = fleet.instances().collect();

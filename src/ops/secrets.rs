@@ -16,7 +16,6 @@ use super::audit;
 use super::report::Reporter;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, MongoSettings, SecretRef};
-use crate::inventory;
 use crate::remote::{Argv, Connection, ExecOptions, Output};
 use crate::render::{self, credential, Generated, SecretSource};
 
@@ -33,7 +32,7 @@ pub struct Store {
 
 impl SecretSource for Store {
     fn value(&self, secret: &SecretRef) -> Result<String> {
-        inventory::secrets::resolve(secret)
+        secret.resolve()
     }
 
     fn generated(&self, secret: Generated) -> Result<String> {

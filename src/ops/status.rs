@@ -16,7 +16,7 @@ use super::converge::long_running;
 use super::probe::{self, Container};
 use super::secrets;
 use super::wait::Poll;
-use super::remote::{Remote, CONCURRENCY};
+use super::hosts::{Hosts, CONCURRENCY};
 use crate::error::Result;
 use crate::fleet::{Fleet, Host, Role};
 use crate::inventory;
@@ -91,7 +91,7 @@ pub fn status(inventory_path: &Path, connect: &ConnectOptions) -> Result<Status>
     let fleet = inventory::load(inventory_path)?;
     render::render(&fleet, &secrets::Store::preview())?;
     let hosts: Vec<&Host> = fleet.hosts.iter().collect();
-    let (remote, unreachable) = Remote::connect_reachable(&hosts, connect)?;
+    let (remote, unreachable) = Hosts::connect_reachable(&hosts, connect)?;
     let unreachable: BTreeMap<String, String> = unreachable.into_iter().collect();
     // The generated secrets, for comparing the files that hold them (by hash) and for logging
     // in to MongoDB; without them (database host unreachable, never brought up) secret files
@@ -135,7 +135,7 @@ struct Observed {
 
 fn observe(
     fleet: &Fleet,
-    remote: &Remote,
+    remote: &Hosts,
     conn: &Connection,
     host: &Host,
     files: &[Artifact],

@@ -21,7 +21,7 @@ use super::lock;
 use super::preflight;
 use super::push_images;
 use super::probe;
-use super::remote::{Remote, CONCURRENCY};
+use super::hosts::{Hosts, CONCURRENCY};
 use super::report::Reporter;
 use super::secrets;
 use super::wait::{self, Poll};
@@ -152,9 +152,9 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
 
 /// Connects to every host at once. App hosts that cannot be reached are returned with the
 /// reason; any other unreachable host stops the run before anything changes.
-fn connect(fleet: &Fleet, options: &UpOptions, report: &Reporter) -> Result<(Remote, Vec<(String, String)>)> {
+fn connect(fleet: &Fleet, options: &UpOptions, report: &Reporter) -> Result<(Hosts, Vec<(String, String)>)> {
     let hosts: Vec<&Host> = fleet.hosts.iter().collect();
-    let (remote, unreachable) = Remote::connect_reachable(&hosts, &options.connect)?;
+    let (remote, unreachable) = Hosts::connect_reachable(&hosts, &options.connect)?;
     let essential: Vec<String> = unreachable
         .iter()
         .filter(|(name, _)| fleet.host(name).is_some_and(|h| h.roles.iter().any(|r| *r != Role::Rocketchat)))
@@ -197,7 +197,7 @@ fn stop_if_asked(state: &str) -> Result<()> {
 fn prepare_hosts(
     fleet: &Fleet,
     artifacts: &[HostArtifacts],
-    remote: &Remote,
+    remote: &Hosts,
     report: &Reporter,
     deploy_dir: &str,
     local_engine: Option<&bollard::Docker>,
@@ -227,7 +227,7 @@ fn prepare_hosts(
 /// Waits until the replica set has a PRIMARY; returns the mongodb container's id.
 fn wait_for_primary(
     fleet: &Fleet,
-    remote: &Remote,
+    remote: &Hosts,
     conn: &Connection,
     report: &Reporter,
     login: Option<&secrets::MongoLogin>,
@@ -248,7 +248,7 @@ fn wait_for_primary(
 /// Every instance: started where needed, in parallel across hosts, then waited for until ready.
 fn converge_instances(
     fleet: &Fleet,
-    remote: &Remote,
+    remote: &Hosts,
     changed: &BTreeMap<String, BTreeSet<String>>,
     deploy_dir: &str,
     report: &Reporter,

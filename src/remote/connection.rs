@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::argv::Argv;
 use super::session::{self, is_would_block, retry, wait_socket, Ssh};
 use super::target::{self, Inputs, Stated, Target};
-use super::tunnel::{self, Remote, Tunnel};
+use super::tunnel::{self, Destination, Tunnel};
 use crate::error::{Error, Result};
 use crate::fleet::Host;
 
@@ -248,20 +248,20 @@ sha256sum < "$1" | cut -d' ' -f1"#;
 
     /// Forwards a local 127.0.0.1 port to `host:port` as seen from the host (direct-tcpip).
     pub fn forward_tcp(&self, host: &str, port: u16) -> Result<Tunnel> {
-        self.forward(Remote::Tcp(host.to_string(), port), false)
+        self.forward(Destination::Tcp(host.to_string(), port), false)
     }
 
     /// Forwards a local Unix socket, in a directory only this user can open, to a Unix
     /// socket on the host (direct-streamlocal), e.g. `/var/run/docker.sock`.
     pub fn forward_unix(&self, socket: &str) -> Result<Tunnel> {
-        self.forward(Remote::Unix(socket.to_string()), true)
+        self.forward(Destination::Unix(socket.to_string()), true)
     }
 
-    fn forward(&self, remote: Remote, local_unix: bool) -> Result<Tunnel> {
+    fn forward(&self, destination: Destination, local_unix: bool) -> Result<Tunnel> {
         // A second session: a tunnel is long-lived and must not wait behind commands.
         let ssh = session::connect(&self.target)?;
-        tunnel::open_tunnel(ssh, self.target.keepalive, remote.clone(), local_unix)
-            .map_err(|e| self.fail(format!("cannot set up a local endpoint for {remote:?}: {e}")))
+        tunnel::open_tunnel(ssh, self.target.keepalive, destination.clone(), local_unix)
+            .map_err(|e| self.fail(format!("cannot set up a local endpoint for {destination:?}: {e}")))
     }
 }
 

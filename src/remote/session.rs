@@ -14,6 +14,7 @@ use super::known_hosts::{self, KnownHosts, Verdict};
 use super::target::{Endpoint, Target};
 use super::tunnel::Pump;
 use crate::error::{Error, Result};
+use crate::fleet::SecretRef;
 
 /// Blocking libssh2 calls (channel opens, requests) give up after this long.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -275,7 +276,7 @@ fn authenticate(target: &Target, endpoint: &Endpoint, session: &Session, at: &st
             let _ = agent.disconnect();
         }
     }
-    let passphrase = target.passphrase.as_ref().map(crate::inventory::secrets::resolve).transpose()?;
+    let passphrase = target.passphrase.as_ref().map(SecretRef::resolve).transpose()?;
     for path in &target.identity_files {
         if !path.exists() {
             tried.push(format!("{} (missing)", path.display()));

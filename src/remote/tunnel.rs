@@ -60,21 +60,21 @@ impl Drop for Tunnel {
 
 /// What a tunnel's channels go to on the host.
 #[derive(Debug, Clone)]
-pub(crate) enum Remote {
+pub(crate) enum Destination {
     Tcp(String, u16),
     Unix(String),
 }
 
-impl Remote {
+impl Destination {
     fn open(&self, session: &Session) -> Result<Channel, ssh2::Error> {
         match self {
-            Remote::Tcp(host, port) => session.channel_direct_tcpip(host, *port, None),
-            Remote::Unix(path) => session.channel_direct_streamlocal(path, None),
+            Destination::Tcp(host, port) => session.channel_direct_tcpip(host, *port, None),
+            Destination::Unix(path) => session.channel_direct_streamlocal(path, None),
         }
     }
 }
 
-pub(crate) fn open_tunnel(ssh: Ssh, keepalive: Duration, remote: Remote, local_unix: bool) -> io::Result<Tunnel> {
+pub(crate) fn open_tunnel(ssh: Ssh, keepalive: Duration, destination: Destination, local_unix: bool) -> io::Result<Tunnel> {
     let (listener, local, dir) = if local_unix {
         let dir = private_dir()?;
         let path = dir.join("tunnel.sock");
@@ -87,7 +87,7 @@ pub(crate) fn open_tunnel(ssh: Ssh, keepalive: Duration, remote: Remote, local_u
     };
     listener.set_nonblocking()?;
     let errors = Arc::new(Mutex::new(None));
-    let pump = Pump::spawn(ssh, keepalive, Some((listener, remote, errors.clone())), Vec::new())?;
+    let pump = Pump::spawn(ssh, keepalive, Some((listener, destination, errors.clone())), Vec::new())?;
     Ok(Tunnel { local, errors, _pump: pump, dir })
 }
 
@@ -286,7 +286,7 @@ impl Link {
     }
 }
 
-type Accepting = (Listener, Remote, Arc<Mutex<Option<String>>>);
+type Accepting = (Listener, Destination, Arc<Mutex<Option<String>>>);
 
 /// The relay thread; stops when dropped (or, without a listener, when its last link ends).
 pub(crate) struct Pump {
@@ -328,18 +328,18 @@ fn relay(ssh: Ssh, keepalive: Duration, accepting: Option<Accepting>, mut links:
     let had_listener = accepting.is_some();
     while !stop.load(Ordering::SeqCst) {
         let mut progress = false;
-        if let Some((listener, remote, errors)) = &accepting {
+        if let Some((listener, destination, errors)) = &accepting {
             while let Ok(local) = listener.accept() {
                 progress = true;
                 if local.set_nonblocking().is_err() {
                     continue;
                 }
                 let deadline = Instant::now() + OPEN_TIMEOUT;
-                match retry(session, ssh.fd, deadline, || remote.open(session)) {
+                match retry(session, ssh.fd, deadline, || destination.open(session)) {
                     Ok(channel) => links.push(Link::new(local, channel)),
                     Err(e) => {
                         if let Ok(mut slot) = errors.lock() {
-                            *slot = Some(format!("opening a channel to {remote:?} failed: {e}"));
+                            *slot = Some(format!("opening a channel to {destination:?} failed: {e}"));
                         }
                     }
                 }

@@ -47,7 +47,7 @@ pub fn check(facts: &Facts) -> Vec<Verdict> {
 
 fn downgrade(facts: &Facts) -> Verdict {
     let (from, to) = (facts.current, facts.target);
-    if to.sort_key() >= from.sort_key() {
+    if to >= from {
         return Verdict::Pass(format!("not a downgrade ({from} -> {to})"));
     }
     let why = format!(

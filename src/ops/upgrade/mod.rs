@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use super::converge::{confirm_prometheus, pull_missing_images};
 use super::lock;
 use super::probe;
-use super::remote::{Remote, CONCURRENCY};
+use super::hosts::{Hosts, CONCURRENCY};
 use super::report::Reporter;
 use super::secrets;
 use crate::compat;
@@ -79,7 +79,7 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
     })?;
     let fleet = inventory::load(inventory_path)?;
     let report = Reporter::new(inventory_path, "upgrade");
-    let remote = Remote::connect_fleet(&fleet, &options.connect, &report)?;
+    let remote = Hosts::connect_fleet(&fleet, &options.connect, &report)?;
     let started = Instant::now();
     let mut phases = Vec::new();
 
@@ -180,12 +180,12 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
 }
 
 /// The release a spec names, from the registry's tags of the Rocket.Chat image.
-fn resolve(fleet: &Fleet, remote: &Remote, spec: &ReleaseSpec, text: &str, report: &Reporter) -> Result<Release> {
+fn resolve(fleet: &Fleet, remote: &Hosts, spec: &ReleaseSpec, text: &str, report: &Reporter) -> Result<Release> {
     let repository = &fleet.images.rocketchat.repository;
     let tags = remote.block_on(registry::tags(repository))?;
     let release = spec.resolve(&tags).ok_or_else(|| {
         let mut known: Vec<Release> = tags.iter().filter_map(|t| Release::parse(t)).filter(Release::is_stable).collect();
-        known.sort_by_key(Release::sort_key);
+        known.sort();
         let newest: Vec<String> = known.iter().rev().take(8).map(Release::to_string).collect();
         Error::failed(format!(
             "no tag of {repository} matches {text}; the newest stable ones are {}",
@@ -206,7 +206,7 @@ fn with_release(fleet: &Fleet, release: &Release) -> Fleet {
 
 fn run_guards(
     fleet: &Fleet,
-    remote: &Remote,
+    remote: &Hosts,
     target: &Release,
     options: &UpgradeOptions,
     report: &Reporter,
@@ -245,7 +245,7 @@ fn refusal(from: &Release, to: &Release, verdicts: &[Verdict]) -> Option<Error> 
 }
 
 /// `major.minor` of the MongoDB the database host runs (`db.version()`).
-fn mongodb_version(fleet: &Fleet, remote: &Remote, login: Option<&secrets::MongoLogin>) -> Result<String> {
+fn mongodb_version(fleet: &Fleet, remote: &Hosts, login: Option<&secrets::MongoLogin>) -> Result<String> {
     let db = remote.host(&fleet.database_host().name);
     let containers = probe::containers(remote, fleet, db)?;
     let mongodb = containers
@@ -272,7 +272,7 @@ fn mongodb_version(fleet: &Fleet, remote: &Remote, login: Option<&secrets::Mongo
 /// What keeps the fleet from being healthy: instances that are not ready. An instance that is
 /// ready but out of Traefik (left out by an interrupted run) is not a problem: the rollout puts
 /// every instance back.
-fn unhealthy(fleet: &Fleet, remote: &Remote) -> Result<Vec<String>> {
+fn unhealthy(fleet: &Fleet, remote: &Hosts) -> Result<Vec<String>> {
     let instances: Vec<&Instance> = fleet.instances().collect();
     let readiness = remote::fan_out(&instances, CONCURRENCY, |i| i.name.clone(), |i| probe::instance_ready_steady(remote, fleet, i));
     let mut problems = Vec::new();
@@ -294,7 +294,7 @@ fn unhealthy(fleet: &Fleet, remote: &Remote) -> Result<Vec<String>> {
 /// MongoDB server container, whose image is not documented to contain the tools.
 fn backup(
     fleet: &Fleet,
-    remote: &Remote,
+    remote: &Hosts,
     from: &Release,
     to: &Release,
     report: &Reporter,
@@ -371,7 +371,7 @@ du -k -- "$path" | cut -f1"#;
 }
 
 /// Pulls the new image on every app host at once, before any instance is touched.
-fn prepull(new_fleet: &Fleet, remote: &Remote, report: &Reporter) -> Result<()> {
+fn prepull(new_fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<()> {
     let hosts: Vec<&Host> = new_fleet.hosts_with(Role::Rocketchat).collect();
     let results = remote::fan_out(&hosts, CONCURRENCY, |h| h.name.clone(), |host| {
         pull_missing_images(new_fleet, host, remote.host(&host.name), report)

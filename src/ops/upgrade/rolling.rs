@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Instance};
 use crate::ops::converge::{confirm_traefik, converge_unit, send_files, wait_ready};
 use crate::ops::probe;
-use crate::ops::remote::{Remote, CONCURRENCY};
+use crate::ops::hosts::{Hosts, CONCURRENCY};
 use crate::ops::report::Reporter;
 use crate::ops::wait::{self, Poll};
 use crate::remote;
@@ -29,7 +29,7 @@ pub struct Rollout<'a> {
     pub new: &'a Fleet,
     pub old_files: &'a [HostArtifacts],
     pub new_files: &'a [HostArtifacts],
-    pub remote: &'a Remote,
+    pub remote: &'a Hosts,
     pub report: &'a Reporter,
 }
 

@@ -13,7 +13,7 @@ use crate::remote::{self, ConnectOptions, Connection, HttpTunnel};
 /// How many hosts are worked on at once.
 pub const CONCURRENCY: usize = 32;
 
-pub struct Remote {
+pub struct Hosts {
     connections: BTreeMap<String, Connection>,
     runtime: tokio::runtime::Runtime,
     /// HTTP tunnels kept for the whole run: a tunnel costs an SSH handshake, and the same
@@ -21,27 +21,27 @@ pub struct Remote {
     tunnels: Mutex<HashMap<(String, String, u16), Arc<HttpTunnel>>>,
 }
 
-impl Remote {
+impl Hosts {
     /// Connects to `hosts` at once. If any host cannot be reached, fails listing every one
     /// that could not (and why) before anything is changed anywhere.
-    pub fn connect(hosts: &[&Host], options: &ConnectOptions, report: &Reporter) -> Result<Remote> {
+    pub fn connect(hosts: &[&Host], options: &ConnectOptions, report: &Reporter) -> Result<Hosts> {
         let results = remote::fan_out(hosts, CONCURRENCY, |h| h.name.clone(), |host| Connection::open(host, options));
         let connections = remote::all_succeeded(results)
             .map_err(|err| Error::failed(format!("{}\nNothing was changed. Fix the connection problems above and run again.", err)))?;
         let names: Vec<&str> = connections.iter().map(|(name, _)| name.as_str()).collect();
         report.step("connect", "", format!("{} (host keys verified)", names.join(", ")));
-        Ok(Remote { connections: connections.into_iter().collect(), runtime: runtime()?, tunnels: Mutex::new(HashMap::new()) })
+        Ok(Hosts { connections: connections.into_iter().collect(), runtime: runtime()?, tunnels: Mutex::new(HashMap::new()) })
     }
 
     /// Connects to every host of the fleet.
-    pub fn connect_fleet(fleet: &Fleet, options: &ConnectOptions, report: &Reporter) -> Result<Remote> {
+    pub fn connect_fleet(fleet: &Fleet, options: &ConnectOptions, report: &Reporter) -> Result<Hosts> {
         let hosts: Vec<&Host> = fleet.hosts.iter().collect();
-        Remote::connect(&hosts, options, report)
+        Hosts::connect(&hosts, options, report)
     }
 
     /// Connects to `hosts` at once, keeping those that answer: for `status`, where a host that
     /// cannot be reached is a finding, not a reason to stop. Returns the unreachable hosts with why.
-    pub fn connect_reachable(hosts: &[&Host], options: &ConnectOptions) -> Result<(Remote, Vec<(String, String)>)> {
+    pub fn connect_reachable(hosts: &[&Host], options: &ConnectOptions) -> Result<(Hosts, Vec<(String, String)>)> {
         let results = remote::fan_out(hosts, CONCURRENCY, |h| h.name.clone(), |host| Connection::open(host, options));
         let mut connections = BTreeMap::new();
         let mut unreachable = Vec::new();
@@ -53,7 +53,7 @@ impl Remote {
                 Err(err) => unreachable.push((name, err.to_string())),
             }
         }
-        Ok((Remote { connections, runtime: runtime()?, tunnels: Mutex::new(HashMap::new()) }, unreachable))
+        Ok((Hosts { connections, runtime: runtime()?, tunnels: Mutex::new(HashMap::new()) }, unreachable))
     }
 
     /// The connection to `name`, if it was reached.
