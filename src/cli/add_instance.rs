@@ -1,9 +1,8 @@
 //! `rcfleet add-instance`: arguments only; the work is in `ops::add_instance`.
 
-use super::GlobalArgs;
+use super::{GlobalArgs, NewHostArgs};
 use crate::error::Result;
 use crate::ops;
-use crate::remote::ConnectOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct AddInstanceArgs {
@@ -22,25 +21,19 @@ pub struct AddInstanceArgs {
     /// The SSH user for the new host (default: the inventory's [ssh] user).
     #[arg(long, value_name = "USER", requires = "address")]
     pub ssh_user: Option<String>,
-    /// Trust hosts seen for the first time and record their keys (one line appended to known_hosts).
-    #[arg(long)]
-    pub accept_new_host_keys: bool,
+    #[command(flatten)]
+    pub new_hosts: NewHostArgs,
 }
 
 pub fn run(global: &GlobalArgs, args: AddInstanceArgs) -> Result<i32> {
     let options = ops::add_instance::AddOptions {
-        connect: ConnectOptions { accept_new_host_keys: args.accept_new_host_keys, verbose: global.verbose, ..Default::default() },
+        connect: args.new_hosts.connect(global),
         host: args.host,
         count: args.count,
         address: args.address,
         private_address: args.private_address,
         ssh_user: args.ssh_user,
     };
-    let outcome = ops::add_instance::add_instance(&global.inventory, &options)?;
-    if global.json {
-        println!("{}", serde_json::to_string_pretty(&outcome.to_json()).expect("outcome serialises"));
-    } else {
-        print!("{}", outcome.to_text());
-    }
+    global.print(&ops::add_instance::add_instance(&global.inventory, &options)?);
     Ok(0)
 }

@@ -1,17 +1,13 @@
 //! `rcfleet lock status|release`: look at or remove the deploy lock (for a run that died).
+//! The work is in `ops::lock`; here only the question asked before releasing.
 
 use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Subcommand;
-use serde_json::json;
 
 use super::GlobalArgs;
 use crate::error::{Error, Result};
-use crate::inventory;
-use crate::ops::lock;
-use crate::ops::hosts::Hosts;
-use crate::ops::report::Reporter;
-use crate::remote::ConnectOptions;
+use crate::ops::lock::{self, Holder};
 
 #[derive(Debug, Subcommand)]
 pub enum LockCommand {
@@ -26,41 +22,17 @@ pub enum LockCommand {
 }
 
 pub fn run(global: &GlobalArgs, command: LockCommand) -> Result<i32> {
-    let fleet = inventory::load(&global.inventory)?;
-    let report = Reporter::quiet_log();
-    let options = ConnectOptions { verbose: global.verbose, ..Default::default() };
-    let remote = Hosts::connect(&[fleet.database_host()], &options, &report)?;
-    let db = remote.host(&fleet.database_host().name);
     match command {
-        LockCommand::Status => {
-            let holder = lock::read(&fleet, db)?;
-            if global.json {
-                println!("{}", json!({ "locked": holder.is_some(), "holder": holder }));
-            } else {
-                match &holder {
-                    Some(holder) => println!("locked by {}", holder.describe()),
-                    None => println!("not locked"),
-                }
-            }
-            Ok(0)
-        }
+        LockCommand::Status => global.print(&lock::status(&global.inventory, &global.connect())?),
         LockCommand::Release { yes } => {
-            let Some(holder) = lock::read(&fleet, db)? else {
-                println!("not locked; nothing to release");
-                return Ok(0);
-            };
-            if !yes && !confirm(&holder)? {
-                println!("left as it is");
-                return Ok(0);
-            }
-            lock::force_release(&fleet, db)?;
-            println!("released the lock held by {}", holder.describe());
-            Ok(0)
+            let confirm = |holder: &Holder| if yes { Ok(true) } else { confirm(holder) };
+            global.print(&lock::release(&global.inventory, &global.connect(), confirm)?)
         }
     }
+    Ok(0)
 }
 
-fn confirm(holder: &lock::Holder) -> Result<bool> {
+fn confirm(holder: &Holder) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
         return Err(Error::bad_input(format!(
             "the lock is held by {}; releasing it while that run still works could let two runs change the fleet at \

@@ -3,7 +3,6 @@
 use super::GlobalArgs;
 use crate::error::Result;
 use crate::ops;
-use crate::remote::ConnectOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
@@ -23,7 +22,7 @@ pub struct LogsArgs {
 
 pub fn run(global: &GlobalArgs, args: LogsArgs) -> Result<i32> {
     let options = ops::logs::LogsOptions {
-        connect: ConnectOptions { verbose: global.verbose, ..Default::default() },
+        connect: global.connect(),
         target: args.target,
         follow: args.follow,
         since: args.since,

@@ -16,6 +16,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::error::Result;
+use crate::ops::report::Outcome;
+use crate::remote::ConnectOptions;
 
 /// Deploy and operate a multi-instance Rocket.Chat workspace on your own servers, over SSH,
 /// with Docker Compose on each server.
@@ -40,6 +42,36 @@ pub struct GlobalArgs {
     /// Show more detail (remote command output, prefixed by host).
     #[arg(short, long, global = true)]
     pub verbose: bool,
+}
+
+impl GlobalArgs {
+    /// How to connect, for commands that only reach hosts already known.
+    fn connect(&self) -> ConnectOptions {
+        ConnectOptions { verbose: self.verbose, ..Default::default() }
+    }
+
+    /// Prints what a command did: text for people, or the JSON document with `--json`.
+    fn print(&self, outcome: &dyn Outcome) {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&outcome.to_json()).expect("outcome serialises"));
+        } else {
+            print!("{}", outcome.to_text());
+        }
+    }
+}
+
+/// The connection flag of the commands that may meet a host for the first time.
+#[derive(Debug, clap::Args)]
+pub struct NewHostArgs {
+    /// Trust hosts seen for the first time and record their keys (one line appended to known_hosts).
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+}
+
+impl NewHostArgs {
+    fn connect(&self, global: &GlobalArgs) -> ConnectOptions {
+        ConnectOptions { accept_new_host_keys: self.accept_new_host_keys, ..global.connect() }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,11 +14,6 @@ pub struct PlanArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: PlanArgs) -> Result<i32> {
-    let plan = ops::plan::plan(&global.inventory, args.out.as_deref())?;
-    if global.json {
-        println!("{}", serde_json::to_string_pretty(&plan.to_json()).expect("plan serialises"));
-    } else {
-        print!("{}", plan.to_text());
-    }
+    global.print(&ops::plan::plan(&global.inventory, args.out.as_deref())?);
     Ok(0)
 }

@@ -3,7 +3,6 @@
 use super::GlobalArgs;
 use crate::error::Result;
 use crate::ops;
-use crate::remote::ConnectOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct RemoveInstanceArgs {
@@ -17,15 +16,10 @@ pub struct RemoveInstanceArgs {
 
 pub fn run(global: &GlobalArgs, args: RemoveInstanceArgs) -> Result<i32> {
     let options = ops::remove_instance::RemoveOptions {
-        connect: ConnectOptions { verbose: global.verbose, ..Default::default() },
+        connect: global.connect(),
         instances: args.instances,
         host: args.host,
     };
-    let outcome = ops::remove_instance::remove_instance(&global.inventory, &options)?;
-    if global.json {
-        println!("{}", serde_json::to_string_pretty(&outcome.to_json()).expect("outcome serialises"));
-    } else {
-        print!("{}", outcome.to_text());
-    }
+    global.print(&ops::remove_instance::remove_instance(&global.inventory, &options)?);
     Ok(0)
 }

@@ -3,7 +3,6 @@
 use super::GlobalArgs;
 use crate::error::Result;
 use crate::ops::upgrade::{self, Strategy, UpgradeOptions};
-use crate::remote::ConnectOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct UpgradeArgs {
@@ -49,14 +48,10 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<i32> {
         skip_backup: args.skip_backup,
         no_rollback: args.no_rollback,
         dry_run: args.dry_run,
-        connect: ConnectOptions { verbose: global.verbose, ..Default::default() },
+        connect: global.connect(),
     };
     let outcome = upgrade::upgrade(&global.inventory, &options)?;
-    if global.json {
-        println!("{}", serde_json::to_string_pretty(&outcome.to_json()).expect("outcome serialises"));
-    } else {
-        print!("{}", outcome.to_text());
-    }
+    global.print(&outcome);
     // A dry run that a guard refused says so on stdout and fails like the real run would.
     Ok(if outcome.refused() { crate::error::exit::FAILED } else { 0 })
 }

@@ -17,7 +17,7 @@ use super::converge::{confirm_prometheus, confirm_traefik, converge_unit, pull_m
 use super::lock;
 use super::preflight;
 use super::hosts::{Hosts, CONCURRENCY};
-use super::report::Reporter;
+use super::report::{Outcome, Reporter};
 use super::secrets;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Instance};
@@ -200,8 +200,8 @@ fn publish(
     confirm_traefik(fleet, remote, report, &every_instance)
 }
 
-impl InstanceChange {
-    pub fn to_text(&self) -> String {
+impl Outcome for InstanceChange {
+    fn to_text(&self) -> String {
         let fleet = &self.fleet;
         let names: Vec<&str> = self.instances.iter().map(|i| i.name.as_str()).collect();
         let mut out = format!(
@@ -215,19 +215,14 @@ impl InstanceChange {
             self.seconds,
             self.inventory.display(),
         );
-        out.push_str(&format!("{:<10}  {:<26}  {:<7}  {:<10}\n", "INSTANCE", "ADDRESS", "TRAEFIK", "PROMETHEUS"));
-        for instance in fleet.instances() {
-            let traefik = self.traefik_servers.get(&instance.url()).map(String::as_str).unwrap_or("absent");
-            let prometheus = self.prometheus_targets.get(&instance.metrics_target()).map(String::as_str).unwrap_or("-");
-            out.push_str(&format!("{:<10}  {:<26}  {traefik:<7}  {prometheus}\n", instance.name, instance.url()));
-        }
+        out.push_str(&super::report::instances_table(fleet, &self.traefik_servers, &self.prometheus_targets));
         if let Some(log) = &self.log {
             out.push_str(&format!("\nRun log: {}\n", log.display()));
         }
         out
     }
 
-    pub fn to_json(&self) -> Value {
+    fn to_json(&self) -> Value {
         let fleet = &self.fleet;
         let mut document = json!({
             "workspace": fleet.workspace.name,

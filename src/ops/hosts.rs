@@ -33,6 +33,12 @@ impl Hosts {
         Ok(Hosts { connections: connections.into_iter().collect(), runtime: runtime()?, tunnels: Mutex::new(HashMap::new()) })
     }
 
+    /// Connects to the database host only: for the commands that read or change what rcfleet
+    /// keeps there (the deploy lock, the generated secrets).
+    pub fn connect_database(fleet: &Fleet, options: &ConnectOptions) -> Result<Hosts> {
+        Hosts::connect(&[fleet.database_host()], options, &Reporter::quiet_log())
+    }
+
     /// Connects to every host of the fleet.
     pub fn connect_fleet(fleet: &Fleet, options: &ConnectOptions, report: &Reporter) -> Result<Hosts> {
         let hosts: Vec<&Host> = fleet.hosts.iter().collect();

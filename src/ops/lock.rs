@@ -4,12 +4,18 @@
 //! ends, however it ends (the guard's `Drop`), and only by the run that holds it; a lock left
 //! by a run that died is shown by `rcfleet lock status` and removed by `rcfleet lock release`.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use super::audit;
+use super::hosts::Hosts;
+use super::report::Outcome;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
-use crate::remote::{Argv, Connection};
+use crate::inventory;
+use crate::remote::{Argv, ConnectOptions, Connection};
 
 /// Who holds the lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,15 +101,70 @@ pub fn read(fleet: &Fleet, db: &Connection) -> Result<Option<Holder>> {
     })
 }
 
-/// Removes the lock whoever holds it (for `rcfleet lock release`); returns who held it.
-pub fn force_release(fleet: &Fleet, db: &Connection) -> Result<Option<Holder>> {
-    let holder = read(fleet, db)?;
-    if holder.is_some() {
-        db.run(&Argv::new("rm").args(["-f", "--", &lock_path(fleet)]))?;
-        let what = format!("removed the deploy lock held by {}", holder.as_ref().map(Holder::describe).unwrap_or_default());
-        audit::record(db, &crate::render::deploy_dir(fleet), "rcfleet lock release", &[what])?;
+/// `rcfleet lock status`: who holds the lock, if anyone.
+pub struct LockStatus {
+    pub holder: Option<Holder>,
+}
+
+pub fn status(inventory_path: &Path, connect: &ConnectOptions) -> Result<LockStatus> {
+    let fleet = inventory::load(inventory_path)?;
+    let hosts = Hosts::connect_database(&fleet, connect)?;
+    Ok(LockStatus { holder: read(&fleet, hosts.host(&fleet.database_host().name))? })
+}
+
+impl Outcome for LockStatus {
+    fn to_text(&self) -> String {
+        match &self.holder {
+            Some(holder) => format!("locked by {}\n", holder.describe()),
+            None => "not locked\n".to_string(),
+        }
     }
-    Ok(holder)
+
+    fn to_json(&self) -> Value {
+        json!({ "locked": self.holder.is_some(), "holder": self.holder })
+    }
+}
+
+/// What `rcfleet lock release` did.
+pub enum Released {
+    NotLocked,
+    /// The operator said no.
+    Kept(Holder),
+    Released(Holder),
+}
+
+/// Removes the lock whoever holds it (for a run that died), once `confirm` agrees; the removal
+/// goes into the database host's audit trail.
+pub fn release(inventory_path: &Path, connect: &ConnectOptions, confirm: impl FnOnce(&Holder) -> Result<bool>) -> Result<Released> {
+    let fleet = inventory::load(inventory_path)?;
+    let hosts = Hosts::connect_database(&fleet, connect)?;
+    let db = hosts.host(&fleet.database_host().name);
+    let Some(holder) = read(&fleet, db)? else { return Ok(Released::NotLocked) };
+    if !confirm(&holder)? {
+        return Ok(Released::Kept(holder));
+    }
+    db.run(&Argv::new("rm").args(["-f", "--", &lock_path(&fleet)]))?;
+    let what = format!("removed the deploy lock held by {}", holder.describe());
+    audit::record(db, &crate::render::deploy_dir(&fleet), "rcfleet lock release", &[what])?;
+    Ok(Released::Released(holder))
+}
+
+impl Outcome for Released {
+    fn to_text(&self) -> String {
+        match self {
+            Released::NotLocked => "not locked; nothing to release\n".to_string(),
+            Released::Kept(_) => "left as it is\n".to_string(),
+            Released::Released(holder) => format!("released the lock held by {}\n", holder.describe()),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            Released::NotLocked => json!({ "released": false, "holder": null }),
+            Released::Kept(holder) => json!({ "released": false, "holder": holder }),
+            Released::Released(holder) => json!({ "released": true, "holder": holder }),
+        }
+    }
 }
 
 impl Drop for DeployLock<'_> {

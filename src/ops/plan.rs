@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 use super::advice;
+use super::report::Outcome;
 use crate::fleet::{Fleet, SecretRef, Tls};
 use crate::inventory;
 use crate::render::{self, HostArtifacts};
@@ -81,8 +82,10 @@ impl Plan {
             ("mongodb_tools", images.mongodb_tools.to_string()),
         ]
     }
+}
 
-    pub fn to_text(&self) -> String {
+impl Outcome for Plan {
+    fn to_text(&self) -> String {
         let fleet = &self.fleet;
         let mut out = String::new();
         let instances = fleet.instances().count();
@@ -150,7 +153,7 @@ impl Plan {
         out
     }
 
-    pub fn to_json(&self) -> Value {
+    fn to_json(&self) -> Value {
         let fleet = &self.fleet;
         let hosts: Vec<Value> = fleet
             .hosts

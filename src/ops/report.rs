@@ -93,6 +93,28 @@ impl Reporter {
     }
 }
 
+/// What a command hands back when it is done: text for people, or with `--json` a document
+/// for scripts. `cli` prints it; the operation decides its content.
+pub trait Outcome {
+    fn to_text(&self) -> String;
+    fn to_json(&self) -> serde_json::Value;
+}
+
+/// Every instance with its address and what Traefik and Prometheus say of it, as a table.
+pub fn instances_table(
+    fleet: &crate::fleet::Fleet,
+    traefik: &std::collections::BTreeMap<String, String>,
+    prometheus: &std::collections::BTreeMap<String, String>,
+) -> String {
+    let mut out = format!("{:<10}  {:<26}  {:<7}  {:<10}\n", "INSTANCE", "ADDRESS", "TRAEFIK", "PROMETHEUS");
+    for instance in fleet.instances() {
+        let in_traefik = traefik.get(&instance.url()).map(String::as_str).unwrap_or("absent");
+        let scraped = prometheus.get(&instance.metrics_target()).map(String::as_str).unwrap_or("-");
+        out.push_str(&format!("{:<10}  {:<26}  {in_traefik:<7}  {scraped}\n", instance.name, instance.url()));
+    }
+    out
+}
+
 /// Every instance with what Traefik and Prometheus say of it, for `--json` results.
 pub fn instances_json(
     fleet: &crate::fleet::Fleet,

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::converge::long_running;
 use super::probe::{self, Container};
+use super::report::Outcome;
 use super::secrets;
 use super::wait::Poll;
 use super::hosts::{Hosts, CONCURRENCY};
@@ -405,12 +406,12 @@ fn assemble(fleet: &Fleet, observed: &BTreeMap<String, Option<Observed>>, unreac
     }
 }
 
-impl Status {
-    pub fn to_json(&self) -> Value {
+impl Outcome for Status {
+    fn to_json(&self) -> Value {
         serde_json::to_value(self).expect("status serialises")
     }
 
-    pub fn to_text(&self) -> String {
+    fn to_text(&self) -> String {
         let verdict = if self.healthy { "healthy".to_string() } else { format!("{} problem(s)", self.problems.len()) };
         let mut out = format!("Workspace {} ({}), release {}: {verdict}\n\n", self.workspace, self.url, self.release);
         out.push_str(&format!("{:<8}  {:<16}  {:<20}  {:<9}  {}\n", "HOST", "ADDRESS", "ROLES", "REACHABLE", "FILES"));

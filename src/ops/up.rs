@@ -22,7 +22,7 @@ use super::preflight;
 use super::push_images;
 use super::probe;
 use super::hosts::{Hosts, CONCURRENCY};
-use super::report::Reporter;
+use super::report::{Outcome, Reporter};
 use super::secrets;
 use super::wait::{self, Poll};
 use crate::error::{Error, Result};
@@ -277,8 +277,8 @@ fn converge_instances(
     })
 }
 
-impl UpOutcome {
-    pub fn to_text(&self) -> String {
+impl Outcome for UpOutcome {
+    fn to_text(&self) -> String {
         let fleet = &self.fleet;
         let mut out = format!(
             "\nWorkspace {} is up: release {}, {} instances on {} hosts, in {:.1} s.\n\n",
@@ -294,12 +294,8 @@ impl UpOutcome {
             let changed = if changes.is_empty() { "unchanged".to_string() } else { format!("{} change(s)", changes.len()) };
             out.push_str(&format!("{host:<8}  {:<22}  {changed}\n", roles.join(",")));
         }
-        out.push_str(&format!("\n{:<10}  {:<26}  {:<7}  {:<10}\n", "INSTANCE", "ADDRESS", "TRAEFIK", "PROMETHEUS"));
-        for instance in fleet.instances() {
-            let traefik = self.traefik_servers.get(&instance.url()).map(String::as_str).unwrap_or("absent");
-            let prometheus = self.prometheus_targets.get(&instance.metrics_target()).map(String::as_str).unwrap_or("-");
-            out.push_str(&format!("{:<10}  {:<26}  {traefik:<7}  {prometheus}\n", instance.name, instance.url()));
-        }
+        out.push('\n');
+        out.push_str(&super::report::instances_table(fleet, &self.traefik_servers, &self.prometheus_targets));
         out.push_str(&format!("\nOpen {}", fleet.workspace.root_url));
         if let Some(log) = &self.log {
             out.push_str(&format!("  (run log: {})", log.display()));
@@ -308,7 +304,7 @@ impl UpOutcome {
         out
     }
 
-    pub fn to_json(&self) -> Value {
+    fn to_json(&self) -> Value {
         let fleet = &self.fleet;
         json!({
             "workspace": fleet.workspace.name,

@@ -21,7 +21,7 @@ use super::converge::{confirm_prometheus, pull_missing_images};
 use super::lock;
 use super::probe;
 use super::hosts::{Hosts, CONCURRENCY};
-use super::report::Reporter;
+use super::report::{Outcome, Reporter};
 use super::secrets;
 use crate::compat;
 use crate::error::{Error, Result};
@@ -421,8 +421,10 @@ impl UpgradeOutcome {
     pub fn refused(&self) -> bool {
         self.verdicts.iter().any(Verdict::refused)
     }
+}
 
-    pub fn to_text(&self) -> String {
+impl Outcome for UpgradeOutcome {
+    fn to_text(&self) -> String {
         let mut out = String::new();
         if self.from == self.to && !self.dry_run {
             out.push_str(&format!("Already on {}; nothing to upgrade.\n", self.to));
@@ -459,7 +461,7 @@ impl UpgradeOutcome {
         out
     }
 
-    pub fn to_json(&self) -> Value {
+    fn to_json(&self) -> Value {
         json!({
             "from": self.from.to_string(),
             "to": self.to.to_string(),

@@ -12,6 +12,10 @@ use std::io::Read;
 
 use serde_json::{json, Value};
 
+mod listing;
+
+pub use listing::{list, show, Listing, Shown};
+
 use super::audit;
 use super::report::Reporter;
 use crate::error::{Error, Result};
@@ -274,40 +278,6 @@ pub fn ensure_users(fleet: &Fleet, conn: &Connection, container: &str, secrets: 
     }
     let created: Vec<String> = lines.iter().filter_map(|l| l.strip_prefix("created ")).map(str::to_string).collect();
     Ok((!created.is_empty()).then(|| format!("created MongoDB users {}", created.join(", "))))
-}
-
-/// One secret as `rcfleet secrets list` shows it: never its value.
-pub struct Listed {
-    pub name: &'static str,
-    /// `generated`, or the inventory reference (`environment variable X`).
-    pub source: String,
-    pub in_use: bool,
-    /// Generated and present in the database host's file.
-    pub stored: bool,
-}
-
-pub fn list(fleet: &Fleet, store: Option<&Store>) -> Vec<Listed> {
-    Generated::ALL
-        .into_iter()
-        .map(|secret| Listed {
-            name: secret.name(),
-            source: match secret.reference(fleet) {
-                Some(reference) => format!("inventory {} ({reference})", secret.inventory_key().unwrap_or_default()),
-                None => "generated".to_string(),
-            },
-            in_use: secret.in_use(fleet),
-            stored: store.is_some_and(|s| s.generated.contains_key(secret.name())),
-        })
-        .collect()
-}
-
-/// The value of the secret `name` as the fleet uses it (the inventory's reference wins).
-pub fn show(fleet: &Fleet, store: &Store, name: &str) -> Result<String> {
-    let secret = Generated::from_name(name).ok_or_else(|| {
-        let names: Vec<&str> = Generated::ALL.iter().map(|g| g.name()).collect();
-        Error::bad_input(format!("no secret named {name:?}; the secrets are {}", names.join(", ")))
-    })?;
-    credential(fleet, store, secret)
 }
 
 #[cfg(test)]
