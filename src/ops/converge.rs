@@ -65,25 +65,17 @@ pub fn pull_missing_images(fleet: &Fleet, host: &Host, conn: &Connection, report
 /// Sends the files whose content or mode differs on the host; returns the paths written.
 pub fn send_files(conn: &Connection, deploy_dir: &str, files: &[Artifact]) -> Result<BTreeSet<String>> {
     let paths: Vec<String> = files.iter().map(|f| format!("{deploy_dir}/{}", f.path)).collect();
-    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
     // One round trip for the state of every file; then only differing files are sent.
-    let state_script = r#"for f in "$@"; do if [ -f "$f" ]; then printf '%s %s\n' "$(sha256sum < "$f" | cut -d' ' -f1)" "$(stat -c %a "$f")"; else echo "- -"; fi; done"#;
-    let state = conn.run(&Argv::script(state_script, &refs))?.stdout_text();
+    let states = conn.file_states(&paths)?;
     let mut written = BTreeSet::new();
-    for ((file, path), line) in files.iter().zip(&paths).zip(state.lines().chain(std::iter::repeat(""))) {
-        let want = format!("{} {:o}", sha256_hex(file.content.as_bytes()), file.mode);
-        if line.trim() == want {
+    for ((file, path), state) in files.iter().zip(&paths).zip(states) {
+        if state.is_some_and(|now| now.holds(file.content.as_bytes(), file.mode)) {
             continue;
         }
         conn.upload(path, file.content.as_bytes(), file.mode, None)?;
         written.insert(file.path.clone());
     }
     Ok(written)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Services that keep running (the key file and replica-set initiation are one-shots).

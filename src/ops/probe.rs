@@ -282,18 +282,6 @@ pub fn http_ok(remote: &Hosts, conn: &Connection, address: &str, port: u16, path
     }
 }
 
-/// `sha256 mode` (mode in octal) of each file at `paths` on the host, `None` where there is
-/// no file; in one round trip. Contents never leave the host.
-pub fn file_states(conn: &Connection, paths: &[String]) -> Result<Vec<Option<String>>> {
-    let script = r#"for f in "$@"; do if [ -f "$f" ]; then printf '%s %s\n' "$(sha256sum < "$f" | cut -d' ' -f1)" "$(stat -c %a "$f")"; else echo -; fi; done"#;
-    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-    let output = conn.run(&Argv::script(script, &refs))?.stdout_text();
-    let mut states: Vec<Option<String>> =
-        output.lines().map(|line| (line.trim() != "-").then(|| line.trim().to_string())).collect();
-    states.resize(paths.len(), None);
-    Ok(states)
-}
-
 /// The names of the directories in `dir` on the host (empty when it does not exist).
 pub fn directories(conn: &Connection, dir: &str) -> Result<Vec<String>> {
     let script = r#"[ -d "$1" ] || exit 0; for d in "$1"/*/; do [ -d "$d" ] && basename -- "$d"; done; true"#;

@@ -153,15 +153,13 @@ fn observe(
     }
     let deploy_dir = render::deploy_dir(fleet);
     let paths: Vec<String> = files.iter().map(|f| format!("{deploy_dir}/{}", f.path)).collect();
-    match probe::file_states(conn, &paths) {
+    match conn.file_states(&paths) {
         Ok(states) => {
             seen.files_checked = files.len();
             for (file, state) in files.iter().zip(states) {
                 match state {
                     None => seen.files_missing.push(file.path.clone()),
-                    Some(state) if state != format!("{} {:o}", sha256_hex(file.content.as_bytes()), file.mode) => {
-                        seen.files_differing.push(file.path.clone())
-                    }
+                    Some(state) if !state.holds(file.content.as_bytes(), file.mode) => seen.files_differing.push(file.path.clone()),
                     Some(_) => {}
                 }
             }
@@ -214,11 +212,6 @@ fn seen_error(slot: &mut Option<String>, text: String) {
         Some(existing) => existing.push_str(&format!("; {text}")),
         None => *slot = Some(text),
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn short(id: &str) -> String {

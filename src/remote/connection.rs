@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use super::files::sha256_hex;
 
 use super::argv::Argv;
 use super::session::{self, is_would_block, retry, wait_socket, Ssh};
@@ -193,25 +193,11 @@ impl Connection {
     /// `mv -f`), with `mode` (e.g. 0o600 for secrets) and, when given, `owner` (`user[:group]`).
     /// Nothing is sent when the file already has this content, mode and owner.
     pub fn upload(&self, path: &str, content: &[u8], mode: u32, owner: Option<&str>) -> Result<Uploaded> {
-        let want_hash = hex(&Sha256::digest(content));
+        let want_hash = sha256_hex(content);
         let want_mode = format!("{mode:o}");
-        let current = self.run(&Argv::script(
-            r#"if [ -f "$1" ]; then sha256sum < "$1" | cut -d' ' -f1; stat -c '%a %U:%G %u:%g' "$1"; fi"#,
-            &[path],
-        ))?;
-        let current = current.stdout_text();
-        let mut lines = current.lines();
-        if let (Some(hash), Some(meta)) = (lines.next(), lines.next()) {
-            let mut meta = meta.split_whitespace();
-            let (mode_now, names, ids) = (meta.next(), meta.next().unwrap_or(""), meta.next().unwrap_or(""));
-            let owner_ok = owner.is_none_or(|owner| {
-                let names_user = names.split(':').next().unwrap_or("");
-                let ids_user = ids.split(':').next().unwrap_or("");
-                [names, ids, names_user, ids_user].contains(&owner)
-            });
-            if hash == want_hash && mode_now == Some(want_mode.as_str()) && owner_ok {
-                return Ok(Uploaded::Unchanged);
-            }
+        let current = self.file_states(&[path.to_string()])?.pop().flatten();
+        if current.is_some_and(|now| now.holds(content, mode) && owner.is_none_or(|owner| now.owned_by(owner))) {
+            return Ok(Uploaded::Unchanged);
         }
         let script = r#"set -e
 dir=$(dirname -- "$1")
@@ -421,10 +407,6 @@ fn signal_number(name: &str) -> i32 {
         "TERM" => 15,
         _ => 0,
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 mod argv;
 mod connection;
 mod docker;
+mod files;
 mod known_hosts;
 mod session;
 mod target;
@@ -33,6 +34,7 @@ use std::sync::Mutex;
 pub use argv::{shell_quote, Argv};
 pub use connection::{ConnectOptions, Connection, ExecOptions, Output, Uploaded};
 pub use docker::{Compose, ComposeCli, HttpResponse, HttpTunnel, DOCKER_SOCKET};
+pub use files::{sha256_hex, FileState};
 pub use tunnel::{LocalEndpoint, Tunnel};
 
 use crate::error::{Error, Result};
