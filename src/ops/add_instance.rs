@@ -142,7 +142,7 @@ pub fn add_instance(inventory_path: &Path, options: &AddOptions) -> Result<Insta
     let traefik_servers = publish(&fleet, &remote, &report, &artifacts, &mut changes)?;
     let prometheus_targets = confirm_prometheus(&fleet, &remote, &report)?;
     for (host, host_changes) in &changes {
-        audit::record(remote.host(host), &deploy_dir, &command, host_changes)?;
+        audit::record(remote.host(host), &fleet, &command, host_changes)?;
     }
     edit::write(inventory_path, &edited)?;
     report.step("inventory", "", format!("{} updated: {} added", inventory_path.display(), names.join(", ")));

@@ -2,6 +2,8 @@
 //! who, from which machine, which command, what). Never rewritten, never holds a secret value.
 
 use crate::error::Result;
+use crate::fleet::Fleet;
+use crate::render;
 use crate::remote::{Argv, Connection};
 
 /// `user@machine` of the person running rcfleet.
@@ -25,8 +27,8 @@ fn user_from_passwd() -> Option<String> {
     passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.get(2) == Some(&uid.as_str())).map(|f| f[0].to_string())
 }
 
-/// Appends one line per change to `<deploy_dir>/audit.log` on the host.
-pub fn record(conn: &Connection, deploy_dir: &str, command: &str, changes: &[String]) -> Result<()> {
+/// Appends one line per change to the host's audit log (`render::audit_log`).
+pub fn record(conn: &Connection, fleet: &Fleet, command: &str, changes: &[String]) -> Result<()> {
     if changes.is_empty() {
         return Ok(());
     }
@@ -36,7 +38,7 @@ pub fn record(conn: &Connection, deploy_dir: &str, command: &str, changes: &[Str
         .iter()
         .map(|change| format!("{time}\t{who}\t{command}\t{}\n", change.replace(['\n', '\t'], " ")))
         .collect();
-    let script = r#"mkdir -p -- "$1" && printf '%s' "$2" >> "$1/audit.log""#;
-    conn.run(&Argv::script(script, &[deploy_dir, &lines]))?;
+    let script = r#"mkdir -p -- "$(dirname -- "$1")" && printf '%s' "$2" >> "$1""#;
+    conn.run(&Argv::script(script, &[&render::audit_log(fleet), &lines]))?;
     Ok(())
 }

@@ -21,17 +21,8 @@ use crate::render::{self, Artifact, Unit, UnitKind};
 
 /// The images of the units on `host`.
 fn images_for(fleet: &Fleet, host: &Host) -> Vec<String> {
-    let mut images = BTreeSet::new();
-    for unit in render::host_units(fleet, host) {
-        let unit_images = match unit.kind {
-            // The Database Tools image too, so an upgrade's backup never waits for a pull.
-            UnitKind::Database => vec![&fleet.images.mongodb, &fleet.images.nats, &fleet.images.mongodb_tools],
-            UnitKind::Monitoring => vec![&fleet.images.prometheus, &fleet.images.grafana],
-            UnitKind::Traefik => vec![&fleet.images.traefik],
-            UnitKind::Instance => vec![&fleet.images.rocketchat],
-        };
-        images.extend(unit_images.into_iter().map(|image| image.to_string()));
-    }
+    let images: BTreeSet<String> =
+        render::host_units(fleet, host).iter().flat_map(|unit| unit.images(fleet)).map(|image| image.to_string()).collect();
     images.into_iter().collect()
 }
 

@@ -69,7 +69,7 @@ fn password_accepted(fleet: &Fleet, remote: &Hosts, conn: &Connection, password:
 fn reset_with_cli(fleet: &Fleet, remote: &Hosts, conn: &Connection, password: &str) -> Result<()> {
     let unit = render::monitoring_unit(fleet).expect("called with a monitoring host");
     let containers = probe::containers(remote, fleet, conn)?;
-    let Some(grafana) = containers.iter().find(|c| c.unit == unit.name && c.service == "grafana" && c.running()) else {
+    let Some(grafana) = probe::running(&containers, &unit.name, "grafana") else {
         return Err(Error::failed(format!("{}: the grafana container is not running; its admin password cannot be set", conn.name())));
     };
     let input = format!("{password}\n");

@@ -1,5 +1,5 @@
 //! The deploy lock: one mutating rcfleet run at a time per fleet. It is a file on the database
-//! host (`<deploy dir>/deploy.lock`) created atomically (`set -C`: O_EXCL), holding who took
+//! host (`render::lock_file`) created atomically (`set -C`: O_EXCL), holding who took
 //! it, from where, when, with which command and release. It is released when the operation
 //! ends, however it ends (the guard's `Drop`), and only by the run that holds it; a lock left
 //! by a run that died is shown by `rcfleet lock status` and removed by `rcfleet lock release`.
@@ -15,6 +15,7 @@ use super::report::Outcome;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::inventory;
+use crate::render;
 use crate::remote::{Argv, ConnectOptions, Connection};
 
 /// Who holds the lock.
@@ -40,10 +41,6 @@ impl Holder {
     }
 }
 
-pub fn lock_path(fleet: &Fleet) -> String {
-    format!("{}/deploy.lock", crate::render::deploy_dir(fleet))
-}
-
 /// The held lock; released when dropped.
 pub struct DeployLock<'c> {
     conn: &'c Connection,
@@ -67,7 +64,7 @@ pub fn acquire<'c>(fleet: &Fleet, db: &'c Connection, command: &str, release: Op
         since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         token: format!("{:x}-{:x}", std::process::id(), nanos()),
     };
-    let path = lock_path(fleet);
+    let path = render::lock_file(fleet);
     let body = serde_json::to_string(&holder).expect("holder serialises");
     let script = r#"mkdir -p -- "$(dirname -- "$1")" && (set -C; printf '%s\n' "$2" > "$1") 2>/dev/null"#;
     let output = db.exec(&Argv::script(script, &[&path, &body]), Default::default())?;
@@ -90,7 +87,7 @@ pub fn acquire<'c>(fleet: &Fleet, db: &'c Connection, command: &str, release: Op
 
 /// The current holder, if the fleet is locked.
 pub fn read(fleet: &Fleet, db: &Connection) -> Result<Option<Holder>> {
-    let path = lock_path(fleet);
+    let path = render::lock_file(fleet);
     let output = db.run(&Argv::script(r#"if [ -f "$1" ]; then cat -- "$1"; fi"#, &[&path]))?;
     let text = output.stdout_text();
     if text.trim().is_empty() {
@@ -143,9 +140,9 @@ pub fn release(inventory_path: &Path, connect: &ConnectOptions, confirm: impl Fn
     if !confirm(&holder)? {
         return Ok(Released::Kept(holder));
     }
-    db.run(&Argv::new("rm").args(["-f", "--", &lock_path(&fleet)]))?;
+    db.run(&Argv::new("rm").args(["-f", "--", &render::lock_file(&fleet)]))?;
     let what = format!("removed the deploy lock held by {}", holder.describe());
-    audit::record(db, &crate::render::deploy_dir(&fleet), "rcfleet lock release", &[what])?;
+    audit::record(db, &fleet, "rcfleet lock release", &[what])?;
     Ok(Released::Released(holder))
 }
 

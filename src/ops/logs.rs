@@ -16,22 +16,12 @@ use super::report::Reporter;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host};
 use crate::inventory;
+use crate::render::{self, UnitKind};
 use crate::remote::ConnectOptions;
-
-/// The services `logs` knows, with the unit that runs each.
-pub const SERVICES: &[(&str, &str)] = &[
-    ("mongodb", "database"),
-    ("mongodb-keyfile", "database"),
-    ("mongodb-init", "database"),
-    ("nats", "database"),
-    ("prometheus", "monitoring"),
-    ("grafana", "monitoring"),
-    ("traefik", "traefik"),
-];
 
 pub struct LogsOptions {
     pub connect: ConnectOptions,
-    /// An instance name (`app1-0`) or a service (see [`SERVICES`]).
+    /// An instance name (`app1-0`) or a service of the other units (`mongodb`, `traefik`, ...).
     pub target: String,
     pub follow: bool,
     /// Only lines after this: a duration back from now (`10m`, `2h`) or an RFC 3339 time.
@@ -46,19 +36,20 @@ fn locate<'f>(fleet: &'f Fleet, target: &str) -> Result<(&'f Host, String, Strin
         let host = fleet.host(&instance.host).expect("instances belong to hosts");
         return Ok((host, instance.name.clone(), "rocketchat".to_string()));
     }
-    if let Some((service, unit)) = SERVICES.iter().find(|(service, _)| *service == target) {
-        let host = match *unit {
-            "database" => Some(fleet.database_host()),
-            "monitoring" => fleet.monitoring_host(),
-            _ => Some(fleet.traefik_host()),
+    let services: Vec<(UnitKind, &str)> = UnitKind::ALL
+        .into_iter()
+        .filter(|kind| *kind != UnitKind::Instance)
+        .flat_map(|kind| kind.services().iter().map(move |service| (kind, *service)))
+        .collect();
+    if let Some((kind, service)) = services.iter().find(|(_, service)| *service == target) {
+        let Some(unit) = render::units(fleet).into_iter().find(|unit| unit.kind == *kind) else {
+            return Err(Error::bad_input(format!("{service} does not run: no host has the \"{}\" role", kind.role().name())));
         };
-        let Some(host) = host else {
-            return Err(Error::bad_input(format!("{service} does not run: no host has the \"monitoring\" role")));
-        };
-        return Ok((host, unit.to_string(), service.to_string()));
+        let host = fleet.host(&unit.host).expect("units belong to hosts");
+        return Ok((host, unit.name, service.to_string()));
     }
     let instances: Vec<&str> = fleet.instances().map(|i| i.name.as_str()).collect();
-    let services: Vec<&str> = SERVICES.iter().map(|(s, _)| *s).collect();
+    let services: Vec<&str> = services.iter().map(|(_, service)| *service).collect();
     Err(Error::bad_input(format!(
         "{target:?} is neither an instance ({}) nor a service ({})",
         instances.join(", "),
@@ -158,6 +149,24 @@ pub fn logs(inventory_path: &Path, options: &LogsOptions, out: &mut dyn Write) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_are_found_on_the_host_of_their_unit() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/three-app-hosts.toml")).unwrap();
+        let fleet = inventory::parse(&text, Path::new("three-app-hosts.toml")).unwrap();
+        let found = |target| locate(&fleet, target).map(|(host, unit, service)| (host.name.clone(), unit, service));
+        assert_eq!(found("mongodb-init").unwrap(), ("db".into(), "database".into(), "mongodb-init".into()));
+        assert_eq!(found("grafana").unwrap(), ("mon".into(), "monitoring".into(), "grafana".into()));
+        assert_eq!(found("traefik").unwrap(), ("edge".into(), "traefik".into(), "traefik".into()));
+        assert_eq!(found("app2-1").unwrap(), ("app2".into(), "app2-1".into(), "rocketchat".into()));
+        let unknown = found("rocketchat").unwrap_err().to_string();
+        assert!(unknown.contains("neither an instance (app1-0,") && unknown.contains("nats, prometheus, grafana, traefik)"), "{unknown}");
+
+        let mut without_monitoring = fleet.clone();
+        without_monitoring.hosts.retain(|h| h.name != "mon");
+        let refused = locate(&without_monitoring, "prometheus").unwrap_err().to_string();
+        assert_eq!(refused, "prometheus does not run: no host has the \"monitoring\" role");
+    }
 
     #[test]
     fn since_takes_durations_and_times() {

@@ -60,6 +60,17 @@ pub fn containers(remote: &Hosts, fleet: &Fleet, conn: &Connection) -> Result<Ve
     })
 }
 
+/// The running container of `service` in `unit`, if any.
+pub fn running<'c>(containers: &'c [Container], unit: &str, service: &str) -> Option<&'c Container> {
+    containers.iter().find(|c| c.unit == unit && c.service == service && c.running())
+}
+
+/// The running MongoDB server container on the database host (`conn`), if any.
+pub fn mongodb(hosts: &Hosts, fleet: &Fleet, conn: &Connection) -> Result<Option<Container>> {
+    let database = crate::render::database_unit(fleet);
+    Ok(running(&containers(hosts, fleet, conn)?, &database.name, "mongodb").cloned())
+}
+
 /// The HTTP and metrics ports a running instance container was given (`PORT` and
 /// `PROMETHEUS_PORT` in its environment; `OVERWRITE_SETTING_Prometheus_Port` in containers
 /// that earlier rcfleet releases started).
@@ -197,7 +208,7 @@ pub fn mongo_primary(conn: &Connection, fleet: &Fleet, mongodb_container: &str, 
                 "{}: MongoDB refused rcfleet's admin login ({said}); {} on this host, or mongodb.admin_password, \
                  must hold the password the admin user was created with",
                 conn.name(),
-                secrets::path(fleet)
+                crate::render::secrets_file(fleet)
             )));
         }
         return Ok(Err(said));

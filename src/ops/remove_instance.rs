@@ -87,7 +87,7 @@ pub fn remove_instance(inventory_path: &Path, options: &RemoveOptions) -> Result
     }
     let prometheus_targets = confirm_prometheus(&fleet, &remote, &report)?;
     for (host, host_changes) in &changes {
-        audit::record(remote.host(host), &deploy_dir, &command, host_changes)?;
+        audit::record(remote.host(host), &fleet, &command, host_changes)?;
     }
     edit::write(inventory_path, &edited)?;
     report.step("inventory", "", format!("{} updated: {} removed", inventory_path.display(), names.join(", ")));

@@ -22,7 +22,7 @@ use crate::error::Result;
 use crate::fleet::{Fleet, Host, Role};
 use crate::inventory;
 use crate::remote::{self, ConnectOptions, Connection};
-use crate::render::{self, Artifact, HostArtifacts, UnitKind};
+use crate::render::{self, Artifact, HostArtifacts, UnitKind, INSTANCES_DIR};
 
 /// The whole report; `--json` prints it as is (field names are a stable interface).
 #[derive(Debug, Serialize)]
@@ -166,7 +166,7 @@ fn observe(
         }
         Err(err) => fail("files", err),
     }
-    match probe::directories(conn, &format!("{deploy_dir}/rocketchat")) {
+    match probe::directories(conn, &format!("{deploy_dir}/{INSTANCES_DIR}")) {
         Ok(dirs) => seen.unit_dirs = dirs,
         Err(err) => fail("files", err),
     }
@@ -175,13 +175,10 @@ fn observe(
         let version = probe::instance_version(remote, instance).unwrap_or(None);
         seen.instances.insert(instance.name.clone(), (ready, version));
     }
-    let running = |unit: &str, service: &str| {
-        seen.containers.iter().find(|c| c.unit == unit && c.service == service && c.running()).map(|c| c.id.clone())
-    };
     let private = &host.private_address;
     if host.has_role(Role::Database) {
-        let mongo = match running("database", "mongodb") {
-            Some(id) => match probe::mongo_primary(conn, fleet, &id, login) {
+        let mongo = match probe::running(&seen.containers, &render::database_unit(fleet).name, "mongodb") {
+            Some(mongodb) => match probe::mongo_primary(conn, fleet, &mongodb.id, login) {
                 Ok(Ok(primary)) => Ok(format!("PRIMARY at {primary}")),
                 Ok(Err(seen)) => Err(seen),
                 Err(err) => Err(err.to_string()),
@@ -266,8 +263,8 @@ fn assemble(fleet: &Fleet, observed: &BTreeMap<String, Option<Observed>>, unreac
                 }
                 for dir in &o.unit_dirs {
                     if !host.instances.iter().any(|i| &i.name == dir) {
-                        problems.push(format!("{}: unexpected instance directory rocketchat/{dir}", host.name));
-                        status.unexpected_units.push(format!("rocketchat/{dir}"));
+                        problems.push(format!("{}: unexpected instance directory {INSTANCES_DIR}/{dir}", host.name));
+                        status.unexpected_units.push(format!("{INSTANCES_DIR}/{dir}"));
                     }
                 }
             }

@@ -125,7 +125,7 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
 
     for host in &fleet.hosts {
         let host_changes = changes.get(&host.name).cloned().unwrap_or_default();
-        audit::record(remote.host(&host.name), &deploy_dir, "rcfleet up", &host_changes)?;
+        audit::record(remote.host(&host.name), &fleet, "rcfleet up", &host_changes)?;
         if host_changes.is_empty() {
             report.step("done", &host.name, "unchanged");
         }
@@ -232,10 +232,8 @@ fn wait_for_primary(
     report: &Reporter,
     login: Option<&secrets::MongoLogin>,
 ) -> Result<String> {
-    let database = render::database_unit(fleet);
     let (primary, container) = wait::until(report, "database", "replica set PRIMARY", Duration::from_secs(120), Duration::from_millis(500), || {
-        let containers = probe::containers(remote, fleet, conn)?;
-        let Some(mongodb) = containers.iter().find(|c| c.unit == database.name && c.service == "mongodb" && c.running()) else {
+        let Some(mongodb) = probe::mongodb(remote, fleet, conn)? else {
             return Ok(Poll::Err("the mongodb container is not running".to_string()));
         };
         Ok(probe::mongo_primary(conn, fleet, &mongodb.id, login)?.map(|primary| (primary, mongodb.id.clone())))

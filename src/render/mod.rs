@@ -8,6 +8,7 @@
 
 mod database;
 mod envfile;
+mod layout;
 mod monitoring;
 mod rocketchat;
 mod scalar;
@@ -24,6 +25,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host};
 
+pub use layout::{audit_log, backups_dir, lock_file, secrets_file, INSTANCES_DIR};
 pub use monitoring::{grafana_root_url, prometheus_targets, PROMETHEUS_TARGETS_PATH};
 pub use secrets::{credential, Generated, Redacted, SecretSource};
 pub use traefik::{traefik_dynamic, TRAEFIK_DYNAMIC_PATH};

@@ -2,7 +2,8 @@
 //! dir. The operations code finds projects, directories and compose files here, so every
 //! name is defined once.
 
-use crate::fleet::{Fleet, Host, Instance, Role};
+use super::layout::INSTANCES_DIR;
+use crate::fleet::{Fleet, Host, Image, Instance, Role};
 
 /// What a unit runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -15,6 +16,31 @@ pub enum UnitKind {
     Traefik,
     /// One Rocket.Chat instance.
     Instance,
+}
+
+impl UnitKind {
+    /// Every kind, in start order.
+    pub const ALL: [UnitKind; 4] = [UnitKind::Database, UnitKind::Monitoring, UnitKind::Traefik, UnitKind::Instance];
+
+    /// The compose service names in a unit of this kind, in start order.
+    pub fn services(self) -> &'static [&'static str] {
+        match self {
+            UnitKind::Database => &["mongodb-keyfile", "mongodb", "mongodb-init", "nats"],
+            UnitKind::Monitoring => &["prometheus", "grafana"],
+            UnitKind::Traefik => &["traefik"],
+            UnitKind::Instance => &["rocketchat"],
+        }
+    }
+
+    /// The role of the hosts that run units of this kind.
+    pub fn role(self) -> Role {
+        match self {
+            UnitKind::Database => Role::Database,
+            UnitKind::Monitoring => Role::Monitoring,
+            UnitKind::Traefik => Role::Traefik,
+            UnitKind::Instance => Role::Rocketchat,
+        }
+    }
 }
 
 /// One compose project on one host.
@@ -38,11 +64,18 @@ impl Unit {
 
     /// The compose service names in this unit, in start order.
     pub fn services(&self) -> &'static [&'static str] {
+        self.kind.services()
+    }
+
+    /// The images this unit's host needs for it.
+    pub fn images<'f>(&self, fleet: &'f Fleet) -> Vec<&'f Image> {
+        let images = &fleet.images;
         match self.kind {
-            UnitKind::Database => &["mongodb-keyfile", "mongodb", "mongodb-init", "nats"],
-            UnitKind::Monitoring => &["prometheus", "grafana"],
-            UnitKind::Traefik => &["traefik"],
-            UnitKind::Instance => &["rocketchat"],
+            // The Database Tools image too, so an upgrade's backup never waits for a pull.
+            UnitKind::Database => vec![&images.mongodb, &images.nats, &images.mongodb_tools],
+            UnitKind::Monitoring => vec![&images.prometheus, &images.grafana],
+            UnitKind::Traefik => vec![&images.traefik],
+            UnitKind::Instance => vec![&images.rocketchat],
         }
     }
 }
@@ -76,7 +109,7 @@ pub fn traefik_unit(fleet: &Fleet) -> Unit {
 }
 
 pub fn instance_unit(fleet: &Fleet, instance: &Instance) -> Unit {
-    unit(fleet, UnitKind::Instance, &instance.name, &instance.host, format!("rocketchat/{}", instance.name))
+    unit(fleet, UnitKind::Instance, &instance.name, &instance.host, format!("{INSTANCES_DIR}/{}", instance.name))
 }
 
 /// The units on `host`: database, monitoring, traefik (those it has), then its instances.

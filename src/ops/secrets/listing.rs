@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::{path, Store};
+use super::Store;
 use crate::error::{Error, Result};
 use crate::inventory;
 use crate::ops::audit;
@@ -51,7 +51,7 @@ pub fn list(inventory_path: &Path, connect: &ConnectOptions) -> Result<Listing> 
             stored: store.as_ref().is_some_and(|s| s.generated.contains_key(secret.name())),
         })
         .collect();
-    Ok(Listing { secrets, host: db.name().to_string(), file: path(&fleet) })
+    Ok(Listing { secrets, host: db.name().to_string(), file: render::secrets_file(&fleet) })
 }
 
 impl Outcome for Listing {
@@ -94,7 +94,7 @@ pub fn show(inventory_path: &Path, connect: &ConnectOptions, name: &str) -> Resu
     let hosts = Hosts::connect_database(&fleet, connect)?;
     let db = hosts.host(&fleet.database_host().name);
     let value = credential(&fleet, &Store::load(&fleet, db)?, secret)?;
-    audit::record(db, &render::deploy_dir(&fleet), "rcfleet secrets show", &[format!("showed secret {name}")])?;
+    audit::record(db, &fleet, "rcfleet secrets show", &[format!("showed secret {name}")])?;
     Ok(Shown { name: name.to_string(), value })
 }
 

@@ -247,11 +247,7 @@ fn refusal(from: &Release, to: &Release, verdicts: &[Verdict]) -> Option<Error> 
 /// `major.minor` of the MongoDB the database host runs (`db.version()`).
 fn mongodb_version(fleet: &Fleet, remote: &Hosts, login: Option<&secrets::MongoLogin>) -> Result<String> {
     let db = remote.host(&fleet.database_host().name);
-    let containers = probe::containers(remote, fleet, db)?;
-    let mongodb = containers
-        .iter()
-        .find(|c| c.unit == "database" && c.service == "mongodb" && c.running())
-        .ok_or_else(|| Error::failed(format!("{}: MongoDB is not running; run `rcfleet up` first", db.name())))?;
+    let mongodb = probe::mongodb(remote, fleet, db)?.ok_or_else(|| Error::failed(format!("{}: MongoDB is not running; run `rcfleet up` first", db.name())))?;
     let output = secrets::mongosh(db, fleet, &mongodb.id, login, &format!("print(\"{}\" + db.version());", secrets::MARK))?;
     if !output.success() {
         let said = output.stderr_text();
@@ -302,10 +298,7 @@ fn backup(
 ) -> Result<String> {
     let host = fleet.database_host();
     let db = remote.host(&host.name);
-    probe::containers(remote, fleet, db)?
-        .into_iter()
-        .find(|c| c.unit == "database" && c.service == "mongodb" && c.running())
-        .ok_or_else(|| Error::failed(format!("{}: MongoDB is not running; nothing was changed", db.name())))?;
+    probe::mongodb(remote, fleet, db)?.ok_or_else(|| Error::failed(format!("{}: MongoDB is not running; nothing was changed", db.name())))?;
     // `up` pulls the tools image with the database's; a fleet deployed before it gets it here,
     // before anything changes, rather than from `docker run` in the middle of the backup.
     pull_missing_images(fleet, host, db, report).map_err(|err| {
@@ -318,7 +311,7 @@ fn backup(
         ))
     })?;
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "");
-    let path = format!("{}/backups/{stamp}-{from}-to-{to}.archive.gz", render::deploy_dir(fleet));
+    let path = format!("{}/{stamp}-{from}-to-{to}.archive.gz", render::backups_dir(fleet));
     let (argv, config) = backup_command(fleet, &path, login);
     let mut stdin = config.as_bytes();
     let output = db.exec(&argv, ExecOptions { stdin: Some(&mut stdin), ..Default::default() })?;
@@ -390,7 +383,7 @@ fn plan_steps(fleet: &Fleet, new_fleet: &Fleet, batches: &[Vec<&Instance>], opti
     if options.skip_backup {
         steps.push("no backup (--skip-backup)".to_string());
     } else {
-        steps.push(format!("back up MongoDB on {db} to {}/backups/ (mongodump from {})", render::deploy_dir(fleet), fleet.images.mongodb_tools));
+        steps.push(format!("back up MongoDB on {db} to {}/ (mongodump from {})", render::backups_dir(fleet), fleet.images.mongodb_tools));
     }
     let app_hosts: Vec<&str> = fleet.hosts_with(Role::Rocketchat).map(|h| h.name.as_str()).collect();
     steps.push(format!("pull {} on {}", new_fleet.images.rocketchat, app_hosts.join(", ")));
