@@ -8,16 +8,15 @@
 //! duplicate address is refused with its `file:line:col`), and written only once it all worked.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-
-use serde_json::{json, Value};
+use std::path::Path;
 
 use super::audit;
 use super::converge::{confirm_prometheus, confirm_traefik, converge_unit, pull_missing_images, send_files, wait_ready};
 use super::lock;
 use super::preflight;
 use super::hosts::{Hosts, CONCURRENCY};
-use super::report::{Outcome, Reporter};
+use super::instances::{edited_is_invalid, InstanceChange};
+use super::report::Reporter;
 use super::secrets;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Instance};
@@ -34,21 +33,6 @@ pub struct AddOptions {
     pub address: Option<String>,
     pub private_address: Option<String>,
     pub ssh_user: Option<String>,
-}
-
-/// What `add-instance` or `remove-instance` did.
-pub struct InstanceChange {
-    /// The fleet as it is now (the inventory as written).
-    pub fleet: Fleet,
-    /// `added` or `removed`.
-    pub verb: &'static str,
-    /// The instances added or removed.
-    pub instances: Vec<Instance>,
-    pub traefik_servers: BTreeMap<String, String>,
-    pub prometheus_targets: BTreeMap<String, String>,
-    pub inventory: PathBuf,
-    pub seconds: f64,
-    pub log: Option<PathBuf>,
 }
 
 pub fn add_instance(inventory_path: &Path, options: &AddOptions) -> Result<InstanceChange> {
@@ -158,21 +142,6 @@ pub fn add_instance(inventory_path: &Path, options: &AddOptions) -> Result<Insta
     })
 }
 
-/// The edited inventory's problems, introduced as such: their line numbers are those of the
-/// text rcfleet would have written, which was not written.
-pub(super) fn edited_is_invalid(err: Error, what: &str) -> Error {
-    match err {
-        Error::BadInput(problems) => {
-            let mut lines = vec![format!(
-                "{what} would make the inventory invalid, so nothing was changed (places are in the edited text):"
-            )];
-            lines.extend(problems);
-            Error::BadInput(lines)
-        }
-        other => other,
-    }
-}
-
 fn host_files<'a>(artifacts: &'a [render::HostArtifacts], host: &str) -> &'a [Artifact] {
     artifacts.iter().find(|a| a.host == host).map(|a| a.files.as_slice()).unwrap_or_default()
 }
@@ -198,45 +167,4 @@ fn publish(
     }
     let every_instance: BTreeSet<String> = fleet.instances().map(Instance::url).collect();
     confirm_traefik(fleet, remote, report, &every_instance)
-}
-
-impl Outcome for InstanceChange {
-    fn to_text(&self) -> String {
-        let fleet = &self.fleet;
-        let names: Vec<&str> = self.instances.iter().map(|i| i.name.as_str()).collect();
-        let mut out = format!(
-            "\n{} {} (release {}): {} instances on {} hosts serve {}, in {:.1} s.\nInventory updated: {}\n\n",
-            capitalised(self.verb),
-            names.join(", "),
-            fleet.workspace.release,
-            fleet.instances().count(),
-            fleet.hosts.iter().filter(|h| !h.instances.is_empty()).count(),
-            fleet.workspace.root_url,
-            self.seconds,
-            self.inventory.display(),
-        );
-        out.push_str(&super::report::instances_table(fleet, &self.traefik_servers, &self.prometheus_targets));
-        if let Some(log) = &self.log {
-            out.push_str(&format!("\nRun log: {}\n", log.display()));
-        }
-        out
-    }
-
-    fn to_json(&self) -> Value {
-        let fleet = &self.fleet;
-        let mut document = json!({
-            "workspace": fleet.workspace.name,
-            "release": fleet.workspace.release.to_string(),
-            "inventory": self.inventory.display().to_string(),
-            "seconds": self.seconds,
-            "instances": super::report::instances_json(fleet, &self.traefik_servers, &self.prometheus_targets),
-        });
-        document[self.verb] = json!(self.instances.iter().map(|i| &i.name).collect::<Vec<_>>());
-        document
-    }
-}
-
-fn capitalised(word: &str) -> String {
-    let mut chars = word.chars();
-    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod converge;
 pub mod grafana;
 pub mod hosts;
+pub mod instances;
 pub mod lock;
 pub mod logs;
 pub mod plan;

@@ -7,9 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::add_instance::{edited_is_invalid, InstanceChange};
+use super::instances::{drain, edited_is_invalid, InstanceChange};
 use super::audit;
 use super::converge::{confirm_prometheus, confirm_traefik, send_files};
 use super::lock;
@@ -141,15 +141,4 @@ fn chosen(fleet: &Fleet, options: &RemoveOptions) -> Result<Vec<Instance>> {
 
 fn public(path: &str, content: String) -> Artifact {
     Artifact { path: path.to_string(), content, mode: PUBLIC_MODE, secret: false }
-}
-
-/// Requests already sent to the instances get this long to finish.
-fn drain(report: &Reporter, time: Duration, names: &[&str]) {
-    let started = Instant::now();
-    while started.elapsed() < time {
-        let left = time.saturating_sub(started.elapsed());
-        report.waiting("drain", format!("{} out of Traefik, {}s left for requests in flight", names.join(", "), left.as_secs()));
-        std::thread::sleep(left.min(Duration::from_millis(500)));
-    }
-    report.step("drain", "", format!("{} drained ({} s)", names.join(", "), time.as_secs()));
 }

@@ -10,6 +10,7 @@ use crate::fleet::{Fleet, Instance};
 use crate::ops::converge::{confirm_traefik, converge_unit, send_files, wait_ready};
 use crate::ops::probe;
 use crate::ops::hosts::{Hosts, CONCURRENCY};
+use crate::ops::instances::drain;
 use crate::ops::report::Reporter;
 use crate::ops::wait::{self, Poll};
 use crate::remote;
@@ -165,7 +166,8 @@ impl<'a> Rollout<'a> {
         }
         let touched = |message: String| Failure { touched: true, message };
         self.report.step("drain", "", format!("{label}: {} out of Traefik; waiting {} s", names(batch), fleet.upgrade.drain_seconds));
-        std::thread::sleep(Duration::from_secs(fleet.upgrade.drain_seconds));
+        let drained: Vec<&str> = batch.iter().map(|i| i.name.as_str()).collect();
+        drain(self.report, Duration::from_secs(fleet.upgrade.drain_seconds), &drained);
         let results = remote::fan_out(batch, CONCURRENCY, |i| i.name.clone(), |instance| self.deploy(instance, side));
         remote::all_succeeded(results).map_err(|e| touched(e.to_string()))?;
         for instance in batch {
