@@ -414,7 +414,7 @@ fn images(top: &Section, release: &Release, mongodb_version: &str, problems: &mu
         rocketchat: image("rocketchat", "registry.rocket.chat/rocketchat/rocket.chat", None, problems),
         mongodb: image("mongodb", "docker.io/mongodb/mongodb-community-server", Some(&mongodb_tag), problems),
         nats: image("nats", "docker.io/nats", Some("2.11-alpine"), problems),
-        prometheus: image("prometheus", "docker.io/prom/prometheus", Some("v3.4.2"), problems),
+        prometheus: image("prometheus", "docker.io/prom/prometheus", Some("v3.5.3"), problems),
         grafana: image("grafana", "docker.io/grafana/grafana", Some("12.0.2"), problems),
         traefik: image("traefik", "docker.io/traefik", Some("v3.4"), problems),
         // The Docker Official Image `mongo` installs mongodb-org-tools, which brings the
