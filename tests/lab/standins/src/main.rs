@@ -1,13 +1,16 @@
 //! One multi-call binary for the lab's stand-in images. What it does depends on the
 //! name it is called by (argv[0]): `node`/`rocketchat` (Rocket.Chat), `mongod`,
-//! `mongosh`, `mongodump`, `mongorestore` (MongoDB), `grafana`/`grafana-server` (Grafana).
+//! `mongodump`, `mongorestore` (MongoDB; the shell is the real mongosh), `grafana`/`grafana-server`
+//! (Grafana).
 //! The contracts are written down in tests/lab/README.md.
 
 mod grafana;
 mod http;
-mod mongo;
+mod mongod;
+mod mongotools;
 mod rocketchat;
 mod util;
+mod wire;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -23,13 +26,12 @@ fn main() {
     util::exit_on_sigterm();
     let code = match name.as_str() {
         "node" | "rocketchat" => rocketchat::main(rest),
-        "mongod" => mongo::mongod(rest),
-        "mongosh" => mongo::mongosh(rest),
-        "mongodump" => mongo::mongodump(rest),
-        "mongorestore" => mongo::mongorestore(rest),
+        "mongod" => mongod::mongod(rest),
+        "mongodump" => mongotools::mongodump(rest),
+        "mongorestore" => mongotools::mongorestore(rest),
         "grafana" | "grafana-server" => grafana::main(rest),
         other => {
-            eprintln!("standin: unknown role {other:?} (call me as node, mongod, mongosh, mongodump, mongorestore or grafana)");
+            eprintln!("standin: unknown role {other:?} (call me as node, mongod, mongodump, mongorestore or grafana)");
             2
         }
     };

@@ -84,14 +84,15 @@ pub fn main(_args: Vec<String>) -> i32 {
         serde_json::json!({"user": user, "pwd": pwd, "db": util::percent_decode(source)})
     });
     let nats_auth = transporter.as_deref().and_then(util::url_credentials);
+    let mongo_db = url_database(&mongo_url);
     if let Some(addr) = mongo.clone() {
-        let settings = Settings { addr, auth: mongo_auth.clone(), db: url_database(&mongo_url) };
+        let settings = Settings { addr, auth: mongo_auth.clone(), db: mongo_db.clone() };
         let metrics = Metrics { bind_ip: bind_ip.clone(), process_port: process_metrics_port, version: version.clone(), site: root_url.clone() };
         std::thread::spawn(move || metrics.start(&settings, &overwrites));
     }
     let ready = move || -> (bool, &'static str) {
         let booted = started.elapsed() >= boot;
-        let mongo_ok = mongo.as_deref().map(|m| mongo_accepts(m, mongo_auth.as_ref())).unwrap_or(false);
+        let mongo_ok = mongo.as_deref().map(|m| mongo_accepts(m, mongo_auth.as_ref(), &mongo_db)).unwrap_or(false);
         let nats_ok = nats.as_deref().map(|n| nats_accepts(n, nats_auth.as_ref())).unwrap_or(true);
         let ok = booted && mongo_ok && nats_ok && !broken;
         (ok, if ok { r#"{"status":"ok"}"# } else { r#"{"status":"unavailable"}"# })
@@ -123,30 +124,30 @@ pub fn main(_args: Vec<String>) -> i32 {
     0
 }
 
-/// Whether the stand-in mongod at `addr` answers a command that needs authentication
-/// (`listCollections`) with MONGO_URL's credentials, as the real server's first query would.
-/// A mongod stand-in older than authentication (CommandNotFound) counts as accepting.
-fn mongo_accepts(addr: &str, auth: Option<&serde_json::Value>) -> bool {
-    mongo_command(addr, auth, json!({"listCollections": 1, "$db": "rocketchat"}))
-        .map(|reply| reply["ok"] == json!(1) || reply["code"] == json!(59))
-        .unwrap_or(false)
+/// Whether MongoDB at `addr` answers a command that needs authentication (`listCollections`)
+/// with MONGO_URL's credentials, as the real server's first query would.
+fn mongo_accepts(addr: &str, auth: Option<&serde_json::Value>, db: &str) -> bool {
+    matches!(mongo_command(addr, auth, db, bson::doc! {"listCollections": 1, "nameOnly": true}), Some(Ok(_)))
 }
 
-/// One command to the stand-in mongod (its one-line JSON protocol, with MONGO_URL's
-/// credentials): the reply, or `None` when nothing answered.
-fn mongo_command(addr: &str, auth: Option<&Value>, command: Value) -> Option<Value> {
-    use std::io::{BufRead, BufReader, Write};
-    let sock = addr.to_socket_addrs_first()?;
-    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(800)).ok()?;
-    s.set_read_timeout(Some(Duration::from_millis(2000))).ok()?;
-    let mut request = json!({"cmd": command});
-    if let Some(auth) = auth {
-        request["auth"] = auth.clone();
+/// One command to MongoDB over the wire protocol, after SCRAM with MONGO_URL's credentials
+/// (`{user, pwd, db}`): the reply, the server's error, or `None` when nothing answered.
+fn mongo_command(addr: &str, auth: Option<&Value>, db: &str, command: bson::Document) -> Option<Result<bson::Document, String>> {
+    use crate::wire::{Client, Failure};
+    let mut c = Client::connect(addr, Duration::from_millis(800)).ok()?;
+    if let Some(a) = auth {
+        let (user, pwd, source) = (a["user"].as_str().unwrap_or(""), a["pwd"].as_str().unwrap_or(""), a["db"].as_str().unwrap_or("admin"));
+        match c.authenticate(source, user, pwd) {
+            Ok(()) => {}
+            Err(Failure::Network(_)) => return None,
+            Err(e) => return Some(Err(e.to_string())),
+        }
     }
-    s.write_all(format!("{request}\n").as_bytes()).ok()?;
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).ok()?;
-    serde_json::from_str(&line).ok()
+    match c.command(db, command) {
+        Ok(reply) => Some(Ok(reply)),
+        Err(Failure::Network(_)) => None,
+        Err(e) => Some(Err(e.to_string())),
+    }
 }
 
 /// The database MONGO_URL names (its path), `test` when none, as the driver defaults.
@@ -176,24 +177,19 @@ struct Settings {
 }
 
 impl Settings {
-    fn command(&self, command: Value) -> Result<Value, String> {
-        let mut command = command;
-        command["$db"] = json!(self.db);
-        let reply = mongo_command(&self.addr, self.auth.as_ref(), command).ok_or("MongoDB does not answer")?;
-        if reply["ok"] == json!(1) {
-            Ok(reply)
-        } else {
-            Err(reply["errmsg"].as_str().unwrap_or("command failed").to_string())
-        }
+    fn command(&self, command: bson::Document) -> Result<bson::Document, String> {
+        mongo_command(&self.addr, self.auth.as_ref(), &self.db, command).ok_or("MongoDB does not answer")?
     }
 
     fn get(&self, id: &str) -> Result<Option<Value>, String> {
-        let reply = self.command(json!({"find": "rocketchat_settings", "filter": {"_id": id}}))?;
-        Ok(reply["cursor"]["firstBatch"].get(0).map(|doc| doc["value"].clone()))
+        let reply = self.command(bson::doc! {"find": "rocketchat_settings", "filter": {"_id": id}, "limit": 1, "singleBatch": true})?;
+        let first = reply.get_document("cursor").ok().and_then(|c| c.get_array("firstBatch").ok()).and_then(|b| b.first().cloned());
+        Ok(first.and_then(|d| d.as_document().and_then(|d| d.get("value").cloned())).map(|v| v.into_relaxed_extjson()))
     }
 
     fn save(&self, id: &str, value: &Value) -> Result<(), String> {
-        self.command(json!({"update": "rocketchat_settings", "updates": [{"q": {"_id": id}, "u": {"$set": {"value": value}}, "upsert": true}]}))
+        let value = bson::to_bson(value).map_err(|e| e.to_string())?;
+        self.command(bson::doc! {"update": "rocketchat_settings", "updates": [{"q": {"_id": id}, "u": {"$set": {"value": value}}, "upsert": true}]})
             .map(|_| ())
     }
 
