@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::probe;
-use super::hosts::{Hosts};
+use super::hosts::Hosts;
 use super::report::Reporter;
 use super::wait::{self, Poll};
 use crate::error::{Error, Result};
