@@ -7,7 +7,7 @@ const crypto = require('crypto');
 const fs = require('fs');
 const http = require('http');
 
-const { getTransporter } = require('./lib/transporter');
+const { getTransporter, isRunningMs } = require('./lib/transporter');
 const { redactUrl, urlSecrets, installScrubber } = require('./lib/redact');
 const { migrateDatabase } = require('./lib/migrations');
 const settings = require('./lib/settings');
@@ -57,8 +57,15 @@ const build = baked('build') || version;
 const mongoUrl = env('MONGO_URL') || 'mongodb://mongo:27017/rocketchat';
 installScrubber([...urlSecrets(mongoUrl), ...urlSecrets(env('TRANSPORTER'))]);
 
-// Throws `invalid transporter` (exit 1) before anything else starts, as the real server does.
-const transporter = getTransporter({ transporter: env('TRANSPORTER'), port: env('TCP_PORT'), extra: env('TRANSPORTER_EXTRA') });
+// Microservices mode takes TRANSPORTER as it is (registerEEBroker); otherwise getTransporter
+// throws `invalid transporter` (exit 1) before anything else starts, as the real server does.
+const microservices = isRunningMs(env('TRANSPORTER'));
+const transporter = microservices
+	? env('TRANSPORTER')
+	: getTransporter({ transporter: env('TRANSPORTER'), port: env('TCP_PORT'), extra: env('TRANSPORTER_EXTRA') });
+// The licence (the Helm chart passes it as ROCKETCHAT_LICENSE). In the lab any string is a
+// licence, and one that contains a module's name carries that module.
+const license = env('ROCKETCHAT_LICENSE');
 
 const port = Number.parseInt(env('PORT') ?? '3000', 10);
 const bindIp = env('BIND_IP') || '0.0.0.0';
@@ -165,18 +172,42 @@ for (const line of [
 // (ee/server/local-services/instance/service.ts: `new Transporters.NATS({ url })`, nodeID
 // InstanceStatus.id()). moleculer retries a refused connection by itself; readiness follows
 // `transit.connected`.
+//
+// In microservices mode the broker is network-broker's startBroker() instead (registerEEBroker in
+// apps/meteor/ee/server/startup/index.ts): TRANSPORTER as given, moleculer's default nodeID
+// (host name and PID, so two monoliths that share both collide), and the monolith's services on
+// the bus; of those the lab models the two the microservices call first: `license`
+// (hasValidLicense, which every service's EnterpriseCheck asks) and `meteor`
+// (getAutoUpdateClientVersions, which ddp-streamer asks before it listens).
 function startBroker(url) {
 	const { ServiceBroker, Transporters } = require('moleculer');
-	const broker = new ServiceBroker({
-		nodeID: instanceId,
-		transporter: url.startsWith('nats://') ? new Transporters.NATS({ url }) : url,
-		logger: { type: 'Console', options: { level: 'info', colors: false, moduleColors: false, formatter: 'short' } },
-	});
+	const logger = { type: 'Console', options: { level: 'info', colors: false, moduleColors: false, formatter: 'short' } };
+	const broker = microservices
+		? new ServiceBroker({ transporter: url, serializer: 'JSON', logger })
+		: new ServiceBroker({ nodeID: instanceId, transporter: url.startsWith('nats://') ? new Transporters.NATS({ url }) : url, logger });
+	if (microservices) {
+		broker.createService({
+			name: 'license',
+			actions: { hasValidLicense: (ctx) => hasLicenseModules(ctx.params) },
+		});
+		broker.createService({
+			name: 'meteor',
+			dependencies: ['license'],
+			actions: { getAutoUpdateClientVersions: () => ({}) },
+		});
+	}
 	state.broker = broker;
 	broker.start().then(
-		() => log(`moleculer: node ${instanceId} connected to ${redactUrl(url)}`),
+		() => log(`moleculer: node ${broker.nodeID} connected to ${redactUrl(url)}`),
 		(e) => log(`moleculer: broker did not start: ${e.message}`),
 	);
+}
+
+// License.hasValidLicense(modules): a licence, carrying every module asked for. NetworkBroker
+// calls actions with the method's arguments as an array (`serviceInstance[method](...ctx.params)`).
+function hasLicenseModules(params) {
+	const modules = Array.isArray(params) ? params.flat() : [];
+	return Boolean(license) && modules.every((m) => license.includes(m));
 }
 
 async function connectMongo() {

@@ -20,4 +20,10 @@ function getTransporter({ transporter, port, extra } = {}) {
 	};
 }
 
-module.exports = { getTransporter };
+// isRunningMs (apps/meteor/server/lib/isRunningMs.ts): a TRANSPORTER that starts with `nats` or
+// `TCP` puts the server in microservices mode; `monolith+...` does not.
+function isRunningMs(transporter) {
+	return /^(?:nats|TCP)/.test(transporter || '');
+}
+
+module.exports = { getTransporter, isRunningMs };
