@@ -159,6 +159,7 @@ impl Scratch {
                 known_hosts: self.path("known_hosts"),
                 accept_new_host_keys: false,
                 connect_timeout_seconds: 5,
+                command_timeout_seconds: 120,
                 jump: None,
             },
             instances: vec![],
