@@ -43,6 +43,16 @@ pub struct ExecOptions<'a> {
     pub stdin: Option<&'a mut (dyn Read + Send)>,
     /// Echo output lines as they arrive, prefixed by the host name, when the connection is verbose.
     pub stream: bool,
+    /// Handed the command's output as it arrives (`rcfleet exec`); stdout is then not kept in
+    /// [`Output::stdout`], so a large output never piles up in memory.
+    pub output: Option<&'a mut (dyn FnMut(Stream, &[u8]) + Send)>,
+}
+
+/// Which of the command's output streams a piece of output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
 }
 
 /// A finished command. `status` is the exit status, or 128 + the signal number when the
@@ -257,7 +267,8 @@ type Drained = std::result::Result<(Vec<u8>, Vec<u8>), String>;
 /// otherwise stall both sides), feeds stdin, until the channel reaches end of file.
 fn drain(ssh: &Ssh, channel: &mut ssh2::Channel, options: ExecOptions<'_>, echo: Option<String>) -> Drained {
     use std::io::Write;
-    let ExecOptions { timeout, mut stdin, .. } = options;
+    let ExecOptions { timeout, mut stdin, mut output, .. } = options;
+    let mut stderr_filter = MarkFilter::default();
     let deadline = timeout.map(|t| Instant::now() + t);
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let mut echo_out = echo.clone().map(LineEcho::new);
@@ -302,7 +313,14 @@ fn drain(ssh: &Ssh, channel: &mut ssh2::Channel, options: ExecOptions<'_>, echo:
                 match stream.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => {
-                        sink.extend_from_slice(&buf[..n]);
+                        match (output.as_mut(), id) {
+                            (Some(output), 0) => output(Stream::Stdout, &buf[..n]),
+                            (Some(output), _) => {
+                                sink.extend_from_slice(&buf[..n]);
+                                output(Stream::Stderr, &stderr_filter.feed(&buf[..n]));
+                            }
+                            (None, _) => sink.extend_from_slice(&buf[..n]),
+                        }
                         if let Some(echo) = echo.as_mut() {
                             echo.feed(&buf[..n]);
                         }
@@ -334,7 +352,56 @@ fn drain(ssh: &Ssh, channel: &mut ssh2::Channel, options: ExecOptions<'_>, echo:
     for echo in [echo_out, echo_err].into_iter().flatten() {
         echo.finish();
     }
+    if let Some(output) = output.as_mut() {
+        output(Stream::Stderr, &stderr_filter.finish());
+    }
     Ok((stdout, stderr))
+}
+
+/// Passes stderr on as it arrives, without the exit mark: what could be the start of the mark
+/// is held back until it is clearly not (or is the mark, which is then dropped).
+#[derive(Default)]
+struct MarkFilter {
+    held: Vec<u8>,
+}
+
+impl MarkFilter {
+    /// The bytes that can be passed on now.
+    fn feed(&mut self, data: &[u8]) -> Vec<u8> {
+        self.held.extend_from_slice(data);
+        let needle = format!("\n{EXIT_MARK}");
+        let needle = needle.as_bytes();
+        let mut ready = Vec::new();
+        while let Some(start) = self.held.iter().position(|b| *b == b'\n') {
+            let rest = &self.held[start..];
+            let shared = rest.len().min(needle.len());
+            if rest[..shared] != needle[..shared] {
+                ready.extend(self.held.drain(..=start));
+                continue;
+            }
+            if rest.len() < needle.len() {
+                break;
+            }
+            let digits = rest[needle.len()..].iter().take_while(|b| b.is_ascii_digit()).count();
+            match rest.get(needle.len() + digits) {
+                None => break,
+                Some(b'\n') if digits > 0 => {
+                    ready.extend(self.held.drain(..start));
+                    self.held.drain(..needle.len() + digits + 1);
+                }
+                Some(_) => ready.extend(self.held.drain(..=start)),
+            }
+        }
+        if !self.held.contains(&b'\n') {
+            ready.append(&mut self.held);
+        }
+        ready
+    }
+
+    /// What was still held back when the command ended.
+    fn finish(self) -> Vec<u8> {
+        self.held
+    }
 }
 
 /// Prints complete lines as they arrive, as `host | line`, leaving out the exit mark.
@@ -436,6 +503,22 @@ mod tests {
             assert_eq!(take_exit_mark(&mut stderr), None, "{:?}", String::from_utf8_lossy(text));
             assert_eq!(stderr, text);
         }
+    }
+
+    #[test]
+    fn streamed_stderr_loses_only_the_exit_mark() {
+        let text = b"warning: x\nsecond\n\n__rcfleet_exit=3\nlate\n";
+        for split in 1..text.len() {
+            let mut filter = MarkFilter::default();
+            let mut passed = filter.feed(&text[..split]);
+            passed.extend(filter.feed(&text[split..]));
+            passed.extend(filter.finish());
+            assert_eq!(String::from_utf8_lossy(&passed), "warning: x\nsecond\nlate\n", "split at {split}");
+        }
+        let mut filter = MarkFilter::default();
+        let mut passed = filter.feed(b"no newline at the end\n__rcfleet_exit=0\n");
+        passed.extend(filter.finish());
+        assert_eq!(passed, b"no newline at the end");
     }
 
     #[test]

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 pub use argv::{shell_quote, Argv};
-pub use connection::{ConnectOptions, Connection, ExecOptions, Output, Uploaded};
+pub use connection::{ConnectOptions, Connection, ExecOptions, Output, Stream, Uploaded};
 pub use docker::{Compose, ComposeCli, HttpResponse, HttpTunnel, DOCKER_SOCKET};
 pub use files::{sha256_hex, FileState};
 pub use tunnel::{LocalEndpoint, Tunnel};
