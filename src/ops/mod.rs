@@ -6,6 +6,7 @@ pub mod audit;
 pub mod converge;
 pub mod exec;
 pub mod grafana;
+pub mod hooks;
 pub mod hosts;
 pub mod instances;
 pub mod lock;
