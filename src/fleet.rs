@@ -310,6 +310,8 @@ pub struct MonitoringSettings {
     pub prometheus_port: u16,
     pub grafana_port: u16,
     pub retention: String,
+    /// How long an instance must be down or not ready before its alert fires.
+    pub alert_for: String,
     pub grafana_admin_password: Option<SecretRef>,
 }
 

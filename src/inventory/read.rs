@@ -550,14 +550,16 @@ fn monitoring(top: &Section, problems: &mut Problems) -> MonitoringSettings {
             prometheus_port: 9090,
             grafana_port: 5050,
             retention: "15d".into(),
+            alert_for: "5m".into(),
             grafana_admin_password: None,
         };
     };
-    section.reject_unknown_keys(&["prometheus_port", "grafana_port", "retention", "grafana_admin_password"], problems);
+    section.reject_unknown_keys(&["prometheus_port", "grafana_port", "retention", "alert_for", "grafana_admin_password"], problems);
     MonitoringSettings {
         prometheus_port: section.port("prometheus_port", 9090, problems).unwrap_or(9090),
         grafana_port: section.port("grafana_port", 5050, problems).unwrap_or(5050),
         retention: checked_or(&section, "retention", "15d", values::retention, problems),
+        alert_for: checked_or(&section, "alert_for", "5m", values::retention, problems),
         grafana_admin_password: section.secret("grafana_admin_password", false, problems),
     }
 }
