@@ -6,6 +6,7 @@ mod exec;
 mod lock;
 mod logs;
 mod plan;
+mod prune;
 mod remove_instance;
 mod secrets;
 mod status;
@@ -101,6 +102,9 @@ pub enum Command {
     /// Run a command in an instance's or a service's container, on a host (--host) or in every
     /// instance (--all); output streamed, exit status passed through, each run audited.
     Exec(exec::ExecArgs),
+    /// Free disk on every host: Rocket.Chat images older than the newest N releases there,
+    /// stopped containers and unused volumes rcfleet left behind (by its labels, nothing else).
+    Prune(prune::PruneArgs),
     /// Show or remove the deploy lock that keeps two changing runs apart.
     #[command(subcommand)]
     Lock(lock::LockCommand),
@@ -120,6 +124,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Status(args) => status::run(&cli.global, args),
         Command::Logs(args) => logs::run(&cli.global, args),
         Command::Exec(args) => exec::run(&cli.global, args),
+        Command::Prune(args) => prune::run(&cli.global, args),
         Command::Lock(command) => lock::run(&cli.global, command),
         Command::Secrets(command) => secrets::run(&cli.global, command),
     }

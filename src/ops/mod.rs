@@ -13,6 +13,7 @@ pub mod lock;
 pub mod logs;
 pub mod plan;
 pub mod preflight;
+pub mod prune;
 pub mod probe;
 pub mod push_images;
 pub mod remove_instance;
