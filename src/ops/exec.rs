@@ -100,7 +100,7 @@ pub fn exec(inventory_path: &Path, options: &ExecOptions, out: &mut (dyn Write +
     let places = places(&fleet, &options.target)?;
     let mut hosts: Vec<&Host> = places.iter().map(|p| p.host).collect();
     hosts.dedup_by(|a, b| a.name == b.name);
-    let remote = Hosts::connect(&hosts, &options.connect, &Reporter::quiet_log())?;
+    let remote = Hosts::connect(&hosts, &options.connect, &Reporter::silent())?;
     let prefixed = options.target == Target::AllInstances;
     let command = command_line(&options.command);
     let mut failed: Vec<(String, i32)> = Vec::new();
