@@ -103,9 +103,7 @@ impl SecretRef {
                     "secret {self} is not set; export {name} before running rcfleet (its value is never printed)"
                 ))
             })?,
-            SecretRef::File(path) => std::fs::read_to_string(path).map_err(|err| {
-                Error::bad_input(format!("secret {self} cannot be read ({}); create it or fix the path", err.kind()))
-            })?,
+            SecretRef::File(path) => read_secret_file(path).map_err(|problem| Error::bad_input(format!("secret {self} {problem}")))?,
         };
         let value = value.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&value);
         if value.is_empty() {
@@ -113,6 +111,38 @@ impl SecretRef {
         }
         Ok(value.to_string())
     }
+}
+
+/// The most a secret file may hold: secrets are passwords, keys and licences, far smaller.
+const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
+/// Reads a secret file that must be a regular file of at most `MAX_SECRET_BYTES`: a FIFO would
+/// block rcfleet (even `plan`) forever and a device such as /dev/zero would fill memory. It is
+/// opened non-blocking and checked on the opened descriptor, so swapping the path between a
+/// check and the read changes nothing. The error completes "secret <reference> ...".
+fn read_secret_file(path: &std::path::Path) -> std::result::Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|err| format!("cannot be read ({}); create it or fix the path", err.kind()))?;
+    let metadata = file.metadata().map_err(|err| format!("cannot be read ({}); check the file", err.kind()))?;
+    if !metadata.is_file() {
+        return Err("is not a regular file (a FIFO, socket, device or folder); point it at a file holding the value".into());
+    }
+    if metadata.len() > MAX_SECRET_BYTES {
+        return Err(format!(
+            "is {} bytes, more than a secret can be ({MAX_SECRET_BYTES} at most); point it at the file holding only the value",
+            metadata.len()
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_SECRET_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|err| format!("cannot be read ({}); it must be UTF-8 text", err.kind()))?;
+    Ok(text)
 }
 
 /// A value in `[rocketchat.env]`: plain text, or a secret reference.
@@ -164,6 +194,9 @@ pub struct SshSettings {
     pub known_hosts: PathBuf,
     pub accept_new_host_keys: bool,
     pub connect_timeout_seconds: u64,
+    /// The limit of each remote command that has none of its own (long steps such as image
+    /// pulls, `compose up` and the backup have theirs).
+    pub command_timeout_seconds: u64,
     /// A bastion: `user@address:port` already resolved from a host name when one was given.
     pub jump: Option<JumpHost>,
 }
@@ -236,6 +269,9 @@ impl fmt::Display for Image {
 pub struct Images {
     /// Its tag is always the workspace release.
     pub rocketchat: Image,
+    /// `images.rocketchat.insecure`: the registry of the Rocket.Chat image may be asked for
+    /// its tags over plain HTTP when HTTPS fails (a private registry without TLS).
+    pub rocketchat_registry_insecure: bool,
     pub mongodb: Image,
     pub nats: Image,
     pub prometheus: Image,
@@ -310,6 +346,8 @@ pub struct MonitoringSettings {
     pub prometheus_port: u16,
     pub grafana_port: u16,
     pub retention: String,
+    /// How long an instance must be down or not ready before its alert fires.
+    pub alert_for: String,
     pub grafana_admin_password: Option<SecretRef>,
 }
 

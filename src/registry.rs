@@ -68,8 +68,15 @@ impl Repository {
     }
 }
 
-/// Every tag of `repository` (following pagination).
-pub async fn tags(repository: &str) -> Result<Vec<String>> {
+/// At most this many pages of tags are read (1000 tags a page): a registry whose `Link`
+/// headers never end must not keep rcfleet asking.
+const MAX_PAGES: usize = 100;
+
+/// Every tag of `repository` (following pagination), over HTTPS. Only with `insecure` (the
+/// inventory's `images.rocketchat.insecure = true`, for a private registry without TLS) is a
+/// failed HTTPS connection retried over plain HTTP: otherwise anyone on the path could make
+/// HTTPS fail and answer in clear text which release `8.x` means.
+pub async fn tags(repository: &str, insecure: bool) -> Result<Vec<String>> {
     let repo = Repository::parse(repository);
     let client = Client::builder()
         .timeout(Duration::from_secs(30))
@@ -85,7 +92,7 @@ pub async fn tags(repository: &str) -> Result<Vec<String>> {
     let mut next = format!("/v2/{}/tags/list?n=1000", repo.path);
     let mut token: Option<String> = None;
     let mut tags = Vec::new();
-    loop {
+    for _ in 0..MAX_PAGES {
         let url = format!("{scheme}://{}{next}", repo.registry);
         let mut request = client.get(&url);
         if let Some(token) = &token {
@@ -93,12 +100,19 @@ pub async fn tags(repository: &str) -> Result<Vec<String>> {
         }
         let response = match request.send().await {
             Ok(response) => response,
-            // A registry without TLS (a private one on a trusted network): ask it over plain HTTP.
-            Err(err) if scheme == "https" && (err.is_connect() || err.is_request()) => {
+            // A registry without TLS, marked insecure by the operator: ask it over plain HTTP.
+            Err(err) if insecure && scheme == "https" && (err.is_connect() || err.is_request()) => {
                 scheme = "http";
                 continue;
             }
-            Err(err) => return Err(fail(err.to_string())),
+            Err(err) if scheme == "https" && err.is_connect() => {
+                return Err(fail(format!(
+                    "{} (HTTPS); if this registry speaks only plain HTTP on a trusted network, set \
+                     `insecure = true` in [images] rocketchat = {{ ... }}",
+                    error_chain(&err)
+                )))
+            }
+            Err(err) => return Err(fail(error_chain(&err))),
         };
         if response.status() == StatusCode::UNAUTHORIZED && token.is_none() {
             token = Some(bearer_token(&client, response.headers()).await.map_err(fail)?);
@@ -115,6 +129,19 @@ pub async fn tags(repository: &str) -> Result<Vec<String>> {
             None => return Ok(tags),
         }
     }
+    Err(fail(format!("it sent more than {MAX_PAGES} pages of tags")))
+}
+
+/// An error with its causes ("error sending request: ... : invalid peer certificate ..."):
+/// reqwest's own text alone does not say what failed.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// An anonymous pull token from the realm named in `WWW-Authenticate: Bearer realm=...`.

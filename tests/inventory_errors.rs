@@ -125,6 +125,50 @@ fn corpus() -> Vec<Case> {
         case("MongoDB the release cannot run on", appended("\n[mongodb]\nversion = \"4.4\"\n"), 26, "mongodb.version", "MongoDB 4.4 is not supported by Rocket.Chat 8.0.1 (8.x runs on MongoDB 8.0, 8.2)"),
         case("default MongoDB under a 7.x release", replaced("release = \"8.0.1\"", "release = \"7.10.0\""), 4, "workspace.release", "MongoDB 8.2 (the default) is not supported by Rocket.Chat 7.10.0"),
         case("MongoDB tag contradicting the version", appended("\n[images]\nmongodb = { repository = \"docker.io/mongodb/mongodb-community-server\", tag = \"8.0-ubi8\" }\n"), 26, "images.mongodb.tag", "is MongoDB 8.0 but mongodb.version is \"8.2\""),
+        case(
+            "cyclic jump hosts",
+            replaced("roles = [\"traefik\"]", "roles = [\"traefik\"]\nssh = { jump = \"app1\" }")
+                .replacen("instances = 2", "instances = 2\nssh = { jump = \"lb\" }", 1),
+            15,
+            "hosts[1].ssh.jump",
+            "a cycle",
+        ),
+        case(
+            "chained jump hosts",
+            replaced("roles = [\"database\", \"monitoring\"]", "roles = [\"database\", \"monitoring\"]\nssh = { jump = \"lb\" }")
+                .replacen("roles = [\"traefik\"]", "roles = [\"traefik\"]\nssh = { jump = \"app1\" }", 1),
+            10,
+            "hosts[0].ssh.jump",
+            "rcfleet makes one hop only",
+        ),
+        case(
+            "two hosts at one address with two SSH ports",
+            replaced("address = \"10.0.0.31\"", "address = \"10.0.0.20\"\nssh = { port = 2222 }"),
+            18,
+            "hosts[2].address",
+            "already used by hosts[1]",
+        ),
+        case(
+            "private address equal to another host's address",
+            replaced("address = \"10.0.0.31\"", "address = \"10.0.0.31\"\nprivate_address = \"10.0.0.20\""),
+            19,
+            "hosts[2].private_address",
+            "already used by hosts[1]",
+        ),
+        case("IPv6 address", replaced("address = \"10.0.0.10\"", "address = \"fd00::10\""), 8, "hosts[0].address", "IPv6 address, which rcfleet does not support"),
+        case(
+            "IPv6 private address",
+            replaced("address = \"10.0.0.31\"", "address = \"10.0.0.31\"\nprivate_address = \"fd00::31\""),
+            19,
+            "hosts[2].private_address",
+            "IPv6",
+        ),
+        case("deploy_dir under /tmp", replaced("release = \"8.0.1\"", "release = \"8.0.1\"\ndeploy_dir = \"/tmp/rcfleet\""), 5, "workspace.deploy_dir", "every local user of the server can write to"),
+        case("deploy_dir under /dev/shm", replaced("release = \"8.0.1\"", "release = \"8.0.1\"\ndeploy_dir = \"/dev/shm/rc\""), 5, "workspace.deploy_dir", "under /dev/shm"),
+        case("deploy_dir under /var/tmp", replaced("release = \"8.0.1\"", "release = \"8.0.1\"\ndeploy_dir = \"/var/tmp\""), 5, "workspace.deploy_dir", "under /var/tmp"),
+        deploy_case("secret file that is a device", appended("\n[monitoring]\ngrafana_admin_password = { file = \"/dev/zero\" }\n"), 26, "monitoring.grafana_admin_password", "is not a regular file"),
+        case("command timeout of zero", appended("\n[ssh]\ncommand_timeout_seconds = 0\n"), 26, "ssh.command_timeout_seconds", "out of range"),
+        case("insecure registry flag that is not a boolean", appended("\n[images]\nrocketchat = { repository = \"mirror.example.com/rc\", insecure = \"yes\" }\n"), 26, "images.rocketchat.insecure", "true or false"),
         case("domain with a backtick", replaced("domain = \"chat.example.com\"", "domain = \"chat`id`.example.com\""), 23, "traefik.domain", "not a domain name"),
     ]
 }
@@ -229,6 +273,53 @@ fn a_secret_value_never_appears_in_an_error() {
     assert_eq!(output.status.code(), Some(2));
     let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(!all.contains("s3cr3t"), "{all}");
+}
+
+/// A FIFO as a secret file would block any read of it forever; rcfleet refuses it without
+/// opening it for a blocking read. (The wait below only keeps a regression from hanging CI.)
+#[test]
+fn a_fifo_secret_file_is_refused_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("password.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let path = dir.path().join("inventory.toml");
+    std::fs::write(&path, appended(&format!("\n[monitoring]\ngrafana_admin_password = {{ file = \"{}\" }}\n", fifo.display()))).unwrap();
+    let mut child = rcfleet()
+        .arg("up")
+        .arg("-i")
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut waited = 0;
+    while child.try_wait().unwrap().is_none() {
+        if waited == 300 {
+            child.kill().unwrap();
+            panic!("rcfleet up blocked on a FIFO secret file");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        waited += 1;
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{}:26:", path.display())) && stderr.contains("is not a regular file"), "{stderr}");
+}
+
+/// `--count` beyond what a host runs is refused before anything is computed from it.
+#[test]
+fn add_instance_refuses_an_overflowing_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.toml");
+    std::fs::write(&path, BASE).unwrap();
+    for count in ["0", "101", "4294967295", "4294967296"] {
+        let output = rcfleet().args(["add-instance", "--host", "app1", "--count", count, "-i"]).arg(&path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "--count {count}: {stderr}");
+        assert!(stderr.contains("--count"), "--count {count}: {stderr}");
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), BASE, "the inventory is unchanged");
 }
 
 #[test]

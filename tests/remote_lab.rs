@@ -1,100 +1,46 @@
 //! The remote layer against the lab: real sshd and dockerd per host (tests/lab).
 //!
-//! Run with `RCFLEET_LAB=1` and the `LAB_*` variables of a lab exported (as tests/run does), or
-//! after `tests/lab/lab up --name remote` (`RCFLEET_LAB_NAME` names another lab). Without
-//! `RCFLEET_LAB` every test says why it skipped; with it, a missing lab is a failure.
-//! The 16-host test uses the lab when it has 16 hosts, else a light lab `remote16` that it
-//! brings up (and down again) itself. The tests share hosts and read sshd's log, so they run
-//! one at a time.
+//! Run with `RCFLEET_LAB=1` and `RCFLEET_LAB_NAME` naming a lab that is up (as tests/run does;
+//! `tests/lab_support` finds it). Without `RCFLEET_LAB` every test says why it skipped; with
+//! it, a missing lab is a failure. The 16-host test uses the lab when it has 16 hosts, else a
+//! light lab `remote16` that it brings up (and down again) itself. The tests share hosts and
+//! read sshd's log, so they take turns (the lab handle holds the turn).
 
-use std::collections::HashMap;
+mod lab_support;
+
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use lab_support::{lab, other_lab, Lab};
 use rcfleet::fleet::{Host, JumpHost, SecretRef, SshSettings};
 use rcfleet::remote::{fan_out, Argv, ConnectOptions, Connection, ExecOptions, LocalEndpoint, Uploaded};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-struct Lab {
-    vars: HashMap<String, String>,
-}
-
-impl Lab {
-    fn var(&self, key: &str) -> &str {
-        self.vars.get(key).unwrap_or_else(|| panic!("the lab's environment has no {key}"))
-    }
-
-    fn hosts(&self) -> Vec<String> {
-        self.var("LAB_HOSTS").split_whitespace().map(String::from).collect()
-    }
-
-    fn addr(&self, host: &str) -> String {
-        self.var(&format!("LAB_ADDR_{}", host.to_uppercase())).to_string()
-    }
-
-    fn sshd_log(&self, host: &str) -> PathBuf {
-        Path::new(self.var("LAB_DIR")).join("hosts").join(host).join("sshd.log")
-    }
-}
-
-fn parse_env(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
-        .collect()
-}
-
-/// The lab, or `None` (with the reason printed) when lab tests were not asked for.
-fn lab() -> Option<&'static Lab> {
-    if std::env::var_os("RCFLEET_LAB").is_none_or(|v| v.is_empty() || v == "0") {
-        eprintln!("skipped: set RCFLEET_LAB=1 to run the lab tests (tests/lab/lab up --name remote --light --app-hosts 14)");
-        return None;
-    }
-    static LAB: OnceLock<Lab> = OnceLock::new();
-    Some(LAB.get_or_init(|| {
-        if std::env::var_os("LAB_KNOWN_HOSTS").is_some() {
-            return Lab { vars: std::env::vars().filter(|(k, _)| k.starts_with("LAB_")).collect() };
-        }
-        let name = std::env::var("RCFLEET_LAB_NAME").unwrap_or_else(|_| "remote".to_string());
-        lab_env(&name).unwrap_or_else(|e| panic!("RCFLEET_LAB is set but {e}; bring it up with: tests/lab/lab up --name {name}"))
-    }))
-}
-
 fn lab_script(args: &[&str]) -> std::process::Output {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab");
-    Command::new(&script).args(args).output().expect("run tests/lab/lab")
-}
-
-fn lab_env(name: &str) -> Result<Lab, String> {
-    let output = lab_script(&["env", "--name", name]);
-    if !output.status.success() {
-        return Err(format!("lab '{name}' is not up: {}", String::from_utf8_lossy(&output.stderr).trim()));
-    }
-    Ok(Lab { vars: parse_env(&String::from_utf8_lossy(&output.stdout)) })
+    Command::new(lab_support::repo().join("tests/lab/lab")).args(args).output().expect("run tests/lab/lab")
 }
 
 /// A lab of at least 16 hosts: this one, or a light one brought up for the test and taken
 /// down after it (unless it was already up).
 struct WideLab {
-    lab: Lab,
+    lab: Option<Lab>,
     brought_up: Option<String>,
 }
 
 impl WideLab {
     fn get(lab: &Lab) -> WideLab {
         if lab.hosts().len() >= 16 {
-            return WideLab { lab: Lab { vars: lab.vars.clone() }, brought_up: None };
+            return WideLab { lab: None, brought_up: None };
         }
         let name = "remote16";
-        if let Ok(wide) = lab_env(name).map(|wide| WideLab { lab: wide, brought_up: None }) {
-            if wide.lab.hosts().len() >= 16 {
-                return wide;
+        if let Ok(wide) = other_lab(name) {
+            if wide.hosts().len() >= 16 {
+                return WideLab { lab: Some(wide), brought_up: None };
             }
         }
         let up = lab_script(&["up", "--name", name, "--light", "--app-hosts", "14"]);
@@ -102,7 +48,12 @@ impl WideLab {
             let _ = lab_script(&["down", "--name", name]);
             panic!("lab up --name {name} failed: {}", String::from_utf8_lossy(&up.stderr));
         }
-        WideLab { lab: lab_env(name).unwrap_or_else(|e| panic!("{e}")), brought_up: Some(name.to_string()) }
+        WideLab { lab: Some(other_lab(name).unwrap_or_else(|e| panic!("{e}"))), brought_up: Some(name.to_string()) }
+    }
+
+    /// The wide lab: the test's own lab when it is wide enough.
+    fn or<'l>(&'l self, lab: &'l Lab) -> &'l Lab {
+        self.lab.as_ref().unwrap_or(lab)
     }
 }
 
@@ -112,11 +63,6 @@ impl Drop for WideLab {
             let _ = lab_script(&["down", "--name", name]);
         }
     }
-}
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A scratch folder with a copy of the lab's known_hosts, an empty ssh config, and no agent.
@@ -148,8 +94,8 @@ impl Scratch {
     fn host(&self, lab: &Lab, name: &str) -> Host {
         Host {
             name: name.to_string(),
-            address: lab.addr(name),
-            private_address: lab.addr(name),
+            address: lab.addr(name).to_string(),
+            private_address: lab.addr(name).to_string(),
             roles: vec![],
             ssh: SshSettings {
                 user: "root".into(),
@@ -159,6 +105,7 @@ impl Scratch {
                 known_hosts: self.path("known_hosts"),
                 accept_new_host_keys: false,
                 connect_timeout_seconds: 5,
+                command_timeout_seconds: 120,
                 jump: None,
             },
             instances: vec![],
@@ -202,7 +149,7 @@ fn text(argv: Argv, conn: &Connection) -> String {
 #[test]
 fn known_host_connects_and_runs_a_command() {
     let Some(lab) = lab() else { return };
-    let _serial = serial();
+    let lab = &lab;
     let scratch = Scratch::new(lab);
     let conn = scratch.connect(lab, "db");
     assert_eq!(text(Argv::new("hostname"), &conn), "db");
@@ -229,7 +176,7 @@ fn sshd_log_during(lab: &Lab, host: &str, action: impl FnOnce()) -> String {
 #[test]
 fn a_changed_host_key_is_refused_before_authentication() {
     let Some(lab) = lab() else { return };
-    let _serial = serial();
+    let lab = &lab;
     let scratch = Scratch::new(lab);
     let addr = lab.addr("lb");
     let real = ssh_keygen_fingerprint(&scratch.path("known_hosts"), Some(&addr));
@@ -271,7 +218,7 @@ fn a_changed_host_key_is_refused_before_authentication() {
 #[test]
 fn an_unknown_host_is_refused_unless_new_keys_are_accepted() {
     let Some(lab) = lab() else { return };
-    let _serial = serial();
+    let lab = &lab;
     let scratch = Scratch::new(lab);
     let addr = lab.addr("app1");
     let others: String = fs::read_to_string(scratch.path("known_hosts"))
@@ -335,7 +282,7 @@ impl Drop for Agent {
 #[test]
 fn agent_and_key_file_authentication_work_and_a_wrong_key_fails_clearly() {
     let Some(lab) = lab() else { return };
-    let _serial = serial();
+    let lab = &lab;
     let scratch = Scratch::new(lab);
 
     // Agent only: the identity file named does not exist.
@@ -380,7 +327,7 @@ fn agent_and_key_file_authentication_work_and_a_wrong_key_fails_clearly() {
 #[test]
 fn big_output_on_both_streams_stdin_and_exit_statuses() {
     let Some(lab) = lab() else { return };
-    let _serial = serial();
+    let lab = &lab;
     let scratch = Scratch::new(lab);
     let conn = scratch.connect(lab, "db");
     const MIB10: usize = 10 * 1024 * 1024;
@@ -426,7 +373,7 @@ fn big_output_on_both_streams_stdin_and_exit_statuses() {
         .exec(&Argv::new("sleep").arg("30"), ExecOptions { timeout: Some(Duration::from_secs(1)), ..Default::default() })
         .expect_err("timed out")
         .to_string();
-    assert!(err.contains("db: running `sleep 30`: no result within 1s"), "{err}");
+    assert!(err.contains("db: `sleep 30`: no result within 1s (this step's limit)"), "{err}");
     assert_eq!(text(Argv::new("hostname"), &conn), "db");
 
     // run() turns a failure into an error naming the host, the command and its stderr.
@@ -437,7 +384,7 @@ fn big_output_on_both_streams_stdin_and_exit_statuses() {
 #[test]
 fn upload_is_atomic_sets_mode_and_skips_unchanged_files() {
     let Some(lab) = lab() else { return };
-    let _serial = serial();
+    let lab = &lab;
     let scratch = Scratch::new(lab);
     let conn = scratch.connect(lab, "app1");
     let dir = "/tmp/rcfleet-remote-test/upload dir";
@@ -491,9 +438,9 @@ fn upload_is_atomic_sets_mode_and_skips_unchanged_files() {
 // The guard only keeps lab tests from overlapping; no task in this runtime takes it.
 #[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn docker_api_through_the_tunnel_lists_containers_and_reads_health() {
+async fn docker_api_through_the_tunnel_finds_a_compose_container_and_reads_its_health() {
     let Some(lab) = lab() else { return };
-    let _serial = serial();
+    let lab = &lab;
     let scratch = Scratch::new(lab);
     let conn = scratch.connect(lab, "lb");
     let cli = conn.compose_cli().unwrap();
@@ -509,24 +456,32 @@ async fn docker_api_through_the_tunnel_lists_containers_and_reads_health() {
     let compose = conn.compose(dir, project).unwrap();
     conn.run(&compose.up(&[])).unwrap_or_else(|e| panic!("{e}"));
 
-    let containers = conn.containers(project, Some("probe")).await.unwrap_or_else(|e| panic!("{e}"));
+    // The Engine API through the tunnel, as `logs` and `status` use it: the container found
+    // by its compose labels, and its health.
+    let docker = conn.docker().await.unwrap_or_else(|e| panic!("{e}"));
+    let find = |service: &str| {
+        let labels = vec![format!("com.docker.compose.project={project}"), format!("com.docker.compose.service={service}")];
+        let filters = std::collections::HashMap::from([("label".to_string(), labels)]);
+        docker.list_containers(Some(bollard::query_parameters::ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+    };
+    let containers = find("probe").await.unwrap();
     assert_eq!(containers.len(), 1, "{containers:?}");
     let id = containers[0].id.clone().unwrap();
-    assert!(conn.containers(project, Some("other")).await.unwrap().is_empty());
+    assert!(find("other").await.unwrap().is_empty());
     let deadline = Instant::now() + Duration::from_secs(60);
     let health = loop {
-        let health = conn.health(&id).await.unwrap();
+        let inspect = docker.inspect_container(&id, None).await.unwrap();
+        let health = inspect.state.and_then(|s| s.health).and_then(|h| h.status);
         if health == Some(bollard::models::HealthStatusEnum::HEALTHY) || Instant::now() > deadline {
             break health;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     assert_eq!(health, Some(bollard::models::HealthStatusEnum::HEALTHY));
-    let docker = conn.docker().await.unwrap();
     let version = docker.version().await.unwrap();
     eprintln!("engine {:?}, API {:?}", version.version, version.api_version);
     conn.run(&compose.down()).unwrap_or_else(|e| panic!("{e}"));
-    assert!(conn.containers(project, None).await.unwrap().is_empty());
+    assert!(find("probe").await.unwrap().is_empty());
     conn.run(&Argv::new("rm").args(["-rf", dir])).unwrap();
 }
 
@@ -534,7 +489,7 @@ async fn docker_api_through_the_tunnel_lists_containers_and_reads_health() {
 #[tokio::test]
 async fn http_through_a_tcp_tunnel_reaches_a_service_on_the_host_loopback() {
     let Some(lab) = lab() else { return };
-    let _serial = serial();
+    let lab = &lab;
     let scratch = Scratch::new(lab);
     let conn = scratch.connect(lab, "app2");
     // A one-shot HTTP server bound to the host's 127.0.0.1, like Traefik's API.
@@ -569,7 +524,7 @@ for i in $(seq 50); do [ -e /tmp/rcfleet-http-ready ] && exit 0; sleep 0.1; done
 #[test]
 fn unix_socket_tunnel_is_private_and_removed_on_drop() {
     let Some(lab) = lab() else { return };
-    let _serial = serial();
+    let lab = &lab;
     let scratch = Scratch::new(lab);
     let conn = scratch.connect(lab, "db");
     let tunnel = conn.forward_unix("/var/run/docker.sock").unwrap();
@@ -613,7 +568,7 @@ impl Drop for Blocked {
 #[test]
 fn a_blocked_host_is_reached_through_the_jump_host() {
     let Some(lab) = lab() else { return };
-    let _serial = serial();
+    let lab = &lab;
     let scratch = Scratch::new(lab);
     let target = lab.hosts().into_iter().rfind(|h| h.starts_with("app")).unwrap();
     let target = target.as_str();
@@ -624,7 +579,7 @@ fn a_blocked_host_is_reached_through_the_jump_host() {
     let direct = Connection::open(&host, &scratch.options()).err().expect("blocked").to_string();
     assert!(direct.contains(&format!("{target}: cannot connect to {}:22", lab.addr(target))), "{direct}");
 
-    host.ssh.jump = Some(JumpHost { user: "root".into(), address: lab.addr("lb"), port: 22 });
+    host.ssh.jump = Some(JumpHost { user: "root".into(), address: lab.addr("lb").to_string(), port: 22 });
     let conn = Connection::open(&host, &scratch.options()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(text(Argv::new("hostname"), &conn), target);
     let out = conn
@@ -659,9 +614,9 @@ fn a_blocked_host_is_reached_through_the_jump_host() {
 #[test]
 fn sixteen_hosts_at_once() {
     let Some(lab) = lab() else { return };
-    let _serial = serial();
+    let lab = &lab;
     let wide = WideLab::get(lab);
-    let lab = &wide.lab;
+    let lab = wide.or(lab);
     let scratch = Scratch::new(lab);
     let names = lab.hosts();
     let names = &names[..16];

@@ -38,6 +38,8 @@ fn promtool_accepts_every_rendered_prometheus_config() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("prometheus.yml");
         std::fs::write(&path, &config.content).unwrap();
+        let alerts = file(&hosts, &monitoring.name, "monitoring/prometheus/alerts.yml");
+        std::fs::write(dir.path().join("alerts.yml"), &alerts.content).unwrap();
         let output = run("promtool", "prometheus", &["check", "config", path.to_str().unwrap()], None);
         assert!(output.status.success(), "{name}: promtool rejects prometheus.yml:\n{}", text(&output));
 
@@ -46,6 +48,30 @@ fn promtool_accepts_every_rendered_prometheus_config() {
         let output = run("promtool", "prometheus", &["check", "config", path.to_str().unwrap()], None);
         assert!(!output.status.success(), "promtool accepts anything; this check proves nothing");
     }
+}
+
+/// The shipped alert rules: valid for promtool, and they fire (or stay quiet) as
+/// `prometheus/alerts-test.yml` says, with the default `monitoring.alert_for`.
+#[test]
+fn promtool_checks_and_tests_the_alert_rules() {
+    let fleet = load("inventory.example.toml");
+    assert_eq!(fleet.monitoring.alert_for, "5m", "alerts-test.yml is written for the default");
+    let hosts = redacted(&fleet);
+    let monitoring = fleet.monitoring_host().unwrap();
+    let alerts = file(&hosts, &monitoring.name, "monitoring/prometheus/alerts.yml");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("alerts.yml"), &alerts.content).unwrap();
+    let cases = dir.path().join("alerts-test.yml");
+    std::fs::copy(root().join("prometheus/alerts-test.yml"), &cases).unwrap();
+    let output = run("promtool", "prometheus", &["check", "rules", dir.path().join("alerts.yml").to_str().unwrap()], None);
+    assert!(output.status.success(), "promtool rejects alerts.yml:\n{}", text(&output));
+    let output = run("promtool", "prometheus", &["test", "rules", cases.to_str().unwrap()], None);
+    assert!(output.status.success(), "the alert rules fail their tests:\n{}", text(&output));
+
+    // The tests must be able to fail: an instance down alert that never fires breaks them.
+    std::fs::write(dir.path().join("alerts.yml"), alerts.content.replace("up{job=\"rocketchat\"} == 0", "up{job=\"rocketchat\"} == 2")).unwrap();
+    let output = run("promtool", "prometheus", &["test", "rules", cases.to_str().unwrap()], None);
+    assert!(!output.status.success(), "promtool test rules passes a broken rule; these tests prove nothing");
 }
 
 #[test]

@@ -9,8 +9,8 @@ pub struct AddInstanceArgs {
     /// The host to add instances to; with --address, the name of a new host.
     #[arg(long, value_name = "NAME")]
     pub host: String,
-    /// How many instances to add.
-    #[arg(long, default_value_t = 1, value_name = "K")]
+    /// How many instances to add (1 to 100).
+    #[arg(long, default_value_t = 1, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub count: u32,
     /// Add a new host at this address (where rcfleet connects over SSH) to the inventory.
     #[arg(long, value_name = "ADDR")]

@@ -2,9 +2,11 @@
 //! call of its operation in `ops`; every flag is defined once, with its help beside it.
 
 mod add_instance;
+mod exec;
 mod lock;
 mod logs;
 mod plan;
+mod prune;
 mod remove_instance;
 mod secrets;
 mod status;
@@ -97,6 +99,12 @@ pub enum Command {
     Status(status::StatusArgs),
     /// The output of an instance or a service, through the Docker API, prefixed by its name.
     Logs(logs::LogsArgs),
+    /// Run a command in an instance's or a service's container, on a host (--host) or in every
+    /// instance (--all); output streamed, exit status passed through, each run audited.
+    Exec(exec::ExecArgs),
+    /// Free disk on every host: Rocket.Chat images older than the newest N releases there,
+    /// stopped containers and unused volumes rcfleet left behind (by its labels, nothing else).
+    Prune(prune::PruneArgs),
     /// Show or remove the deploy lock that keeps two changing runs apart.
     #[command(subcommand)]
     Lock(lock::LockCommand),
@@ -115,6 +123,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::RemoveInstance(args) => remove_instance::run(&cli.global, args),
         Command::Status(args) => status::run(&cli.global, args),
         Command::Logs(args) => logs::run(&cli.global, args),
+        Command::Exec(args) => exec::run(&cli.global, args),
+        Command::Prune(args) => prune::run(&cli.global, args),
         Command::Lock(command) => lock::run(&cli.global, command),
         Command::Secrets(command) => secrets::run(&cli.global, command),
     }

@@ -2,7 +2,9 @@
 
 use super::{GlobalArgs, NewHostArgs};
 use crate::error::Result;
+use crate::inventory;
 use crate::ops;
+use crate::ops::hooks::{Hook, Run};
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
@@ -16,6 +18,11 @@ pub struct UpArgs {
 
 pub fn run(global: &GlobalArgs, args: UpArgs) -> Result<i32> {
     let options = ops::up::UpOptions { connect: args.new_hosts.connect(global), push_images: args.push_images };
-    global.print(&ops::up::up(&global.inventory, &options)?);
+    let mut hooks = Run::new(&global.inventory, "up", &inventory::load(&global.inventory)?);
+    hooks.run(Hook::PreUp)?;
+    let outcome = ops::up::up(&global.inventory, &options)?;
+    global.print(&outcome);
+    hooks.set("RCFLEET_RESULT", "succeeded");
+    hooks.run(Hook::PostUp)?;
     Ok(0)
 }

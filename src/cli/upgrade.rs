@@ -2,6 +2,8 @@
 
 use super::GlobalArgs;
 use crate::error::Result;
+use crate::inventory;
+use crate::ops::hooks::{Hook, Run};
 use crate::ops::upgrade::{self, Strategy, UpgradeOptions};
 
 #[derive(Debug, clap::Args)]
@@ -50,8 +52,34 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<i32> {
         dry_run: args.dry_run,
         connect: global.connect(),
     };
-    let outcome = upgrade::upgrade(&global.inventory, &options)?;
+    // A dry run changes nothing, so there is nothing for the hooks to announce or guard.
+    let mut hooks = (!options.dry_run).then(|| inventory::load(&global.inventory)).transpose()?.map(|fleet| {
+        let mut hooks = Run::new(&global.inventory, "upgrade", &fleet);
+        hooks.set("RCFLEET_RELEASE_FROM", fleet.workspace.release.to_string());
+        hooks.set("RCFLEET_RELEASE", options.release.clone());
+        hooks
+    });
+    if let Some(hooks) = &hooks {
+        hooks.run(Hook::PreUpgrade)?;
+    }
+    let outcome = match (upgrade::upgrade(&global.inventory, &options), hooks.as_mut()) {
+        (Err(err), Some(hooks)) => {
+            hooks.set("RCFLEET_RESULT", "failed");
+            hooks.set("RCFLEET_ERROR", err.to_string());
+            // The upgrade's own error is what the operator must read first; a failing hook is added.
+            if let Err(hook) = hooks.run(Hook::UpgradeFailed) {
+                return Err(crate::error::Error::failed(format!("{err}\n{hook}")));
+            }
+            return Err(err);
+        }
+        (outcome, _) => outcome?,
+    };
     global.print(&outcome);
+    if let Some(hooks) = hooks.as_mut() {
+        hooks.set("RCFLEET_RELEASE", outcome.to.to_string());
+        hooks.set("RCFLEET_RESULT", "succeeded");
+        hooks.run(Hook::PostUpgrade)?;
+    }
     // A dry run that a guard refused says so on stdout and fails like the real run would.
     Ok(if outcome.refused() { crate::error::exit::FAILED } else { 0 })
 }

@@ -131,18 +131,32 @@ fn unique_hosts(fleet: &Fleet, report: &mut impl FnMut(&str, String)) {
             }
         }
         if !host.address.is_empty() {
-            if let Some(first) = addresses.insert((host.address.clone(), host.ssh.port), index) {
+            if let Some(first) = addresses.insert((host.address.to_ascii_lowercase(), host.ssh.port), index) {
                 report(
                     &format!("hosts[{index}].address"),
                     format!("address {:?} is already used by hosts[{first}]; put several roles on one host instead of listing it twice", host.address),
                 );
+                continue;
             }
         }
-        if !host.private_address.is_empty() && host.private_address != host.address {
-            if let Some(first) = private.insert(host.private_address.clone(), index) {
+        // Every service listens on its host's private address (host networking) and every URL
+        // other hosts use is built from it: two hosts sharing one (two SSH ports forwarded to
+        // one IP, or a private address copied from another host) would both claim e.g.
+        // http://10.0.0.31:3000.
+        if !host.private_address.is_empty() {
+            if let Some(first) = private.insert(host.private_address.to_ascii_lowercase(), index) {
+                let (key, whose) = if host.private_address == host.address {
+                    ("address", "its address (it has no private_address)")
+                } else {
+                    ("private_address", "its private address")
+                };
                 report(
-                    &format!("hosts[{index}].private_address"),
-                    format!("private address {:?} is already used by hosts[{first}]; each host needs its own", host.private_address),
+                    &format!("hosts[{index}].{key}"),
+                    format!(
+                        "{whose} {:?} is already used by hosts[{first}]; services listen on it and the other hosts \
+                         reach them by it, so give each host its own private_address",
+                        host.private_address
+                    ),
                 );
             }
         }

@@ -14,6 +14,9 @@ use toml_edit::{Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, Val
 use crate::error::{Error, Result};
 use crate::fleet::Release;
 
+/// The most instances one host runs (as `instances` in the inventory allows).
+pub const MAX_INSTANCES: u32 = 100;
+
 /// Rewrites `workspace.release` of the inventory at `path` to `release` (and, when the
 /// operator overrode the MongoDB guard, records `mongodb.allow_unsupported = true`), keeping
 /// comments and formatting. The edited text is validated before the file is replaced
@@ -59,6 +62,11 @@ pub fn with_release(text: &str, release: &Release) -> Result<String> {
 /// `text` with `count` more instances on the existing host `host`: retired indexes are
 /// taken first (lowest first), then `instances` grows. Returns the text and the new indexes.
 pub fn add_instances(text: &str, host: &str, count: u32) -> Result<(String, Vec<u32>)> {
+    // A host runs at most 100 instances: checked before the loop below, which would
+    // otherwise allocate `count` indexes first.
+    if !(1..=MAX_INSTANCES).contains(&count) {
+        return Err(Error::bad_input(format!("--count {count}: give 1 to {MAX_INSTANCES} (a host runs at most {MAX_INSTANCES} instances)")));
+    }
     let mut document = document(text)?;
     let table = host_table(&mut document, host)?;
     if !has_role(table, "rocketchat") {
@@ -187,28 +195,45 @@ pub fn read(path: &Path) -> Result<String> {
 }
 
 /// Replaces the file at `path` with `text` atomically (a temporary file in the same folder,
-/// renamed over it), keeping the file's permissions.
+/// renamed over it), keeping the file's permissions. A symlinked inventory (e.g. into a
+/// checkout of the operator's configuration) is written through: the file it points to gets
+/// the new text and the link stays, instead of the link being replaced by a copy.
 pub fn write(path: &Path, text: &str) -> Result<()> {
     let failed = |err: std::io::Error| Error::failed(format!("{}: cannot write the inventory: {err}", path.display()));
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
+    let path = &std::fs::canonicalize(path).map_err(failed)?;
+    let folder = path.parent().unwrap_or(Path::new("/"));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temporary = folder.join(format!(".{name}.rcfleet-{}", std::process::id()));
+    let (temporary, mut file) = temporary_file(folder, &name).map_err(failed)?;
     let result = (|| {
-        let mut file = std::fs::File::create(&temporary)?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         if let Ok(metadata) = std::fs::metadata(path) {
-            std::fs::set_permissions(&temporary, metadata.permissions())?;
+            file.set_permissions(metadata.permissions())?;
         }
-        std::fs::rename(&temporary, path)
+        std::fs::rename(&temporary, path)?;
+        // The rename is durable only once the folder's entry is on disk.
+        std::fs::File::open(folder)?.sync_all()
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&temporary);
     }
     result.map_err(failed)
+}
+
+/// A new file `.NAME.rcfleet-PID-N` in `folder`, mode 0600, never an existing file or a
+/// symlink someone planted (`create_new` is O_EXCL, which does not follow a final symlink).
+fn temporary_file(folder: &Path, name: &str) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    for attempt in 0..100u32 {
+        let temporary = folder.join(format!(".{name}.rcfleet-{}-{:x}", std::process::id(), nanos.wrapping_add(attempt)));
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary) {
+            Ok(file) => return Ok((temporary, file)),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "no free temporary file name next to the inventory"))
 }
 
 fn document(text: &str) -> Result<DocumentMut> {
@@ -386,6 +411,28 @@ domain = "chat.example.com"
         let added = b.iter().filter(|l| !a.contains(l)).map(|l| l.to_string()).collect();
         let removed = a.iter().filter(|l| !b.contains(l)).map(|l| l.to_string()).collect();
         (added, removed)
+    }
+
+    #[test]
+    fn a_symlinked_inventory_is_written_through_the_link() {
+        let folder = tempfile::tempdir().unwrap();
+        let real = folder.path().join("config").join("inventory.toml");
+        std::fs::create_dir(real.parent().unwrap()).unwrap();
+        std::fs::write(&real, INVENTORY).unwrap();
+        let link = folder.path().join("inventory.toml");
+        std::os::unix::fs::symlink("config/inventory.toml", &link).unwrap();
+        set_release(&link, &Release::parse("8.1.0").unwrap(), false).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link stays a link");
+        assert!(std::fs::read_to_string(&real).unwrap().contains("release = \"8.1.0\""), "the target got the edit");
+        assert_eq!(std::fs::read_dir(real.parent().unwrap()).unwrap().count(), 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn add_instances_refuses_a_count_beyond_a_host() {
+        for count in [0, 101, u32::MAX] {
+            let err = add_instances(INVENTORY, "app1", count).unwrap_err().to_string();
+            assert!(err.contains("give 1 to 100"), "{count}: {err}");
+        }
     }
 
     #[test]

@@ -121,9 +121,13 @@ fn workspace(top: &Section, problems: &mut Problems) -> Workspace {
         root_url,
         release,
         license: section.secret("license", false, problems),
-        deploy_dir: checked_or(&section, "deploy_dir", "/opt/rcfleet", values::server_path, problems),
+        deploy_dir: checked_or(&section, "deploy_dir", "/opt/rcfleet", values::deploy_dir, problems),
     }
 }
+
+/// How long an ordinary remote command (`docker version`, a file check, the lock) may take:
+/// seconds on a healthy server, so two minutes leaves room for a slow, loaded one.
+const DEFAULT_COMMAND_TIMEOUT_SECONDS: u64 = 120;
 
 fn default_ssh(problems: &Problems) -> SshSettings {
     SshSettings {
@@ -134,6 +138,7 @@ fn default_ssh(problems: &Problems) -> SshSettings {
         known_hosts: paths::expand("~/.ssh/known_hosts", &problems.source().folder()),
         accept_new_host_keys: false,
         connect_timeout_seconds: 10,
+        command_timeout_seconds: DEFAULT_COMMAND_TIMEOUT_SECONDS,
         jump: None,
     }
 }
@@ -153,6 +158,7 @@ const SSH_KEYS: &[&str] = &[
     "known_hosts",
     "accept_new_host_keys",
     "connect_timeout_seconds",
+    "command_timeout_seconds",
     "jump",
 ];
 
@@ -185,6 +191,9 @@ fn ssh_settings(section: Option<&Section>, base: &SshSettings, problems: &mut Pr
     }
     if let Some(seconds) = section.number_in("connect_timeout_seconds", 1..=600, base.connect_timeout_seconds as i64, problems) {
         ssh.connect_timeout_seconds = seconds as u64;
+    }
+    if let Some(seconds) = section.number_in("command_timeout_seconds", 1..=3600, base.command_timeout_seconds as i64, problems) {
+        ssh.command_timeout_seconds = seconds as u64;
     }
     ssh
 }
@@ -353,16 +362,41 @@ fn retired(section: &Section, count: u32, problems: &mut Problems) -> Vec<u32> {
 }
 
 /// Turns each host's jump request into a `JumpHost`: a host name of the inventory takes that
-/// host's SSH address, user and port; anything else must be `user@address[:port]`.
+/// host's SSH address, user and port; anything else must be `user@address[:port]`. rcfleet
+/// makes one hop: a jump host that is itself reached through another one (a chain, or a
+/// cycle) is refused rather than silently reached directly.
 fn resolve_jumps(hosts: &mut [Host], jumps: Vec<Option<JumpRequest>>, problems: &mut Problems) {
     let by_name: BTreeMap<String, JumpHost> = hosts
         .iter()
         .map(|h| (h.name.clone(), JumpHost { user: h.ssh.user.clone(), address: h.address.clone(), port: h.ssh.port }))
         .collect();
+    // Which host each inventory host itself jumps through (none for a bastion naming itself).
+    let jumps_of: BTreeMap<String, String> = hosts
+        .iter()
+        .zip(&jumps)
+        .filter_map(|(h, j)| j.as_ref().filter(|j| j.text != h.name).map(|j| (h.name.clone(), j.text.clone())))
+        .collect();
     for (host, jump) in hosts.iter_mut().zip(jumps) {
         let Some(jump) = jump else { continue };
         if jump.text == host.name {
             continue; // the bastion itself is reached directly
+        }
+        if let Some(next) = jumps_of.get(&jump.text) {
+            let how = if *next == host.name {
+                "a cycle; let one of the two be reached directly (set that host's ssh jump to its own name)".to_string()
+            } else {
+                format!(
+                    "rcfleet makes one hop only, so jump through {next:?} directly, or let {:?} be reached directly \
+                     (set its ssh jump to its own name)",
+                    jump.text
+                )
+            };
+            problems.report(
+                jump.span.clone(),
+                &jump.key_path,
+                format!("host {:?} is reached through jump host {:?}, which is itself reached through {next:?}: {how}", host.name, jump.text),
+            );
+            continue;
         }
         let resolved = by_name.get(&jump.text).cloned().or_else(|| parse_jump(&jump.text));
         match resolved {
@@ -402,7 +436,7 @@ fn images(top: &Section, release: &Release, mongodb_version: &str, problems: &mu
             }
             return image;
         };
-        table.reject_unknown_keys(if tag.is_some() { &["repository", "tag"] } else { &["repository"] }, problems);
+        table.reject_unknown_keys(if tag.is_some() { &["repository", "tag"] } else { &["repository", "insecure"] }, problems);
         image.repository = checked_or(&table, "repository", repository, values::image_repository, problems);
         image.tag = match tag {
             Some(tag) => checked_or(&table, "tag", tag, values::image_tag, problems),
@@ -410,7 +444,15 @@ fn images(top: &Section, release: &Release, mongodb_version: &str, problems: &mu
         };
         image
     };
+    // Only the Rocket.Chat image's registry is asked by rcfleet itself (for its tags).
+    let rocketchat_registry_insecure = section
+        .as_ref()
+        .filter(|s| s.entries().iter().any(|(key, item, _)| *key == "rocketchat" && item.is_table_like()))
+        .and_then(|s| s.table("rocketchat", false, problems))
+        .and_then(|table| table.boolean("insecure", problems))
+        .unwrap_or(false);
     Images {
+        rocketchat_registry_insecure,
         rocketchat: image("rocketchat", "registry.rocket.chat/rocketchat/rocket.chat", None, problems),
         mongodb: image("mongodb", "docker.io/mongodb/mongodb-community-server", Some(&mongodb_tag), problems),
         nats: image("nats", "docker.io/nats", Some("2.11-alpine"), problems),
@@ -550,14 +592,16 @@ fn monitoring(top: &Section, problems: &mut Problems) -> MonitoringSettings {
             prometheus_port: 9090,
             grafana_port: 5050,
             retention: "15d".into(),
+            alert_for: "5m".into(),
             grafana_admin_password: None,
         };
     };
-    section.reject_unknown_keys(&["prometheus_port", "grafana_port", "retention", "grafana_admin_password"], problems);
+    section.reject_unknown_keys(&["prometheus_port", "grafana_port", "retention", "alert_for", "grafana_admin_password"], problems);
     MonitoringSettings {
         prometheus_port: section.port("prometheus_port", 9090, problems).unwrap_or(9090),
         grafana_port: section.port("grafana_port", 5050, problems).unwrap_or(5050),
         retention: checked_or(&section, "retention", "15d", values::retention, problems),
+        alert_for: checked_or(&section, "alert_for", "5m", values::retention, problems),
         grafana_admin_password: section.secret("grafana_admin_password", false, problems),
     }
 }

@@ -36,12 +36,22 @@ pub fn dns_name(text: &str) -> bool {
         })
 }
 
-/// An address rcfleet or another host connects to: an IP address or a DNS name.
+/// An address rcfleet or another host connects to: an IPv4 address or a DNS name.
+///
+/// IPv6 literals are refused rather than half supported: the address ends up as `host:port`
+/// in Traefik's server URLs, Prometheus' targets, the MongoDB replica-set members and
+/// connection string and NATS' URL, each of which would need `[...]` brackets, and the lab
+/// (the only place rcfleet is tested end to end) has no IPv6. A DNS name that resolves to an
+/// IPv6 address is accepted: the URLs then hold the name.
 pub fn address(text: &str) -> Check {
-    if text.parse::<IpAddr>().is_ok() || (dns_name(text) && !looks_like_bad_ipv4(text)) {
-        Ok(())
-    } else {
-        Err(format!("{text:?} is not an IP address or a DNS name; write e.g. \"10.0.0.5\" or \"db1.internal\""))
+    match text.parse::<IpAddr>() {
+        Ok(IpAddr::V4(_)) => Ok(()),
+        Ok(IpAddr::V6(_)) => Err(format!(
+            "{text:?} is an IPv6 address, which rcfleet does not support (it builds host:port URLs for Traefik, \
+             Prometheus, MongoDB and NATS from it); use the host's IPv4 address or a DNS name"
+        )),
+        Err(_) if dns_name(text) && !looks_like_bad_ipv4(text) => Ok(()),
+        Err(_) => Err(format!("{text:?} is not an IP address or a DNS name; write e.g. \"10.0.0.5\" or \"db1.internal\"")),
     }
 }
 
@@ -119,6 +129,28 @@ pub fn server_path(text: &str) -> Check {
         Err(format!(
             "{text:?} is not an absolute path of letters, digits, '/', '.', '_' and '-'; write e.g. \"/opt/rcfleet\""
         ))
+    }
+}
+
+/// Folders every local user of a server may write to: whoever can create entries there can
+/// plant a directory or symlink where rcfleet's files (secrets, compose files run as root) go.
+const WORLD_WRITABLE: &[&str] = &["/tmp", "/var/tmp", "/dev/shm"];
+
+/// The deploy directory: a server path outside the world-writable folders.
+pub fn deploy_dir(text: &str) -> Check {
+    server_path(text)?;
+    let normal = text.trim_end_matches('/');
+    let parts: Vec<&str> = normal.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let under = WORLD_WRITABLE.iter().find(|shared| {
+        let shared: Vec<&str> = shared.split('/').filter(|p| !p.is_empty()).collect();
+        parts.starts_with(&shared)
+    });
+    match under {
+        Some(shared) => Err(format!(
+            "{text:?} is under {shared}, which every local user of the server can write to, so they could swap the \
+             secrets and compose files rcfleet keeps there; use a folder only root can write, e.g. \"/opt/rcfleet\""
+        )),
+        None => Ok(()),
     }
 }
 
@@ -223,12 +255,26 @@ mod tests {
 
     #[test]
     fn addresses_are_ips_or_dns_names() {
-        for good in ["10.0.0.1", "::1", "db.internal", "host-1"] {
+        for good in ["10.0.0.1", "db.internal", "host-1"] {
             assert!(address(good).is_ok(), "{good}");
+        }
+        for ipv6 in ["::1", "fd00::31", "2001:db8::1"] {
+            assert!(address(ipv6).unwrap_err().contains("IPv6"), "{ipv6}");
         }
         for bad in ["300.1.2.3", "a b", "host;rm", "", "-x", "a..b", "ho`st`"] {
             assert!(address(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn deploy_dirs_stay_out_of_world_writable_folders() {
+        for good in ["/opt/rcfleet", "/srv/tmp", "/var/lib/rcfleet", "/tmpfiles/x"] {
+            assert!(deploy_dir(good).is_ok(), "{good}");
+        }
+        for bad in ["/tmp", "/tmp/rcfleet", "/var/tmp/x", "/dev/shm/rc", "//tmp/x", "/./tmp/x", "/tmp/"] {
+            assert!(deploy_dir(bad).unwrap_err().contains("every local user"), "{bad}");
+        }
+        assert!(deploy_dir("relative").unwrap_err().contains("absolute path"));
     }
 
     #[test]

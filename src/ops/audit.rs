@@ -39,6 +39,6 @@ pub fn record(conn: &Connection, fleet: &Fleet, command: &str, changes: &[String
         .map(|change| format!("{time}\t{who}\t{command}\t{}\n", change.replace(['\n', '\t'], " ")))
         .collect();
     let script = r#"mkdir -p -- "$(dirname -- "$1")" && printf '%s' "$2" >> "$1""#;
-    conn.run(&Argv::script(script, &[&render::audit_log(fleet), &lines]))?;
+    conn.run(&Argv::script(script, &[&render::audit_log(fleet), &lines]).step("writing the audit log"))?;
     Ok(())
 }

@@ -31,7 +31,7 @@ pub struct LogsOptions {
 }
 
 /// Where a target runs: host, unit and compose service.
-fn locate<'f>(fleet: &'f Fleet, target: &str) -> Result<(&'f Host, String, String)> {
+pub(crate) fn locate<'f>(fleet: &'f Fleet, target: &str) -> Result<(&'f Host, String, String)> {
     if let Some(instance) = fleet.instances().find(|i| i.name == target) {
         let host = fleet.host(&instance.host).expect("instances belong to hosts");
         return Ok((host, instance.name.clone(), "rocketchat".to_string()));

@@ -80,7 +80,7 @@ cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
 fn check_host(fleet: &Fleet, remote: &Hosts, index: usize, host: &Host) -> Result<std::result::Result<HostFacts, Vec<String>>> {
     let conn = remote.host(&host.name);
     let mut problems = Vec::new();
-    let output = conn.run(&Argv::script(FACTS_SCRIPT, &[&fleet.workspace.deploy_dir]))?.stdout_text();
+    let output = conn.run(&Argv::script(FACTS_SCRIPT, &[&fleet.workspace.deploy_dir]).step("preflight (Docker, Compose, disk, ports)"))?.stdout_text();
     let fact = |key: &str| {
         output.lines().find_map(|line| line.strip_prefix(&format!("{key}="))).unwrap_or_default().trim().to_string()
     };

@@ -296,5 +296,5 @@ pub fn http_ok(remote: &Hosts, conn: &Connection, address: &str, port: u16, path
 /// The names of the directories in `dir` on the host (empty when it does not exist).
 pub fn directories(conn: &Connection, dir: &str) -> Result<Vec<String>> {
     let script = r#"[ -d "$1" ] || exit 0; for d in "$1"/*/; do [ -d "$d" ] && basename -- "$d"; done; true"#;
-    Ok(conn.run(&Argv::script(script, &[dir]))?.stdout_text().lines().map(str::to_string).collect())
+    Ok(conn.run(&Argv::script(script, &[dir]).step(format!("listing {dir}")))?.stdout_text().lines().map(str::to_string).collect())
 }

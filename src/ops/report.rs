@@ -16,6 +16,8 @@ pub struct Reporter {
     interactive: bool,
     /// The last waiting message logged: waits poll often, the log keeps each change once.
     last_waiting: Mutex<String>,
+    /// Prints nothing: for `exec`, whose stdout and stderr are the command's own.
+    silent: bool,
 }
 
 impl Reporter {
@@ -31,6 +33,7 @@ impl Reporter {
             log: Mutex::new(log),
             interactive: std::io::stderr().is_terminal(),
             last_waiting: Mutex::new(String::new()),
+            silent: false,
         }
     }
 
@@ -42,7 +45,13 @@ impl Reporter {
             log_path: None,
             interactive: false,
             last_waiting: Mutex::new(String::new()),
+            silent: false,
         }
+    }
+
+    /// A reporter that neither prints nor logs.
+    pub fn silent() -> Reporter {
+        Reporter { silent: true, ..Reporter::quiet_log() }
     }
 
     pub fn log_path(&self) -> Option<&Path> {
@@ -79,6 +88,9 @@ impl Reporter {
     }
 
     fn line(&self, text: &str) {
+        if self.silent {
+            return;
+        }
         if self.interactive {
             eprint!("\r\x1b[2K");
         }

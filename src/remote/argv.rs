@@ -3,13 +3,48 @@
 
 use std::fmt;
 
-/// A remote command: program and arguments, never a shell string.
+/// A remote command: program and arguments, never a shell string, and optionally the name
+/// of the step it performs, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Argv(Vec<String>);
+pub struct Argv(Vec<String>, Option<String>);
+
+/// The longest command text a message quotes: a script is named by its first line.
+const SUMMARY_CHARS: usize = 100;
 
 impl Argv {
     pub fn new(program: impl Into<String>) -> Argv {
-        Argv(vec![program.into()])
+        Argv(vec![program.into()], None)
+    }
+
+    /// Names the step this command performs ("preflight", "reading the deploy lock"), so a
+    /// failure or a timeout says what was being done, not only which command.
+    pub fn step(mut self, name: impl Into<String>) -> Argv {
+        self.1 = Some(name.into());
+        self
+    }
+
+    /// What messages call the command: the step's name when given, with the command line
+    /// shortened (a `sh -c` script by its first line).
+    pub fn summary(&self) -> String {
+        let command = match self.0.as_slice() {
+            [sh, c, script, ..] if sh == "sh" && c == "-c" => {
+                let first = script
+                    .lines()
+                    .map(str::trim)
+                    .find(|line| !line.is_empty() && !line.starts_with('#') && !line.starts_with("set -"))
+                    .unwrap_or_default();
+                format!("sh -c '{first}…'")
+            }
+            _ => self.to_command_line(),
+        };
+        let command = match command.char_indices().nth(SUMMARY_CHARS) {
+            Some((cut, _)) => format!("{}…", &command[..cut]),
+            None => command,
+        };
+        match &self.1 {
+            Some(step) => format!("{step} (`{command}`)"),
+            None => format!("`{command}`"),
+        }
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Argv {
@@ -62,6 +97,15 @@ pub fn shell_quote(arg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summaries_name_the_step_and_shorten_scripts() {
+        let argv = Argv::script("\nset -e\necho a\n", &["x"]).step("preflight");
+        assert_eq!(argv.summary(), "preflight (`sh -c 'echo a…'`)");
+        assert_eq!(Argv::new("docker").arg("version").summary(), "`docker version`");
+        let long = Argv::new("echo").arg("x".repeat(300)).summary();
+        assert!(long.chars().count() < 110 && long.ends_with("…`"), "{long}");
+    }
 
     #[test]
     fn plain_words_stay_readable() {

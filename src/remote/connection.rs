@@ -37,12 +37,24 @@ pub struct ConnectOptions {
 
 #[derive(Default)]
 pub struct ExecOptions<'a> {
-    /// Give up (and close the channel) after this long; `None` waits as long as the command runs.
+    /// Give up (and close the channel) after this long; `None` means the host's
+    /// `ssh.command_timeout_seconds`. No command waits without a limit: a wedged dockerd or a
+    /// stuck script must fail the step, naming it, rather than hang rcfleet with the lock held.
     pub timeout: Option<Duration>,
     /// Streamed to the command's standard input, e.g. an image archive for `docker load`.
     pub stdin: Option<&'a mut (dyn Read + Send)>,
     /// Echo output lines as they arrive, prefixed by the host name, when the connection is verbose.
     pub stream: bool,
+    /// Handed the command's output as it arrives (`rcfleet exec`); stdout is then not kept in
+    /// [`Output::stdout`], so a large output never piles up in memory.
+    pub output: Option<&'a mut (dyn FnMut(Stream, &[u8]) + Send)>,
+}
+
+/// Which of the command's output streams a piece of output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
 }
 
 /// A finished command. `status` is the exit status, or 128 + the signal number when the
@@ -78,6 +90,8 @@ pub enum Uploaded {
 /// An open, verified, authenticated SSH connection to one host.
 pub struct Connection {
     target: Target,
+    /// The limit of a command that sets none of its own (`ssh.command_timeout_seconds`).
+    command_timeout: Duration,
     ssh: Mutex<Ssh>,
     verbose: bool,
     pub(crate) compose: OnceLock<super::docker::ComposeCli>,
@@ -104,6 +118,7 @@ impl Connection {
         let ssh = session::connect(&target)?;
         Ok(Connection {
             target,
+            command_timeout: Duration::from_secs(host.ssh.command_timeout_seconds.max(1)),
             ssh: Mutex::new(ssh),
             verbose: options.verbose,
             compose: OnceLock::new(),
@@ -128,7 +143,13 @@ impl Connection {
     pub fn exec(&self, argv: &Argv, options: ExecOptions<'_>) -> Result<Output> {
         let ssh = self.lock();
         let command = argv.to_command_line();
-        let fail = |what: String| self.fail(format!("running `{command}`: {what}"));
+        let summary = argv.summary();
+        let fail = |what: String| self.fail(format!("{summary}: {what}"));
+        let (timeout, limit) = match options.timeout {
+            Some(timeout) => (timeout, "this step's limit"),
+            None => (self.command_timeout, "ssh.command_timeout_seconds"),
+        };
+        let options = ExecOptions { timeout: Some(timeout), ..options };
         let mut channel = ssh
             .session
             .channel_session()
@@ -138,7 +159,19 @@ impl Connection {
             .map_err(|e| fail(format!("the host refused to start the command: {e}")))?;
         ssh.session.set_blocking(false);
         let echo = (self.verbose && options.stream).then(|| self.target.name.clone());
-        let drained = drain(&ssh, &mut channel, options, echo);
+        let drained = drain(&ssh, &mut channel, options, echo).map_err(|failure| match failure {
+            Failure::TimedOut => format!(
+                "no result within {}s ({limit}); the command may still be running on the host: check what it \
+                 waits for there (e.g. `docker info` hangs when dockerd is stuck), then run again",
+                timeout.as_secs()
+            ),
+            Failure::Other(what) if ssh.went_silent() => format!(
+                "{what}: the host stopped answering through the jump host (no reply for {}s); check that it is up \
+                 and reachable from the jump host",
+                session::PEER_SILENCE.as_secs()
+            ),
+            Failure::Other(what) => what,
+        });
         let closed = match &drained {
             Ok(_) => {
                 let deadline = Instant::now() + CLOSE_TIMEOUT;
@@ -186,7 +219,7 @@ impl Connection {
         }
         let stderr = output.stderr_text();
         let tail: Vec<&str> = stderr.trim_end().lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
-        Err(self.fail(format!("`{argv}` exited with status {}:\n{}", output.status, tail.join("\n"))))
+        Err(self.fail(format!("{} exited with status {}:\n{}", argv.summary(), output.status, tail.join("\n"))))
     }
 
     /// Writes `content` to `path` atomically (a temporary file in the same folder, then
@@ -212,7 +245,7 @@ trap - EXIT
 sha256sum < "$1" | cut -d' ' -f1"#;
         let mut stdin: &[u8] = content;
         let output = self.exec(
-            &Argv::script(script, &[path, &want_mode, owner.unwrap_or("")]),
+            &Argv::script(script, &[path, &want_mode, owner.unwrap_or("")]).step(format!("uploading {path}")),
             ExecOptions { stdin: Some(&mut stdin), ..ExecOptions::default() },
         )?;
         if !output.success() {
@@ -251,13 +284,26 @@ sha256sum < "$1" | cut -d' ' -f1"#;
     }
 }
 
-type Drained = std::result::Result<(Vec<u8>, Vec<u8>), String>;
+/// Why draining a command stopped early.
+enum Failure {
+    TimedOut,
+    Other(String),
+}
+
+impl From<String> for Failure {
+    fn from(what: String) -> Failure {
+        Failure::Other(what)
+    }
+}
+
+type Drained = std::result::Result<(Vec<u8>, Vec<u8>), Failure>;
 
 /// Reads stdout and stderr together (a command filling one while we wait on the other would
 /// otherwise stall both sides), feeds stdin, until the channel reaches end of file.
 fn drain(ssh: &Ssh, channel: &mut ssh2::Channel, options: ExecOptions<'_>, echo: Option<String>) -> Drained {
     use std::io::Write;
-    let ExecOptions { timeout, mut stdin, .. } = options;
+    let ExecOptions { timeout, mut stdin, mut output, .. } = options;
+    let mut stderr_filter = MarkFilter::default();
     let deadline = timeout.map(|t| Instant::now() + t);
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let mut echo_out = echo.clone().map(LineEcho::new);
@@ -275,7 +321,7 @@ fn drain(ssh: &Ssh, channel: &mut ssh2::Channel, options: ExecOptions<'_>, echo:
                 Ok(0) => stdin_done = true,
                 Ok(n) => pending.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("reading the data to send failed: {e}")),
+                Err(e) => return Err(format!("reading the data to send failed: {e}").into()),
             }
             progress = true;
         }
@@ -302,28 +348,33 @@ fn drain(ssh: &Ssh, channel: &mut ssh2::Channel, options: ExecOptions<'_>, echo:
                 match stream.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => {
-                        sink.extend_from_slice(&buf[..n]);
+                        match (output.as_mut(), id) {
+                            (Some(output), 0) => output(Stream::Stdout, &buf[..n]),
+                            (Some(output), _) => {
+                                sink.extend_from_slice(&buf[..n]);
+                                output(Stream::Stderr, &stderr_filter.feed(&buf[..n]));
+                            }
+                            (None, _) => sink.extend_from_slice(&buf[..n]),
+                        }
                         if let Some(echo) = echo.as_mut() {
                             echo.feed(&buf[..n]);
                         }
                         progress = true;
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(format!("reading the command's output failed: {e}")),
+                    Err(e) => return Err(format!("reading the command's output failed: {e}").into()),
                 }
             }
         }
         if channel.eof() {
             break;
         }
+        let now = Instant::now();
+        // Checked even while output flows: a limit is on the whole command.
+        if deadline.is_some_and(|d| now >= d) {
+            return Err(Failure::TimedOut);
+        }
         if !progress {
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(format!(
-                    "no result within {}s; the command may still be running on the host",
-                    timeout.unwrap_or_default().as_secs()
-                ));
-            }
             if now >= next_keepalive {
                 let seconds = ssh.session.keepalive_send().unwrap_or(5);
                 next_keepalive = now + Duration::from_secs(u64::from(seconds.clamp(1, 10)));
@@ -334,7 +385,56 @@ fn drain(ssh: &Ssh, channel: &mut ssh2::Channel, options: ExecOptions<'_>, echo:
     for echo in [echo_out, echo_err].into_iter().flatten() {
         echo.finish();
     }
+    if let Some(output) = output.as_mut() {
+        output(Stream::Stderr, &stderr_filter.finish());
+    }
     Ok((stdout, stderr))
+}
+
+/// Passes stderr on as it arrives, without the exit mark: what could be the start of the mark
+/// is held back until it is clearly not (or is the mark, which is then dropped).
+#[derive(Default)]
+struct MarkFilter {
+    held: Vec<u8>,
+}
+
+impl MarkFilter {
+    /// The bytes that can be passed on now.
+    fn feed(&mut self, data: &[u8]) -> Vec<u8> {
+        self.held.extend_from_slice(data);
+        let needle = format!("\n{EXIT_MARK}");
+        let needle = needle.as_bytes();
+        let mut ready = Vec::new();
+        while let Some(start) = self.held.iter().position(|b| *b == b'\n') {
+            let rest = &self.held[start..];
+            let shared = rest.len().min(needle.len());
+            if rest[..shared] != needle[..shared] {
+                ready.extend(self.held.drain(..=start));
+                continue;
+            }
+            if rest.len() < needle.len() {
+                break;
+            }
+            let digits = rest[needle.len()..].iter().take_while(|b| b.is_ascii_digit()).count();
+            match rest.get(needle.len() + digits) {
+                None => break,
+                Some(b'\n') if digits > 0 => {
+                    ready.extend(self.held.drain(..start));
+                    self.held.drain(..needle.len() + digits + 1);
+                }
+                Some(_) => ready.extend(self.held.drain(..=start)),
+            }
+        }
+        if !self.held.contains(&b'\n') {
+            ready.append(&mut self.held);
+        }
+        ready
+    }
+
+    /// What was still held back when the command ended.
+    fn finish(self) -> Vec<u8> {
+        self.held
+    }
 }
 
 /// Prints complete lines as they arrive, as `host | line`, leaving out the exit mark.
@@ -436,6 +536,22 @@ mod tests {
             assert_eq!(take_exit_mark(&mut stderr), None, "{:?}", String::from_utf8_lossy(text));
             assert_eq!(stderr, text);
         }
+    }
+
+    #[test]
+    fn streamed_stderr_loses_only_the_exit_mark() {
+        let text = b"warning: x\nsecond\n\n__rcfleet_exit=3\nlate\n";
+        for split in 1..text.len() {
+            let mut filter = MarkFilter::default();
+            let mut passed = filter.feed(&text[..split]);
+            passed.extend(filter.feed(&text[split..]));
+            passed.extend(filter.finish());
+            assert_eq!(String::from_utf8_lossy(&passed), "warning: x\nsecond\nlate\n", "split at {split}");
+        }
+        let mut filter = MarkFilter::default();
+        let mut passed = filter.feed(b"no newline at the end\n__rcfleet_exit=0\n");
+        passed.extend(filter.finish());
+        assert_eq!(passed, b"no newline at the end");
     }
 
     #[test]

@@ -1,13 +1,9 @@
 //! Docker on a host: the Engine API through a tunnel to `/var/run/docker.sock` (no Docker TCP
 //! port is ever opened), Compose commands built as argument vectors for whichever Compose
-//! the host has, containers found by their compose labels, and HTTP to services that listen
-//! on the host, through a TCP tunnel.
+//! the host has, and HTTP to services that listen on the host, through a TCP tunnel.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::models::{ContainerSummary, HealthStatusEnum};
-use bollard::query_parameters::ListContainersOptionsBuilder;
 use bollard::{Docker, API_DEFAULT_VERSION};
 
 use super::argv::Argv;
@@ -26,25 +22,22 @@ pub enum ComposeCli {
     V1,
 }
 
-/// A compose project on a host: its folder, project name and file; builds the commands.
+/// A compose project on a host: its folder (holding `compose.yml`) and project name; builds
+/// the commands rcfleet runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compose {
     cli: ComposeCli,
     dir: String,
     project: String,
-    file: String,
 }
+
+/// Every unit's compose file has this name in its folder.
+const COMPOSE_FILE: &str = "compose.yml";
 
 impl Compose {
     /// The project in `dir`, described by `dir/compose.yml`.
     pub fn new(cli: ComposeCli, dir: &str, project: &str) -> Compose {
-        Compose { cli, dir: dir.to_string(), project: project.to_string(), file: "compose.yml".to_string() }
-    }
-
-    /// Another file name inside the project folder.
-    pub fn with_file(mut self, file: &str) -> Compose {
-        self.file = file.to_string();
-        self
+        Compose { cli, dir: dir.to_string(), project: project.to_string() }
     }
 
     fn command(&self) -> Argv {
@@ -58,24 +51,12 @@ impl Compose {
             .arg("-p")
             .arg(&self.project)
             .arg("-f")
-            .arg(format!("{}/{}", self.dir.trim_end_matches('/'), self.file))
+            .arg(format!("{}/{COMPOSE_FILE}", self.dir.trim_end_matches('/')))
     }
 
     /// Creates or updates the project's containers in the background; only `services` when given.
     pub fn up(&self, services: &[&str]) -> Argv {
         self.command().args(["up", "-d", "--remove-orphans"]).args(services.iter().copied())
-    }
-
-    pub fn pull(&self, services: &[&str]) -> Argv {
-        self.command().arg("pull").args(services.iter().copied())
-    }
-
-    pub fn stop(&self, services: &[&str]) -> Argv {
-        self.command().arg("stop").args(services.iter().copied())
-    }
-
-    pub fn restart(&self, services: &[&str]) -> Argv {
-        self.command().arg("restart").args(services.iter().copied())
     }
 
     /// Removes the project's containers and networks; volumes are kept.
@@ -192,36 +173,6 @@ impl Connection {
         Ok(slot.get_or_insert((tunnel, docker)).1.clone())
     }
 
-    /// The containers (running or not) of a compose project, optionally one service's,
-    /// found by the labels Compose puts on them, never by name.
-    pub async fn containers(&self, project: &str, service: Option<&str>) -> Result<Vec<ContainerSummary>> {
-        let docker = self.docker().await?;
-        let mut labels = vec![format!("com.docker.compose.project={project}")];
-        if let Some(service) = service {
-            labels.push(format!("com.docker.compose.service={service}"));
-        }
-        let filters = HashMap::from([("label".to_string(), labels)]);
-        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-        docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.fail(format!("listing the containers of compose project {project} failed: {e}")))
-    }
-
-    /// The health of a container (by id): `None` when its image defines no health check.
-    pub async fn health(&self, container: &str) -> Result<Option<HealthStatusEnum>> {
-        let docker = self.docker().await?;
-        let inspect = docker
-            .inspect_container(container, None)
-            .await
-            .map_err(|e| self.fail(format!("inspecting container {container} failed: {e}")))?;
-        Ok(inspect
-            .state
-            .and_then(|state| state.health)
-            .and_then(|health| health.status)
-            .filter(|status| !matches!(status, HealthStatusEnum::EMPTY | HealthStatusEnum::NONE)))
-    }
-
     /// An HTTP client for a service on the host at `host:port` as the host sees it, e.g.
     /// Traefik's API on `127.0.0.1:8080`, through a tunnel that lives as long as the result.
     pub fn http(&self, host: &str, port: u16) -> Result<HttpTunnel> {
@@ -247,12 +198,10 @@ mod tests {
             "docker compose --project-directory /opt/rcfleet/app1-0 -p chat-app1-0 -f /opt/rcfleet/app1-0/compose.yml \
              up -d --remove-orphans rocketchat"
         );
-        let v1 = Compose::new(ComposeCli::V1, "/srv/my dir/", "p").with_file("docker-compose.yml");
+        let v1 = Compose::new(ComposeCli::V1, "/srv/my dir/", "p");
         assert_eq!(
             v1.down().to_command_line(),
-            "docker-compose --project-directory '/srv/my dir/' -p p -f '/srv/my dir/docker-compose.yml' down --remove-orphans"
+            "docker-compose --project-directory '/srv/my dir/' -p p -f '/srv/my dir/compose.yml' down --remove-orphans"
         );
-        assert_eq!(v1.pull(&[]).as_slice().last().unwrap(), "pull");
-        assert_eq!(v1.stop(&["a", "b"]).as_slice()[7..], ["stop", "a", "b"]);
     }
 }

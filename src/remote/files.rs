@@ -55,7 +55,7 @@ impl Connection {
     /// round trip.
     pub fn file_states(&self, paths: &[String]) -> Result<Vec<Option<FileState>>> {
         let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-        let output = self.run(&Argv::script(STATE_SCRIPT, &refs))?.stdout_text();
+        let output = self.run(&Argv::script(STATE_SCRIPT, &refs).step("reading the state of files"))?.stdout_text();
         let mut states: Vec<Option<FileState>> = output.lines().map(FileState::parse).collect();
         states.resize(paths.len(), None);
         Ok(states)

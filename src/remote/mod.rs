@@ -6,13 +6,13 @@
 //! refused unless `accept_new_host_keys`, which appends one line), then the agent's keys and
 //! the identity files in turn. Commands are argument vectors ([`Argv`], quoted in one place by
 //! [`shell_quote`]): [`Connection::exec`] returns an [`Output`] (exit status, stdout, stderr;
-//! a channel closed without a status is an error), [`Connection::run`] requires success, and
+//! a channel closed without a status is an error; every command has a time limit, by default
+//! the host's `ssh.command_timeout_seconds`), [`Connection::run`] requires success, and
 //! [`Connection::upload`] writes a file atomically with an explicit mode, skipping it when the
 //! content is already there. [`Connection::forward_tcp`] and [`Connection::forward_unix`] give
 //! a local [`Tunnel`]; on top of them [`Connection::docker`] is the host's Docker Engine API
-//! (bollard, version negotiated), [`Connection::containers`] finds containers by compose
-//! labels, [`Connection::health`] reads a container's health, and [`Connection::http`] reaches
-//! an HTTP service listening on the host. [`Connection::compose`] builds the commands of
+//! (bollard, version negotiated), and [`Connection::http`] reaches an HTTP service listening
+//! on the host. [`Connection::compose`] builds the commands of
 //! whichever Compose the host has. [`fan_out`] runs a step on many hosts at once with a bound,
 //! keeping every host's result. Every error names the host, what was attempted and what to check.
 //!
@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 pub use argv::{shell_quote, Argv};
-pub use connection::{ConnectOptions, Connection, ExecOptions, Output, Uploaded};
+pub use connection::{ConnectOptions, Connection, ExecOptions, Output, Stream, Uploaded};
 pub use docker::{Compose, ComposeCli, HttpResponse, HttpTunnel, DOCKER_SOCKET};
 pub use files::{sha256_hex, FileState};
 pub use tunnel::{LocalEndpoint, Tunnel};

@@ -24,7 +24,14 @@ pub(crate) struct Ssh {
     pub session: Session,
     pub fd: RawFd,
     /// For a host reached through a jump host: the thread carrying its bytes.
-    _jump: Option<Pump>,
+    jump_relay: Option<Pump>,
+}
+
+impl Ssh {
+    /// Whether the jump-host relay gave up on this host because it stopped answering.
+    pub fn went_silent(&self) -> bool {
+        self.jump_relay.as_ref().is_some_and(Pump::gave_up_on_silence)
+    }
 }
 
 impl Drop for Ssh {
@@ -89,14 +96,18 @@ pub(crate) fn connect(target: &Target) -> Result<Ssh> {
             let tcp = tcp_connect(target, &target.endpoint)?;
             let fd = tcp.as_raw_fd();
             let session = establish(target, &target.endpoint, tcp, None)?;
-            Ok(Ssh { session, fd, _jump: None })
+            Ok(Ssh { session, fd, jump_relay: None })
         }
         Some(jump_endpoint) => {
             let tcp = tcp_connect(target, jump_endpoint)?;
             let jump_fd = tcp.as_raw_fd();
             let jump = establish(target, jump_endpoint, tcp, None)?;
-            let channel = jump
-                .channel_direct_tcpip(&target.endpoint.address, target.endpoint.port, None)
+            // The jump host's own connection to the target is under the same connect timeout
+            // as a direct one: a silent target is not waited for longer behind a bastion.
+            jump.set_timeout(millis(target.connect_timeout));
+            let channel = jump.channel_direct_tcpip(&target.endpoint.address, target.endpoint.port, None);
+            jump.set_timeout(millis(CALL_TIMEOUT));
+            let channel = channel
                 .map_err(|e| {
                     Error::failed(format!(
                         "{}: jump host {} could not open a connection to {}:{}: {e}; check that the jump host \
@@ -111,12 +122,12 @@ pub(crate) fn connect(target: &Target) -> Result<Ssh> {
             // a socketpair with a thread copying between the channel and one end stands in.
             let (near, far) = UnixStream::pair()
                 .map_err(|e| Error::failed(format!("{}: cannot create a socket pair: {e}", target.name)))?;
-            let pump = Pump::spawn_link(Ssh { session: jump, fd: jump_fd, _jump: None }, target.keepalive, far, channel)
+            let pump = Pump::spawn_link(Ssh { session: jump, fd: jump_fd, jump_relay: None }, target.keepalive, far, channel)
                 .map_err(|e| Error::failed(format!("{}: cannot start the jump-host relay: {e}", target.name)))?;
             let fd = near.as_raw_fd();
             let via = format!("via jump host {}", jump_endpoint.describe());
             let session = establish(target, &target.endpoint, near, Some(&via))?;
-            Ok(Ssh { session, fd, _jump: Some(pump) })
+            Ok(Ssh { session, fd, jump_relay: Some(pump) })
         }
     }
 }
@@ -154,8 +165,13 @@ fn tcp_connect(target: &Target, endpoint: &Endpoint) -> Result<TcpStream> {
     Err(fail(cause))
 }
 
-/// How long sent data may stay unacknowledged before the kernel drops the connection.
-const PEER_SILENCE: Duration = Duration::from_secs(20);
+/// How long sent data may stay unacknowledged before the kernel drops the connection (and,
+/// behind a jump host, before the relay does: `tunnel::Link`).
+pub(crate) const PEER_SILENCE: Duration = Duration::from_secs(20);
+
+fn millis(duration: Duration) -> u32 {
+    duration.as_millis().min(u32::MAX as u128) as u32
+}
 
 /// A host that vanishes (cable cut, crashed, partitioned) sends neither data nor a reset, and
 /// TCP would retry for a quarter of an hour. With TCP_USER_TIMEOUT, the keepalives sent while
@@ -204,8 +220,10 @@ fn establish<S: AsRawFd + 'static>(
     })?;
     verify_host_key(target, endpoint, &session, &known)?;
     authenticate(target, endpoint, &session, &at)?;
-    session.set_timeout(CALL_TIMEOUT.as_millis() as u32);
-    session.set_keepalive(false, target.keepalive.as_secs().max(1) as u32);
+    session.set_timeout(millis(CALL_TIMEOUT));
+    // Keepalives ask for a reply (as OpenSSH's ServerAliveInterval does): a host behind a jump
+    // host that stops answering them is how the relay tells it has gone silent.
+    session.set_keepalive(true, target.keepalive.as_secs().max(1) as u32);
     Ok(session)
 }
 

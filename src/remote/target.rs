@@ -187,6 +187,7 @@ mod tests {
                 known_hosts: PathBuf::from("~/.ssh/known_hosts"),
                 accept_new_host_keys: false,
                 connect_timeout_seconds: 10,
+                command_timeout_seconds: 120,
                 jump: None,
             },
             instances: vec![],

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use ssh2::{Channel, Session};
 
-use super::session::{is_would_block, retry, Ssh};
+use super::session::{is_would_block, retry, Ssh, PEER_SILENCE};
 
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -190,11 +190,19 @@ struct Link {
     remote_eof: bool,
     local_shut: bool,
     broken: bool,
+    /// Only for a jump host's channel to its target, whose session sends keepalives that ask
+    /// for a reply: since when bytes went to the target with nothing back. The jump host's
+    /// kernel would retry its connection to a vanished target for a quarter of an hour; this
+    /// gives up after `PEER_SILENCE`, as TCP_USER_TIMEOUT does on a direct connection.
+    unanswered_since: Option<Instant>,
+    watch_silence: bool,
 }
 
 impl Link {
     fn new(local: Local, channel: Channel) -> Link {
         Link {
+            unanswered_since: None,
+            watch_silence: false,
             local,
             channel,
             up: Vec::new(),
@@ -226,6 +234,9 @@ impl Link {
                 Ok(n) => {
                     self.up.drain(..n);
                     progress |= n > 0;
+                    if n > 0 && self.unanswered_since.is_none() {
+                        self.unanswered_since = Some(Instant::now());
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => {
@@ -244,7 +255,7 @@ impl Link {
             match self.channel.read(buf) {
                 Ok(0) if self.channel.eof() => (self.remote_eof, progress) = (true, true),
                 Ok(0) => {}
-                Ok(n) => (self.down, progress) = (buf[..n].to_vec(), true),
+                Ok(n) => (self.down, progress, self.unanswered_since) = (buf[..n].to_vec(), true, None),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => (self.remote_eof, self.broken) = (true, true),
             }
@@ -269,6 +280,11 @@ impl Link {
         progress
     }
 
+    /// The target has left what was sent unanswered for too long (see `unanswered_since`).
+    fn silent(&self) -> bool {
+        self.watch_silence && self.unanswered_since.is_some_and(|since| since.elapsed() >= PEER_SILENCE)
+    }
+
     fn finished(&self) -> bool {
         let drained = self.up.is_empty() && self.down.is_empty();
         drained && ((self.local_eof && self.eof_sent && self.remote_eof) || (self.broken && self.eof_sent))
@@ -291,23 +307,34 @@ type Accepting = (Listener, Destination, Arc<Mutex<Option<String>>>);
 /// The relay thread; stops when dropped (or, without a listener, when its last link ends).
 pub(crate) struct Pump {
     stop: Arc<AtomicBool>,
+    /// Set when the relay closed a link whose target went silent.
+    silent: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Pump {
-    /// Relays one already opened channel to `local` (the jump-host case).
+    /// Relays one already opened channel to `local` (the jump-host case). When the target
+    /// leaves the session's traffic unanswered for `PEER_SILENCE`, the link is closed, so the
+    /// session over it fails instead of waiting on the jump host.
     pub fn spawn_link(ssh: Ssh, keepalive: Duration, local: UnixStream, channel: Channel) -> io::Result<Pump> {
         local.set_nonblocking(true)?;
-        Pump::spawn(ssh, keepalive, None, vec![Link::new(Local::Unix(local), channel)])
+        let mut link = Link::new(Local::Unix(local), channel);
+        link.watch_silence = true;
+        Pump::spawn(ssh, keepalive, None, vec![link])
     }
 
     fn spawn(ssh: Ssh, keepalive: Duration, accepting: Option<Accepting>, links: Vec<Link>) -> io::Result<Pump> {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let silent = Arc::new(AtomicBool::new(false));
+        let (flag, silent_flag) = (stop.clone(), silent.clone());
         let thread = std::thread::Builder::new()
             .name("rcfleet-tunnel".into())
-            .spawn(move || relay(ssh, keepalive, accepting, links, &flag))?;
-        Ok(Pump { stop, thread: Some(thread) })
+            .spawn(move || relay(ssh, keepalive, accepting, links, &flag, &silent_flag))?;
+        Ok(Pump { stop, silent, thread: Some(thread) })
+    }
+
+    pub fn gave_up_on_silence(&self) -> bool {
+        self.silent.load(Ordering::SeqCst)
     }
 }
 
@@ -320,7 +347,14 @@ impl Drop for Pump {
     }
 }
 
-fn relay(ssh: Ssh, keepalive: Duration, accepting: Option<Accepting>, mut links: Vec<Link>, stop: &AtomicBool) {
+fn relay(
+    ssh: Ssh,
+    keepalive: Duration,
+    accepting: Option<Accepting>,
+    mut links: Vec<Link>,
+    stop: &AtomicBool,
+    silent: &AtomicBool,
+) {
     let session = &ssh.session;
     session.set_blocking(false);
     let mut buf = vec![0u8; BUFFER];
@@ -347,6 +381,11 @@ fn relay(ssh: Ssh, keepalive: Duration, accepting: Option<Accepting>, mut links:
         }
         for link in links.iter_mut() {
             progress |= link.step(&mut buf);
+        }
+        if links.iter().any(Link::silent) {
+            // Closing our end of the socketpair ends the session over it at once.
+            silent.store(true, Ordering::SeqCst);
+            break;
         }
         // A channel is closed once its link is done; sshd confirms, and only then is it freed.
         links.retain_mut(|link| {

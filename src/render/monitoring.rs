@@ -1,4 +1,5 @@
-//! The monitoring unit: Prometheus (Rocket.Chat targets through `file_sd`, Traefik, itself)
+//! The monitoring unit: Prometheus (Rocket.Chat targets through `file_sd`, Traefik, itself;
+//! the alert rules of `prometheus/alerts.yml.hbs`)
 //! and Grafana (provisioned Prometheus datasource, our dashboard, admin password only through
 //! a 0600 file, from the inventory or generated), both bound to the monitoring host's private address.
 
@@ -45,6 +46,10 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
             }),
         )?,
     );
+    let alerts = Artifact::public(
+        format!("{dir}/prometheus/alerts.yml"),
+        templates::render("prometheus-alerts", &json!({ "alert_for": monitoring.alert_for }))?,
+    );
     let instances: Vec<&Instance> = fleet.instances().collect();
     let targets = Artifact::public(format!("{dir}/prometheus/file_sd/rocketchat.yml"), prometheus_targets(&instances)?);
     debug_assert_eq!(targets.path, PROMETHEUS_TARGETS_PATH);
@@ -79,7 +84,7 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
             "prometheus": {
                 "retention_flag": format!("--storage.tsdb.retention.time={}", monitoring.retention),
                 "listen_flag": format!("--web.listen-address={address}:{}", monitoring.prometheus_port),
-                "digest": digest(&[&prometheus_config]),
+                "digest": digest(&[&prometheus_config, &alerts]),
             },
             "grafana": {
                 "address": address,
@@ -94,6 +99,7 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
     let files = vec![
         Artifact::public(unit.compose_file(), compose),
         prometheus_config,
+        alerts,
         targets,
         datasource,
         dashboards,

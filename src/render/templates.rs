@@ -26,6 +26,7 @@ const PLAIN: &[(&str, &str)] = &[
     ("traefik-static", include_str!("../../traefik/static.yml.hbs")),
     ("prometheus", include_str!("../../prometheus/prometheus.yml.hbs")),
     ("file-sd", include_str!("../../prometheus/file-sd.yml.hbs")),
+    ("prometheus-alerts", include_str!("../../prometheus/alerts.yml.hbs")),
 ];
 const GRAFANA: &[(&str, &str)] = &[
     ("grafana-datasource", include_str!("../../prometheus/grafana-datasource.yml.hbs")),

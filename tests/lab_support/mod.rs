@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 pub struct Lab {
     pub name: String,
     pub vars: BTreeMap<String, String>,
-    /// Tests of one binary share the lab: they take turns.
-    _turn: MutexGuard<'static, ()>,
+    /// Tests of one binary share the lab: they take turns (`None` for a second lab used
+    /// during a turn already held, see `other_lab`).
+    _turn: Option<MutexGuard<'static, ()>>,
 }
 
 static TURN: Mutex<()> = Mutex::new(());
@@ -30,15 +31,27 @@ pub fn lab() -> Option<Lab> {
         return None;
     }
     let name = std::env::var("RCFLEET_LAB_NAME").unwrap_or_else(|_| "rcfleet".into());
-    let output = Command::new(repo().join("tests/lab/lab")).args(["env", "--name", &name]).output().expect("run tests/lab/lab env");
-    assert!(output.status.success(), "lab {name} is not up: {}", String::from_utf8_lossy(&output.stderr));
-    let vars = String::from_utf8_lossy(&output.stdout)
+    let vars = lab_vars(&name).unwrap_or_else(|e| panic!("{e}; bring it up with: tests/lab/lab up --name {name}"));
+    let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    Some(Lab { name, vars, _turn: Some(turn) })
+}
+
+/// Another lab, by name, for a test that already holds its turn (e.g. a wide light lab).
+pub fn other_lab(name: &str) -> Result<Lab, String> {
+    Ok(Lab { name: name.to_string(), vars: lab_vars(name)?, _turn: None })
+}
+
+/// The `LAB_*` variables of lab `name` (`tests/lab/lab env`).
+fn lab_vars(name: &str) -> Result<BTreeMap<String, String>, String> {
+    let output = Command::new(repo().join("tests/lab/lab")).args(["env", "--name", name]).output().expect("run tests/lab/lab env");
+    if !output.status.success() {
+        return Err(format!("lab {name} is not up: {}", String::from_utf8_lossy(&output.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| line.split_once('='))
         .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-        .collect();
-    let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    Some(Lab { name, vars, _turn: turn })
+        .collect())
 }
 
 pub fn repo() -> PathBuf {
@@ -68,6 +81,32 @@ impl Lab {
 
     pub fn hosts(&self) -> Vec<String> {
         self.var("LAB_HOSTS").split_whitespace().map(str::to_string).collect()
+    }
+
+    /// The log of a host's sshd (on this machine, in the lab's folder).
+    pub fn sshd_log(&self, host: &str) -> PathBuf {
+        Path::new(self.var("LAB_DIR")).join("hosts").join(host).join("sshd.log")
+    }
+
+    /// The pid of a host's dockerd, from the lab's pid file (`tests/lab/lab status` prints it).
+    pub fn dockerd_pid(&self, host: &str) -> u32 {
+        self.daemon_pid(host, "dockerd")
+    }
+
+    /// The pid of a host's sshd, from the lab's pid file.
+    pub fn sshd_pid(&self, host: &str) -> u32 {
+        self.daemon_pid(host, "sshd")
+    }
+
+    fn daemon_pid(&self, host: &str, daemon: &str) -> u32 {
+        let status = self.exec_lab(&["status"]);
+        let text = text(&status);
+        let key = format!("{daemon}=");
+        text.lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .find(|words| words.first() == Some(&host))
+            .and_then(|words| words.iter().find_map(|w| w.strip_prefix(key.as_str())).and_then(|pid| pid.parse().ok()))
+            .unwrap_or_else(|| panic!("no {daemon} pid for {host} in `lab status`:\n{text}"))
     }
 
     /// Runs a shell command on a lab host over SSH (strict host keys), returning its output.

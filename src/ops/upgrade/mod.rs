@@ -182,7 +182,7 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
 /// The release a spec names, from the registry's tags of the Rocket.Chat image.
 fn resolve(fleet: &Fleet, remote: &Hosts, spec: &ReleaseSpec, text: &str, report: &Reporter) -> Result<Release> {
     let repository = &fleet.images.rocketchat.repository;
-    let tags = remote.block_on(registry::tags(repository))?;
+    let tags = remote.block_on(registry::tags(repository, fleet.images.rocketchat_registry_insecure))?;
     let release = spec.resolve(&tags).ok_or_else(|| {
         let mut known: Vec<Release> = tags.iter().filter_map(|t| Release::parse(t)).filter(Release::is_stable).collect();
         known.sort();
@@ -314,7 +314,9 @@ fn backup(
     let path = format!("{}/{stamp}-{from}-to-{to}.archive.gz", render::backups_dir(fleet));
     let (argv, config) = backup_command(fleet, &path, login);
     let mut stdin = config.as_bytes();
-    let output = db.exec(&argv, ExecOptions { stdin: Some(&mut stdin), ..Default::default() })?;
+    // A large database takes long to dump; the limit only keeps a wedged mongodump from hanging the run.
+    let timeout = Some(std::time::Duration::from_secs(4 * 3600));
+    let output = db.exec(&argv.step("backup (mongodump)"), ExecOptions { stdin: Some(&mut stdin), timeout, ..Default::default() })?;
     if !output.success() {
         return Err(Error::failed(format!(
             "{}: the backup (mongodump) failed: {}; nothing was changed. Fix it, or pass --skip-backup to upgrade without one",

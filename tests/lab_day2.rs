@@ -1,0 +1,188 @@
+//! Day-2 operations against the lab (issue 21), on one fleet: `exec` (in an instance, on a
+//! host, in every instance; output, exit status, stdin, audit lines), the shipped alerts
+//! (stopping an instance's container makes Prometheus fire RocketChatInstanceDown), hooks (a
+//! failing `pre-upgrade` stops the upgrade with nothing changed; `post-upgrade` sees the new
+//! release) and `prune` (after two upgrades, `--keep 1` removes the older Rocket.Chat images
+//! and nothing rcfleet did not create; `--dry-run` changes nothing).
+
+mod lab_support;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use lab_support::{eventually, http_get, inventory_at, json, rcfleet, text, Lab};
+
+fn app_hosts(lab: &Lab) -> Vec<String> {
+    lab.hosts().into_iter().filter(|h| h.starts_with("app")).collect()
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn hook(dir: &Path, name: &str, script: &str) {
+    let hooks = dir.join(".rcfleet/hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    std::fs::write(hooks.join(name), script).unwrap();
+    std::fs::set_permissions(hooks.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// `repository:tag` of the Rocket.Chat images on a host.
+fn rocketchat_images(lab: &Lab, host: &str) -> Vec<String> {
+    let out = lab.run(host, "docker images --format '{{.Repository}}:{{.Tag}}' | grep /rocketchat/rocket.chat: | sort");
+    out.lines().map(|l| l.rsplit(':').next().unwrap().to_string()).collect()
+}
+
+#[test]
+fn exec_alerts_hooks_and_prune_on_one_fleet() {
+    let Some(lab) = lab_support::lab() else { return };
+    lab.reset_fleet();
+    let dir = tempfile::tempdir().unwrap();
+    // One instance per app host; a short `for` so that the instance-down alert fires soon.
+    let path = inventory_at(&lab, dir.path(), "8.0.0", &[("instances", "1"), ("retention", "\"15d\"\nalert_for = \"15s\"")]);
+    let inventory = path.to_str().unwrap().to_string();
+    let up = rcfleet(&["up", "-i", &inventory]);
+    assert!(up.status.success(), "up failed:\n{}", text(&up));
+
+    exec(&lab, &inventory);
+    instance_down_alert_fires(&lab, &inventory);
+    hooks_guard_and_see_the_upgrade(&lab, dir.path(), &inventory);
+    prune_removes_only_old_rocketchat_images(&lab, &inventory);
+}
+
+fn exec(lab: &Lab, inventory: &str) {
+    let port = rcfleet(&["exec", "-i", inventory, "app1-0", "--", "printenv", "PORT"]);
+    assert!(port.status.success(), "{}", text(&port));
+    assert_eq!(stdout(&port), "3000\n", "exec prints the instance's own PORT, and only that");
+
+    let status = rcfleet(&["exec", "-i", inventory, "app1-0", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(status.status.code(), Some(3), "the exit status is passed through: {}", text(&status));
+    assert_eq!(stdout(&status), "out\n");
+    assert_eq!(String::from_utf8_lossy(&status.stderr), "err\n", "stderr stays stderr, without rcfleet's exit mark");
+
+    let on_host = rcfleet(&["exec", "-i", inventory, "--host", "app2", "--", "hostname"]);
+    assert_eq!(stdout(&on_host), "app2\n", "{}", text(&on_host));
+
+    let all = rcfleet(&["exec", "-i", inventory, "--all", "--", "true"]);
+    assert_eq!(all.status.code(), Some(0), "{}", text(&all));
+    let named = rcfleet(&["exec", "-i", inventory, "--all", "--", "printenv", "PORT"]);
+    let expected: String = app_hosts(lab).iter().map(|h| format!("{h}-0 | 3000\n")).collect();
+    assert_eq!(stdout(&named), expected, "one prefixed line per instance, one host after another");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rcfleet"))
+        .args(["exec", "-i", inventory, "--stdin", "mongodb", "--", "wc", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&vec![b'x'; 200_000]).unwrap();
+    let counted = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&counted).trim(), "200000", "--stdin forwards all of standard input: {}", text(&counted));
+
+    let unknown = rcfleet(&["exec", "-i", inventory, "app9-0", "--", "true"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+
+    let audit = lab.run("app1", "cat /opt/rcfleet/lab/audit.log");
+    assert!(audit.lines().any(|l| l.ends_with("\trcfleet exec\texec in app1-0: printenv PORT")), "{audit}");
+    assert!(audit.contains("exec in app1-0: sh -c 'echo out; echo err >&2; exit 3'"), "{audit}");
+    assert!(!audit.contains("\nout\n") && !audit.lines().any(|l| l == "3000"), "output never goes to the audit trail");
+    let audit2 = lab.run("app2", "cat /opt/rcfleet/lab/audit.log");
+    assert!(audit2.contains("exec on the host: hostname"), "{audit2}");
+}
+
+fn alerts(lab: &Lab) -> serde_json::Value {
+    let (status, body) = http_get(&format!("{}:9090", lab.addr("db")), lab.addr("db"), "/api/v1/alerts").expect("Prometheus answers");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn instance_down_alert_fires(lab: &Lab, inventory: &str) {
+    let rules = lab.run("db", "cat /opt/rcfleet/lab/monitoring/prometheus/alerts.yml");
+    assert!(rules.contains("for: \"15s\""), "the inventory's alert_for is in the deployed rules:\n{rules}");
+    let firing = |alerts: &serde_json::Value| {
+        alerts["data"]["alerts"].as_array().unwrap().iter().any(|a| {
+            a["labels"]["alertname"] == "RocketChatInstanceDown" && a["labels"]["instance_name"] == "app2-0" && a["state"] == "firing"
+        })
+    };
+    assert!(!firing(&alerts(lab)), "the alert fires on a healthy fleet");
+    lab.run("app2", "docker stop $(docker ps -q --filter label=io.rcfleet.unit=app2-0) >/dev/null");
+    // Scrape and evaluation every 15s, `for` 15s: firing well within two minutes.
+    let fired = eventually(120, || firing(&alerts(lab)));
+    assert!(fired, "RocketChatInstanceDown never fired for app2-0: {}", alerts(lab));
+    let up = rcfleet(&["up", "-i", inventory]);
+    assert!(up.status.success(), "up did not bring app2-0 back:\n{}", text(&up));
+}
+
+fn hooks_guard_and_see_the_upgrade(lab: &Lab, dir: &Path, inventory: &str) {
+    let before = lab.containers();
+    hook(dir, "pre-upgrade", "#!/bin/sh\necho 'change freeze until Monday' >&2\nexit 1\n");
+    let refused = rcfleet(&["upgrade", "-i", inventory, "--release", "8.0.1", "--skip-backup"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let message = text(&refused);
+    assert!(message.contains("change freeze until Monday"), "the hook's own output is shown: {message}");
+    assert!(message.contains("the pre-upgrade hook exited with status 1, so rcfleet upgrade did not start; nothing was changed"), "{message}");
+    assert_eq!(lab.containers(), before, "a refused upgrade touched a container");
+    assert!(std::fs::read_to_string(inventory).unwrap().contains("release = \"8.0.0\""));
+    lab_support::lock_is_free(lab);
+
+    let seen = dir.join("post-upgrade.env");
+    hook(dir, "pre-upgrade", "#!/bin/sh\nexit 0\n");
+    hook(dir, "post-upgrade", &format!("#!/bin/sh\nenv | grep ^RCFLEET_ | sort > {}\n", seen.display()));
+    for release in ["8.0.1", "8.1.0"] {
+        let upgrade = rcfleet(&["upgrade", "-i", inventory, "--release", release, "--skip-backup"]);
+        assert!(upgrade.status.success(), "upgrade to {release} failed:\n{}", text(&upgrade));
+        let env = std::fs::read_to_string(&seen).unwrap();
+        assert!(env.lines().any(|l| l == format!("RCFLEET_RELEASE={release}")), "{env}");
+        assert!(env.lines().any(|l| l == "RCFLEET_RESULT=succeeded"), "{env}");
+        assert!(env.lines().any(|l| l == "RCFLEET_COMMAND=upgrade"), "{env}");
+    }
+}
+
+fn prune_removes_only_old_rocketchat_images(lab: &Lab, inventory: &str) {
+    let app1 = app_hosts(lab)[0].clone();
+    for host in app_hosts(lab) {
+        assert_eq!(rocketchat_images(lab, &host), ["8.0.0", "8.0.1", "8.1.0"], "{host} after two upgrades");
+    }
+    // What rcfleet did not create: another repository's tag of the same image, a stopped
+    // container and an unused volume of someone else. A stopped container labelled for this
+    // fleet's unit that no longer exists is rcfleet's leftover.
+    let image = format!("{}/rocketchat/rocket.chat:8.0.0", lab.var("LAB_REGISTRY"));
+    lab.run(&app1, &format!("docker tag {image} someone/else:8.0.0 && docker create --name stranger {image} >/dev/null && docker volume create stranger-data >/dev/null"));
+    lab.run(&app1, &format!("docker create --name leftover --label io.rcfleet.fleet=lab --label io.rcfleet.unit=app1-7 --label com.docker.compose.service=rocketchat someone/else:8.0.0 >/dev/null"));
+
+    let dry = rcfleet(&["prune", "-i", inventory, "--keep", "1", "--dry-run", "--json"]);
+    assert!(dry.status.success(), "{}", text(&dry));
+    let plan = json(&dry);
+    let host = plan["hosts"].as_array().unwrap().iter().find(|h| h["host"] == app1.as_str()).unwrap();
+    let images: Vec<&str> = host["images"].as_array().unwrap().iter().map(|i| i["image"].as_str().unwrap()).collect();
+    assert_eq!(images.len(), 1, "8.0.0 is used by the stranger container, so only 8.0.1 goes: {plan}");
+    assert!(images[0].ends_with("rocket.chat:8.0.1"), "{plan}");
+    assert_eq!(host["containers"], serde_json::json!(["app1-7/rocketchat"]), "{plan}");
+    assert_eq!(rocketchat_images(lab, &app1), ["8.0.0", "8.0.1", "8.1.0"], "--dry-run removed something");
+    assert!(lab.sh(&app1, "docker inspect leftover >/dev/null").status.success(), "--dry-run removed the leftover");
+
+    let pruned = rcfleet(&["prune", "-i", inventory, "--keep", "1"]);
+    assert!(pruned.status.success(), "{}", text(&pruned));
+    assert!(stdout(&pruned).contains(&format!("{app1}")), "{}", text(&pruned));
+    assert_eq!(rocketchat_images(lab, &app1), ["8.0.0", "8.1.0"], "8.0.0 stays: a container uses it");
+    for host in app_hosts(lab).iter().skip(1) {
+        assert_eq!(rocketchat_images(lab, host), ["8.1.0"], "{host}: only the newest release stays");
+    }
+    for (what, check) in [
+        ("the other repository's tag", "docker image inspect someone/else:8.0.0"),
+        ("the stranger container", "docker inspect stranger"),
+        ("the stranger volume", "docker volume inspect stranger-data"),
+    ] {
+        assert!(lab.sh(&app1, &format!("{check} >/dev/null")).status.success(), "prune removed {what}");
+    }
+    assert!(!lab.sh(&app1, "docker inspect leftover >/dev/null 2>&1").status.success(), "rcfleet's leftover container stayed");
+    let audit = lab.run(&app1, "cat /opt/rcfleet/lab/audit.log");
+    assert!(audit.contains("rcfleet prune\tpruned image") && audit.contains("pruned stopped container app1-7/rocketchat"), "{audit}");
+    let status = rcfleet(&["status", "-i", inventory]);
+    assert_eq!(status.status.code(), Some(0), "the fleet is healthy after prune:\n{}", text(&status));
+    lab.run(&app1, "docker rm stranger >/dev/null; docker rmi someone/else:8.0.0 >/dev/null; docker volume rm stranger-data >/dev/null");
+    lab_support::lock_is_free(lab);
+}
