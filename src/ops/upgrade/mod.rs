@@ -10,7 +10,6 @@
 //! The inventory's `release` is rewritten only after success.
 
 mod guards;
-mod rolling;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -31,7 +30,7 @@ use crate::registry::{self, ReleaseSpec};
 use crate::remote::{self, Argv, ConnectOptions, ExecOptions};
 use crate::render;
 use guards::Verdict;
-use rolling::Rollout;
+use super::rollout::{self, Recovery, Rollout};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Strategy {
@@ -101,7 +100,7 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
     }
     let new_fleet = with_release(&fleet, &target);
     let verdicts = run_guards(&fleet, &remote, &target, options, &report, login.as_ref())?;
-    let batches = rolling::batches(&fleet, options.batch.unwrap_or(fleet.upgrade.batch_size));
+    let batches = rollout::batches(fleet.instances(), options.batch.unwrap_or(fleet.upgrade.batch_size));
     let steps = plan_steps(&fleet, &new_fleet, &batches, options);
     phases.push(("checks".to_string(), started.elapsed().as_secs_f64()));
     let outcome = |phases, instances, backup, log| UpgradeOutcome {
@@ -143,10 +142,20 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
 
     let old_files = render::render(&fleet, &store)?;
     let new_files = render::render(&new_fleet, &store)?;
-    let rollout = Rollout { old: &fleet, new: &new_fleet, old_files: &old_files, new_files: &new_files, remote: &remote, report: &report };
+    let rollout = Rollout {
+        old: &fleet,
+        new: &new_fleet,
+        old_files: &old_files,
+        new_files: &new_files,
+        remote: &remote,
+        report: &report,
+        recovery: Recovery::RollBack { all: !options.no_rollback },
+        forward_only: None,
+        finish: "run the same upgrade again",
+    };
     let result = match options.strategy {
-        Strategy::Rolling => rollout.rolling(&batches, !options.no_rollback),
-        Strategy::Recreate => rollout.recreate(!options.no_rollback),
+        Strategy::Rolling => rollout.rolling(&batches),
+        Strategy::Recreate => rollout.recreate(),
     };
     let (rollout_phases, instances) = result.map_err(|failure| {
         let backup_line = match &backup {
