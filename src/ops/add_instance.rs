@@ -7,22 +7,22 @@
 //! The edited inventory is validated before any host is contacted (a port collision or a
 //! duplicate address is refused with its `file:line:col`), and written only once it all worked.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::audit;
-use super::converge::{confirm_prometheus, confirm_traefik, converge_unit, pull_missing_images, send_files, wait_ready};
+use super::converge::{converge_unit, pull_missing_images, send_files, wait_ready};
 use super::lock;
 use super::preflight;
 use super::hosts::{Hosts, CONCURRENCY};
-use super::instances::{edited_is_invalid, InstanceChange};
+use super::instances::{edited_is_invalid, publish_prometheus, publish_traefik, InstanceChange};
 use super::report::Reporter;
 use super::secrets;
 use crate::error::{Error, Result};
-use crate::fleet::{Fleet, Host, Instance};
+use crate::fleet::{Host, Instance};
 use crate::inventory::{self, edit};
 use crate::remote::{self, ConnectOptions};
-use crate::render::{self, Artifact, PROMETHEUS_TARGETS_PATH, TRAEFIK_DYNAMIC_PATH};
+use crate::render::{self, Artifact};
 
 pub struct AddOptions {
     pub connect: ConnectOptions,
@@ -123,8 +123,10 @@ pub fn add_instance(inventory_path: &Path, options: &AddOptions) -> Result<Insta
         changes.entry(host).or_default().extend(done);
     }
 
-    let traefik_servers = publish(&fleet, &remote, &report, &artifacts, &mut changes)?;
-    let prometheus_targets = confirm_prometheus(&fleet, &remote, &report)?;
+    // Only now, every new instance ready, does Traefik send it users.
+    let every_instance: Vec<&Instance> = fleet.instances().collect();
+    let traefik_servers = publish_traefik(&fleet, &remote, &report, &every_instance, &mut changes)?;
+    let prometheus_targets = publish_prometheus(&fleet, &remote, &report, &mut changes)?;
     for (host, host_changes) in &changes {
         audit::record(remote.host(host), &fleet, &command, host_changes)?;
     }
@@ -144,27 +146,4 @@ pub fn add_instance(inventory_path: &Path, options: &AddOptions) -> Result<Insta
 
 fn host_files<'a>(artifacts: &'a [render::HostArtifacts], host: &str) -> &'a [Artifact] {
     artifacts.iter().find(|a| a.host == host).map(|a| a.files.as_slice()).unwrap_or_default()
-}
-
-/// Rewrites Traefik's server list and Prometheus' targets as rendered for `fleet`, and waits
-/// until Traefik lists exactly the fleet's instances, every one UP.
-fn publish(
-    fleet: &Fleet,
-    remote: &Hosts,
-    report: &Reporter,
-    artifacts: &[render::HostArtifacts],
-    changes: &mut BTreeMap<String, Vec<String>>,
-) -> Result<BTreeMap<String, String>> {
-    let deploy_dir = render::deploy_dir(fleet);
-    let mut targets = vec![(fleet.traefik_host(), TRAEFIK_DYNAMIC_PATH)];
-    targets.extend(fleet.monitoring_host().map(|h| (h, PROMETHEUS_TARGETS_PATH)));
-    for (host, path) in targets {
-        let file: Vec<Artifact> = host_files(artifacts, &host.name).iter().filter(|f| f.path == path).cloned().collect();
-        for written in send_files(remote.host(&host.name), &deploy_dir, &file)? {
-            report.step("files", &host.name, format!("wrote {written}"));
-            changes.entry(host.name.clone()).or_default().push(format!("wrote {written}"));
-        }
-    }
-    let every_instance: BTreeSet<String> = fleet.instances().map(Instance::url).collect();
-    confirm_traefik(fleet, remote, report, &every_instance)
 }

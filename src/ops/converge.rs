@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 pub const POLL: Duration = Duration::from_millis(150);
 use crate::fleet::{Fleet, Host, Instance};
 use crate::remote::{Argv, Connection, ExecOptions};
-use crate::render::{self, Artifact, Unit, UnitKind};
+use crate::render::{self, Artifact, HostArtifacts, Unit, UnitKind};
 
 /// The images of the units on `host`.
 fn images_for(fleet: &Fleet, host: &Host) -> Vec<String> {
@@ -67,6 +67,23 @@ pub fn send_files(conn: &Connection, deploy_dir: &str, files: &[Artifact]) -> Re
         written.insert(file.path.clone());
     }
     Ok(written)
+}
+
+/// The rendered files of `unit` (those under its directory on its host).
+pub fn unit_files(artifacts: &[HostArtifacts], unit: &Unit) -> Vec<Artifact> {
+    let prefix = format!("{}/", unit.dir);
+    artifacts
+        .iter()
+        .filter(|h| h.host == unit.host)
+        .flat_map(|h| h.files.iter().filter(|f| f.path.starts_with(&prefix)).cloned())
+        .collect()
+}
+
+/// Whether any of `files` differs (content or mode) from what the host has, without writing.
+pub fn files_differ(conn: &Connection, deploy_dir: &str, files: &[Artifact]) -> Result<bool> {
+    let paths: Vec<String> = files.iter().map(|f| format!("{deploy_dir}/{}", f.path)).collect();
+    let states = conn.file_states(&paths)?;
+    Ok(files.iter().zip(states).any(|(file, state)| !state.is_some_and(|now| now.holds(file.content.as_bytes(), file.mode))))
 }
 
 /// Services that keep running (the key file and replica-set initiation are one-shots).

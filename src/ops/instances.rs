@@ -1,15 +1,74 @@
-//! What `add-instance` and `remove-instance` share: their outcome, how an edited inventory's
-//! problems are told, and the drain that lets requests in flight finish (the rollout's too).
+//! What every command that changes the set of serving instances shares (`up`, `upgrade`,
+//! `add-instance`, `remove-instance`): the one publisher of Traefik's server list and
+//! Prometheus' targets, the drain that lets requests in flight finish, the outcome of the
+//! instance commands and how an edited inventory's problems are told.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::converge::{confirm_prometheus_listing, confirm_traefik_listing, send_files};
+use super::hosts::Hosts;
 use super::report::{Outcome, Reporter};
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Instance};
+use crate::render::{self, Artifact, PROMETHEUS_TARGETS_PATH, TRAEFIK_DYNAMIC_PATH};
+
+/// What a run changed, per host, for the audit log.
+pub type Changes = BTreeMap<String, Vec<String>>;
+
+/// Writes Traefik's server list with exactly `in_service` (only if it differs from the file on
+/// the host), without waiting for Traefik. Returns whether it was written. An empty list is
+/// refused: rcfleet never takes the last instance out of service.
+pub fn write_traefik(fleet: &Fleet, remote: &Hosts, in_service: &[&Instance]) -> Result<bool> {
+    if in_service.is_empty() {
+        return Err(Error::failed(
+            "refusing to write an empty server list to Traefik: that would take the whole workspace out of service",
+        ));
+    }
+    let file = Artifact::public(TRAEFIK_DYNAMIC_PATH, render::traefik_dynamic(fleet, in_service)?);
+    let lb = remote.host(&fleet.traefik_host().name);
+    Ok(!send_files(lb, &render::deploy_dir(fleet), &[file])?.is_empty())
+}
+
+/// Publishes `in_service` as Traefik's server list and waits until Traefik's API lists exactly
+/// those, every one UP except on hosts this run could not reach (Traefik's health check judges
+/// those). Records the write in `changes` (per host, for the audit log); returns what Traefik lists.
+pub fn publish_traefik(
+    fleet: &Fleet,
+    remote: &Hosts,
+    report: &Reporter,
+    in_service: &[&Instance],
+    changes: &mut Changes,
+) -> Result<BTreeMap<String, String>> {
+    if write_traefik(fleet, remote, in_service)? {
+        let change = format!("wrote {TRAEFIK_DYNAMIC_PATH} ({} instance(s))", in_service.len());
+        report.step("files", &fleet.traefik_host().name, &change);
+        changes.entry(fleet.traefik_host().name.clone()).or_default().push(change);
+    }
+    let listed: BTreeSet<String> = in_service.iter().map(|i| i.url()).collect();
+    let reached: BTreeSet<String> = in_service.iter().filter(|i| remote.try_host(&i.host).is_some()).map(|i| i.url()).collect();
+    confirm_traefik_listing(fleet, remote, report, &listed, &reached)
+}
+
+/// Publishes every instance of `fleet` as Prometheus' targets and waits until it scrapes those
+/// on hosts this run reached. Records the write in `changes`; returns its targets (none
+/// without a monitoring host).
+pub fn publish_prometheus(fleet: &Fleet, remote: &Hosts, report: &Reporter, changes: &mut Changes) -> Result<BTreeMap<String, String>> {
+    let Some(monitoring) = fleet.monitoring_host() else { return Ok(BTreeMap::new()) };
+    let instances: Vec<&Instance> = fleet.instances().collect();
+    let file = Artifact::public(PROMETHEUS_TARGETS_PATH, render::prometheus_targets(&instances)?);
+    if !send_files(remote.host(&monitoring.name), &render::deploy_dir(fleet), &[file])?.is_empty() {
+        let change = format!("wrote {PROMETHEUS_TARGETS_PATH} ({} target(s))", instances.len());
+        report.step("files", &monitoring.name, &change);
+        changes.entry(monitoring.name.clone()).or_default().push(change);
+    }
+    let scraped: BTreeSet<String> =
+        instances.iter().filter(|i| remote.try_host(&i.host).is_some()).map(|i| i.metrics_target()).collect();
+    confirm_prometheus_listing(fleet, remote, report, &scraped)
+}
 
 /// What `add-instance` or `remove-instance` did.
 pub struct InstanceChange {

@@ -18,6 +18,7 @@ pub mod probe;
 pub mod push_images;
 pub mod remove_instance;
 pub mod report;
+pub mod rollout;
 pub mod secrets;
 pub mod status;
 pub mod up;

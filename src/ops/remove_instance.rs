@@ -5,13 +5,12 @@
 //! and the inventory is updated (`retired`, see `inventory::edit::remove_instance`) so the
 //! remaining instances keep their names and ports.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use super::instances::{drain, edited_is_invalid, InstanceChange};
+use super::instances::{drain, edited_is_invalid, publish_prometheus, publish_traefik, InstanceChange};
 use super::audit;
-use super::converge::{confirm_prometheus, confirm_traefik, send_files};
 use super::lock;
 use super::probe;
 use super::hosts::Hosts;
@@ -20,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Instance};
 use crate::inventory::{self, edit};
 use crate::remote::{ConnectOptions, ExecOptions};
-use crate::render::{self, Artifact, PROMETHEUS_TARGETS_PATH, PUBLIC_MODE, TRAEFIK_DYNAMIC_PATH};
+use crate::render;
 
 pub struct RemoveOptions {
     pub connect: ConnectOptions,
@@ -50,13 +49,7 @@ pub fn remove_instance(inventory_path: &Path, options: &RemoveOptions) -> Result
     let mut changes: BTreeMap<String, Vec<String>> = BTreeMap::new();
 
     // Out of Traefik first, confirmed: from then on no new request reaches them.
-    let traefik = &fleet.traefik_host().name;
-    let dynamic = public(TRAEFIK_DYNAMIC_PATH, render::traefik_dynamic(&fleet, &remaining)?);
-    for written in send_files(remote.host(traefik), &deploy_dir, &[dynamic])? {
-        changes.entry(traefik.clone()).or_default().push(format!("wrote {written} without {}", names.join(", ")));
-    }
-    let expected: BTreeSet<String> = remaining.iter().map(|i| i.url()).collect();
-    let traefik_servers = confirm_traefik(&fleet, &remote, &report, &expected)?;
+    let traefik_servers = publish_traefik(&fleet, &remote, &report, &remaining, &mut changes)?;
     drain(&report, Duration::from_secs(fleet.upgrade.drain_seconds), &names);
 
     for instance in &removed {
@@ -79,13 +72,7 @@ pub fn remove_instance(inventory_path: &Path, options: &RemoveOptions) -> Result
         changes.entry(instance.host.clone()).or_default().push(format!("removed {} and {dir}", instance.name));
     }
 
-    if let Some(monitoring) = fleet.monitoring_host() {
-        let targets = public(PROMETHEUS_TARGETS_PATH, render::prometheus_targets(&remaining)?);
-        for written in send_files(remote.host(&monitoring.name), &deploy_dir, &[targets])? {
-            changes.entry(monitoring.name.clone()).or_default().push(format!("wrote {written}"));
-        }
-    }
-    let prometheus_targets = confirm_prometheus(&fleet, &remote, &report)?;
+    let prometheus_targets = publish_prometheus(&fleet, &remote, &report, &mut changes)?;
     for (host, host_changes) in &changes {
         audit::record(remote.host(host), &fleet, &command, host_changes)?;
     }
@@ -137,8 +124,4 @@ fn chosen(fleet: &Fleet, options: &RemoveOptions) -> Result<Vec<Instance>> {
         )));
     }
     Ok(chosen)
-}
-
-fn public(path: &str, content: String) -> Artifact {
-    Artifact { path: path.to_string(), content, mode: PUBLIC_MODE, secret: false }
 }

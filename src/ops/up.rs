@@ -16,7 +16,9 @@ use serde_json::{json, Value};
 
 use super::advice;
 use super::audit;
-use super::converge::{confirm_prometheus_listing, confirm_traefik_listing, converge_unit, pull_missing_images, send_files, wait_ready};
+use super::converge::{converge_unit, files_differ, pull_missing_images, send_files, unit_files, wait_ready};
+use super::instances::{publish_prometheus, publish_traefik, Changes};
+use super::rollout::{self, Recovery, Rollout};
 use super::lock;
 use super::preflight;
 use super::push_images;
@@ -64,6 +66,7 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     // operator's side must not take serving capacity away (Traefik's health check takes out
     // instances that really stopped answering).
     let fleet = without_hosts(&full_fleet, &unreachable);
+    refuse_release_change(inventory_path, &fleet, &remote)?;
     crate::interrupt::graceful("`rcfleet up`");
     let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), "rcfleet up", None)?;
     preflight::run(&fleet, &remote, &report)?;
@@ -75,7 +78,11 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
         .collect();
 
     let local_engine = if options.push_images { Some(push_images::local_engine(&remote)?) } else { None };
-    let changed = prepare_hosts(&fleet, &artifacts, &remote, &report, &deploy_dir, local_engine.as_ref())?;
+    // Instances' files go with their instance (below), Traefik's server list and Prometheus'
+    // targets once the instances are ready: written now, they would change a serving instance
+    // or send users to one that is not ready.
+    let shared = without_published_files(&fleet, &artifacts);
+    let changed = prepare_hosts(&fleet, &shared, &remote, &report, &deploy_dir, local_engine.as_ref())?;
     stop_if_asked("images and files were sent; no container was changed")?;
     let mut changes: BTreeMap<String, Vec<String>> =
         changed.iter().map(|(host, files)| (host.clone(), files.iter().map(|f| format!("wrote {f}")).collect())).collect();
@@ -100,7 +107,8 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     }
 
     stop_if_asked("the database and monitoring are up; instances and Traefik were not changed")?;
-    for (host, host_changes) in converge_instances(&fleet, &remote, &changed, &deploy_dir, &report)? {
+    let plan = plan_instances(&fleet, &remote, &artifacts, &deploy_dir)?;
+    for (host, host_changes) in start_instances(&fleet, &remote, &artifacts, &plan.start, &deploy_dir, &report)? {
         for change in host_changes {
             record(&host, change);
         }
@@ -111,11 +119,22 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     if let Some(change) = converge_unit(&fleet, &remote, remote.host(&traefik.host), &traefik, &changed, &deploy_dir, &report)? {
         record(&traefik.host, change);
     }
-    let listed: BTreeSet<String> = full_fleet.instances().map(Instance::url).collect();
-    let reached: BTreeSet<String> = fleet.instances().map(Instance::url).collect();
-    let traefik_servers = confirm_traefik_listing(&full_fleet, &remote, &report, &listed, &reached)?;
-    let scraped: BTreeSet<String> = fleet.instances().map(Instance::metrics_target).collect();
-    let prometheus_targets = confirm_prometheus_listing(&full_fleet, &remote, &report, &scraped)?;
+    if !plan.replace.is_empty() {
+        for instance in roll_changes(&full_fleet, &remote, &artifacts, &plan.replace, &report)? {
+            record(&instance.host, format!("{} replaced (drained, recreated, ready, back in Traefik)", instance.name));
+        }
+    }
+    // Every instance of the inventory, also on hosts this run could not reach: an SSH problem on
+    // the operator's side must not take serving capacity away.
+    let listed: Vec<&Instance> = full_fleet.instances().collect();
+    let mut published = Changes::new();
+    let traefik_servers = publish_traefik(&full_fleet, &remote, &report, &listed, &mut published)?;
+    let prometheus_targets = publish_prometheus(&full_fleet, &remote, &report, &mut published)?;
+    for (host, host_changes) in published {
+        for change in host_changes {
+            record(&host, change);
+        }
+    }
     // Last, so that a Grafana problem never holds back the instances or Traefik.
     if let Some(change) = super::grafana::ensure_admin_password(&fleet, &remote, &store, &report)? {
         if let Some(host) = fleet.monitoring_host() {
@@ -243,25 +262,124 @@ fn wait_for_primary(
     Ok(container)
 }
 
-/// Every instance: started where needed, in parallel across hosts, then waited for until ready.
-fn converge_instances(
+/// `up` refuses to change the running release: that is `rcfleet upgrade`'s job, with its
+/// guards, backup, canary and rollback. A fleet where no instance runs yet starts on the
+/// inventory's release.
+fn refuse_release_change(inventory_path: &Path, fleet: &Fleet, remote: &Hosts) -> Result<()> {
+    let want = &fleet.images.rocketchat.tag;
+    let hosts: Vec<&Host> = fleet.hosts_with(Role::Rocketchat).collect();
+    let found = remote::fan_out(&hosts, CONCURRENCY, |h| h.name.clone(), |host| {
+        probe::containers(remote, fleet, remote.host(&host.name))
+    });
+    let mut other: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for container in remote::all_succeeded(found)?.into_iter().flat_map(|(_, containers)| containers) {
+        if container.service != "rocketchat" || !container.running() {
+            continue;
+        }
+        let tag = image_tag(&container.image);
+        if tag != want {
+            other.entry(tag.to_string()).or_default().push(container.unit.clone());
+        }
+    }
+    if other.is_empty() {
+        return Ok(());
+    }
+    let running: Vec<String> = other.iter().map(|(tag, units)| format!("{tag} on {}", units.join(", "))).collect();
+    Err(Error::bad_input(format!(
+        "{}: [workspace] release = \"{}\" but the fleet runs {}. `rcfleet up` never changes the running release; \
+         nothing was changed. To move the fleet to {}, run `rcfleet upgrade -i {} --release {}` (backup, canary, \
+         rollback); to keep what runs, set release back to what it runs.",
+        inventory_path.display(),
+        fleet.workspace.release,
+        running.join("; "),
+        fleet.workspace.release,
+        inventory_path.display(),
+        fleet.workspace.release
+    )))
+}
+
+/// The tag of an image reference (`registry:5000/rocketchat/rocket.chat:8.1.0` → `8.1.0`).
+fn image_tag(image: &str) -> &str {
+    let name = image.rsplit('/').next().unwrap_or(image);
+    let name = name.split('@').next().unwrap_or(name);
+    name.split_once(':').map(|(_, tag)| tag).unwrap_or("latest")
+}
+
+/// The rendered files without the instances' units, Traefik's server list and Prometheus'
+/// targets: what `up` sends before any container changes.
+fn without_published_files(fleet: &Fleet, artifacts: &[HostArtifacts]) -> Vec<HostArtifacts> {
+    let instance_dirs: Vec<String> = fleet.instances().map(|i| format!("{}/", render::instance_unit(fleet, i).dir)).collect();
+    artifacts
+        .iter()
+        .map(|host| HostArtifacts {
+            host: host.host.clone(),
+            files: host
+                .files
+                .iter()
+                .filter(|f| f.path != render::TRAEFIK_DYNAMIC_PATH && f.path != render::PROMETHEUS_TARGETS_PATH)
+                .filter(|f| !instance_dirs.iter().any(|dir| f.path.starts_with(dir)))
+                .cloned()
+                .collect(),
+        })
+        .collect()
+}
+
+/// Which instances `up` starts directly and which it replaces through the rollout.
+struct InstancePlan {
+    /// Not serving (no running container, or not ready): started or updated in place, at once.
+    start: Vec<Instance>,
+    /// Serving, with changed files (env, config, image): drained and replaced batch by batch.
+    replace: Vec<Instance>,
+}
+
+fn plan_instances(fleet: &Fleet, remote: &Hosts, artifacts: &[HostArtifacts], deploy_dir: &str) -> Result<InstancePlan> {
+    let instances: Vec<&Instance> = fleet.instances().collect();
+    let looked = remote::fan_out(&instances, CONCURRENCY, |i| i.name.clone(), |instance| {
+        let conn = remote.host(&instance.host);
+        let unit = render::instance_unit(fleet, instance);
+        let changed = files_differ(conn, deploy_dir, &unit_files(artifacts, &unit))?;
+        let containers = probe::containers(remote, fleet, conn)?;
+        let serving = probe::running(&containers, &unit.name, "rocketchat").is_some()
+            && matches!(probe::instance_ready(remote, fleet, instance)?, Ok(()));
+        Ok((changed, serving))
+    });
+    let looked: BTreeMap<String, (bool, bool)> = remote::all_succeeded(looked)?.into_iter().collect();
+    let mut plan = InstancePlan { start: Vec::new(), replace: Vec::new() };
+    for instance in instances {
+        match looked.get(&instance.name) {
+            Some((true, true)) => plan.replace.push(instance.clone()),
+            Some((_, false)) => plan.start.push(instance.clone()),
+            _ => {}
+        }
+    }
+    Ok(plan)
+}
+
+/// Instances that serve no one yet: their files sent, started where needed, in parallel
+/// across hosts, then waited for until ready.
+fn start_instances(
     fleet: &Fleet,
     remote: &Hosts,
-    changed: &BTreeMap<String, BTreeSet<String>>,
+    artifacts: &[HostArtifacts],
+    start: &[Instance],
     deploy_dir: &str,
     report: &Reporter,
 ) -> Result<Vec<(String, Vec<String>)>> {
-    let hosts: Vec<&Host> = fleet.hosts_with(Role::Rocketchat).collect();
+    let hosts: Vec<&Host> = fleet.hosts_with(Role::Rocketchat).filter(|h| start.iter().any(|i| i.host == h.name)).collect();
     let results = remote::fan_out(&hosts, CONCURRENCY, |h| h.name.clone(), |host| {
         let conn = remote.host(&host.name);
+        let mine: Vec<&Instance> = start.iter().filter(|i| i.host == host.name).collect();
         let mut done = Vec::new();
-        for instance in &host.instances {
+        for instance in &mine {
             let unit = render::instance_unit(fleet, instance);
-            if let Some(change) = converge_unit(fleet, remote, conn, &unit, changed, deploy_dir, report)? {
+            let written = send_files(conn, deploy_dir, &unit_files(artifacts, &unit))?;
+            done.extend(written.iter().map(|f| format!("wrote {f}")));
+            let changed = BTreeMap::from([(host.name.clone(), written)]);
+            if let Some(change) = converge_unit(fleet, remote, conn, &unit, &changed, deploy_dir, report)? {
                 done.push(change);
             }
         }
-        for instance in &host.instances {
+        for instance in &mine {
             wait_ready(fleet, remote, conn, instance, report)?;
         }
         Ok(done)
@@ -273,6 +391,28 @@ fn converge_instances(
             err
         ))
     })
+}
+
+/// Serving instances whose files changed go through the rollout engine: canary first, then
+/// `upgrade.batch_size` at a time, each drained from Traefik, recreated, ready, put back. A
+/// failed batch stays out of Traefik; every other instance keeps serving. Returns the
+/// instances replaced.
+fn roll_changes(full_fleet: &Fleet, remote: &Hosts, artifacts: &[HostArtifacts], replace: &[Instance], report: &Reporter) -> Result<Vec<Instance>> {
+    let batches = rollout::batches(replace, full_fleet.upgrade.batch_size);
+    report.step("rollout", "", format!("{} serving instance(s) changed: replacing them {} at a time after a canary", replace.len(), full_fleet.upgrade.batch_size));
+    let rollout = Rollout {
+        old: full_fleet,
+        new: full_fleet,
+        old_files: artifacts,
+        new_files: artifacts,
+        remote,
+        report,
+        recovery: Recovery::Hold,
+        forward_only: None,
+        finish: "run `rcfleet up` again",
+    };
+    rollout.rolling(&batches).map_err(|story| Error::failed(format!("replacing changed instances stopped.\n{story}")))?;
+    Ok(replace.to_vec())
 }
 
 impl Outcome for UpOutcome {
@@ -317,5 +457,18 @@ impl Outcome for UpOutcome {
             })).collect::<Vec<_>>(),
             "instances": super::report::instances_json(fleet, &self.traefik_servers, &self.prometheus_targets),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::image_tag;
+
+    #[test]
+    fn the_release_an_instance_runs_is_its_image_tag() {
+        assert_eq!(image_tag("10.231.0.1:5000/rocketchat/rocket.chat:8.1.0"), "8.1.0");
+        assert_eq!(image_tag("rocketchat/rocket.chat:8.1.0-rc.2"), "8.1.0-rc.2");
+        assert_eq!(image_tag("registry.example.org:5000/rocket.chat"), "latest");
+        assert_eq!(image_tag("rocket.chat:7.9.0@sha256:abc"), "7.9.0");
     }
 }

@@ -52,7 +52,7 @@ pub struct Artifact {
 }
 
 impl Artifact {
-    fn public(path: impl Into<String>, content: String) -> Artifact {
+    pub fn public(path: impl Into<String>, content: String) -> Artifact {
         Artifact { path: path.into(), content, mode: PUBLIC_MODE, secret: false }
     }
 

@@ -11,7 +11,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub struct Lab {
@@ -309,4 +311,49 @@ pub fn traefik_lists_only_ready_instances(lab: &Lab) {
 
 pub fn lock_is_free(lab: &Lab) {
     assert!(lab.sh("db", "test ! -e /opt/rcfleet/lab/deploy.lock").status.success(), "the deploy lock was left behind");
+}
+
+/// Requests through Traefik, one after another, until stopped: (succeeded, failed).
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    thread: Option<JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    pub fn start(lab: &Lab) -> Load {
+        let (stop, ok, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let address = format!("{}:80", lab.addr("lb"));
+        let domain = lab.var("LAB_DOMAIN").to_string();
+        let (s, o, f) = (stop.clone(), ok.clone(), failed.clone());
+        let thread = std::thread::spawn(move || {
+            let mut errors = Vec::new();
+            // Bounded: at most 10 minutes, whatever happens to the test.
+            let deadline = std::time::Instant::now() + Duration::from_secs(600);
+            while !s.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                match http_get(&address, &domain, "/") {
+                    Ok((200, _)) => {
+                        o.fetch_add(1, Ordering::SeqCst);
+                    }
+                    other => {
+                        f.fetch_add(1, Ordering::SeqCst);
+                        if errors.len() < 10 {
+                            errors.push(format!("{other:?}"));
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            errors
+        });
+        Load { stop, ok, failed, thread: Some(thread) }
+    }
+
+    /// Stops the load; returns (succeeded, failed, first errors).
+    pub fn finish(mut self) -> (usize, usize, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        let errors = self.thread.take().unwrap().join().unwrap();
+        (self.ok.load(Ordering::SeqCst), self.failed.load(Ordering::SeqCst), errors)
+    }
 }

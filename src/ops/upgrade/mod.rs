@@ -10,7 +10,7 @@
 //! The inventory's `release` is rewritten only after success.
 
 mod guards;
-mod rolling;
+mod migrations;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -31,7 +31,7 @@ use crate::registry::{self, ReleaseSpec};
 use crate::remote::{self, Argv, ConnectOptions, ExecOptions};
 use crate::render;
 use guards::Verdict;
-use rolling::Rollout;
+use super::rollout::{self, Recovery, Rollout};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Strategy {
@@ -101,7 +101,7 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
     }
     let new_fleet = with_release(&fleet, &target);
     let verdicts = run_guards(&fleet, &remote, &target, options, &report, login.as_ref())?;
-    let batches = rolling::batches(&fleet, options.batch.unwrap_or(fleet.upgrade.batch_size));
+    let batches = rollout::batches(fleet.instances(), options.batch.unwrap_or(fleet.upgrade.batch_size));
     let steps = plan_steps(&fleet, &new_fleet, &batches, options);
     phases.push(("checks".to_string(), started.elapsed().as_secs_f64()));
     let outcome = |phases, instances, backup, log| UpgradeOutcome {
@@ -141,12 +141,46 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
     prepull(&new_fleet, &remote, &report)?;
     phases.push(("pre-pull".to_string(), phase.elapsed().as_secs_f64()));
 
+    // Before the canary: how far the database is migrated. A failure after the new release moved
+    // it on cannot be answered by starting the old release again.
+    let before = migrations::read(&fleet, &remote, login.as_ref())?;
+    report.step("migrations", &fleet.database_host().name, format!("the database is at migration version {}", migrations::version(&before)));
+    let forward_only = || -> Option<String> {
+        let ways_on = ways_on(&fleet, &current, &target, backup.as_deref());
+        match migrations::read(&fleet, &remote, login.as_ref()) {
+            Ok(now) if migrations::version(&now) == migrations::version(&before) => None,
+            Ok(now) => {
+                let locked = if now.as_ref().is_some_and(|c| c.locked) { ", its migration control still locked" } else { "" };
+                report.step("migrations", &fleet.database_host().name, format!("migrated to version {}{locked}", migrations::version(&now)));
+                Some(format!(
+                    "{target} migrated the database (migration version {} -> {}{locked}). Rocket.Chat's migrations are \
+                     forward-only: {current} must not start on it, so nothing was rolled back.\n{ways_on}",
+                    migrations::version(&before),
+                    migrations::version(&now)
+                ))
+            }
+            Err(err) => Some(format!(
+                "whether {target} migrated the database is unknown ({}), so {current} was not started on it.\n{ways_on}",
+                err
+            )),
+        }
+    };
     let old_files = render::render(&fleet, &store)?;
     let new_files = render::render(&new_fleet, &store)?;
-    let rollout = Rollout { old: &fleet, new: &new_fleet, old_files: &old_files, new_files: &new_files, remote: &remote, report: &report };
+    let rollout = Rollout {
+        old: &fleet,
+        new: &new_fleet,
+        old_files: &old_files,
+        new_files: &new_files,
+        remote: &remote,
+        report: &report,
+        recovery: Recovery::RollBack { all: !options.no_rollback },
+        forward_only: Some(&forward_only),
+        finish: "run the same upgrade again",
+    };
     let result = match options.strategy {
-        Strategy::Rolling => rollout.rolling(&batches, !options.no_rollback),
-        Strategy::Recreate => rollout.recreate(!options.no_rollback),
+        Strategy::Rolling => rollout.rolling(&batches),
+        Strategy::Recreate => rollout.recreate(),
     };
     let (rollout_phases, instances) = result.map_err(|failure| {
         let backup_line = match &backup {
@@ -177,6 +211,26 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
     }
     phases.push(("total".to_string(), started.elapsed().as_secs_f64()));
     Ok(outcome(phases, instances, backup, report.log_path().map(Path::to_path_buf)))
+}
+
+/// The two ways on from a database that `to` migrated and then failed on.
+fn ways_on(fleet: &Fleet, from: &Release, to: &Release, backup: Option<&str>) -> String {
+    let db = &fleet.database_host().name;
+    let restore = match backup {
+        Some(path) => format!(
+            "`rcfleet restore {db}:{path}` brings back the database as it was before the upgrade; it takes the whole \
+             workspace DOWN while it runs, and loses what was written since; then `rcfleet up` runs {from} again"
+        ),
+        None => format!(
+            "restore a backup of your own taken before the upgrade (this one ran with --skip-backup) with \
+             `rcfleet restore`; it takes the whole workspace DOWN while it runs; then `rcfleet up` runs {from} again"
+        ),
+    };
+    format!(
+        "Instances that serve were left serving; the failed ones stay out of Traefik. Two ways on:\n  \
+         1. roll forward: `rcfleet upgrade --release <a release newer than {to} that fixes the failure>`;\n  \
+         2. go back: {restore}."
+    )
 }
 
 /// The release a spec names, from the registry's tags of the Rocket.Chat image.

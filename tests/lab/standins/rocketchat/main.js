@@ -46,6 +46,9 @@ if (!version) {
 	process.exit(1);
 }
 const broken = baked('broken') !== undefined;
+// A release whose start fails after its migrations ran (the lab's 8.3.0-rc.1): the case a
+// rollback must not answer by starting the old release on the migrated database.
+const brokenAfterMigration = baked('broken-after-migration') !== undefined;
 const migrationVersion = Number.parseInt(baked('migration') ?? '', 10);
 if (!Number.isInteger(migrationVersion) || migrationVersion <= 0) {
 	console.error('rocketchat stand-in: /etc/standin/migration is missing from the image');
@@ -327,6 +330,10 @@ async function boot() {
 		log: (l) => log(`Migrations: ${l}`),
 		warn: (l) => log(`Migrations: WARN ${l}`),
 	});
+	if (brokenAfterMigration) {
+		log('Boot does not finish after the migrations (lab stand-in: a broken release, never ready)');
+		return;
+	}
 	state.migrated = true;
 	await sleep(Math.max(0, registered + SETTINGS_SETTLE_MS - Date.now()));
 	await configureMetrics(settingsCollection);

@@ -1,37 +1,60 @@
-//! Replacing instances: drain from Traefik, recreate on a release, wait until ready and
-//! reporting that release, put back. Rolling (canary, then batches) or all at once, with the
-//! way back to the previous release when a step fails.
+//! The one rollout engine: every change that replaces a serving Rocket.Chat instance (a new
+//! release from `upgrade`, changed env, config or image from `up`) goes drain from Traefik →
+//! recreate → wait until ready and reporting the release → back into Traefik, canary first and
+//! then batch by batch, or all at once with `recreate`. When a batch fails, the way back
+//! depends on [`Recovery`] and on whether the old side may still start (see `forward_only`).
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Instance};
-use crate::ops::converge::{confirm_traefik, converge_unit, send_files, wait_ready};
+use crate::ops::converge::{converge_unit, send_files, unit_files, wait_ready};
 use crate::ops::probe;
 use crate::ops::hosts::{Hosts, CONCURRENCY};
-use crate::ops::instances::drain;
+use crate::ops::instances::{drain, publish_traefik, write_traefik, Changes};
 use crate::ops::report::Reporter;
 use crate::ops::wait::{self, Poll};
 use crate::remote;
-use crate::render::{self, Artifact, HostArtifacts};
+use crate::render::{self, HostArtifacts};
 
-/// The canary (the first instance) alone, then the others `batch` at a time, in fleet order.
-pub fn batches(fleet: &Fleet, batch: u32) -> Vec<Vec<&Instance>> {
-    let instances: Vec<&Instance> = fleet.instances().collect();
+/// The canary (the first instance) alone, then the others `batch` at a time, in the given
+/// (fleet) order.
+pub fn batches<'f>(instances: impl IntoIterator<Item = &'f Instance>, batch: u32) -> Vec<Vec<&'f Instance>> {
+    let instances: Vec<&Instance> = instances.into_iter().collect();
     let Some((canary, rest)) = instances.split_first() else { return Vec::new() };
     let mut batches = vec![vec![*canary]];
     batches.extend(rest.chunks(batch.max(1) as usize).map(<[&Instance]>::to_vec));
     batches
 }
 
+/// What happens to a batch that failed, and to those replaced before it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Back to the old side: the failing batch, and every batch replaced before it too when
+    /// `all` (a workspace should not run mixed versions).
+    RollBack { all: bool },
+    /// Nothing goes back (`up` keeps no old files to go back to): the failing batch stays out of
+    /// Traefik, every other instance serves on.
+    Hold,
+}
+
+/// Asked after a failure, before anything goes back to the old side: `Some(why)` when the old
+/// side must not start again (the database was migrated forward), with the ways on.
+pub type ForwardOnly<'a> = &'a (dyn Fn() -> Option<String> + Sync);
+
 pub struct Rollout<'a> {
+    /// The fleet as it runs (every instance Traefik lists, also on hosts this run cannot reach).
     pub old: &'a Fleet,
+    /// The fleet as it should run.
     pub new: &'a Fleet,
     pub old_files: &'a [HostArtifacts],
     pub new_files: &'a [HostArtifacts],
     pub remote: &'a Hosts,
     pub report: &'a Reporter,
+    pub recovery: Recovery,
+    pub forward_only: Option<ForwardOnly<'a>>,
+    /// How the operator finishes the change after a stop, e.g. "run the same upgrade again".
+    pub finish: &'a str,
 }
 
 type Timings = (Vec<(String, f64)>, Vec<(String, f64)>);
@@ -58,9 +81,9 @@ impl<'a> Rollout<'a> {
         }
     }
 
-    /// Canary then batches. On failure: the failing batch back to the old release, and every
-    /// upgraded batch too unless `rollback` is off; the error says what happened to each.
-    pub fn rolling(&self, batches: &[Vec<&'a Instance>], rollback: bool) -> std::result::Result<Timings, String> {
+    /// Canary then batches. On failure, see [`Recovery`] and `forward_only`; the error says
+    /// what happened to each instance and how to go on.
+    pub fn rolling(&self, batches: &[Vec<&'a Instance>]) -> std::result::Result<Timings, String> {
         let mut in_service: Vec<&Instance> = self.old.instances().collect();
         let mut phases = Vec::new();
         let mut timings = Vec::new();
@@ -71,9 +94,9 @@ impl<'a> Rollout<'a> {
                 return Err(self.interrupted(&done, &in_service));
             }
             crate::interrupt::set_left_to_do(&format!(
-                "{} may be out of Traefik or half replaced: run the same upgrade again to finish, or `rcfleet up` to \
-                 put the inventory's release back",
-                names(batch)
+                "{} may be out of Traefik or half replaced: {} to finish",
+                names(batch),
+                self.finish
             ));
             let started = Instant::now();
             match self.replace(batch, &mut in_service, Side::New, &label) {
@@ -84,31 +107,20 @@ impl<'a> Rollout<'a> {
                 }
                 Err(Failure { touched: false, message }) => {
                     return Err(format!(
-                        "{label} ({}) was not started: {message}. Nothing was stopped; every instance keeps serving on \
-                         its release{}.\n{}",
+                        "{label} ({}) was not started: {message}. Nothing was stopped; every instance keeps serving as                          it was{}.\n{}",
                         names(batch),
-                        if done.is_empty() { String::new() } else { " (upgraded ones stay upgraded: run the same upgrade again once Traefik is fixed)".to_string() },
+                        if done.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (replaced ones stay replaced: {} once Traefik is fixed)", self.finish)
+                        },
                         self.state_line(&in_service)
                     ));
                 }
                 Err(Failure { message: failure, .. }) => {
                     let mut story = vec![format!("{label} ({}) failed: {failure}", names(batch))];
                     story.extend(self.settle(&mut in_service));
-                    story.push(self.restore(batch, &mut in_service, "the failing batch"));
-                    if rollback {
-                        for earlier in done.iter().rev() {
-                            story.push(self.restore(earlier, &mut in_service, "already upgraded"));
-                        }
-                    } else if !done.is_empty() {
-                        let upgraded: Vec<&str> = done.iter().flat_map(|b| b.iter().map(|i| i.name.as_str())).collect();
-                        story.push(format!(
-                            "--no-rollback: {} stay on {} while the rest run {}; the workspace runs mixed versions until you \
-                             run the upgrade again or roll back",
-                            upgraded.join(", "),
-                            self.new.workspace.release,
-                            self.old.workspace.release
-                        ));
-                    }
+                    story.extend(self.recover(batch, &done, &mut in_service));
                     story.extend(self.settle(&mut in_service));
                     story.push(self.state_line(&in_service));
                     return Err(story.join("\n"));
@@ -118,8 +130,43 @@ impl<'a> Rollout<'a> {
         Ok((phases, timings))
     }
 
-    /// Everything out of Traefik, every instance replaced, everything back: a planned outage.
-    pub fn recreate(&self, rollback: bool) -> std::result::Result<Timings, String> {
+    /// After `batch` failed with `done` replaced before it: goes back as [`Recovery`] says,
+    /// unless the old side must not start again. Says what it did.
+    fn recover(&self, batch: &[&'a Instance], done: &[&Vec<&'a Instance>], in_service: &mut Vec<&'a Instance>) -> Vec<String> {
+        let replaced: Vec<&str> = done.iter().flat_map(|b| b.iter().map(|i| i.name.as_str())).collect();
+        let held = match self.recovery {
+            Recovery::Hold => Some(format!("fix the cause and {}", self.finish)),
+            Recovery::RollBack { .. } => self.forward_only.and_then(|forward_only| forward_only()),
+        };
+        if let Some(why) = held {
+            let mut story = vec![format!("{} stay out of Traefik and were not put back on the old side: {why}", names(batch))];
+            if !replaced.is_empty() {
+                story.push(format!("{} were replaced before and keep serving", replaced.join(", ")));
+            }
+            return story;
+        }
+        let mut story = vec![self.restore(batch, in_service, "the failing batch")];
+        match self.recovery {
+            Recovery::RollBack { all: true } => {
+                for earlier in done.iter().rev() {
+                    story.push(self.restore(earlier, in_service, "already upgraded"));
+                }
+            }
+            _ if !replaced.is_empty() => story.push(format!(
+                "--no-rollback: {} stay on {} while the rest run {}; the workspace runs mixed versions until you \
+                 run the upgrade again or roll back",
+                replaced.join(", "),
+                self.new.workspace.release,
+                self.old.workspace.release
+            )),
+            _ => {}
+        }
+        story
+    }
+
+    /// Every instance replaced at once: a planned outage. Traefik keeps listing them (it never
+    /// gets an empty list) and its health check takes them out while they restart.
+    pub fn recreate(&self) -> std::result::Result<Timings, String> {
         let all: Vec<&Instance> = self.old.instances().collect();
         let mut in_service = all.clone();
         let started = Instant::now();
@@ -127,9 +174,7 @@ impl<'a> Rollout<'a> {
             Ok(times) => Ok((vec![("recreate".to_string(), started.elapsed().as_secs_f64())], times)),
             Err(Failure { message: failure, .. }) => {
                 let mut story = vec![format!("replacing every instance failed: {failure}")];
-                if rollback {
-                    story.push(self.restore(&all, &mut in_service, "every instance"));
-                }
+                story.extend(self.recover(&all, &[], &mut in_service));
                 story.push(self.state_line(&in_service));
                 Err(story.join("\n"))
             }
@@ -150,7 +195,11 @@ impl<'a> Rollout<'a> {
         let started = Instant::now();
         let before = in_service.clone();
         in_service.retain(|i| !batch.iter().any(|b| b.name == i.name));
-        if let Err(err) = self.set_traefik(in_service) {
+        if in_service.is_empty() {
+            // Only `recreate` replaces every instance at once: Traefik is never given an empty
+            // list; its health check takes the instances out while they restart.
+            self.report.step("drain", "", format!("{label}: the workspace is DOWN while {} restart", names(batch)));
+        } else if let Err(err) = self.set_traefik(in_service) {
             // Traefik kept its previous configuration; make its file say so again, so that a
             // later reload does not drain instances nobody is replacing.
             let restored = self.write_traefik(&before);
@@ -202,12 +251,7 @@ impl<'a> Rollout<'a> {
             Side::Old => self.old_files,
         };
         let unit = render::instance_unit(fleet, instance);
-        let prefix = format!("{}/", unit.dir);
-        let unit_files: Vec<Artifact> = files
-            .iter()
-            .filter(|h| h.host == instance.host)
-            .flat_map(|h| h.files.iter().filter(|f| f.path.starts_with(&prefix)).cloned())
-            .collect();
+        let unit_files = unit_files(files, &unit);
         let conn = self.remote.host(&instance.host);
         let deploy_dir = render::deploy_dir(fleet);
         let written = send_files(conn, &deploy_dir, &unit_files)?;
@@ -226,17 +270,16 @@ impl<'a> Rollout<'a> {
     }
 
     /// Writes Traefik's dynamic file listing `in_service` and waits until Traefik's API shows
-    /// exactly those, all UP.
+    /// exactly those, all UP (but those on hosts this run could not reach).
     fn set_traefik(&self, in_service: &[&Instance]) -> Result<()> {
-        self.write_traefik(in_service)?;
-        let expected: BTreeSet<String> = in_service.iter().map(|i| i.url()).collect();
-        confirm_traefik(self.old, self.remote, self.report, &expected).map(|_| ())
+        publish_traefik(self.old, self.remote, self.report, in_service, &mut Changes::new()).map(|_| ())
     }
 
     /// After a failure: takes out of Traefik every listed instance that is not ready (its host
     /// may be lost), so Traefik only lists instances that answer. Says what it took out.
     fn settle(&self, in_service: &mut Vec<&'a Instance>) -> Vec<String> {
-        let listed: Vec<&Instance> = in_service.clone();
+        // Instances on hosts this run could not reach are Traefik's health check's to judge.
+        let listed: Vec<&Instance> = in_service.iter().copied().filter(|i| self.remote.try_host(&i.host).is_some()).collect();
         let ready = remote::fan_out(&listed, CONCURRENCY, |i| i.name.clone(), |instance| {
             probe::instance_ready_steady(self.remote, self.old, instance)
         });
@@ -257,10 +300,7 @@ impl<'a> Rollout<'a> {
 
     /// Writes Traefik's dynamic file listing `in_service`, without waiting for Traefik.
     fn write_traefik(&self, in_service: &[&Instance]) -> Result<()> {
-        let lb = self.remote.host(&self.old.traefik_host().name);
-        let content = render::traefik_dynamic(self.old, in_service)?;
-        let path = format!("{}/{}", render::deploy_dir(self.old), render::TRAEFIK_DYNAMIC_PATH);
-        lb.upload(&path, content.as_bytes(), render::PUBLIC_MODE, None).map(|_| ())
+        write_traefik(self.old, self.remote, in_service).map(|_| ())
     }
 
     /// The report when Ctrl-C stopped the rollout between batches.
@@ -268,13 +308,22 @@ impl<'a> Rollout<'a> {
         let upgraded: Vec<&str> = done.iter().flat_map(|b| b.iter().map(|i| i.name.as_str())).collect();
         let waiting: Vec<&str> =
             self.old.instances().map(|i| i.name.as_str()).filter(|n| !upgraded.contains(n)).collect();
+        let upgraded = if upgraded.is_empty() { "none".to_string() } else { upgraded.join(", ") };
+        if self.old.workspace.release == self.new.workspace.release {
+            return format!(
+                "stopped by Ctrl-C between batches. Replaced: {upgraded}. Not yet: {}. {} to finish.\n{}",
+                waiting.join(", "),
+                self.finish,
+                self.state_line(in_service)
+            );
+        }
         format!(
-            "stopped by Ctrl-C between batches. On {}: {}. Still on {}: {}. The workspace runs mixed versions: run the \
-             same upgrade again to finish it.\n{}",
+            "stopped by Ctrl-C between batches. On {}: {upgraded}. Still on {}: {}. The workspace runs mixed versions: \
+             {} to finish it.\n{}",
             self.new.workspace.release,
-            if upgraded.is_empty() { "none".to_string() } else { upgraded.join(", ") },
             self.old.workspace.release,
             waiting.join(", "),
+            self.finish,
             self.state_line(in_service)
         )
     }
@@ -308,8 +357,8 @@ mod tests {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/three-app-hosts.toml")).unwrap();
         let fleet = crate::inventory::parse(&text, std::path::Path::new("three-app-hosts.toml")).unwrap();
         let plan: Vec<Vec<String>> =
-            batches(&fleet, 2).iter().map(|b| b.iter().map(|i| i.name.clone()).collect()).collect();
+            batches(fleet.instances(), 2).iter().map(|b| b.iter().map(|i| i.name.clone()).collect()).collect();
         assert_eq!(plan, vec![vec!["app1-0"], vec!["app1-1", "app2-0"], vec!["app2-1", "app3-0"], vec!["app3-1"]]);
-        assert_eq!(batches(&fleet, 1).len(), 6);
+        assert_eq!(batches(fleet.instances(), 1).len(), 6);
     }
 }
