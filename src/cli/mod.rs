@@ -2,8 +2,10 @@
 //! call of its operation in `ops`; every flag is defined once, with its help beside it.
 
 mod add_instance;
+mod backup;
 mod lock;
 mod logs;
+mod mongodb;
 mod plan;
 mod remove_instance;
 mod secrets;
@@ -97,6 +99,14 @@ pub enum Command {
     Status(status::StatusArgs),
     /// The output of an instance or a service, through the Docker API, prefixed by its name.
     Logs(logs::LogsArgs),
+    /// Back up the workspace database to the database host (`backup list`: the archives).
+    Backup(backup::BackupArgs),
+    /// Put the workspace database back to a backup: the fleet stops meanwhile and starts again
+    /// on the release recorded with the archive. Asks first unless --yes.
+    Restore(backup::RestoreArgs),
+    /// MongoDB: `status`, and `upgrade --to X.Y` one major at a time.
+    #[command(subcommand)]
+    Mongodb(mongodb::MongodbCommand),
     /// Show or remove the deploy lock that keeps two changing runs apart.
     #[command(subcommand)]
     Lock(lock::LockCommand),
@@ -115,6 +125,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::RemoveInstance(args) => remove_instance::run(&cli.global, args),
         Command::Status(args) => status::run(&cli.global, args),
         Command::Logs(args) => logs::run(&cli.global, args),
+        Command::Backup(args) => backup::run(&cli.global, args),
+        Command::Restore(args) => backup::run_restore(&cli.global, args),
+        Command::Mongodb(command) => mongodb::run(&cli.global, command),
         Command::Lock(command) => lock::run(&cli.global, command),
         Command::Secrets(command) => secrets::run(&cli.global, command),
     }

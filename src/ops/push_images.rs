@@ -36,7 +36,7 @@ pub fn push_missing_images(fleet: &Fleet, host: &Host, conn: &Connection, local:
         })?;
         report.waiting("images", format!("{}: sending {image}", host.name));
         let mut archive = stream_archive(local, &image, remote);
-        let options = ExecOptions { timeout: Some(Duration::from_secs(3600)), stdin: Some(&mut archive), stream: true };
+        let options = ExecOptions { timeout: Some(Duration::from_secs(3600)), stdin: Some(&mut archive), stream: true, stdout: None };
         let output = conn.exec(&Argv::new("docker").arg("load"), options)?;
         if let Some(err) = archive.error() {
             return Err(Error::failed(format!("{}: reading {image} from the local engine failed: {err}", host.name)));

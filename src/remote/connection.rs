@@ -43,6 +43,9 @@ pub struct ExecOptions<'a> {
     pub stdin: Option<&'a mut (dyn Read + Send)>,
     /// Echo output lines as they arrive, prefixed by the host name, when the connection is verbose.
     pub stream: bool,
+    /// Where the command's standard output goes as it arrives (e.g. a backup archive copied to
+    /// a local file), instead of into [`Output::stdout`], which then stays empty.
+    pub stdout: Option<&'a mut (dyn std::io::Write + Send)>,
 }
 
 /// A finished command. `status` is the exit status, or 128 + the signal number when the
@@ -257,7 +260,7 @@ type Drained = std::result::Result<(Vec<u8>, Vec<u8>), String>;
 /// otherwise stall both sides), feeds stdin, until the channel reaches end of file.
 fn drain(ssh: &Ssh, channel: &mut ssh2::Channel, options: ExecOptions<'_>, echo: Option<String>) -> Drained {
     use std::io::Write;
-    let ExecOptions { timeout, mut stdin, .. } = options;
+    let ExecOptions { timeout, mut stdin, stdout: mut stdout_sink, .. } = options;
     let deadline = timeout.map(|t| Instant::now() + t);
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let mut echo_out = echo.clone().map(LineEcho::new);
@@ -302,9 +305,14 @@ fn drain(ssh: &Ssh, channel: &mut ssh2::Channel, options: ExecOptions<'_>, echo:
                 match stream.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => {
-                        sink.extend_from_slice(&buf[..n]);
-                        if let Some(echo) = echo.as_mut() {
-                            echo.feed(&buf[..n]);
+                        match stdout_sink.as_mut().filter(|_| id == 0) {
+                            Some(out) => out.write_all(&buf[..n]).map_err(|e| format!("writing the command's output failed: {e}"))?,
+                            None => {
+                                sink.extend_from_slice(&buf[..n]);
+                                if let Some(echo) = echo.as_mut() {
+                                    echo.feed(&buf[..n]);
+                                }
+                            }
                         }
                         progress = true;
                     }
