@@ -358,6 +358,17 @@ pub struct UpgradePolicy {
     pub readiness_timeout_seconds: u64,
 }
 
+/// `[backup]`: how many archives of the database stay on the database host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupPolicy {
+    /// After each new backup the oldest archives beyond this many are deleted.
+    pub keep: u32,
+}
+
+impl BackupPolicy {
+    pub const DEFAULT_KEEP: u32 = 10;
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workspace {
     pub name: String,
@@ -379,6 +390,7 @@ pub struct Fleet {
     pub nats: NatsSettings,
     pub monitoring: MonitoringSettings,
     pub upgrade: UpgradePolicy,
+    pub backup: BackupPolicy,
     /// Extra environment for every instance, sorted by name.
     pub rocketchat_env: BTreeMap<String, EnvValue>,
 }

@@ -3,8 +3,10 @@
 
 mod add_instance;
 mod exec;
+mod backup;
 mod lock;
 mod logs;
+mod mongodb;
 mod plan;
 mod prune;
 mod remove_instance;
@@ -105,6 +107,14 @@ pub enum Command {
     /// Free disk on every host: Rocket.Chat images older than the newest N releases there,
     /// stopped containers and unused volumes rcfleet left behind (by its labels, nothing else).
     Prune(prune::PruneArgs),
+    /// Back up the workspace database to the database host (`backup list`: the archives).
+    Backup(backup::BackupArgs),
+    /// Put the workspace database back to a backup: the fleet stops meanwhile and starts again
+    /// on the release recorded with the archive. Asks first unless --yes.
+    Restore(backup::RestoreArgs),
+    /// MongoDB: `status`, and `upgrade --to X.Y` one major at a time.
+    #[command(subcommand)]
+    Mongodb(mongodb::MongodbCommand),
     /// Show or remove the deploy lock that keeps two changing runs apart.
     #[command(subcommand)]
     Lock(lock::LockCommand),
@@ -125,6 +135,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Logs(args) => logs::run(&cli.global, args),
         Command::Exec(args) => exec::run(&cli.global, args),
         Command::Prune(args) => prune::run(&cli.global, args),
+        Command::Backup(args) => backup::run(&cli.global, args),
+        Command::Restore(args) => backup::run_restore(&cli.global, args),
+        Command::Mongodb(command) => mongodb::run(&cli.global, command),
         Command::Lock(command) => lock::run(&cli.global, command),
         Command::Secrets(command) => secrets::run(&cli.global, command),
     }

@@ -31,6 +31,33 @@ pub fn set_release(path: &Path, release: &Release, allow_unsupported_mongodb: bo
     write(path, &edited)
 }
 
+/// Rewrites `mongodb.version` of the inventory at `path` (and, when the operator overrode the
+/// compatibility guard, records `mongodb.allow_unsupported = true`), keeping comments and
+/// formatting; validated before the file is replaced (atomically).
+pub fn set_mongodb_version(path: &Path, version: &str, allow_unsupported_mongodb: bool) -> Result<()> {
+    let text = read(path)?;
+    let mut edited = with_mongodb_version(&text, version)?;
+    if allow_unsupported_mongodb {
+        edited = with_mongodb_allow_unsupported(&edited)?;
+    }
+    super::parse(&edited, path)?;
+    write(path, &edited)
+}
+
+/// `text` with `mongodb.version` set to `version` (the `[mongodb]` table made if missing).
+pub fn with_mongodb_version(text: &str, version: &str) -> Result<String> {
+    let mut document = document(text)?;
+    let mongodb = document.entry("mongodb").or_insert_with(|| Item::Table(Table::new()));
+    let table = mongodb.as_table_like_mut().ok_or_else(|| Error::bad_input("mongodb in the inventory is not a table"))?;
+    match table.get_mut("version") {
+        Some(item) => replace_value(item, Value::from(version)),
+        None => {
+            table.insert("version", Item::Value(Value::from(version)));
+        }
+    }
+    Ok(document.to_string())
+}
+
 /// `text` with `mongodb.allow_unsupported = true` (the `[mongodb]` table made if missing).
 pub fn with_mongodb_allow_unsupported(text: &str) -> Result<String> {
     let mut document = document(text)?;
@@ -388,6 +415,16 @@ domain = "chat.example.com"
         assert!(edited.contains("allow_unsupported = true"), "{edited}");
         assert!(parsed(&edited).mongodb.allow_unsupported);
         assert_eq!(with_mongodb_allow_unsupported(&edited).unwrap(), edited, "set once");
+    }
+
+    #[test]
+    fn the_mongodb_version_is_rewritten_in_place_or_added() {
+        let with_version = INVENTORY.replace("# Traefik comment.", "[mongodb]\nversion = \"5.0\" # climbs one major at a time\n\n# Traefik comment.");
+        let edited = with_mongodb_version(&with_version, "6.0").unwrap();
+        assert_eq!(edited, with_version.replace("\"5.0\"", "\"6.0\""));
+        let added = with_mongodb_version(INVENTORY, "8.0").unwrap();
+        assert!(added.starts_with(INVENTORY.trim_end()), "{added}");
+        assert_eq!(parsed(&added).mongodb.version, "8.0");
     }
 
     #[test]

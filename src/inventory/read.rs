@@ -12,7 +12,7 @@ use super::values::{self, Check};
 use crate::fleet::*;
 
 const TOP_KEYS: &[&str] =
-    &["workspace", "ssh", "hosts", "images", "traefik", "mongodb", "nats", "monitoring", "upgrade", "rocketchat"];
+    &["workspace", "ssh", "hosts", "images", "traefik", "mongodb", "nats", "monitoring", "upgrade", "backup", "rocketchat"];
 
 /// Environment variables rcfleet sets on every instance itself; `[rocketchat.env]` may not.
 pub const RESERVED_ENV: &[&str] = &[
@@ -47,6 +47,7 @@ pub fn fleet(root: &Table, problems: &mut Problems) -> Option<Fleet> {
         nats: nats(&top, problems),
         monitoring: monitoring(&top, problems),
         upgrade: upgrade(&top, problems),
+        backup: backup(&top, problems),
         rocketchat_env: rocketchat_env(&top, problems),
         workspace,
         hosts,
@@ -620,6 +621,18 @@ fn upgrade(top: &Section, problems: &mut Problems) -> UpgradePolicy {
     }
     if let Some(n) = section.number_in("readiness_timeout_seconds", 1..=7200, 300, problems) {
         policy.readiness_timeout_seconds = n as u64;
+    }
+    policy
+}
+
+fn backup(top: &Section, problems: &mut Problems) -> BackupPolicy {
+    let mut policy = BackupPolicy { keep: BackupPolicy::DEFAULT_KEEP };
+    let Some(section) = top.table("backup", false, problems) else {
+        return policy;
+    };
+    section.reject_unknown_keys(&["keep"], problems);
+    if let Some(n) = section.number_in("keep", 1..=1000, BackupPolicy::DEFAULT_KEEP as i64, problems) {
+        policy.keep = n as u32;
     }
     policy
 }

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Instance, Release, Role};
 use crate::inventory;
 use crate::registry::{self, ReleaseSpec};
-use crate::remote::{self, Argv, ConnectOptions, ExecOptions};
+use crate::remote::{self, ConnectOptions};
 use crate::render;
 use guards::Verdict;
 use super::rollout::{self, Recovery, Rollout};
@@ -339,9 +339,8 @@ fn unhealthy(fleet: &Fleet, remote: &Hosts) -> Result<Vec<String>> {
     Ok(problems)
 }
 
-/// A `mongodump` archive of the database on the database host, before any instance changes.
-/// mongodump runs from the Database Tools image (`[images].mongodb_tools`), not inside the
-/// MongoDB server container, whose image is not documented to contain the tools.
+/// A `mongodump` archive of the database on the database host, before any instance changes,
+/// taken like every backup (`ops::backup`: record, retention).
 fn backup(
     fleet: &Fleet,
     remote: &Hosts,
@@ -350,73 +349,11 @@ fn backup(
     report: &Reporter,
     login: Option<&secrets::MongoLogin>,
 ) -> Result<String> {
-    let host = fleet.database_host();
-    let db = remote.host(&host.name);
-    probe::mongodb(remote, fleet, db)?.ok_or_else(|| Error::failed(format!("{}: MongoDB is not running; nothing was changed", db.name())))?;
-    // `up` pulls the tools image with the database's; a fleet deployed before it gets it here,
-    // before anything changes, rather than from `docker run` in the middle of the backup.
-    pull_missing_images(fleet, host, db, report).map_err(|err| {
-        Error::failed(format!(
-            "{}; the backup needs {} on {}, nothing was changed (`rcfleet up --push-images` sends it to a host \
-             without a registry; --skip-backup upgrades without a backup)",
-            err,
-            fleet.images.mongodb_tools,
-            db.name()
-        ))
+    let note = format!("before upgrade {from} -> {to}");
+    let (archive, _) = super::backup::take(fleet, remote, report, login, Some(&note)).map_err(|err| {
+        Error::failed(format!("{}. Fix it, or pass --skip-backup to upgrade without a backup", err))
     })?;
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "");
-    let path = format!("{}/{stamp}-{from}-to-{to}.archive.gz", render::backups_dir(fleet));
-    let (argv, config) = backup_command(fleet, &path, login);
-    let mut stdin = config.as_bytes();
-    // A large database takes long to dump; the limit only keeps a wedged mongodump from hanging the run.
-    let timeout = Some(std::time::Duration::from_secs(4 * 3600));
-    let output = db.exec(&argv.step("backup (mongodump)"), ExecOptions { stdin: Some(&mut stdin), timeout, ..Default::default() })?;
-    if !output.success() {
-        return Err(Error::failed(format!(
-            "{}: the backup (mongodump) failed: {}; nothing was changed. Fix it, or pass --skip-backup to upgrade without one",
-            db.name(),
-            output.stderr_text().trim()
-        )));
-    }
-    report.step("backup", db.name(), format!("{path} ({} KiB)", output.stdout_text().trim()));
-    Ok(path)
-}
-
-/// The backup's command for the database host, and what goes to its stdin. mongodump runs in a
-/// throwaway container of the tools image on the host's network (MongoDB listens on the host's
-/// 127.0.0.1), never pulling (`up` or [`backup`] did); the archive streams out on stdout into a
-/// file on the host, 0600 from the start and kept only if whole. With access control it logs in
-/// as rcfleet's admin: the user in the URI, the password in a `--config` document on stdin
-/// (never on a command line). The entrypoint is mongodump itself: the image's own entrypoint
-/// drops to the `mongodb` user, who could not open `/dev/stdin` again (a pipe owned by root).
-fn backup_command(fleet: &Fleet, path: &str, login: Option<&secrets::MongoLogin>) -> (Argv, String) {
-    let (user, config) = match login {
-        Some(login) => (format!("{}@", login.user), format!("password: {}\n", serde_json::to_string(&login.password).expect("JSON of a string"))),
-        None => (String::new(), String::new()),
-    };
-    let uri = format!(
-        "mongodb://{user}127.0.0.1:{}/{}?directConnection=true{}",
-        fleet.mongodb.port,
-        fleet.mongodb.database,
-        if login.is_some() { "&authSource=admin" } else { "" }
-    );
-    let script = r#"set -e
-umask 077
-path=$1 image=$2 uri=$3
-shift 3
-trap 'rm -f -- "$path.partial"' EXIT
-mkdir -p -- "$(dirname -- "$path")"
-docker run --rm -i --pull never --network host --entrypoint mongodump "$image" --quiet --uri="$uri" "$@" --archive --gzip > "$path.partial"
-test -s "$path.partial"
-mv -f -- "$path.partial" "$path"
-chmod 600 -- "$path"
-du -k -- "$path" | cut -f1"#;
-    let image = fleet.images.mongodb_tools.to_string();
-    let mut args = vec![path, image.as_str(), uri.as_str()];
-    if login.is_some() {
-        args.push("--config=/dev/stdin");
-    }
-    (Argv::script(script, &args), config)
+    Ok(archive.path)
 }
 
 /// Pulls the new image on every app host at once, before any instance is touched.
@@ -524,39 +461,5 @@ impl Outcome for UpgradeOutcome {
             "phases": self.phases.iter().map(|(p, s)| json!({"phase": p, "seconds": s})).collect::<Vec<_>>(),
             "instances": self.instances.iter().map(|(i, s)| json!({"instance": i, "seconds": s})).collect::<Vec<_>>(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fleet(extra: &str) -> Fleet {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/three-app-hosts.toml")).unwrap();
-        crate::inventory::parse(&format!("{text}{extra}"), Path::new("three-app-hosts.toml")).unwrap()
-    }
-
-    #[test]
-    fn the_backup_runs_mongodump_from_the_tools_image_on_the_host_network_password_on_stdin() {
-        let fleet = fleet("");
-        assert_eq!(fleet.images.mongodb_tools.to_string(), "docker.io/mongo:8.2");
-        let login = secrets::MongoLogin { user: "rcfleet-admin", password: "p@ss word\"$(x)".to_string() };
-        let (argv, stdin) = backup_command(&fleet, "/opt/rcfleet/backups/a.archive.gz", Some(&login));
-        let argv = argv.as_slice();
-        assert!(argv.iter().all(|a| !a.contains("p@ss")), "the password must not be on the command line");
-        assert_eq!(stdin, "password: \"p@ss word\\\"$(x)\"\n");
-        assert_eq!(&argv[3..5], ["sh", "/opt/rcfleet/backups/a.archive.gz"]);
-        assert_eq!(argv[5], "docker.io/mongo:8.2");
-        assert!(argv[6].starts_with("mongodb://rcfleet-admin@127.0.0.1:") && argv[6].ends_with("&authSource=admin"), "{}", argv[6]);
-        assert_eq!(argv[7..], ["--config=/dev/stdin"]);
-        let script = &argv[2];
-        assert!(script.contains("docker run --rm -i --pull never --network host --entrypoint mongodump \"$image\""), "{script}");
-        assert!(!script.contains("docker exec"), "mongodump must not run in the server container");
-
-        let mirrored = self::fleet("\n[images.mongodb_tools]\nrepository = \"mirror.example.org/mongo\"\ntag = \"8.0\"\n");
-        let (argv, stdin) = backup_command(&mirrored, "/x", None);
-        assert_eq!(argv.as_slice()[5], "mirror.example.org/mongo:8.0");
-        assert_eq!(argv.as_slice().len(), 7, "no --config without a login");
-        assert!(stdin.is_empty());
     }
 }

@@ -38,12 +38,17 @@ fn log_json(sev: &str, comp: &str, msg: &str, attr: serde_json::Value) {
 }
 
 /// Versions this binary can run with (feature compatibility): its own X.Y and the last LTS
-/// before it (a 8.2 server runs on data of FCV 8.0, not 7.0).
+/// before it (a 8.2 server runs on data of FCV 8.0, not 7.0; 5.0's is 4.4, the last 4.x).
+/// MongoDB docs, "Feature Compatibility Version" and each `X.Y-upgrade-replica-set` page.
 fn fcv_allowed(version: &str) -> (String, String) {
     let mut it = version.split('.');
     let (major, minor): (u32, u32) = (it.next().and_then(|m| m.parse().ok()).unwrap_or(8), it.next().and_then(|m| m.parse().ok()).unwrap_or(0));
     let own = format!("{major}.{minor}");
-    let last_lts = if minor == 0 { format!("{}.0", major.saturating_sub(1)) } else { format!("{major}.0") };
+    let last_lts = match (major, minor) {
+        (5, 0) => "4.4".to_string(),
+        (_, 0) => format!("{}.0", major.saturating_sub(1)),
+        _ => format!("{major}.0"),
+    };
     (own, last_lts)
 }
 
@@ -215,7 +220,9 @@ struct Sasl {
 }
 
 pub fn mongod(args: Vec<String>) -> i32 {
-    let version = util::baked("version").unwrap_or_else(|| "8.2.0".into());
+    // The lab's MongoDB images are one file system; each tag sets the version in its image
+    // configuration (tests/lab/lab), so five server versions cost one image build.
+    let version = std::env::var("STANDIN_MONGOD_VERSION").ok().filter(|v| !v.is_empty()).or_else(|| util::baked("version")).unwrap_or_else(|| "8.2.0".into());
     let (flags, _) = util::parse_flags(&args, &["bind_ip_all", "quiet", "fork", "auth", "noauth", "ipv6", "version"]);
     if util::flag(&flags, &["version"]).is_some() {
         println!("db version v{version}\n(rcfleet lab stand-in)");
@@ -483,7 +490,7 @@ impl Server {
             "replSetInitiate" | "replSetReconfig" => Need::ClusterConfigure,
             "replSetGetConfig" | "serverStatus" | "getParameter" => Need::ClusterMonitor,
             "setFeatureCompatibilityVersion" => Need::ClusterAdmin,
-            "find" | "count" | "aggregate" | "listCollections" | "listIndexes" => Need::Read(db),
+            "find" | "count" | "aggregate" | "listCollections" | "listIndexes" | "dbStats" => Need::Read(db),
             "insert" | "update" | "delete" | "findAndModify" | "create" | "drop" | "createIndexes" | "dropIndexes" => Need::Write(db),
             "dropDatabase" => Need::DbAdmin(db),
             "createUser" | "updateUser" | "dropUser" | "usersInfo" => Need::UserAdmin(db),
@@ -691,6 +698,10 @@ impl Server {
                 }
                 // From 7.0 the command must be confirmed (MongoDB docs, setFeatureCompatibilityVersion: "confirm ... New in version 7.0").
                 let major: u32 = own.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+                // Before 7.0 the field does not exist: the command's IDL parser refuses unknown fields.
+                if major < 7 && body.contains_key("confirm") {
+                    return Err(error(40415, "Location40415", "BSON field 'setFeatureCompatibilityVersion.confirm' is an unknown field."));
+                }
                 if major >= 7 && body.get_bool("confirm") != Ok(true) {
                     return Err(error(7369100, "Location7369100", format!("Once you have upgraded to {target}, you will not be able to downgrade FCV and binary version without support assistance. Please re-run this command with 'confirm: true' to acknowledge this and continue with the FCV upgrade.")));
                 }
@@ -1008,6 +1019,17 @@ impl Server {
             }
         };
         match name {
+            // MongoDB docs, dbStats: sizes in bytes of the database's documents (BSON).
+            "dbStats" => {
+                let store = self.store.lock().unwrap();
+                let prefix = format!("{db}.");
+                let colls: Vec<&Vec<Document>> = store.colls.iter().filter(|(ns, _)| ns.starts_with(&prefix)).map(|(_, d)| d).collect();
+                let objects: i64 = colls.iter().map(|d| d.len() as i64).sum();
+                let data: i64 = colls.iter().flat_map(|d| d.iter()).map(|d| bson::to_vec(d).map(|v| v.len() as i64).unwrap_or(0)).sum();
+                Ok(doc! {"db": db, "collections": colls.len() as i64, "views": 0i64, "objects": objects,
+                         "avgObjSize": if objects > 0 { data as f64 / objects as f64 } else { 0.0 }, "dataSize": data as f64,
+                         "storageSize": (data + 4096 * colls.len() as i64) as f64, "indexes": colls.len() as i64, "scaleFactor": 1i64})
+            }
             "listDatabases" => {
                 let store = self.store.lock().unwrap();
                 let roles = self.roles_of(&store, conn);

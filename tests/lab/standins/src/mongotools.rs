@@ -229,11 +229,12 @@ pub fn mongorestore(args: Vec<String>) -> i32 {
     };
     let drop = util::flag(&flags, &["drop"]).is_some();
     let quiet = util::flag(&flags, &["quiet"]).is_some();
+    let include: Vec<String> = flags.iter().filter(|(k, _)| k == "nsInclude").map(|(_, v)| v.clone()).collect();
     let (mut restored, mut failed) = (0usize, 0usize);
     for entry in &docs[1..] {
         let Ok(ns) = entry.get_str("ns") else { continue };
         let (db, coll) = ns.split_once('.').unwrap_or((ns, ""));
-        if t.database.as_ref().is_some_and(|d| d != db) {
+        if t.database.as_ref().is_some_and(|d| d != db) || !included(&include, ns) {
             continue;
         }
         if entry.get_bool("collection") == Ok(true) {
@@ -265,4 +266,18 @@ pub fn mongorestore(args: Vec<String>) -> i32 {
         eprintln!("{}\t{restored} document(s) restored successfully. {failed} document(s) failed to restore.", util::now_rfc3339());
     }
     0
+}
+
+/// `--nsInclude` (repeatable): `db.coll`, with `*` matching any run of characters (mongo-tools
+/// `mongorestore/ns`); none given includes everything.
+fn included(patterns: &[String], ns: &str) -> bool {
+    fn matches(pattern: &str, text: &str) -> bool {
+        match pattern.split_once('*') {
+            None => pattern == text,
+            Some((head, tail)) => {
+                text.starts_with(head) && (0..=text.len() - head.len()).any(|i| text.is_char_boundary(head.len() + i) && matches(tail, &text[head.len() + i..]))
+            }
+        }
+    }
+    patterns.is_empty() || patterns.iter().any(|p| matches(p, ns))
 }
