@@ -50,6 +50,11 @@ fn appended(extra: &str) -> String {
     format!("{BASE}{extra}")
 }
 
+/// The base inventory with a licence reference (line 5) and `extra` appended (from line 25).
+fn licensed(extra: &str) -> String {
+    format!("{}{extra}", replaced("release = \"8.0.1\"", "release = \"8.0.1\"\nlicense = { env = \"RCFLEET_TEST_LICENSE\" }"))
+}
+
 fn case(name: &'static str, inventory: String, line: usize, key: &'static str, says: &'static str) -> Case {
     Case { command: "plan", name, inventory, line, key, says }
 }
@@ -125,6 +130,12 @@ fn corpus() -> Vec<Case> {
         case("MongoDB the release cannot run on", appended("\n[mongodb]\nversion = \"4.4\"\n"), 26, "mongodb.version", "MongoDB 4.4 is not supported by Rocket.Chat 8.0.1 (8.x runs on MongoDB 8.0, 8.2)"),
         case("default MongoDB under a 7.x release", replaced("release = \"8.0.1\"", "release = \"7.10.0\""), 4, "workspace.release", "MongoDB 8.2 (the default) is not supported by Rocket.Chat 7.10.0"),
         case("MongoDB tag contradicting the version", appended("\n[images]\nmongodb = { repository = \"docker.io/mongodb/mongodb-community-server\", tag = \"8.0-ubi8\" }\n"), 26, "images.mongodb.tag", "is MongoDB 8.0 but mongodb.version is \"8.2\""),
+        case("microservices without a licence", appended("[microservices]\nenabled = true\n"), 25, "microservices.enabled", "licence with the `scalability` module"),
+        case("stream-hub on Rocket.Chat 8", licensed("[microservices]\nenabled = true\nservices = [\"account\", \"stream-hub\"]\n"), 27, "microservices.services", "stream-hub was removed in Rocket.Chat 8.0"),
+        case("unknown microservice", licensed("[microservices]\nenabled = true\nservices = [\"accounts\"]\n"), 27, "microservices.services", "unknown service \"accounts\""),
+        case("ddp-streamers sized twice", licensed("[microservices]\nenabled = true\nddp_streamers = 2\nconcurrent_users = 900\n"), 28, "microservices.concurrent_users", "not both"),
+        case("ddp-streamer replicas", licensed("[microservices]\nenabled = true\n[microservices.replicas]\nddp-streamer = 3\n"), 28, "microservices.replicas.ddp-streamer", "ddp_streamers = N or concurrent_users"),
+        case("microservice placed on an unknown host", licensed("[microservices]\nenabled = true\n[microservices.placement]\npresence = [\"app9\"]\n"), 28, "microservices.placement.presence", "\"app9\" is not a host"),
         case("domain with a backtick", replaced("domain = \"chat.example.com\"", "domain = \"chat`id`.example.com\""), 23, "traefik.domain", "not a domain name"),
     ]
 }

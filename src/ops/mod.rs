@@ -4,6 +4,7 @@ pub mod add_instance;
 pub mod advice;
 pub mod audit;
 pub mod converge;
+pub mod export;
 pub mod grafana;
 pub mod hosts;
 pub mod instances;
