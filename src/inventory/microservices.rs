@@ -171,3 +171,71 @@ fn placement(section: &Section, hosts: &[Host], problems: &mut Problems) -> BTre
     }
     placement
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::microservices::{DdpSizing, Microservices, Service};
+
+    const BASE: &str = r#"
+[workspace]
+name = "chat"
+root_url = "http://chat.example.com"
+release = "RELEASE"
+license = { env = "LICENSE" }
+[[hosts]]
+name = "db"
+address = "10.0.0.10"
+roles = ["database", "traefik"]
+[[hosts]]
+name = "app1"
+address = "10.0.0.31"
+roles = ["rocketchat"]
+instances = 1
+[[hosts]]
+name = "app2"
+address = "10.0.0.32"
+roles = ["rocketchat"]
+instances = 1
+[traefik]
+domain = "chat.example.com"
+[mongodb]
+version = "MONGO"
+"#;
+
+    fn read(release: &str, mongo: &str, table: &str) -> Microservices {
+        let text = format!("{}{table}", BASE.replace("RELEASE", release).replace("MONGO", mongo));
+        crate::inventory::parse(&text, Path::new("inventory.toml")).unwrap().microservices
+    }
+
+    #[test]
+    fn absent_table_is_disabled() {
+        assert!(!read("8.6.1", "8.0", "").enabled);
+    }
+
+    #[test]
+    fn enabled_alone_is_complete_with_defaults_per_release() {
+        let ms = read("8.6.1", "8.0", "[microservices]\nenabled = true\n");
+        assert!(ms.enabled);
+        assert_eq!(ms.services, Service::ALL[..6].to_vec(), "every 8.x service, no stream-hub");
+        assert_eq!((ms.ddp_streamers, ms.ddp_sizing), (2, DdpSizing::PerAppHost), "one per app host");
+        assert_eq!(ms.replicas_of(Service::Presence), 1);
+        let seven = read("7.11.0", "7.0", "[microservices]\nenabled = true\n");
+        assert!(seven.services.contains(&Service::StreamHub));
+    }
+
+    #[test]
+    fn concurrent_users_size_ddp_streamers_and_replicas_are_read() {
+        let ms = read(
+            "8.6.1",
+            "8.0",
+            "[microservices]\nenabled = true\nconcurrent_users = 2001\nservices = [\"presence\", \"ddp-streamer\"]\n\
+             [microservices.replicas]\npresence = 3\n[microservices.placement]\npresence = [\"app2\"]\n",
+        );
+        assert_eq!((ms.ddp_streamers, ms.ddp_sizing), (5, DdpSizing::ConcurrentUsers(2001)));
+        assert_eq!(ms.replicas_of(Service::Presence), 3);
+        assert_eq!(ms.replicas_of(Service::Account), 0, "not in services");
+        assert_eq!(ms.placement[&Service::Presence], ["app2"]);
+    }
+}
