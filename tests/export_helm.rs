@@ -305,6 +305,13 @@ fn the_secrets_manifest_holds_valid_v1_secrets_0600_and_warns() {
 }
 
 #[test]
+fn plan_says_microservices_are_not_run_on_compose_yet() {
+    let output = Command::new(env!("CARGO_BIN_EXE_rcfleet")).arg("plan").arg("-i").arg(repo("tests/fixtures/microservices.toml")).output().unwrap();
+    let stdout = succeeded(output);
+    assert!(stdout.contains("does not run microservices on Compose yet"), "{stdout}");
+}
+
+#[test]
 fn bad_requests_exit_2_and_write_nothing() {
     let fleet = fixture("8.6.1", "8.0", "");
     let out = fleet.dir.path().join("values.yaml");

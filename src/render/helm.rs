@@ -301,11 +301,13 @@ fn ingress(doc: &mut Doc, fleet: &Fleet) {
     let tls = json!([{"secretName": tls_secret_name(fleet), "hosts": [fleet.traefik.domain]}]);
     match &fleet.traefik.tls {
         Tls::None => {}
-        Tls::LetsEncrypt { .. } => {
+        Tls::LetsEncrypt { email } => {
             doc.set(
                 &["ingress", "annotations", "cert-manager.io/cluster-issuer"],
                 json!("CHANGE-ME"),
-                "traefik.tls.mode = \"letsencrypt\": put the name of your cert-manager ClusterIssuer here",
+                &format!(
+                    "traefik.tls.mode = \"letsencrypt\": name your cert-manager ClusterIssuer here (ACME email: traefik.tls.email, {email})"
+                ),
             );
             doc.set(&["ingress", "tls"], tls, "cert-manager obtains the certificate into this Secret");
         }
