@@ -4,7 +4,8 @@
 //!
 //! Sources (`shared/reference/microservices-and-mongodb.md`, part A):
 //! - the services and their Docker Hub images: Rocket.Chat `.github/workflows/ci.yml`
-//!   (job `services-docker-image-publish`, `rocketchat/<service>-service`) and
+//!   (job `services-docker-image-publish`, `rocketchat/<name>-service`, singular
+//!   `account-service` whatever some docs write, tagged with the release like the monolith) and
 //!   `docker-compose-ci.yml` (A.1); stream-hub was removed in 8.0 (Rocket.Chat PR #35964).
 //! - one ddp-streamer per 500 concurrent users (Rocket.Chat docs "Microservices", A.7).
 //! - microservices need a licence with the `scalability` module, or the services shut
@@ -56,12 +57,6 @@ impl Service {
 
     pub fn from_name(name: &str) -> Option<Service> {
         Service::ALL.into_iter().find(|service| service.name() == name)
-    }
-
-    /// The image Rocket.Chat publishes, tagged with the release like the monolith. The name is
-    /// singular (`account-service`), whatever some docs write.
-    pub fn image_repository(self) -> String {
-        format!("docker.io/rocketchat/{}-service", self.name())
     }
 
     /// Whether Rocket.Chat publishes this service for `release`.
@@ -149,11 +144,10 @@ mod tests {
     }
 
     #[test]
-    fn names_round_trip_and_images_are_singular() {
+    fn names_round_trip() {
         for service in Service::ALL {
             assert_eq!(Service::from_name(service.name()), Some(service));
         }
-        assert_eq!(Service::Account.image_repository(), "docker.io/rocketchat/account-service");
     }
 
     #[test]
