@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
+use crate::microservices::Microservices;
 
 /// A Rocket.Chat release: `X.Y.Z` or `X.Y.Z-rc.N`, the image tag of every instance.
 /// Ordered as versions are: `8.1.0-rc.2 < 8.1.0 < 8.1.1`.
@@ -393,6 +394,8 @@ pub struct Fleet {
     pub backup: BackupPolicy,
     /// Extra environment for every instance, sorted by name.
     pub rocketchat_env: BTreeMap<String, EnvValue>,
+    /// `[microservices]`; disabled unless the inventory enables it.
+    pub microservices: Microservices,
 }
 
 impl Fleet {

@@ -7,6 +7,7 @@ pub mod compat;
 pub mod error;
 pub mod fleet;
 pub mod inventory;
+pub mod microservices;
 pub mod remote;
 pub mod render;
 pub mod cli;

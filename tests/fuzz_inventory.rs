@@ -84,7 +84,8 @@ const KEYS: &[&str] = &[
     "version", "replica_set", "database", "monitor_port", "monitoring", "prometheus_port",
     "grafana_port", "retention", "grafana_admin_password", "upgrade", "batch_size",
     "drain_seconds", "readiness_timeout_seconds", "env", "file", "ROOT_URL", "MONGO_URL", "PORT",
-    "OVERWRITE_SETTING_Show_Setup_Wizard", "unknown", "Name", "name ", "",
+    "OVERWRITE_SETTING_Show_Setup_Wizard", "microservices", "enabled", "services", "replicas", "ddp_streamers",
+    "concurrent_users", "placement", "presence", "ddp-streamer", "stream-hub", "unknown", "Name", "name ", "",
 ];
 
 fn seeds() -> Vec<(PathBuf, String)> {

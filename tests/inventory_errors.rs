@@ -50,6 +50,11 @@ fn appended(extra: &str) -> String {
     format!("{BASE}{extra}")
 }
 
+/// The base inventory with a licence reference (line 5) and `extra` appended (from line 25).
+fn licensed(extra: &str) -> String {
+    format!("{}{extra}", replaced("release = \"8.0.1\"", "release = \"8.0.1\"\nlicense = { env = \"RCFLEET_TEST_LICENSE\" }"))
+}
+
 fn case(name: &'static str, inventory: String, line: usize, key: &'static str, says: &'static str) -> Case {
     Case { command: "plan", name, inventory, line, key, says }
 }
@@ -169,6 +174,12 @@ fn corpus() -> Vec<Case> {
         deploy_case("secret file that is a device", appended("\n[monitoring]\ngrafana_admin_password = { file = \"/dev/zero\" }\n"), 26, "monitoring.grafana_admin_password", "is not a regular file"),
         case("command timeout of zero", appended("\n[ssh]\ncommand_timeout_seconds = 0\n"), 26, "ssh.command_timeout_seconds", "out of range"),
         case("insecure registry flag that is not a boolean", appended("\n[images]\nrocketchat = { repository = \"mirror.example.com/rc\", insecure = \"yes\" }\n"), 26, "images.rocketchat.insecure", "true or false"),
+        case("microservices without a licence", appended("[microservices]\nenabled = true\n"), 25, "microservices.enabled", "licence with the `scalability` module"),
+        case("stream-hub on Rocket.Chat 8", licensed("[microservices]\nenabled = true\nservices = [\"account\", \"stream-hub\"]\n"), 27, "microservices.services", "stream-hub was removed in Rocket.Chat 8.0"),
+        case("unknown microservice", licensed("[microservices]\nenabled = true\nservices = [\"accounts\"]\n"), 27, "microservices.services", "unknown service \"accounts\""),
+        case("ddp-streamers sized twice", licensed("[microservices]\nenabled = true\nddp_streamers = 2\nconcurrent_users = 900\n"), 28, "microservices.concurrent_users", "not both"),
+        case("ddp-streamer replicas", licensed("[microservices]\nenabled = true\n[microservices.replicas]\nddp-streamer = 3\n"), 28, "microservices.replicas.ddp-streamer", "ddp_streamers = N or concurrent_users"),
+        case("microservice placed on an unknown host", licensed("[microservices]\nenabled = true\n[microservices.placement]\npresence = [\"app9\"]\n"), 28, "microservices.placement.presence", "\"app9\" is not a host"),
         case("domain with a backtick", replaced("domain = \"chat.example.com\"", "domain = \"chat`id`.example.com\""), 23, "traefik.domain", "not a domain name"),
     ]
 }

@@ -2,8 +2,9 @@
 //! call of its operation in `ops`; every flag is defined once, with its help beside it.
 
 mod add_instance;
-mod exec;
 mod backup;
+mod exec;
+mod export;
 mod lock;
 mod logs;
 mod mongodb;
@@ -121,6 +122,9 @@ pub enum Command {
     /// List the secrets rcfleet generated or reads (never their values), or show one value.
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
+    /// Describe the fleet for another system: `helm-values` for Rocket.Chat's Helm chart.
+    #[command(subcommand)]
+    Export(export::ExportCommand),
 }
 
 /// Runs the chosen command; returns the exit code for success paths (0, or 3 for `status`).
@@ -140,5 +144,6 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Mongodb(command) => mongodb::run(&cli.global, command),
         Command::Lock(command) => lock::run(&cli.global, command),
         Command::Secrets(command) => secrets::run(&cli.global, command),
+        Command::Export(command) => export::run(&cli.global, command),
     }
 }

@@ -5,6 +5,7 @@
 
 mod checks;
 pub mod edit;
+mod microservices;
 mod paths;
 mod read;
 mod reader;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use toml_edit::{Item, Table};
 
+use super::microservices;
 use super::paths;
 use super::reader::{is_env_name, secret_from_item, Section};
 use super::source::Problems;
@@ -12,7 +13,7 @@ use super::values::{self, Check};
 use crate::fleet::*;
 
 const TOP_KEYS: &[&str] =
-    &["workspace", "ssh", "hosts", "images", "traefik", "mongodb", "nats", "monitoring", "upgrade", "backup", "rocketchat"];
+    &["workspace", "ssh", "hosts", "images", "traefik", "mongodb", "nats", "monitoring", "upgrade", "backup", "rocketchat", "microservices"];
 
 /// Environment variables rcfleet sets on every instance itself; `[rocketchat.env]` may not.
 pub const RESERVED_ENV: &[&str] = &[
@@ -40,6 +41,8 @@ pub fn fleet(root: &Table, problems: &mut Problems) -> Option<Fleet> {
     resolve_jumps(&mut hosts, jumps, problems);
 
     let mongodb = mongodb(&top, problems);
+    let context = microservices::Context { release: &workspace.release, has_license: workspace.license.is_some(), hosts: &hosts };
+    let microservices = microservices::microservices(&top, &context, problems);
     Some(Fleet {
         images: images(&top, &workspace.release, &mongodb.version, problems),
         traefik: traefik(&top, problems),
@@ -49,6 +52,7 @@ pub fn fleet(root: &Table, problems: &mut Problems) -> Option<Fleet> {
         upgrade: upgrade(&top, problems),
         backup: backup(&top, problems),
         rocketchat_env: rocketchat_env(&top, problems),
+        microservices,
         workspace,
         hosts,
     })

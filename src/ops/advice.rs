@@ -17,6 +17,14 @@ pub fn warnings(fleet: &Fleet) -> Vec<String> {
              run one instance."
         ));
     }
+    if fleet.microservices.enabled {
+        // Only `export helm-values` reads the table so far; saying so beats a silent monolith.
+        warnings.push(
+            "[microservices] is enabled, but rcfleet does not run microservices on Compose yet: `up` deploys the \
+             monolith instances only. `export helm-values` exports the services for Rocket.Chat's Helm chart."
+                .to_string(),
+        );
+    }
     let (release, version) = (&fleet.workspace.release, &fleet.mongodb.version);
     if fleet.mongodb.allow_unsupported {
         if let Support::Unsupported(list) = compat::mongodb_support(release, version) {

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod backup;
 pub mod converge;
 pub mod exec;
+pub mod export;
 pub mod grafana;
 pub mod hooks;
 pub mod hosts;

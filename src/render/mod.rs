@@ -8,6 +8,7 @@
 
 mod database;
 mod envfile;
+pub mod helm;
 mod layout;
 mod monitoring;
 mod rocketchat;

@@ -1,0 +1,161 @@
+//! Rocket.Chat's microservices: which services exist for a release, and the desired
+//! microservices setup of a fleet (`[microservices]` in the inventory). One home for these
+//! facts; the inventory reads into [`Microservices`], renderers and operations read from it.
+//!
+//! Sources (`shared/reference/microservices-and-mongodb.md`, part A):
+//! - the services and their Docker Hub images: Rocket.Chat `.github/workflows/ci.yml`
+//!   (job `services-docker-image-publish`, `rocketchat/<name>-service`, singular
+//!   `account-service` whatever some docs write, tagged with the release like the monolith) and
+//!   `docker-compose-ci.yml` (A.1); stream-hub was removed in 8.0 (Rocket.Chat PR #35964).
+//! - one ddp-streamer per 500 concurrent users (Rocket.Chat docs "Microservices", A.7).
+//! - microservices need a licence with the `scalability` module, or the services shut
+//!   themselves down (`EnterpriseCheck.ts`, A.8).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::fleet::Release;
+
+/// Concurrent users one ddp-streamer is sized for.
+pub const USERS_PER_DDP_STREAMER: u32 = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Service {
+    Account,
+    Authorization,
+    Presence,
+    DdpStreamer,
+    QueueWorker,
+    OmnichannelTranscript,
+    /// Deprecated in 7.x, removed from 8.0.
+    StreamHub,
+}
+
+impl Service {
+    pub const ALL: [Service; 7] = [
+        Service::Account,
+        Service::Authorization,
+        Service::Presence,
+        Service::DdpStreamer,
+        Service::QueueWorker,
+        Service::OmnichannelTranscript,
+        Service::StreamHub,
+    ];
+
+    /// The name in the inventory and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Account => "account",
+            Service::Authorization => "authorization",
+            Service::Presence => "presence",
+            Service::DdpStreamer => "ddp-streamer",
+            Service::QueueWorker => "queue-worker",
+            Service::OmnichannelTranscript => "omnichannel-transcript",
+            Service::StreamHub => "stream-hub",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Service> {
+        Service::ALL.into_iter().find(|service| service.name() == name)
+    }
+
+    /// Whether Rocket.Chat publishes this service for `release`.
+    pub fn exists_in(self, release: &Release) -> bool {
+        self != Service::StreamHub || release.major < 8
+    }
+
+    /// Every service `release` has, in [`Service::ALL`] order.
+    pub fn all_in(release: &Release) -> Vec<Service> {
+        Service::ALL.into_iter().filter(|service| service.exists_in(release)).collect()
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How the number of ddp-streamers was chosen (said in `plan` and in exports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DdpSizing {
+    /// `ddp_streamers = N`.
+    Given,
+    /// `concurrent_users = U`: one per [`USERS_PER_DDP_STREAMER`], at least one per app host.
+    ConcurrentUsers(u32),
+    /// Neither key: one per host with the `rocketchat` role.
+    PerAppHost,
+}
+
+/// `[microservices]`: disabled (the default) or the services to run and how many of each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Microservices {
+    pub enabled: bool,
+    /// The services to run, in [`Service::ALL`] order (default: every one the release has).
+    pub services: Vec<Service>,
+    /// Replicas of every service but ddp-streamer (default 1).
+    pub replicas: BTreeMap<Service, u32>,
+    pub ddp_streamers: u32,
+    pub ddp_sizing: DdpSizing,
+    /// `[microservices.placement]`: the hosts a service runs on, when the inventory names them.
+    pub placement: BTreeMap<Service, Vec<String>>,
+}
+
+impl Microservices {
+    pub fn disabled() -> Microservices {
+        Microservices {
+            enabled: false,
+            services: Vec::new(),
+            replicas: BTreeMap::new(),
+            ddp_streamers: 0,
+            ddp_sizing: DdpSizing::PerAppHost,
+            placement: BTreeMap::new(),
+        }
+    }
+
+    /// How many containers of `service` run: 0 when it is not run at all.
+    pub fn replicas_of(&self, service: Service) -> u32 {
+        if !self.enabled || !self.services.contains(&service) {
+            0
+        } else if service == Service::DdpStreamer {
+            self.ddp_streamers
+        } else {
+            self.replicas.get(&service).copied().unwrap_or(1)
+        }
+    }
+}
+
+/// ddp-streamers for `users` concurrent users: one per [`USERS_PER_DDP_STREAMER`], rounded up,
+/// and never fewer than `app_hosts` (every app host gets one) or 1.
+pub fn ddp_streamers_for(users: u32, app_hosts: u32) -> u32 {
+    users.div_ceil(USERS_PER_DDP_STREAMER).max(app_hosts).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_hub_is_gone_from_8() {
+        let release = |s| Release::parse(s).unwrap();
+        assert!(Service::all_in(&release("7.11.0")).contains(&Service::StreamHub));
+        assert!(!Service::all_in(&release("8.0.0")).contains(&Service::StreamHub));
+        assert_eq!(Service::all_in(&release("8.6.1")).len(), 6);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for service in Service::ALL {
+            assert_eq!(Service::from_name(service.name()), Some(service));
+        }
+    }
+
+    #[test]
+    fn ddp_streamers_one_per_500_users_at_least_one_per_app_host() {
+        assert_eq!(ddp_streamers_for(1, 1), 1);
+        assert_eq!(ddp_streamers_for(500, 1), 1);
+        assert_eq!(ddp_streamers_for(501, 1), 2);
+        assert_eq!(ddp_streamers_for(1200, 4), 4);
+        assert_eq!(ddp_streamers_for(0, 0), 1);
+    }
+}
