@@ -3,14 +3,17 @@
 
 mod add_instance;
 mod backup;
+mod completions;
 mod exec;
 mod export;
+mod init;
 mod lock;
 mod logs;
 mod mongodb;
 mod plan;
 mod prune;
 mod remove_instance;
+mod schema;
 mod secrets;
 mod status;
 mod up;
@@ -27,7 +30,14 @@ use crate::remote::ConnectOptions;
 /// Deploy and operate a multi-instance Rocket.Chat workspace on your own servers, over SSH,
 /// with Docker Compose on each server.
 #[derive(Debug, Parser)]
-#[command(name = "rcfleet", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "rcfleet",
+    version,
+    long_version = crate::inventory::defaults::version_text(),
+    about,
+    long_about = None,
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -65,6 +75,18 @@ impl GlobalArgs {
     }
 }
 
+/// Writes generated text (schema, completions, manual) to stdout. A reader that stops early
+/// (`rcfleet man | head`) closes the pipe; that is not a failure.
+fn write_stdout(bytes: &[u8]) -> Result<i32> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|_| stdout.flush()) {
+        Ok(()) => Ok(0),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(err) => Err(crate::error::Error::failed(format!("cannot write to standard output: {err}"))),
+    }
+}
+
 /// The connection flag of the commands that may meet a host for the first time.
 #[derive(Debug, clap::Args)]
 pub struct NewHostArgs {
@@ -81,6 +103,10 @@ impl NewHostArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a commented inventory from flags (--db, --lb, --app, --domain) or, on a terminal
+    /// without them, from a few questions. Checked before it is written; never overwrites
+    /// without --force.
+    Init(init::InitArgs),
     /// Validate the inventory, render every host's files and show what would be deployed.
     /// Touches no server.
     Plan(plan::PlanArgs),
@@ -125,11 +151,18 @@ pub enum Command {
     /// Describe the fleet for another system: `helm-values` for Rocket.Chat's Helm chart.
     #[command(subcommand)]
     Export(export::ExportCommand),
+    /// Print the inventory's JSON Schema, for editors (Taplo, VS Code "Even Better TOML").
+    Schema,
+    /// Print shell completions: bash, zsh or fish.
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page (roff): `rcfleet man | man -l -`.
+    Man,
 }
 
 /// Runs the chosen command; returns the exit code for success paths (0, or 3 for `status`).
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
+        Command::Init(args) => init::run(&cli.global, args),
         Command::Plan(args) => plan::run(&cli.global, args),
         Command::Up(args) => up::run(&cli.global, args),
         Command::Upgrade(args) => upgrade::run(&cli.global, args),
@@ -145,5 +178,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Lock(command) => lock::run(&cli.global, command),
         Command::Secrets(command) => secrets::run(&cli.global, command),
         Command::Export(command) => export::run(&cli.global, command),
+        Command::Schema => schema::run(),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man => completions::man(),
     }
 }

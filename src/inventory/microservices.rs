@@ -19,8 +19,6 @@ use super::source::Problems;
 use crate::fleet::{Host, Release, Role};
 use crate::microservices::{ddp_streamers_for, DdpSizing, Microservices, Service};
 
-const KEYS: &[&str] = &["enabled", "services", "replicas", "ddp_streamers", "concurrent_users", "placement"];
-
 /// What the table's checks need from the rest of the inventory.
 pub(super) struct Context<'a> {
     pub release: &'a Release,
@@ -32,7 +30,7 @@ pub(super) fn microservices(top: &Section, context: &Context, problems: &mut Pro
     let Some(section) = top.table("microservices", false, problems) else {
         return Microservices::disabled();
     };
-    section.reject_unknown_keys(KEYS, problems);
+    section.reject_unknown_keys(&super::schema::names(super::schema::MICROSERVICES), problems);
     let enabled = section.boolean("enabled", problems).unwrap_or(false);
     if enabled && !context.has_license {
         problems.report(

@@ -4,11 +4,14 @@
 //! wrong; how to fix it`. Nothing here contacts a host.
 
 mod checks;
+pub mod defaults;
 pub mod edit;
+pub mod init;
 mod microservices;
 mod paths;
 mod read;
 mod reader;
+pub mod schema;
 mod secrets;
 mod source;
 mod values;

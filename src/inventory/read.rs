@@ -6,14 +6,13 @@ use std::collections::BTreeMap;
 use toml_edit::{Item, Table};
 
 use super::microservices;
+use super::defaults::{self, DefaultImage};
 use super::paths;
+use super::schema;
 use super::reader::{is_env_name, secret_from_item, Section};
 use super::source::Problems;
 use super::values::{self, Check};
 use crate::fleet::*;
-
-const TOP_KEYS: &[&str] =
-    &["workspace", "ssh", "hosts", "images", "traefik", "mongodb", "nats", "monitoring", "upgrade", "backup", "rocketchat", "microservices"];
 
 /// Environment variables rcfleet sets on every instance itself; `[rocketchat.env]` may not.
 pub const RESERVED_ENV: &[&str] = &[
@@ -33,7 +32,7 @@ pub const RESERVED_ENV: &[&str] = &[
 
 pub fn fleet(root: &Table, problems: &mut Problems) -> Option<Fleet> {
     let top = Section::new("", root, None);
-    top.reject_unknown_keys(TOP_KEYS, problems);
+    top.reject_unknown_keys(&schema::names(schema::TOP), problems);
 
     let workspace = workspace(&top, problems);
     let ssh_defaults = ssh_settings(top.table("ssh", false, problems).as_ref(), &default_ssh(problems), problems);
@@ -99,7 +98,7 @@ fn workspace(top: &Section, problems: &mut Problems) -> Workspace {
             deploy_dir: String::new(),
         };
     };
-    section.reject_unknown_keys(&["name", "root_url", "release", "license", "deploy_dir"], problems);
+    section.reject_unknown_keys(&schema::names(schema::WORKSPACE), problems);
     let root_url = match section.string("root_url", true, problems) {
         Some(url) => match values::root_url(&url) {
             Ok(_) => url,
@@ -155,23 +154,11 @@ struct JumpRequest {
     span: Option<std::ops::Range<usize>>,
 }
 
-const SSH_KEYS: &[&str] = &[
-    "user",
-    "port",
-    "identity_file",
-    "identity_passphrase",
-    "known_hosts",
-    "accept_new_host_keys",
-    "connect_timeout_seconds",
-    "command_timeout_seconds",
-    "jump",
-];
-
 /// SSH settings from `section` over `base`. The jump host is resolved later, once every host is known.
 fn ssh_settings(section: Option<&Section>, base: &SshSettings, problems: &mut Problems) -> SshSettings {
     let mut ssh = base.clone();
     let Some(section) = section else { return ssh };
-    section.reject_unknown_keys(SSH_KEYS, problems);
+    section.reject_unknown_keys(&schema::names(schema::SSH), problems);
     let folder = problems.source().folder();
     if section.has("user") {
         let user = section.string("user", false, problems).unwrap_or_default();
@@ -241,11 +228,8 @@ fn root_item<'d>(top: &Section<'d>, key: &str, problems: &mut Problems) -> Optio
     entry.map(|(_, item, _)| item)
 }
 
-const HOST_KEYS: &[&str] =
-    &["name", "address", "private_address", "roles", "instances", "port", "metrics_port", "retired", "ssh"];
-
 fn host(section: &Section, ssh: SshSettings, problems: &mut Problems) -> Host {
-    section.reject_unknown_keys(HOST_KEYS, problems);
+    section.reject_unknown_keys(&schema::names(schema::HOST), problems);
     let name = checked_string(section, "name", values::name, problems);
     let address = checked_string(section, "address", values::address, problems);
     let private_address = checked_or(section, "private_address", &address, values::address, problems);
@@ -425,23 +409,24 @@ fn parse_jump(text: &str) -> Option<JumpHost> {
         .then(|| JumpHost { user: user.into(), address: address.into(), port })
 }
 
-/// The images; MongoDB's tag follows `mongodb.version` (`<version>-ubi8`, the official
-/// image's tag scheme) unless `[images].mongodb.tag` is given.
+/// The images; MongoDB's tag follows `mongodb.version` unless `[images].mongodb.tag` is given.
 fn images(top: &Section, release: &Release, mongodb_version: &str, problems: &mut Problems) -> Images {
-    let mongodb_tag = format!("{}-ubi8", if mongodb_version.is_empty() { DEFAULT_MONGODB_VERSION } else { mongodb_version });
+    let mongodb_tag =
+        defaults::mongodb_tag(if mongodb_version.is_empty() { defaults::MONGODB_VERSION } else { mongodb_version });
     let section = top.table("images", false, problems);
     if let Some(section) = &section {
-        section.reject_unknown_keys(&["rocketchat", "mongodb", "nats", "prometheus", "grafana", "traefik", "mongodb_tools"], problems);
+        section.reject_unknown_keys(&schema::names(schema::IMAGES), problems);
     }
-    let image = |key: &str, repository: &str, tag: Option<&str>, problems: &mut Problems| -> Image {
+    let mut image = |default: &DefaultImage, tag: Option<&str>| -> Image {
+        let repository = default.repository;
         let mut image = Image { repository: repository.into(), tag: tag.unwrap_or_default().into() };
-        let Some(table) = section.as_ref().and_then(|s| s.table(key, false, problems)) else {
+        let Some(table) = section.as_ref().and_then(|s| s.table(default.key, false, problems)) else {
             if tag.is_none() {
                 image.tag = release.to_string();
             }
             return image;
         };
-        table.reject_unknown_keys(if tag.is_some() { &["repository", "tag"] } else { &["repository", "insecure"] }, problems);
+        table.reject_unknown_keys(&schema::names(if tag.is_some() { schema::IMAGE } else { schema::IMAGE_WITHOUT_TAG }), problems);
         image.repository = checked_or(&table, "repository", repository, values::image_repository, problems);
         image.tag = match tag {
             Some(tag) => checked_or(&table, "tag", tag, values::image_tag, problems),
@@ -458,17 +443,13 @@ fn images(top: &Section, release: &Release, mongodb_version: &str, problems: &mu
         .unwrap_or(false);
     Images {
         rocketchat_registry_insecure,
-        rocketchat: image("rocketchat", "registry.rocket.chat/rocketchat/rocket.chat", None, problems),
-        mongodb: image("mongodb", "docker.io/mongodb/mongodb-community-server", Some(&mongodb_tag), problems),
-        nats: image("nats", "docker.io/nats", Some("2.11-alpine"), problems),
-        prometheus: image("prometheus", "docker.io/prom/prometheus", Some("v3.5.3"), problems),
-        grafana: image("grafana", "docker.io/grafana/grafana", Some("12.0.2"), problems),
-        traefik: image("traefik", "docker.io/traefik", Some("v3.4"), problems),
-        // The Docker Official Image `mongo` installs mongodb-org-tools, which brings the
-        // Database Tools (mongodump): docker-library/mongo 8.2/Dockerfile. The tools are
-        // versioned apart from the server (100.x); mongodump 100.20 supports servers 4.2 to 9.0
-        // (MongoDB docs, "mongodump Compatibility and Installation").
-        mongodb_tools: image("mongodb_tools", "docker.io/mongo", Some("8.2"), problems),
+        rocketchat: image(&defaults::ROCKETCHAT, None),
+        mongodb: image(&defaults::MONGODB, Some(&mongodb_tag)),
+        nats: image(&defaults::NATS, defaults::NATS.tag),
+        prometheus: image(&defaults::PROMETHEUS, defaults::PROMETHEUS.tag),
+        grafana: image(&defaults::GRAFANA, defaults::GRAFANA.tag),
+        traefik: image(&defaults::TRAEFIK, defaults::TRAEFIK.tag),
+        mongodb_tools: image(&defaults::MONGODB_TOOLS, defaults::MONGODB_TOOLS.tag),
     }
 }
 
@@ -484,7 +465,7 @@ fn traefik(top: &Section, problems: &mut Problems) -> TraefikSettings {
     let Some(section) = top.table("traefik", true, problems) else {
         return settings;
     };
-    section.reject_unknown_keys(&["domain", "http_port", "https_port", "api_port", "metrics_port", "tls"], problems);
+    section.reject_unknown_keys(&schema::names(schema::TRAEFIK), problems);
     settings.domain = checked_string(&section, "domain", values::domain, problems);
     settings.http_port = section.port("http_port", 80, problems).unwrap_or(80);
     settings.https_port = section.port("https_port", 443, problems).unwrap_or(443);
@@ -526,12 +507,9 @@ fn read_tls(section: &Section, problems: &mut Problems) -> Tls {
     }
 }
 
-/// What `[mongodb] version` is when absent: what Rocket.Chat's official compose deploys.
-const DEFAULT_MONGODB_VERSION: &str = "8.2";
-
 fn mongodb(top: &Section, problems: &mut Problems) -> MongoSettings {
     let mut settings = MongoSettings {
-        version: DEFAULT_MONGODB_VERSION.into(),
+        version: defaults::MONGODB_VERSION.into(),
         replica_set: "rs0".into(),
         port: 27017,
         database: "rocketchat".into(),
@@ -543,11 +521,8 @@ fn mongodb(top: &Section, problems: &mut Problems) -> MongoSettings {
     let Some(section) = top.table("mongodb", false, problems) else {
         return settings;
     };
-    section.reject_unknown_keys(
-        &["version", "replica_set", "port", "database", "auth", "admin_password", "app_password", "allow_unsupported"],
-        problems,
-    );
-    settings.version = checked_or(&section, "version", DEFAULT_MONGODB_VERSION, values::mongo_version, problems);
+    section.reject_unknown_keys(&schema::names(schema::MONGODB), problems);
+    settings.version = checked_or(&section, "version", defaults::MONGODB_VERSION, values::mongo_version, problems);
     settings.allow_unsupported = section.boolean("allow_unsupported", problems).unwrap_or(false);
     settings.replica_set = checked_or(&section, "replica_set", "rs0", |t| values::identifier(t, "rs0"), problems);
     settings.port = section.port("port", 27017, problems).unwrap_or(27017);
@@ -573,7 +548,7 @@ fn nats(top: &Section, problems: &mut Problems) -> NatsSettings {
     let Some(section) = top.table("nats", false, problems) else {
         return NatsSettings { port: 4222, monitor_port: 8222, auth: true, password: None };
     };
-    section.reject_unknown_keys(&["port", "monitor_port", "auth", "password"], problems);
+    section.reject_unknown_keys(&schema::names(schema::NATS), problems);
     let auth = section.boolean("auth", problems).unwrap_or(true);
     let password = section.secret("password", false, problems);
     if !auth && section.has("password") {
@@ -601,7 +576,7 @@ fn monitoring(top: &Section, problems: &mut Problems) -> MonitoringSettings {
             grafana_admin_password: None,
         };
     };
-    section.reject_unknown_keys(&["prometheus_port", "grafana_port", "retention", "alert_for", "grafana_admin_password"], problems);
+    section.reject_unknown_keys(&schema::names(schema::MONITORING), problems);
     MonitoringSettings {
         prometheus_port: section.port("prometheus_port", 9090, problems).unwrap_or(9090),
         grafana_port: section.port("grafana_port", 5050, problems).unwrap_or(5050),
@@ -616,7 +591,7 @@ fn upgrade(top: &Section, problems: &mut Problems) -> UpgradePolicy {
     let Some(section) = top.table("upgrade", false, problems) else {
         return policy;
     };
-    section.reject_unknown_keys(&["batch_size", "drain_seconds", "readiness_timeout_seconds"], problems);
+    section.reject_unknown_keys(&schema::names(schema::UPGRADE), problems);
     if let Some(n) = section.number_in("batch_size", 1..=100, 1, problems) {
         policy.batch_size = n as u32;
     }
@@ -634,7 +609,7 @@ fn backup(top: &Section, problems: &mut Problems) -> BackupPolicy {
     let Some(section) = top.table("backup", false, problems) else {
         return policy;
     };
-    section.reject_unknown_keys(&["keep"], problems);
+    section.reject_unknown_keys(&schema::names(schema::BACKUP), problems);
     if let Some(n) = section.number_in("keep", 1..=1000, BackupPolicy::DEFAULT_KEEP as i64, problems) {
         policy.keep = n as u32;
     }
@@ -646,7 +621,7 @@ fn rocketchat_env(top: &Section, problems: &mut Problems) -> BTreeMap<String, En
     let Some(section) = top.table("rocketchat", false, problems) else {
         return env;
     };
-    section.reject_unknown_keys(&["env"], problems);
+    section.reject_unknown_keys(&schema::names(schema::ROCKETCHAT), problems);
     let Some(env_section) = section.table("env", false, problems) else {
         return env;
     };
