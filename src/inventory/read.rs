@@ -417,6 +417,13 @@ fn images(top: &Section, release: &Release, mongodb_version: &str, problems: &mu
     if let Some(section) = &section {
         section.reject_unknown_keys(&schema::names(schema::IMAGES), problems);
     }
+    // Only the Rocket.Chat image's registry is asked by rcfleet itself (for its tags).
+    let rocketchat_registry_insecure = section
+        .as_ref()
+        .filter(|s| s.entries().iter().any(|(key, item, _)| *key == "rocketchat" && item.is_table_like()))
+        .and_then(|s| s.table("rocketchat", false, problems))
+        .and_then(|table| table.boolean("insecure", problems))
+        .unwrap_or(false);
     let mut image = |default: &DefaultImage, tag: Option<&str>| -> Image {
         let repository = default.repository;
         let mut image = Image { repository: repository.into(), tag: tag.unwrap_or_default().into() };
@@ -434,13 +441,6 @@ fn images(top: &Section, release: &Release, mongodb_version: &str, problems: &mu
         };
         image
     };
-    // Only the Rocket.Chat image's registry is asked by rcfleet itself (for its tags).
-    let rocketchat_registry_insecure = section
-        .as_ref()
-        .filter(|s| s.entries().iter().any(|(key, item, _)| *key == "rocketchat" && item.is_table_like()))
-        .and_then(|s| s.table("rocketchat", false, problems))
-        .and_then(|table| table.boolean("insecure", problems))
-        .unwrap_or(false);
     Images {
         rocketchat_registry_insecure,
         rocketchat: image(&defaults::ROCKETCHAT, None),

@@ -20,7 +20,7 @@ use super::secrets::{self, MongoLogin};
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Instance, Release};
 use crate::inventory;
-use crate::remote::{self, Argv, ConnectOptions, Connection, ExecOptions};
+use crate::remote::{self, Argv, ConnectOptions, Connection, ExecOptions, Stream};
 use crate::render;
 
 const SUFFIX: &str = ".archive.gz";

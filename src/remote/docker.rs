@@ -59,6 +59,10 @@ impl Compose {
         self.command().args(["up", "-d", "--remove-orphans"]).args(services.iter().copied())
     }
 
+    pub fn stop(&self, services: &[&str]) -> Argv {
+        self.command().arg("stop").args(services.iter().copied())
+    }
+
     /// Removes the project's containers and networks; volumes are kept.
     pub fn down(&self) -> Argv {
         self.command().args(["down", "--remove-orphans"])
