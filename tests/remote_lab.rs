@@ -378,7 +378,7 @@ fn big_output_on_both_streams_stdin_and_exit_statuses() {
 
     // run() turns a failure into an error naming the host, the command and its stderr.
     let err = conn.run(&Argv::script("echo boom >&2; exit 4", &[])).err().unwrap().to_string();
-    assert!(err.contains("db: `sh -c") && err.contains("exited with status 4") && err.contains("boom"), "{err}");
+    assert!(err.contains("db: `echo boom >&2; exit 4…`") && err.contains("exited with status 4") && err.contains("boom"), "{err}");
 }
 
 #[test]
