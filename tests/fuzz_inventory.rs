@@ -77,10 +77,10 @@ const HOSTILE: &[&str] = &[
 /// The keys the loader knows, so mutations land on names it reads (and near-misses of them).
 const KEYS: &[&str] = &[
     "workspace", "name", "root_url", "release", "license", "deploy_dir", "ssh", "user", "port",
-    "identity_file", "known_hosts", "accept_new_host_keys", "connect_timeout_seconds", "jump",
+    "identity_file", "known_hosts", "accept_new_host_keys", "connect_timeout_seconds", "command_timeout_seconds", "jump",
     "hosts", "address", "private_address", "roles", "instances", "metrics_port", "retired",
     "images", "rocketchat", "mongodb", "nats", "prometheus", "grafana", "traefik", "mongodb_tools", "repository",
-    "tag", "domain", "http_port", "https_port", "api_port", "tls", "mode", "email", "cert", "key",
+    "tag", "insecure", "domain", "http_port", "https_port", "api_port", "tls", "mode", "email", "cert", "key",
     "version", "replica_set", "database", "monitor_port", "monitoring", "prometheus_port",
     "grafana_port", "retention", "grafana_admin_password", "upgrade", "batch_size",
     "drain_seconds", "readiness_timeout_seconds", "env", "file", "ROOT_URL", "MONGO_URL", "PORT",

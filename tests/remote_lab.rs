@@ -179,7 +179,7 @@ fn a_changed_host_key_is_refused_before_authentication() {
     let lab = &lab;
     let scratch = Scratch::new(lab);
     let addr = lab.addr("lb");
-    let real = ssh_keygen_fingerprint(&scratch.path("known_hosts"), Some(&addr));
+    let real = ssh_keygen_fingerprint(&scratch.path("known_hosts"), Some(addr));
     keygen(&scratch.path("impostor"), "");
     let impostor_pub = fs::read_to_string(scratch.path("impostor.pub")).unwrap();
     let impostor = ssh_keygen_fingerprint(&scratch.path("impostor.pub"), None);
@@ -378,7 +378,7 @@ fn big_output_on_both_streams_stdin_and_exit_statuses() {
 
     // run() turns a failure into an error naming the host, the command and its stderr.
     let err = conn.run(&Argv::script("echo boom >&2; exit 4", &[])).err().unwrap().to_string();
-    assert!(err.contains("db: `sh -c") && err.contains("exited with status 4") && err.contains("boom"), "{err}");
+    assert!(err.contains("db: `echo boom >&2; exit 4…`") && err.contains("exited with status 4") && err.contains("boom"), "{err}");
 }
 
 #[test]
@@ -574,7 +574,7 @@ fn a_blocked_host_is_reached_through_the_jump_host() {
     let target = target.as_str();
     let mut host = scratch.host(lab, target);
     host.ssh.connect_timeout_seconds = 2;
-    let _blocked = Blocked::new(&lab.addr(target));
+    let _blocked = Blocked::new(lab.addr(target));
 
     let direct = Connection::open(&host, &scratch.options()).err().expect("blocked").to_string();
     assert!(direct.contains(&format!("{target}: cannot connect to {}:22", lab.addr(target))), "{direct}");

@@ -74,6 +74,8 @@ fi
 echo "arch=$(uname -m)"
 d=$1; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done
 echo "free_kib=$(df -Pk -- "$d" | awk 'NR==2 {print $4}')"
+echo "uid=$(id -u)"
+p=$d; while :; do echo "dir=$(stat -c '%a %u' -- "$p") $p"; [ "$p" = / ] && break; p=$(dirname -- "$p"); done
 cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
 "#;
 
@@ -105,6 +107,7 @@ fn check_host(fleet: &Fleet, remote: &Hosts, index: usize, host: &Host) -> Resul
             fleet.workspace.deploy_dir
         ));
     }
+    problems.extend(unsafe_folders(&fleet.workspace.deploy_dir, &fact("uid"), &output));
     problems.extend(busy_ports(fleet, remote, conn, index, &parse_listening(&output))?);
     Ok(if problems.is_empty() {
         Ok(HostFacts { docker_version, compose_version, architecture, free_mib })
@@ -145,6 +148,35 @@ fn ports_held_by_fleet(fleet: &Fleet, remote: &Hosts, conn: &Connection, index: 
     Ok(held)
 }
 
+/// The deploy directory (its nearest existing folder) and every folder above it must be owned by
+/// root or the SSH user and writable by no one else: another local user who could write there
+/// could swap the secrets and the compose files root runs (the inventory already refuses
+/// /tmp and the like; this sees the server as it is). `dir=MODE UID PATH` lines, nearest first.
+fn unsafe_folders(deploy_dir: &str, ssh_uid: &str, facts: &str) -> Vec<String> {
+    facts
+        .lines()
+        .filter_map(|line| line.strip_prefix("dir="))
+        .filter_map(|rest| {
+            let mut words = rest.splitn(3, ' ');
+            let (mode, uid, path) = (words.next()?, words.next()?, words.next()?);
+            let mode = u32::from_str_radix(mode, 8).ok()?;
+            let owner_ok = uid == "0" || uid == ssh_uid;
+            let writable_by_others = mode & 0o022 != 0;
+            (!owner_ok || writable_by_others).then(|| {
+                let why = if writable_by_others {
+                    format!("is writable by its group or all users (mode {:o})", mode & 0o7777)
+                } else {
+                    format!("belongs to uid {uid}, neither root nor the SSH user")
+                };
+                format!(
+                    "{path} {why}, so another local user could replace what rcfleet keeps in {deploy_dir}; make it \
+                     root's and not group- or world-writable (chown root; chmod go-w), or choose another deploy_dir"
+                )
+            })
+        })
+        .collect()
+}
+
 /// TCP ports in LISTEN state, from the lines of /proc/net/tcp{,6} (no `ss` needed).
 fn parse_listening(proc_net_tcp: &str) -> BTreeSet<u16> {
     proc_net_tcp
@@ -163,6 +195,19 @@ fn parse_listening(proc_net_tcp: &str) -> BTreeSet<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deploy_dir_parents_must_be_private() {
+        let facts = "uid=1000\ndir=755 0 /opt/rcfleet\ndir=755 0 /opt\ndir=755 0 /\n";
+        assert!(unsafe_folders("/opt/rcfleet/x", "1000", facts).is_empty());
+        let facts = "dir=700 1000 /home/deploy/rc\ndir=1777 0 /srv/shared\ndir=775 1001 /srv\ndir=755 0 /\n";
+        let problems = unsafe_folders("/srv/shared/rc", "1000", facts);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("/srv/shared is writable by its group or all users (mode 1777)"), "{problems:?}");
+        assert!(problems[1].starts_with("/srv is writable"), "{problems:?}");
+        let problems = unsafe_folders("/srv/rc", "1000", "dir=755 1001 /srv/rc\n");
+        assert!(problems[0].contains("belongs to uid 1001, neither root nor the SSH user"), "{problems:?}");
+    }
 
     #[test]
     fn listening_ports_come_from_proc_net_tcp() {

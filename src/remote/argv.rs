@@ -24,7 +24,7 @@ impl Argv {
     }
 
     /// What messages call the command: the step's name when given, with the command line
-    /// shortened (a `sh -c` script by its first line).
+    /// shortened (a `sh -c` script by its first command line).
     pub fn summary(&self) -> String {
         let command = match self.0.as_slice() {
             [sh, c, script, ..] if sh == "sh" && c == "-c" => {
@@ -33,7 +33,7 @@ impl Argv {
                     .map(str::trim)
                     .find(|line| !line.is_empty() && !line.starts_with('#') && !line.starts_with("set -"))
                     .unwrap_or_default();
-                format!("sh -c '{first}…'")
+                format!("{first}…")
             }
             _ => self.to_command_line(),
         };
@@ -101,7 +101,7 @@ mod tests {
     #[test]
     fn summaries_name_the_step_and_shorten_scripts() {
         let argv = Argv::script("\nset -e\necho a\n", &["x"]).step("preflight");
-        assert_eq!(argv.summary(), "preflight (`sh -c 'echo a…'`)");
+        assert_eq!(argv.summary(), "preflight (`echo a…`)");
         assert_eq!(Argv::new("docker").arg("version").summary(), "`docker version`");
         let long = Argv::new("echo").arg("x".repeat(300)).summary();
         assert!(long.chars().count() < 110 && long.ends_with("…`"), "{long}");
