@@ -102,6 +102,7 @@ fn schema_rejects_what_the_reader_rejects() {
         ("a misspelt host key", "instances = 2\nport = 3000", "instance = 2\nport = 3000", "/hosts/2"),
         ("an unknown role", "roles = [\"traefik\"]", "roles = [\"treafik\"]", "/hosts/1/roles/0"),
         ("a port out of range", "port = 27017", "port = 70000", "/mongodb/port"),
+        ("an app host without instances", "instances = 2\nport = 3000", "port = 3000", "/hosts/2"),
         ("a secret written in clear", "{ env = \"GRAFANA_ADMIN_PASSWORD\" }", "\"hunter2\"", "/monitoring/grafana_admin_password"),
     ];
     for (what, from, to, path) in cases {

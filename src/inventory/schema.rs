@@ -169,6 +169,11 @@ pub fn json_schema() -> Value {
         "description".into(),
         json!("One file describing a Rocket.Chat workspace deployed by rcfleet. Secrets are references, never values."),
     );
+    // The one rule between keys of a host that editors can check: a rocketchat host says how
+    // many instances it runs (the reader's `instances` is required there too).
+    let host = schema.pointer_mut("/properties/hosts/items").and_then(Value::as_object_mut).expect("hosts are tables");
+    host.insert("if".into(), json!({ "properties": { "roles": { "contains": { "const": "rocketchat" } } }, "required": ["roles"] }));
+    host.insert("then".into(), json!({ "required": ["instances"] }));
     schema
 }
 
