@@ -136,10 +136,10 @@ impl Reporter {
     /// `[  1.2s] step        host: message`
     pub fn step(&self, step: &str, host: &str, message: impl AsRef<str>) {
         let message = message.as_ref();
-        let subject = if host.is_empty() { String::new() } else { format!("{host}: ") };
-        let text = format!("[{:>6.1}s] {step:<11} {subject}{message}", self.elapsed_seconds());
+        let about = if host.is_empty() { String::new() } else { format!("{host}: ") };
+        let text = format!("[{:>6.1}s] {step:<11} {about}{message}", self.elapsed_seconds());
         match &self.bars {
-            Some(bars) => bars.line(step, &[host, &self::subject(message)], &text),
+            Some(bars) => bars.line(step, &[host, &subject(message)], &text),
             None => eprintln!("{text}"),
         }
         self.write_log(&text);
@@ -237,4 +237,17 @@ pub fn instances_json(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject;
+
+    #[test]
+    fn a_wait_is_about_the_host_or_instance_its_message_starts_with() {
+        assert_eq!(subject("app1: pulling docker.io/nats:2.11-alpine"), "app1");
+        assert_eq!(subject("app1-0 ready on /api/info (3s, connection refused)"), "app1-0");
+        assert_eq!(subject("app1-0, app2-1 out of Traefik, 4s left"), "app1-0");
+        assert_eq!(subject(""), "");
+    }
 }
