@@ -185,15 +185,16 @@ impl fmt::Display for Role {
 }
 
 /// How rcfleet reaches a host over SSH (inventory defaults merged with the host's overrides).
+/// Each `None` is a key the inventory leaves open: the operator's `~/.ssh/config` decides it,
+/// then OpenSSH's default, as `ssh` itself would (`remote::target`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshSettings {
-    pub user: String,
-    pub port: u16,
-    /// Identity file; `None` means the SSH agent and `~/.ssh/config` decide.
+    pub user: Option<String>,
+    pub port: Option<u16>,
     pub identity_file: Option<PathBuf>,
     pub identity_passphrase: Option<SecretRef>,
-    pub known_hosts: PathBuf,
-    pub accept_new_host_keys: bool,
+    pub known_hosts: Option<PathBuf>,
+    pub accept_new_host_keys: Option<bool>,
     pub connect_timeout_seconds: u64,
     /// The limit of each remote command that has none of its own (long steps such as image
     /// pulls, `compose up` and the backup have theirs).
@@ -202,11 +203,18 @@ pub struct SshSettings {
     pub jump: Option<JumpHost>,
 }
 
+impl SshSettings {
+    /// The port sshd listens on as far as the inventory knows: its own, else OpenSSH's 22.
+    pub fn port_or_default(&self) -> u16 {
+        self.port.unwrap_or(22)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JumpHost {
-    pub user: String,
+    pub user: Option<String>,
     pub address: String,
-    pub port: u16,
+    pub port: Option<u16>,
 }
 
 /// One Rocket.Chat instance: a container with host networking on one host.
@@ -523,7 +531,7 @@ impl Fleet {
             key: key.to_string(),
             unit: unit.map(str::to_string),
         };
-        let mut listeners = vec![listener(host.ssh.port, "SSH", &format!("hosts[{index}].ssh.port"), None)];
+        let mut listeners = vec![listener(host.ssh.port_or_default(), "SSH", &format!("hosts[{index}].ssh.port"), None)];
         if host.has_role(Role::Database) {
             listeners.push(listener(self.mongodb.port, "MongoDB", "mongodb.port", Some("database")));
             listeners.push(listener(self.nats.port, "NATS", "nats.port", Some("database")));

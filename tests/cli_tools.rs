@@ -102,6 +102,7 @@ fn schema_rejects_what_the_reader_rejects() {
         ("a misspelt host key", "instances = 2\nport = 3000", "instance = 2\nport = 3000", "/hosts/2"),
         ("an unknown role", "roles = [\"traefik\"]", "roles = [\"treafik\"]", "/hosts/1/roles/0"),
         ("a port out of range", "port = 27017", "port = 70000", "/mongodb/port"),
+        ("an app host without instances", "instances = 2\nport = 3000", "port = 3000", "/hosts/2"),
         ("a secret written in clear", "{ env = \"GRAFANA_ADMIN_PASSWORD\" }", "\"hunter2\"", "/monitoring/grafana_admin_password"),
     ];
     for (what, from, to, path) in cases {
@@ -231,4 +232,59 @@ fn zsh_and_fish_completions_and_the_manual_are_generated() {
     let man = stdout(&rcfleet(&["man"]));
     assert!(man.contains(".TH rcfleet 1"), "{man}");
     assert!(man.contains(".TH rcfleet-upgrade 1"), "a page per subcommand");
+}
+
+// ---- SSH like ssh ----------------------------------------------------------------------------
+
+#[test]
+fn plan_shows_what_ssh_config_decides_and_where_each_setting_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        "Host app-alias\n  HostName 10.0.0.31\n  User deploy\n  Port 2222\n  IdentityFile /keys/app\n  ProxyJump ops@bastion:2200\n\
+         \nHost *\n  UserKnownHostsFile /keys/known_hosts\n",
+    )
+    .unwrap();
+    let path = dir.path().join("inventory.toml");
+    let init = rcfleet(&[
+        "init", "-i", path.to_str().unwrap(), "--db", "10.0.0.10", "--lb", "10.0.0.20", "--app", "app-alias:1",
+        "--domain", "chat.example.com",
+    ]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    // The db host states its user and port; the others leave them to the ssh config.
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "address = \"10.0.0.10\"\n",
+        "address = \"10.0.0.10\"\nssh = { user = \"admin\", port = 2200 }\n",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_rcfleet"))
+        .args(["plan", "--json", "-i", path.to_str().unwrap()])
+        .env("RCFLEET_SSH_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let ssh = |host: usize, key: &str| plan["hosts"][host]["ssh"][key].clone();
+    let pair = |value: Value, from: &str| serde_json::json!({ "value": value, "from": from });
+    assert_eq!(ssh(0, "user"), pair("admin".into(), "inventory"));
+    assert_eq!(ssh(0, "port"), pair(2200.into(), "inventory"));
+    assert_eq!(ssh(2, "user"), pair("deploy".into(), "ssh_config"));
+    assert_eq!(ssh(2, "port"), pair(2222.into(), "ssh_config"));
+    assert_eq!(ssh(2, "address"), pair("10.0.0.31".into(), "ssh_config"));
+    assert_eq!(ssh(2, "identity_files"), pair(serde_json::json!(["/keys/app"]), "ssh_config"));
+    assert_eq!(ssh(2, "jump"), pair("ops@bastion:2200".into(), "ssh_config"));
+    assert_eq!(ssh(1, "port"), pair(22.into(), "default"));
+    assert_eq!(ssh(1, "jump"), pair(Value::Null, "default"));
+    assert_eq!(ssh(1, "known_hosts"), pair("/keys/known_hosts".into(), "ssh_config"));
+
+    let text_output = Command::new(env!("CARGO_BIN_EXE_rcfleet"))
+        .args(["plan", "-i", path.to_str().unwrap()])
+        .env("RCFLEET_SSH_CONFIG", &config)
+        .output()
+        .unwrap();
+    let text = stdout(&text_output);
+    assert!(text.contains("deploy@10.0.0.31:2222"), "{text}");
+    assert!(text.contains("app1: user deploy (ssh_config), port 2222 (ssh_config)"), "{text}");
 }

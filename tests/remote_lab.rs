@@ -98,12 +98,12 @@ impl Scratch {
             private_address: lab.addr(name).to_string(),
             roles: vec![],
             ssh: SshSettings {
-                user: "root".into(),
-                port: 22,
+                user: Some("root".into()),
+                port: Some(22),
                 identity_file: Some(PathBuf::from(lab.var("LAB_SSH_KEY"))),
                 identity_passphrase: None,
-                known_hosts: self.path("known_hosts"),
-                accept_new_host_keys: false,
+                known_hosts: Some(self.path("known_hosts")),
+                accept_new_host_keys: Some(false),
                 connect_timeout_seconds: 5,
                 command_timeout_seconds: 120,
                 jump: None,
@@ -579,7 +579,7 @@ fn a_blocked_host_is_reached_through_the_jump_host() {
     let direct = Connection::open(&host, &scratch.options()).err().expect("blocked").to_string();
     assert!(direct.contains(&format!("{target}: cannot connect to {}:22", lab.addr(target))), "{direct}");
 
-    host.ssh.jump = Some(JumpHost { user: "root".into(), address: lab.addr("lb").to_string(), port: 22 });
+    host.ssh.jump = Some(JumpHost { user: Some("root".into()), address: lab.addr("lb").to_string(), port: Some(22) });
     let conn = Connection::open(&host, &scratch.options()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(text(Argv::new("hostname"), &conn), target);
     let out = conn

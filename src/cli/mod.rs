@@ -57,6 +57,10 @@ pub struct GlobalArgs {
     /// Show more detail (remote command output, prefixed by host).
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// No live progress bars on a terminal: plain timestamped lines, as when output is not a
+    /// terminal (also with --json and -v).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
 }
 
 impl GlobalArgs {
@@ -161,6 +165,9 @@ pub enum Command {
 
 /// Runs the chosen command; returns the exit code for success paths (0, or 3 for `status`).
 pub fn run(cli: Cli) -> Result<i32> {
+    if cli.global.quiet || cli.global.json || cli.global.verbose {
+        crate::ops::report::prefer_plain_lines();
+    }
     match cli.command {
         Command::Init(args) => init::run(&cli.global, args),
         Command::Plan(args) => plan::run(&cli.global, args),

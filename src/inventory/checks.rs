@@ -131,7 +131,7 @@ fn unique_hosts(fleet: &Fleet, report: &mut impl FnMut(&str, String)) {
             }
         }
         if !host.address.is_empty() {
-            if let Some(first) = addresses.insert((host.address.to_ascii_lowercase(), host.ssh.port), index) {
+            if let Some(first) = addresses.insert((host.address.to_ascii_lowercase(), host.ssh.port_or_default()), index) {
                 report(
                     &format!("hosts[{index}].address"),
                     format!("address {:?} is already used by hosts[{first}]; put several roles on one host instead of listing it twice", host.address),

@@ -516,7 +516,7 @@ domain = "chat.example.com"
         assert_eq!(edited, format!("{}{block}{}", &INVENTORY[..at], &INVENTORY[at..]));
         let fleet = parsed(&edited);
         let host = fleet.host("app2").unwrap();
-        assert_eq!((host.ssh.user.as_str(), host.instances.len()), ("deploy", 1));
+        assert_eq!((host.ssh.user.as_deref(), host.instances.len()), (Some("deploy"), 1));
         assert_eq!(fleet.traefik.domain, "chat.example.com", "the [traefik] table stays whole");
     }
 

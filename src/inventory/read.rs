@@ -35,7 +35,7 @@ pub fn fleet(root: &Table, problems: &mut Problems) -> Option<Fleet> {
     top.reject_unknown_keys(&schema::names(schema::TOP), problems);
 
     let workspace = workspace(&top, problems);
-    let ssh_defaults = ssh_settings(top.table("ssh", false, problems).as_ref(), &default_ssh(problems), problems);
+    let ssh_defaults = ssh_settings(top.table("ssh", false, problems).as_ref(), &default_ssh(), problems);
     let (mut hosts, jumps) = hosts(&top, &ssh_defaults, problems);
     resolve_jumps(&mut hosts, jumps, problems);
 
@@ -133,14 +133,15 @@ fn workspace(top: &Section, problems: &mut Problems) -> Workspace {
 /// seconds on a healthy server, so two minutes leaves room for a slow, loaded one.
 const DEFAULT_COMMAND_TIMEOUT_SECONDS: u64 = 120;
 
-fn default_ssh(problems: &Problems) -> SshSettings {
+/// Every SSH key left open: `~/.ssh/config` and OpenSSH's defaults decide (`remote::target`).
+fn default_ssh() -> SshSettings {
     SshSettings {
-        user: "root".into(),
-        port: 22,
+        user: None,
+        port: None,
         identity_file: None,
         identity_passphrase: None,
-        known_hosts: paths::expand("~/.ssh/known_hosts", &problems.source().folder()),
-        accept_new_host_keys: false,
+        known_hosts: None,
+        accept_new_host_keys: None,
         connect_timeout_seconds: 10,
         command_timeout_seconds: DEFAULT_COMMAND_TIMEOUT_SECONDS,
         jump: None,
@@ -163,11 +164,11 @@ fn ssh_settings(section: Option<&Section>, base: &SshSettings, problems: &mut Pr
     if section.has("user") {
         let user = section.string("user", false, problems).unwrap_or_default();
         if check(section, "user", values::identifier(&user, "deploy"), problems) {
-            ssh.user = user;
+            ssh.user = Some(user);
         }
     }
-    if let Some(port) = section.port("port", base.port, problems) {
-        ssh.port = port;
+    if section.has("port") {
+        ssh.port = section.port("port", 22, problems).or(base.port);
     }
     if let Some(path) = section.string("identity_file", false, problems) {
         ssh.identity_file = Some(paths::expand(&path, &folder));
@@ -176,10 +177,10 @@ fn ssh_settings(section: Option<&Section>, base: &SshSettings, problems: &mut Pr
         ssh.identity_passphrase = Some(secret);
     }
     if let Some(path) = section.string("known_hosts", false, problems) {
-        ssh.known_hosts = paths::expand(&path, &folder);
+        ssh.known_hosts = Some(paths::expand(&path, &folder));
     }
     if let Some(flag) = section.boolean("accept_new_host_keys", problems) {
-        ssh.accept_new_host_keys = flag;
+        ssh.accept_new_host_keys = Some(flag);
     }
     if let Some(seconds) = section.number_in("connect_timeout_seconds", 1..=600, base.connect_timeout_seconds as i64, problems) {
         ssh.connect_timeout_seconds = seconds as u64;
@@ -402,11 +403,11 @@ fn resolve_jumps(hosts: &mut [Host], jumps: Vec<Option<JumpRequest>>, problems: 
 fn parse_jump(text: &str) -> Option<JumpHost> {
     let (user, rest) = text.split_once('@')?;
     let (address, port) = match rest.rsplit_once(':') {
-        Some((address, port)) if !address.contains(':') => (address, port.parse().ok().filter(|p| *p > 0)?),
-        _ => (rest, 22),
+        Some((address, port)) if !address.contains(':') => (address, Some(port.parse().ok().filter(|p| *p > 0)?)),
+        _ => (rest, None),
     };
     (values::identifier(user, "root").is_ok() && values::address(address).is_ok())
-        .then(|| JumpHost { user: user.into(), address: address.into(), port })
+        .then(|| JumpHost { user: Some(user.into()), address: address.into(), port })
 }
 
 /// The images; MongoDB's tag follows `mongodb.version` unless `[images].mongodb.tag` is given.

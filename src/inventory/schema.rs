@@ -66,7 +66,7 @@ pub const SSH: &[Key] = &[
     key("known_hosts", Kind::String, "Host keys are checked against this file before any login (default ~/.ssh/known_hosts, or ~/.ssh/config's UserKnownHostsFile)."),
     key("accept_new_host_keys", Kind::Boolean, "Trust hosts seen for the first time and record their keys (default false)."),
     key("connect_timeout_seconds", Kind::Integer { min: 1, max: 600 }, "Seconds to wait for a connection (default 10)."),
-    key("command_timeout_seconds", Kind::Integer { min: 1, max: 86400 }, "Seconds a remote command without a limit of its own may take before it is stopped and named (default 120)."),
+    key("command_timeout_seconds", Kind::Integer { min: 1, max: 3600 }, "Seconds a remote command without a limit of its own may take before it is stopped and named (default 120)."),
     key("jump", Kind::String, "Reach the host through a bastion: the name of a host of this inventory, or user@address[:port]. When absent, ~/.ssh/config's ProxyJump decides."),
 ];
 
@@ -210,6 +210,11 @@ pub fn json_schema() -> Value {
         "description".into(),
         json!("One file describing a Rocket.Chat workspace deployed by rcfleet. Secrets are references, never values."),
     );
+    // The one rule between keys of a host that editors can check: a rocketchat host says how
+    // many instances it runs (the reader's `instances` is required there too).
+    let host = schema.pointer_mut("/properties/hosts/items").and_then(Value::as_object_mut).expect("hosts are tables");
+    host.insert("if".into(), json!({ "properties": { "roles": { "contains": { "const": "rocketchat" } } }, "required": ["roles"] }));
+    host.insert("then".into(), json!({ "required": ["instances"] }));
     schema
 }
 

@@ -12,6 +12,7 @@ use super::advice;
 use super::report::Outcome;
 use crate::fleet::{Fleet, SecretRef, Tls};
 use crate::inventory;
+use crate::remote::{how_to_reach, Reach};
 use crate::render::{self, HostArtifacts};
 
 pub struct Plan {
@@ -20,16 +21,20 @@ pub struct Plan {
     pub artifacts: Vec<HostArtifacts>,
     /// Where the files were written, if asked.
     pub written_to: Option<PathBuf>,
+    /// How each host will be reached over SSH, in the order of `fleet.hosts`.
+    pub reach: Vec<Reach>,
 }
 
 pub fn plan(inventory_path: &Path, out: Option<&Path>) -> Result<Plan> {
     // Secrets are references here: `plan` shows where each comes from, never needs its value.
     let fleet = inventory::load_without_secrets(inventory_path)?;
     let artifacts = render::render(&fleet, &render::Redacted)?;
+    // What ~/.ssh/config decides is shown too: the operator sees who logs in where before `up`.
+    let reach = how_to_reach(&fleet.hosts)?;
     if let Some(out) = out {
         write_tree(out, &artifacts)?;
     }
-    Ok(Plan { inventory: inventory_path.to_path_buf(), fleet, artifacts, written_to: out.map(Path::to_path_buf) })
+    Ok(Plan { inventory: inventory_path.to_path_buf(), fleet, artifacts, written_to: out.map(Path::to_path_buf), reach })
 }
 
 /// Writes `DIR/<host>/<path>` for every artifact, with the mode it gets on the host.
@@ -107,11 +112,11 @@ impl Outcome for Plan {
         );
 
         let mut hosts = vec![vec!["HOST".into(), "SSH".into(), "PRIVATE ADDRESS".into(), "ROLES".into(), "FILES".into()]];
-        for (host, files) in fleet.hosts.iter().zip(&self.artifacts) {
+        for ((host, files), reach) in fleet.hosts.iter().zip(&self.artifacts).zip(&self.reach) {
             let roles: Vec<&str> = host.roles.iter().map(|r| r.name()).collect();
             hosts.push(vec![
                 host.name.clone(),
-                format!("{}@{}:{}", host.ssh.user, host.address, host.ssh.port),
+                format!("{}@{}:{}", reach.user, reach.address, reach.port),
                 host.private_address.clone(),
                 roles.join(", "),
                 files.files.len().to_string(),
@@ -119,6 +124,7 @@ impl Outcome for Plan {
         }
         out.push('\n');
         out.push_str(&table(&hosts));
+        out.push_str(&ssh_origins(&fleet.hosts, &self.reach));
 
         let mut rows = vec![vec!["INSTANCE".into(), "HOST".into(), "URL".into(), "METRICS".into()]];
         for instance in fleet.instances() {
@@ -159,12 +165,13 @@ impl Outcome for Plan {
             .hosts
             .iter()
             .zip(&self.artifacts)
-            .map(|(host, files)| {
+            .zip(&self.reach)
+            .map(|((host, files), reach)| {
                 json!({
                     "name": host.name,
                     "address": host.address,
                     "private_address": host.private_address,
-                    "ssh": { "user": host.ssh.user, "port": host.ssh.port },
+                    "ssh": reach_json(reach),
                     "roles": host.roles.iter().map(|r| r.name()).collect::<Vec<_>>(),
                     "files": files.files.iter().map(|f| json!({"path": f.path, "mode": format!("{:o}", f.mode), "secret": f.secret})).collect::<Vec<_>>(),
                 })
@@ -193,6 +200,47 @@ impl Outcome for Plan {
             "written_to": self.written_to.as_ref().map(|d| d.display().to_string()),
         })
     }
+}
+
+/// Where each host's SSH settings come from: the inventory, ~/.ssh/config or OpenSSH's defaults.
+fn ssh_origins(hosts: &[crate::fleet::Host], reach: &[Reach]) -> String {
+    let mut out = String::from("\nSSH settings (from the inventory, ssh_config or the default):\n");
+    for (host, reach) in hosts.iter().zip(reach) {
+        let origins = &reach.origins;
+        let keys: Vec<String> = reach.identity_files.iter().map(|key| key.display().to_string()).collect();
+        let keys = if keys.is_empty() { "agent only".to_string() } else { keys.join(", ") };
+        let _ = writeln!(
+            out,
+            "  {}: user {} ({}), port {} ({}), address {} ({}), key {} ({}), jump {} ({}), known_hosts {} ({})",
+            host.name,
+            reach.user,
+            origins.user.name(),
+            reach.port,
+            origins.port.name(),
+            reach.address,
+            origins.address.name(),
+            keys,
+            origins.identity.name(),
+            reach.jump.as_deref().unwrap_or("none"),
+            origins.jump.name(),
+            reach.known_hosts.display(),
+            origins.known_hosts.name(),
+        );
+    }
+    out
+}
+
+fn reach_json(reach: &Reach) -> Value {
+    let origins = &reach.origins;
+    let keys: Vec<String> = reach.identity_files.iter().map(|key| key.display().to_string()).collect();
+    json!({
+        "user": { "value": reach.user, "from": origins.user.name() },
+        "port": { "value": reach.port, "from": origins.port.name() },
+        "address": { "value": reach.address, "from": origins.address.name() },
+        "identity_files": { "value": keys, "from": origins.identity.name() },
+        "jump": { "value": reach.jump, "from": origins.jump.name() },
+        "known_hosts": { "value": reach.known_hosts.display().to_string(), "from": origins.known_hosts.name() },
+    })
 }
 
 /// Whether a secret reference can be read on this machine now (its value is dropped at once).

@@ -91,7 +91,7 @@ fn check_host(fleet: &Fleet, remote: &Hosts, index: usize, host: &Host) -> Resul
         problems.push(format!(
             "the Docker engine does not answer on /var/run/docker.sock; start it (e.g. `systemctl start docker`) \
              and check that {} may use it",
-            host.ssh.user
+            host.ssh.user.as_deref().unwrap_or("the SSH user")
         ));
         return Ok(Err(problems));
     }

@@ -1,21 +1,100 @@
 //! What an operation tells the person running it: one line per step and host on stderr
-//! (stdout stays free for the result, e.g. `--json`), the same lines in a local run log, and a
-//! waiting line that shows progress while rcfleet waits for something. Messages never carry
-//! secret values: callers pass names and facts only.
+//! (stdout stays free for the result, e.g. `--json`), the same lines in a local run log, and
+//! progress while rcfleet waits for something. On a terminal every wait (an image pull on a
+//! host, an instance becoming ready, a drain, a batch) gets a live bar with its elapsed time,
+//! drawn below the step lines; elsewhere, or with `--quiet`/`--json`/`-v`, waits are plain
+//! timestamped lines, repeated at most every few seconds. Messages never carry secret values:
+//! callers pass names and facts only.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Set by the command line for `--quiet`, `--json` and `-v`: plain lines even on a terminal.
+static PLAIN: AtomicBool = AtomicBool::new(false);
+
+/// Asks every reporter made from now on for plain lines instead of progress bars.
+pub fn prefer_plain_lines() {
+    PLAIN.store(true, Ordering::Relaxed);
+}
+
+/// How often a wait is repeated as a plain line while it lasts.
+const PLAIN_REPEAT: Duration = Duration::from_secs(10);
+
+/// The live display on a terminal: one spinner per thing being waited for.
+struct Bars {
+    multi: MultiProgress,
+    /// By (step, subject): the wait's bar.
+    waits: Mutex<BTreeMap<(String, String), ProgressBar>>,
+}
+
+impl Bars {
+    fn new() -> Bars {
+        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), waits: Mutex::new(BTreeMap::new()) }
+    }
+
+    fn show(&self, step: &str, subject: String, message: &str) {
+        let mut waits = self.waits.lock().unwrap_or_else(|p| p.into_inner());
+        let bar = waits.entry((step.to_string(), subject)).or_insert_with(|| {
+            let bar = self.multi.add(ProgressBar::new_spinner());
+            let style = ProgressStyle::with_template("{spinner:.cyan} [{elapsed:>4}] {prefix:<11} {wide_msg}")
+                .expect("a valid template")
+                .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ ");
+            bar.set_style(style);
+            bar.set_prefix(step.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        bar.set_message(message.to_string());
+    }
+
+    /// A step line above the bars; the bars of waits it concludes are removed.
+    fn line(&self, step: &str, subjects: &[&str], text: &str) {
+        let mut waits = self.waits.lock().unwrap_or_else(|p| p.into_inner());
+        waits.retain(|(bar_step, subject), bar| {
+            let done = bar_step == step && subjects.contains(&subject.as_str());
+            if done {
+                bar.finish_and_clear();
+                self.multi.remove(bar);
+            }
+            !done
+        });
+        if self.multi.println(text).is_err() {
+            eprintln!("{text}");
+        }
+    }
+
+    fn clear(&self) {
+        let mut waits = self.waits.lock().unwrap_or_else(|p| p.into_inner());
+        for bar in waits.values() {
+            bar.finish_and_clear();
+        }
+        waits.clear();
+        let _ = self.multi.clear();
+    }
+}
+
+/// Who a wait is about: the first word of its message (`app1: pulling ...` is host app1,
+/// `app1-0 ready on /api/info (3s, ...)` is instance app1-0).
+fn subject(message: &str) -> String {
+    message.split_whitespace().next().unwrap_or_default().trim_end_matches([':', ',']).to_string()
+}
 
 pub struct Reporter {
     started: Instant,
     log: Mutex<Option<File>>,
     log_path: Option<PathBuf>,
-    interactive: bool,
-    /// The last waiting message logged: waits poll often, the log keeps each change once.
-    last_waiting: Mutex<String>,
+    /// `Some` on a terminal: live bars for waits.
+    bars: Option<Bars>,
+    /// By (step, subject): the last waiting message logged and when it was last printed as a
+    /// plain line. Waits poll often; the log keeps each change once.
+    last_waiting: Mutex<BTreeMap<(String, String), (String, Instant)>>,
     /// Prints nothing: for `exec`, whose stdout and stderr are the command's own.
     silent: bool,
 }
@@ -27,12 +106,13 @@ impl Reporter {
         let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "");
         let log_path = folder.join(".rcfleet").join("logs").join(format!("{stamp}-{command}.log"));
         let log = std::fs::create_dir_all(log_path.parent().expect("has a parent")).and_then(|_| File::create(&log_path)).ok();
+        let terminal = std::io::stderr().is_terminal() && std::env::var("TERM").map_or(true, |term| term != "dumb");
         Reporter {
             started: Instant::now(),
             log_path: log.as_ref().map(|_| log_path),
             log: Mutex::new(log),
-            interactive: std::io::stderr().is_terminal(),
-            last_waiting: Mutex::new(String::new()),
+            bars: (terminal && !PLAIN.load(Ordering::Relaxed)).then(Bars::new),
+            last_waiting: Mutex::new(BTreeMap::new()),
             silent: false,
         }
     }
@@ -43,8 +123,8 @@ impl Reporter {
             started: Instant::now(),
             log: Mutex::new(None),
             log_path: None,
-            interactive: false,
-            last_waiting: Mutex::new(String::new()),
+            bars: None,
+            last_waiting: Mutex::new(BTreeMap::new()),
             silent: false,
         }
     }
@@ -64,8 +144,17 @@ impl Reporter {
 
     /// `[  1.2s] step        host: message`
     pub fn step(&self, step: &str, host: &str, message: impl AsRef<str>) {
-        let subject = if host.is_empty() { String::new() } else { format!("{host}: ") };
-        self.line(&format!("[{:>6.1}s] {step:<11} {subject}{}", self.elapsed_seconds(), message.as_ref()));
+        if self.silent {
+            return;
+        }
+        let message = message.as_ref();
+        let about = if host.is_empty() { String::new() } else { format!("{host}: ") };
+        let text = format!("[{:>6.1}s] {step:<11} {about}{message}", self.elapsed_seconds());
+        match &self.bars {
+            Some(bars) => bars.line(step, &[host, &subject(message)], &text),
+            None => eprintln!("{text}"),
+        }
+        self.write_log(&text);
     }
 
     /// Something the operator must not miss: a step line marked `WARNING`.
@@ -73,34 +162,52 @@ impl Reporter {
         self.step("WARNING", "", message);
     }
 
-    /// A line shown while waiting; on a terminal it is rewritten in place, elsewhere only logged.
+    /// Progress while waiting: a live bar on a terminal; elsewhere a plain line when the wait
+    /// is new and then every few seconds. The log keeps every change of message.
     pub fn waiting(&self, step: &str, message: impl AsRef<str>) {
-        let text = format!("[{:>6.1}s] {step:<11} {} ...", self.elapsed_seconds(), message.as_ref());
-        if self.interactive {
-            eprint!("\r\x1b[2K{text}");
-            let _ = std::io::stderr().flush();
-        }
-        let mut last = self.last_waiting.lock().unwrap_or_else(|p| p.into_inner());
-        if *last != message.as_ref() {
-            *last = message.as_ref().to_string();
-            self.write_log(&text);
-        }
-    }
-
-    fn line(&self, text: &str) {
         if self.silent {
             return;
         }
-        if self.interactive {
-            eprint!("\r\x1b[2K");
+        let message = message.as_ref();
+        let text = format!("[{:>6.1}s] {step:<11} {message} ...", self.elapsed_seconds());
+        if let Some(bars) = &self.bars {
+            bars.show(step, subject(message), message);
         }
-        eprintln!("{text}");
-        self.write_log(text);
+        let mut last = self.last_waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match last.get_mut(&(step.to_string(), subject(message))) {
+            Some((seen, printed)) => {
+                if self.bars.is_none() && now.duration_since(*printed) >= PLAIN_REPEAT {
+                    eprintln!("{text}");
+                    *printed = now;
+                }
+                if seen != message {
+                    *seen = message.to_string();
+                    self.write_log(&text);
+                }
+            }
+            None => {
+                if self.bars.is_none() {
+                    eprintln!("{text}");
+                }
+                last.insert((step.to_string(), subject(message)), (message.to_string(), now));
+                self.write_log(&text);
+            }
+        }
     }
 
     fn write_log(&self, text: &str) {
         if let Some(file) = self.log.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             let _ = writeln!(file, "{text}");
+        }
+    }
+}
+
+impl Drop for Reporter {
+    /// Bars of waits nobody concluded (an error, an interrupt) leave the screen with the report.
+    fn drop(&mut self) {
+        if let Some(bars) = &self.bars {
+            bars.clear();
         }
     }
 }
@@ -145,4 +252,17 @@ pub fn instances_json(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject;
+
+    #[test]
+    fn a_wait_is_about_the_host_or_instance_its_message_starts_with() {
+        assert_eq!(subject("app1: pulling docker.io/nats:2.11-alpine"), "app1");
+        assert_eq!(subject("app1-0 ready on /api/info (3s, connection refused)"), "app1-0");
+        assert_eq!(subject("app1-0, app2-1 out of Traefik, 4s left"), "app1-0");
+        assert_eq!(subject(""), "");
+    }
 }

@@ -11,7 +11,7 @@ use super::files::sha256_hex;
 
 use super::argv::Argv;
 use super::session::{self, is_would_block, retry, wait_socket, Ssh};
-use super::target::{self, Inputs, Stated, Target};
+use super::target::{self, Inputs, Target};
 use super::tunnel::{self, Destination, Tunnel};
 use crate::error::{Error, Result};
 use crate::fleet::Host;
@@ -27,7 +27,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ConnectOptions {
     /// `--accept-new-host-keys`: trust and record unknown host keys (also set per host in the inventory).
     pub accept_new_host_keys: bool,
-    /// The OpenSSH client configuration to honour; `None` means `~/.ssh/config`.
+    /// The OpenSSH client configuration to honour; `None` means `$RCFLEET_SSH_CONFIG`, else `~/.ssh/config`.
     pub ssh_config: Option<PathBuf>,
     /// The SSH agent's socket; `None` means `$SSH_AUTH_SOCK`.
     pub agent_socket: Option<PathBuf>,
@@ -103,14 +103,10 @@ impl Connection {
     /// host key verified against known_hosts before any credential is sent, then the agent's
     /// keys and the identity files in turn.
     pub fn open(host: &Host, options: &ConnectOptions) -> Result<Connection> {
-        let config_path = options
-            .ssh_config
-            .clone()
-            .unwrap_or_else(|| target::home().join(".ssh").join("config"));
+        let config_path = options.ssh_config.clone().unwrap_or_else(target::default_config_path);
         let config = target::load_ssh_config(&config_path)?;
         let target = target::resolve(Inputs {
             host,
-            stated: Stated::from_host(host),
             config: &config,
             accept_new: options.accept_new_host_keys,
             agent_socket: options.agent_socket.clone(),

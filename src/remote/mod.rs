@@ -35,6 +35,7 @@ pub use argv::{shell_quote, Argv};
 pub use connection::{ConnectOptions, Connection, ExecOptions, Output, Stream, Uploaded};
 pub use docker::{Compose, ComposeCli, HttpResponse, HttpTunnel, DOCKER_SOCKET};
 pub use files::{sha256_hex, FileState};
+pub use target::{how_to_reach, Origin, Origins, Reach, SSH_CONFIG_ENV};
 pub use tunnel::{LocalEndpoint, Tunnel};
 
 use crate::error::{Error, Result};

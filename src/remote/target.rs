@@ -1,16 +1,20 @@
-//! Where and how to connect to one host: the inventory's SSH settings merged with the
-//! operator's `~/.ssh/config` (HostName, User, Port, IdentityFile, ProxyJump). The inventory
-//! wins wherever it says something.
+//! Where and how to connect to one host, decided as `ssh` decides: what the inventory states,
+//! else the operator's `~/.ssh/config` for the host's address (HostName, User, Port,
+//! IdentityFile, ProxyJump, UserKnownHostsFile, StrictHostKeyChecking), else OpenSSH's
+//! defaults. Each choice remembers where it came from, for `plan`.
 
 use std::fs;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ssh2_config::{ParseRule, SshConfig};
+use ssh2_config::{HostParams, ParseRule, SshConfig};
 
 use crate::error::{Error, Result};
-use crate::fleet::{Host, SecretRef};
+use crate::fleet::{Host, JumpHost, SecretRef};
+
+/// Names another OpenSSH client configuration than `~/.ssh/config`, as `ssh -F` does.
+pub const SSH_CONFIG_ENV: &str = "RCFLEET_SSH_CONFIG";
 
 /// One SSH server to reach: the name used in known_hosts and for the TCP connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +30,36 @@ impl Endpoint {
     }
 }
 
+/// Where a connection setting came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Inventory,
+    SshConfig,
+    /// OpenSSH's default (or rcfleet's, where OpenSSH has none to copy).
+    Default,
+}
+
+impl Origin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Inventory => "inventory",
+            Origin::SshConfig => "ssh_config",
+            Origin::Default => "default",
+        }
+    }
+}
+
+/// The origin of each setting `plan` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origins {
+    pub address: Origin,
+    pub user: Origin,
+    pub port: Origin,
+    pub identity: Origin,
+    pub jump: Origin,
+    pub known_hosts: Origin,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     /// The inventory's name for the host, used in every message.
@@ -39,32 +73,7 @@ pub(crate) struct Target {
     pub connect_timeout: Duration,
     pub keepalive: Duration,
     pub agent_socket: Option<PathBuf>,
-}
-
-/// What the inventory states explicitly; `None` lets `~/.ssh/config` decide.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Stated {
-    pub user: Option<String>,
-    pub port: Option<u16>,
-    pub identity_file: Option<PathBuf>,
-    pub jump: Option<Endpoint>,
-}
-
-impl Stated {
-    /// The fleet model resolves user and port to concrete values, so today they always win;
-    /// identity file and jump host are optional there and fall back to `~/.ssh/config`.
-    pub fn from_host(host: &Host) -> Stated {
-        Stated {
-            user: Some(host.ssh.user.clone()),
-            port: Some(host.ssh.port),
-            identity_file: host.ssh.identity_file.clone(),
-            jump: host.ssh.jump.as_ref().map(|jump| Endpoint {
-                address: jump.address.clone(),
-                port: jump.port,
-                user: jump.user.clone(),
-            }),
-        }
-    }
+    pub origins: Origins,
 }
 
 pub(crate) fn home() -> PathBuf {
@@ -76,6 +85,25 @@ pub(crate) fn expand_tilde(path: &Path) -> PathBuf {
         Ok(rest) => home().join(rest),
         Err(_) => path.to_path_buf(),
     }
+}
+
+/// The OpenSSH client configuration rcfleet honours: `$RCFLEET_SSH_CONFIG`, else `~/.ssh/config`.
+pub(crate) fn default_config_path() -> PathBuf {
+    match std::env::var_os(SSH_CONFIG_ENV) {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => home().join(".ssh").join("config"),
+    }
+}
+
+/// OpenSSH's default login name: the local user's.
+fn local_user() -> String {
+    // SAFETY: getpwuid returns a pointer into static storage or null; it is read at once.
+    let from_passwd = unsafe {
+        let entry = libc::getpwuid(libc::getuid());
+        (!entry.is_null() && !(*entry).pw_name.is_null())
+            .then(|| std::ffi::CStr::from_ptr((*entry).pw_name).to_string_lossy().into_owned())
+    };
+    from_passwd.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "root".to_string())
 }
 
 /// Reads an ssh config file; a missing file is an empty configuration.
@@ -95,62 +123,134 @@ pub(crate) fn load_ssh_config(path: &Path) -> Result<SshConfig> {
 
 pub(crate) struct Inputs<'a> {
     pub host: &'a Host,
-    pub stated: Stated,
     pub config: &'a SshConfig,
     pub accept_new: bool,
     pub agent_socket: Option<PathBuf>,
 }
 
+/// A value and where it came from: the inventory's, else ssh_config's, else the default.
+fn pick<T>(stated: Option<T>, configured: Option<T>, default: impl FnOnce() -> T) -> (T, Origin) {
+    match (stated, configured) {
+        (Some(value), _) => (value, Origin::Inventory),
+        (None, Some(value)) => (value, Origin::SshConfig),
+        (None, None) => (default(), Origin::Default),
+    }
+}
+
+/// A keyword ssh2-config reads but does not interpret (first value of the first matching block).
+fn unsupported<'p>(params: &'p HostParams, keyword: &str) -> Option<&'p str> {
+    params.unsupported_fields.get(keyword).and_then(|values| values.first()).map(String::as_str)
+}
+
 pub(crate) fn resolve(inputs: Inputs<'_>) -> Result<Target> {
-    let Inputs { host, stated, config, accept_new, agent_socket } = inputs;
+    let Inputs { host, config, accept_new, agent_socket } = inputs;
+    let ssh = &host.ssh;
     let params = config.query(&host.address);
-    let endpoint = Endpoint {
-        address: params.host_name.clone().unwrap_or_else(|| host.address.clone()),
-        port: stated.port.or(params.port).unwrap_or(22),
-        user: stated.user.clone().or(params.user.clone()).unwrap_or_else(|| "root".to_string()),
+    let (address, address_origin) = pick(None, params.host_name.clone(), || host.address.clone());
+    let (port, port_origin) = pick(ssh.port, params.port, || 22);
+    let (user, user_origin) = pick(ssh.user.clone(), params.user.clone(), local_user);
+    let endpoint = Endpoint { address, port, user };
+    let configured_keys = params.identity_file.as_ref().map(|paths| paths.iter().map(|p| expand_tilde(p)).collect());
+    let (identity_files, identity_origin) = pick(ssh.identity_file.as_ref().map(|p| vec![expand_tilde(p)]), configured_keys, || {
+        ["id_ed25519", "id_ecdsa", "id_rsa"]
+            .iter()
+            .map(|name| home().join(".ssh").join(name))
+            .filter(|path| path.exists())
+            .collect()
+    });
+    let configured_jump = match params.proxy_jump.as_deref() {
+        None | Some([]) => None,
+        Some([one]) if one == "none" => None,
+        Some([one]) => Some(Some(parse_jump(one, config))),
+        Some(_) => {
+            return Err(Error::failed(format!(
+                "{}: ~/.ssh/config gives a ProxyJump chain of several hosts for {}; rcfleet supports one jump host: \
+                 set `jump` in the inventory instead",
+                host.name, host.address
+            )))
+        }
     };
-    let identity_files = match &stated.identity_file {
-        Some(path) => vec![expand_tilde(path)],
-        None => match &params.identity_file {
-            Some(paths) => paths.iter().map(|p| expand_tilde(p)).collect(),
-            None => ["id_ed25519", "id_ecdsa", "id_rsa"]
-                .iter()
-                .map(|name| home().join(".ssh").join(name))
-                .filter(|path| path.exists())
-                .collect(),
-        },
-    };
-    let jump = match stated.jump {
-        Some(jump) => Some(jump),
-        None => match params.proxy_jump.as_deref() {
-            None | Some([]) => None,
-            Some([one]) if one == "none" => None,
-            Some([one]) => Some(parse_jump(one, config, &endpoint.user)),
-            Some(_) => {
-                return Err(Error::failed(format!(
-                    "{}: ~/.ssh/config gives a ProxyJump chain of several hosts for {}; rcfleet supports one jump host: \
-                     set `jump` in the inventory instead",
-                    host.name, host.address
-                )))
-            }
-        },
-    };
+    let stated_jump = ssh.jump.as_ref().map(|jump| Some(jump_endpoint(jump, config)));
+    let (jump, jump_origin) = pick(stated_jump, configured_jump, || None);
+    let configured_known_hosts = unsupported(&params, "userknownhostsfile").map(|path| expand_tilde(Path::new(path)));
+    let (known_hosts, known_hosts_origin) = pick(ssh.known_hosts.as_ref().map(|p| expand_tilde(p)), configured_known_hosts, || {
+        home().join(".ssh").join("known_hosts")
+    });
+    // StrictHostKeyChecking accept-new (or no/off, of which rcfleet keeps only the safe half:
+    // a new host is trusted, a changed key is still refused).
+    let configured_accept = unsupported(&params, "stricthostkeychecking")
+        .map(|value| matches!(value.to_ascii_lowercase().as_str(), "accept-new" | "no" | "off"));
+    let (accept_new_here, _) = pick(ssh.accept_new_host_keys, configured_accept, || false);
     Ok(Target {
         name: host.name.clone(),
         endpoint,
         jump,
         identity_files,
-        passphrase: host.ssh.identity_passphrase.clone(),
-        known_hosts: expand_tilde(&host.ssh.known_hosts),
-        accept_new: accept_new || host.ssh.accept_new_host_keys,
-        connect_timeout: Duration::from_secs(host.ssh.connect_timeout_seconds.max(1)),
+        passphrase: ssh.identity_passphrase.clone(),
+        known_hosts,
+        accept_new: accept_new || accept_new_here,
+        connect_timeout: Duration::from_secs(ssh.connect_timeout_seconds.max(1)),
         keepalive: params.server_alive_interval.filter(|d| !d.is_zero()).unwrap_or(Duration::from_secs(15)),
         agent_socket,
+        origins: Origins {
+            address: address_origin,
+            user: user_origin,
+            port: port_origin,
+            identity: identity_origin,
+            jump: jump_origin,
+            known_hosts: known_hosts_origin,
+        },
     })
 }
 
+/// How a host will be reached, for `plan`: every setting with where it came from.
+#[derive(Debug, Clone)]
+pub struct Reach {
+    pub address: String,
+    pub user: String,
+    pub port: u16,
+    /// The keys tried after the agent's, in order.
+    pub identity_files: Vec<PathBuf>,
+    /// `user@address:port` of the jump host.
+    pub jump: Option<String>,
+    pub known_hosts: PathBuf,
+    pub origins: Origins,
+}
+
+/// How each of `hosts` will be reached with the ssh config rcfleet honours (see
+/// `default_config_path`). Reads only local files.
+pub fn how_to_reach(hosts: &[Host]) -> Result<Vec<Reach>> {
+    let config = load_ssh_config(&default_config_path())?;
+    hosts
+        .iter()
+        .map(|host| {
+            let target = resolve(Inputs { host, config: &config, accept_new: false, agent_socket: None })?;
+            Ok(Reach {
+                address: target.endpoint.address,
+                user: target.endpoint.user,
+                port: target.endpoint.port,
+                identity_files: target.identity_files,
+                jump: target.jump.map(|jump| jump.describe()),
+                known_hosts: target.known_hosts,
+                origins: target.origins,
+            })
+        })
+        .collect()
+}
+
+/// The inventory's jump host, with what it leaves open taken from the ssh config for its
+/// address, then OpenSSH's defaults.
+fn jump_endpoint(jump: &JumpHost, config: &SshConfig) -> Endpoint {
+    let params = config.query(&jump.address);
+    Endpoint {
+        address: params.host_name.clone().unwrap_or_else(|| jump.address.clone()),
+        port: jump.port.or(params.port).unwrap_or(22),
+        user: jump.user.clone().or(params.user.clone()).unwrap_or_else(local_user),
+    }
+}
+
 /// `[user@]host[:port]`, where `host` may itself be an alias in the ssh config.
-fn parse_jump(text: &str, config: &SshConfig, default_user: &str) -> Endpoint {
+fn parse_jump(text: &str, config: &SshConfig) -> Endpoint {
     let (user, rest) = match text.split_once('@') {
         Some((user, rest)) => (Some(user.to_string()), rest),
         None => (None, text),
@@ -160,12 +260,7 @@ fn parse_jump(text: &str, config: &SshConfig, default_user: &str) -> Endpoint {
         _ => (rest, None),
     };
     let alias = alias.trim_start_matches('[').trim_end_matches(']');
-    let params = config.query(alias);
-    Endpoint {
-        address: params.host_name.clone().unwrap_or_else(|| alias.to_string()),
-        port: port.or(params.port).unwrap_or(22),
-        user: user.or(params.user.clone()).unwrap_or_else(|| default_user.to_string()),
-    }
+    jump_endpoint(&JumpHost { user, address: alias.to_string(), port }, config)
 }
 
 #[cfg(test)]
@@ -180,12 +275,12 @@ mod tests {
             private_address: address.into(),
             roles: vec![],
             ssh: SshSettings {
-                user: "root".into(),
-                port: 22,
+                user: None,
+                port: None,
                 identity_file: None,
                 identity_passphrase: None,
-                known_hosts: PathBuf::from("~/.ssh/known_hosts"),
-                accept_new_host_keys: false,
+                known_hosts: None,
+                accept_new_host_keys: None,
                 connect_timeout_seconds: 10,
                 command_timeout_seconds: 120,
                 jump: None,
@@ -195,31 +290,41 @@ mod tests {
     }
 
     fn config(text: &str) -> SshConfig {
-        SshConfig::default().parse(&mut text.as_bytes(), ParseRule::ALLOW_UNKNOWN_FIELDS).unwrap()
+        SshConfig::default()
+            .parse(&mut text.as_bytes(), ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS)
+            .unwrap()
     }
 
-    fn resolve_with(host: &Host, stated: Stated, config: &SshConfig) -> Target {
-        resolve(Inputs { host, stated, config, accept_new: false, agent_socket: None }).unwrap()
+    fn resolve_with(host: &Host, config: &SshConfig) -> Target {
+        resolve(Inputs { host, config, accept_new: false, agent_socket: None }).unwrap()
     }
 
-    const CONFIG: &str = "Host app1.alias\n  HostName 10.9.0.31\n  User deploy\n  Port 2222\n  IdentityFile /keys/app\n  ProxyJump ops@bastion:2200\n\nHost bastion\n  HostName 10.9.0.2\n";
+    const CONFIG: &str = "Host app1.alias\n  HostName 10.9.0.31\n  User deploy\n  Port 2222\n  IdentityFile /keys/app\n  ProxyJump ops@bastion:2200\n  UserKnownHostsFile /keys/known\n  StrictHostKeyChecking accept-new\n\nHost bastion\n  HostName 10.9.0.2\n";
 
     #[test]
     fn ssh_config_fills_what_the_inventory_leaves_open() {
         let host = host("app1.alias");
-        let stated = Stated { identity_file: None, jump: None, user: None, port: None };
-        let target = resolve_with(&host, stated, &config(CONFIG));
+        let target = resolve_with(&host, &config(CONFIG));
         assert_eq!(target.endpoint, Endpoint { address: "10.9.0.31".into(), port: 2222, user: "deploy".into() });
         assert_eq!(target.identity_files, vec![PathBuf::from("/keys/app")]);
         assert_eq!(target.jump, Some(Endpoint { address: "10.9.0.2".into(), port: 2200, user: "ops".into() }));
+        assert_eq!(target.known_hosts, PathBuf::from("/keys/known"));
+        assert!(target.accept_new, "StrictHostKeyChecking accept-new");
+        let origins = target.origins;
+        assert_eq!(
+            [origins.address, origins.user, origins.port, origins.identity, origins.jump, origins.known_hosts],
+            [Origin::SshConfig; 6]
+        );
     }
 
     #[test]
     fn the_inventory_wins_over_ssh_config() {
         let mut host = host("app1.alias");
         host.ssh.identity_file = Some(PathBuf::from("/inv/key"));
-        host.ssh.jump = Some(JumpHost { user: "root".into(), address: "10.9.0.20".into(), port: 22 });
-        let target = resolve_with(&host, Stated::from_host(&host), &config(CONFIG));
+        host.ssh.user = Some("root".into());
+        host.ssh.port = Some(22);
+        host.ssh.jump = Some(JumpHost { user: Some("root".into()), address: "10.9.0.20".into(), port: Some(22) });
+        let target = resolve_with(&host, &config(CONFIG));
         assert_eq!(target.endpoint, Endpoint { address: "10.9.0.31".into(), port: 22, user: "root".into() });
         assert_eq!(target.identity_files, vec![PathBuf::from("/inv/key")]);
         assert_eq!(target.jump.unwrap().address, "10.9.0.20");
@@ -228,8 +333,9 @@ mod tests {
     #[test]
     fn no_config_means_the_address_as_given() {
         let host = host("10.0.0.5");
-        let target = resolve_with(&host, Stated::from_host(&host), &SshConfig::default());
-        assert_eq!(target.endpoint, Endpoint { address: "10.0.0.5".into(), port: 22, user: "root".into() });
+        let target = resolve_with(&host, &SshConfig::default());
+        assert_eq!(target.endpoint, Endpoint { address: "10.0.0.5".into(), port: 22, user: local_user() });
+        assert_eq!((target.origins.user, target.origins.port, target.origins.address), (Origin::Default, Origin::Default, Origin::Default));
         assert_eq!(target.jump, None);
         assert!(target.known_hosts.ends_with(".ssh/known_hosts") && !target.known_hosts.starts_with("~"));
     }
