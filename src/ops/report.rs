@@ -131,7 +131,9 @@ impl Reporter {
 
     /// A reporter that neither prints nor logs.
     pub fn silent() -> Reporter {
-        Reporter { silent: true, ..Reporter::quiet_log() }
+        let mut reporter = Reporter::quiet_log();
+        reporter.silent = true;
+        reporter
     }
 
     pub fn log_path(&self) -> Option<&Path> {
