@@ -62,6 +62,7 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<i32> {
     if let Some(hooks) = &hooks {
         hooks.run(Hook::PreUpgrade)?;
     }
+    crate::ops::disk::warn_before_upgrade(&global.inventory, &options.connect)?;
     let outcome = match (upgrade::upgrade(&global.inventory, &options), hooks.as_mut()) {
         (Err(err), Some(hooks)) => {
             hooks.set("RCFLEET_RESULT", "failed");

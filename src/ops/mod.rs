@@ -4,6 +4,7 @@ pub mod add_instance;
 pub mod advice;
 pub mod audit;
 pub mod converge;
+pub mod disk;
 pub mod exec;
 pub mod grafana;
 pub mod hooks;
