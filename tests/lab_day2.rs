@@ -121,7 +121,7 @@ fn alerts(lab: &Lab) -> serde_json::Value {
     serde_json::from_str(&body).unwrap()
 }
 
-fn instance_down_alert_fires(lab: &Lab, _dir: &Path, _inventory: &str) {
+fn instance_down_alert_fires(lab: &Lab, _dir: &Path, inventory: &str) {
     let rules = lab.run("db", "cat /opt/rcfleet/lab/monitoring/prometheus/alerts.yml");
     assert!(rules.contains("for: \"15s\""), "the inventory's alert_for is in the deployed rules:\n{rules}");
     let firing = |alerts: &serde_json::Value| {
@@ -131,6 +131,12 @@ fn instance_down_alert_fires(lab: &Lab, _dir: &Path, _inventory: &str) {
     };
     assert!(!firing(&alerts(lab)), "the alert fires on a healthy fleet");
     lab.run("app2", "docker stop $(docker ps -q --filter label=io.rcfleet.unit=app2-0) >/dev/null");
+    let partial = rcfleet(&["exec", "-i", inventory, "--all", "--", "printenv", "PORT"]);
+    assert_eq!(partial.status.code(), Some(1), "{}", text(&partial));
+    assert_eq!(stdout(&partial), "app1-0 | 3000\n", "the running instance still runs the command");
+    let stderr = String::from_utf8_lossy(&partial.stderr);
+    assert!(stderr.contains("app2-0 | rcfleet: app2: app2-0 has no running container"), "{stderr}");
+    assert!(stderr.contains("the command failed in 1 of 2 instances: app2-0 (status 1)"), "{stderr}");
     // Scrape and evaluation every 15s, `for` 15s: firing well within two minutes.
     let fired = eventually(120, || firing(&alerts(lab)));
     assert!(fired, "RocketChatInstanceDown never fired for app2-0: {}", alerts(lab));
