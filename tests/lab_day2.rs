@@ -162,8 +162,18 @@ fn hooks_guard_and_see_the_upgrade(lab: &Lab, dir: &Path, inventory: &str) {
     assert!(std::fs::read_to_string(inventory).unwrap().contains("release = \"8.0.0\""));
     lab_support::lock_is_free(lab);
 
-    let seen = dir.join("post-upgrade.env");
+    let failed = dir.join("upgrade-failed.env");
     hook(dir, "pre-upgrade", "#!/bin/sh\nexit 0\n");
+    hook(dir, "upgrade-failed", &format!("#!/bin/sh\nenv | grep ^RCFLEET_ | sort > {}\n", failed.display()));
+    let missing = rcfleet(&["upgrade", "-i", inventory, "--release", "8.0.99", "--skip-backup"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    let env = std::fs::read_to_string(&failed).expect("upgrade-failed ran");
+    assert!(env.lines().any(|l| l == "RCFLEET_RESULT=failed") && env.lines().any(|l| l == "RCFLEET_RELEASE=8.0.99"), "{env}");
+    let error = env.lines().find(|l| l.starts_with("RCFLEET_ERROR=")).expect("RCFLEET_ERROR");
+    assert!(error.contains("8.0.99"), "the hook is told why: {error}");
+    assert_eq!(lab.containers(), before, "an upgrade to a release that does not exist touched a container");
+
+    let seen = dir.join("post-upgrade.env");
     hook(dir, "post-upgrade", &format!("#!/bin/sh\nenv | grep ^RCFLEET_ | sort > {}\n", seen.display()));
     for release in ["8.0.1", "8.1.0"] {
         let upgrade = rcfleet(&["upgrade", "-i", inventory, "--release", release, "--skip-backup"]);
