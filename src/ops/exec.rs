@@ -126,11 +126,11 @@ pub fn exec(inventory_path: &Path, options: &ExecOptions, out: &mut (dyn Write +
                 docker_exec(&container.id, &options.command, options.stdin)
             }
         };
-        let where_ = match place.unit_service {
+        let location = match place.unit_service {
             Some(_) => format!("in {}", place.name),
             None => "on the host".to_string(),
         };
-        audit::record(conn, &fleet, "rcfleet exec", &[format!("exec {where_}: {command}")])?;
+        audit::record(conn, &fleet, "rcfleet exec", &[format!("exec {location}: {command}")])?;
         let status = run_streamed(conn, &argv, options.stdin, prefixed.then_some(place.name.as_str()), out, err)?;
         if status != 0 {
             failed.push((place.name.clone(), status));
