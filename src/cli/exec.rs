@@ -17,7 +17,8 @@ pub struct ExecArgs {
     #[arg(long)]
     pub all: bool,
     /// Forward standard input to the command (`-i` is the inventory, as in every command).
-    #[arg(long)]
+    /// Not with --all: one input cannot be read by every instance.
+    #[arg(long, conflicts_with = "all")]
     pub stdin: bool,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]

@@ -110,20 +110,27 @@ pub fn exec(inventory_path: &Path, options: &ExecOptions, out: &mut (dyn Write +
             None => Argv::new(options.command[0].clone()).args(options.command[1..].iter().cloned()),
             Some((unit, service)) => {
                 let containers = probe::containers(&remote, &fleet, conn)?;
-                let container = probe::running(&containers, unit, service).ok_or_else(|| {
-                    Error::failed(format!(
+                let Some(container) = probe::running(&containers, unit, service) else {
+                    let missing = format!(
                         "{}: {} has no running container (`rcfleet status` shows what runs; `rcfleet up` starts it)",
                         place.host.name, place.name
-                    ))
-                })?;
+                    );
+                    if !prefixed {
+                        return Err(Error::failed(missing));
+                    }
+                    // With --all, one instance down does not keep the command from the others.
+                    let _ = writeln!(err, "{} | rcfleet: {missing}", place.name);
+                    failed.push((place.name.clone(), crate::error::exit::FAILED));
+                    continue;
+                };
                 docker_exec(&container.id, &options.command, options.stdin)
             }
         };
-        let where_ = match place.unit_service {
+        let location = match place.unit_service {
             Some(_) => format!("in {}", place.name),
             None => "on the host".to_string(),
         };
-        audit::record(conn, &fleet, "rcfleet exec", &[format!("exec {where_}: {command}")])?;
+        audit::record(conn, &fleet, "rcfleet exec", &[format!("exec {location}: {command}")])?;
         let status = run_streamed(conn, &argv, options.stdin, prefixed.then_some(place.name.as_str()), out, err)?;
         if status != 0 {
             failed.push((place.name.clone(), status));

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use super::disk;
 use super::probe;
 use super::hosts::{Hosts, CONCURRENCY};
 use super::report::Reporter;
@@ -49,6 +50,9 @@ pub fn run(fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<Vec<(Stri
         }
     }
     if problems.is_empty() {
+        for warning in disk::low_disk_warnings(fleet, remote)? {
+            report.warn(warning);
+        }
         Ok(facts)
     } else {
         Err(Error::failed(format!(

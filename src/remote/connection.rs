@@ -408,12 +408,17 @@ impl MarkFilter {
                 ready.extend(self.held.drain(..=start));
                 continue;
             }
+            // What comes before a possible mark is passed on now; only the mark's start waits.
             if rest.len() < needle.len() {
+                ready.extend(self.held.drain(..start));
                 break;
             }
             let digits = rest[needle.len()..].iter().take_while(|b| b.is_ascii_digit()).count();
             match rest.get(needle.len() + digits) {
-                None => break,
+                None => {
+                    ready.extend(self.held.drain(..start));
+                    break;
+                }
                 Some(b'\n') if digits > 0 => {
                     ready.extend(self.held.drain(..start));
                     self.held.drain(..needle.len() + digits + 1);
@@ -544,6 +549,9 @@ mod tests {
             passed.extend(filter.finish());
             assert_eq!(String::from_utf8_lossy(&passed), "warning: x\nsecond\nlate\n", "split at {split}");
         }
+        let mut filter = MarkFilter::default();
+        assert_eq!(filter.feed(b"line one\nline two\n"), b"line one\nline two", "only a possible mark's start waits");
+        assert_eq!(filter.feed(b"more\n"), b"\nmore");
         let mut filter = MarkFilter::default();
         let mut passed = filter.feed(b"no newline at the end\n__rcfleet_exit=0\n");
         passed.extend(filter.finish());
