@@ -27,6 +27,7 @@ use crate::inventory;
 use crate::ops::backup;
 use crate::ops::converge::{converge_unit, pull_missing_images, send_files};
 use crate::ops::hosts::Hosts;
+use crate::ops::instances::edited_is_invalid;
 use crate::ops::lock;
 use crate::ops::outage;
 use crate::ops::probe;
@@ -170,16 +171,6 @@ pub fn upgrade(inventory_path: &Path, options: &MongoUpgradeOptions) -> Result<M
         route.refused.push(format!("the replica set is not healthy: {unhealthy}"));
     }
     let hop_fleets = hop_fleets(inventory_path, &fleet, &route.steps, &release)?;
-    for (step, hop) in route.steps.iter().zip(&hop_fleets) {
-        if matches!(step, Step::Hop(_)) && hop.images.mongodb == fleet.images.mongodb {
-            route.refused.push(format!(
-                "images.mongodb.tag pins {}, so MongoDB {} would run the same image; remove the tag (rcfleet then uses \"{}-ubi8\")",
-                fleet.images.mongodb,
-                step.version(),
-                step.version()
-            ));
-        }
-    }
     for text in &route.overridden {
         report.warn(format!("--allow-unsupported-mongodb: {text}"));
     }
@@ -287,6 +278,7 @@ fn hop_fleets(inventory_path: &Path, fleet: &Fleet, steps: &[Step], release: &Re
                 edited = inventory::edit::with_mongodb_allow_unsupported(&edited)?;
             }
             inventory::parse(&edited, inventory_path)
+                .map_err(|err| edited_is_invalid(err, &format!("mongodb.version = \"{}\"", step.version())))
         })
         .collect()
 }
