@@ -9,89 +9,17 @@
 
 mod lab_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::time::Duration;
+use std::process::Output;
 
-use lab_support::{inventory_at, json, rcfleet, text, versions, Lab};
-
-/// rcfleet running in the background, its stderr lines collected as they come.
-struct Running {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rcfleet")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (send, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running { child, lines, seen: Vec::new() }
-    }
-
-    fn wait_for(&mut self, text: &str, seconds: u64) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
-        while std::time::Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-                let found = line.contains(text);
-                self.seen.push(line);
-                if found {
-                    return;
-                }
-            }
-        }
-        panic!("no line with {text:?} within {seconds} s:\n{}", self.seen.join("\n"));
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-    }
-
-    fn finish(mut self, seconds: u64) -> (Option<i32>, String) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("rcfleet did not finish within {seconds} s:\n{}", self.seen.join("\n"));
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        self.seen.extend(self.lines.try_iter());
-        let mut stdout = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-        (status.code(), format!("{stdout}\n{}", self.seen.join("\n")))
-    }
-}
+use lab_support::{inventory_at, json, rcfleet, text, versions, Lab, Running};
 
 /// The real mongosh on this machine, logged in as rcfleet's admin (password on stdin).
 fn mongosh(lab: &Lab, inventory: &str, script: &str) -> Output {
     let shown = rcfleet(&["-i", inventory, "secrets", "show", "mongodb-admin-password"]);
     assert!(shown.status.success(), "{}", text(&shown));
     let password = String::from_utf8_lossy(&shown.stdout).trim().to_string();
-    let uri = format!("mongodb://{}:27017/?directConnection=true", lab.addr("db"));
-    let mut child = Command::new(lab.var("LAB_MONGOSH"))
-        .args(["--quiet", &uri, "--file", "/dev/stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the lab's mongosh");
     let login = format!("db.getSiblingDB(\"admin\").auth(\"rcfleet-admin\", {});\n", serde_json::to_string(&password).unwrap());
-    child.stdin.take().unwrap().write_all(format!("{login}{script}\n").as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    lab_support::mongosh(lab, &format!("{login}{script}\n"))
 }
 
 fn status(inventory: &str) -> serde_json::Value {
