@@ -43,7 +43,11 @@ fn mongodb_climbs_one_major_at_a_time_and_a_backup_restores_a_deleted_document()
     config.push_str("\n[backup]\nkeep = 3\n");
     std::fs::write(&inventory, config).unwrap();
     let inventory = inventory.to_str().unwrap();
+    let started = std::time::Instant::now();
+    // Where the time goes, for the report (`--nocapture`); nothing is asserted on it.
+    let phase = |what: &str| eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());
     let up = rcfleet(&["up", "-i", inventory]);
+    phase("up on MongoDB 5.0");
     assert!(up.status.success(), "{}", text(&up));
     let first = status(inventory);
     assert_eq!((first["version"].as_str(), first["fcv"].as_str()), (Some("5.0.0"), Some("5.0")), "{first}");
@@ -63,6 +67,7 @@ fn mongodb_climbs_one_major_at_a_time_and_a_backup_restores_a_deleted_document()
     run.wait_for("the database unit runs", 300);
     run.signal("TERM");
     let (code, said) = run.finish(300);
+    phase("5.0 -> 6.0, stopped");
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("stopped by Ctrl-C after MongoDB 6.0"), "{said}");
     let between = status(inventory);
@@ -80,6 +85,7 @@ fn mongodb_climbs_one_major_at_a_time_and_a_backup_restores_a_deleted_document()
     assert!(released.status.success(), "{}", text(&released));
     let rerun = rcfleet(&["mongodb", "upgrade", "-i", inventory, "--to", "7.0"]);
     let said = text(&rerun);
+    phase("killed in 6.0 -> 7.0, rerun finished");
     assert!(rerun.status.success(), "{said}");
     assert!(said.contains("Downtime:"), "the downtime is not printed: {said}");
     let done = rcfleet(&["mongodb", "status", "-i", inventory]);
@@ -103,13 +109,15 @@ fn mongodb_climbs_one_major_at_a_time_and_a_backup_restores_a_deleted_document()
 
     let allowed = rcfleet(&["mongodb", "upgrade", "-i", inventory, "--to", "8.0", "--allow-unsupported-mongodb"]);
     let said = text(&allowed);
+    phase("7.0 -> 8.0");
     assert!(allowed.status.success(), "{said}");
     assert!(said.contains("rcfleet upgrade --release 8.x` at once"), "{said}");
     let eight = status(inventory);
     assert_eq!((eight["series"].as_str(), eight["fcv"].as_str()), (Some("8.0"), Some("8.0")), "{eight}");
     let config = std::fs::read_to_string(inventory).unwrap();
     assert!(config.contains("version = \"8.0\"") && config.contains("allow_unsupported = true"), "{config}");
-    let upgrade = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup"]);
+    let upgrade = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup", "--batch", "5"]);
+    phase("upgrade --release 8.1.0");
     assert!(upgrade.status.success(), "{}", text(&upgrade));
     assert_eq!(versions(&lab), vec!["8.1.0"; 6]);
 
@@ -141,6 +149,7 @@ fn mongodb_climbs_one_major_at_a_time_and_a_backup_restores_a_deleted_document()
     assert!(text(&unasked).contains("restore") && text(&unasked).contains("--yes"), "{}", text(&unasked));
     let restore = rcfleet(&["restore", "-i", inventory, &name, "--yes"]);
     let said = text(&restore);
+    phase("backup, restore");
     assert!(restore.status.success(), "{said}");
     assert!(said.contains("mongorestore --drop") && said.contains("Downtime:"), "{said}");
     let found = mongosh(&lab, inventory, "print(\"FOUND \" + JSON.stringify(db.getSiblingDB(\"rocketchat\").lifecycle.findOne({_id: \"keep-me\"})));");

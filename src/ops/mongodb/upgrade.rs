@@ -290,6 +290,15 @@ fn run_step(hop: &Fleet, remote: &Hosts, store: &Store, login: Option<&MongoLogi
     let db = remote.host(&hop.database_host().name);
     let version = step.version();
     if let Step::Hop(_) = step {
+        // MongoDB's prerequisites, checked again before each step: FCV equal to the running
+        // version, a healthy set.
+        let before = facts::read(remote, hop, login)?;
+        if before.fcv != before.series() {
+            return Err(Error::failed(format!("{}: before the step to {version}: the FCV is {} on MongoDB {}", db.name(), before.fcv, before.version)));
+        }
+        if let Some(unhealthy) = before.unhealthy() {
+            return Err(Error::failed(format!("{}: before the step to {version}: the replica set is not healthy: {unhealthy}", db.name())));
+        }
         let unit = render::database_unit(hop);
         let files = render::render(hop, store)?;
         let prefix = format!("{}/", unit.dir);
