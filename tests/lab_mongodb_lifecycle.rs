@@ -93,6 +93,9 @@ fn mongodb_climbs_one_major_at_a_time_and_a_backup_restores_a_deleted_document()
     assert!(done.status.success(), "{shown}");
     assert!(shown.contains("version      7.0.0") && shown.contains("FCV          7.0") && shown.contains("PRIMARY"), "{shown}");
     assert!(shown.contains("last backup  /"), "{shown}");
+    let seven = status(inventory);
+    assert!(seven["oplog_window_seconds"].as_u64().is_some_and(|s| s > 0), "the oplog spans the climb: {seven}");
+    assert!(seven["data_bytes"].as_u64().is_some(), "{seven}");
     assert!(serves(&lab), "the fleet does not serve on MongoDB 7.0");
     assert_eq!(versions(&lab), vec!["7.10.0"; 6]);
 
