@@ -33,7 +33,7 @@ use crate::ops::outage;
 use crate::ops::probe;
 use crate::ops::report::{Outcome, Reporter};
 use crate::ops::secrets::{self, MongoLogin, Store};
-use crate::ops::wait::{self, Poll};
+use crate::ops::wait;
 use crate::remote::ConnectOptions;
 use crate::render;
 
@@ -318,8 +318,7 @@ fn run_step(hop: &Fleet, remote: &Hosts, store: &Store, login: Option<&MongoLogi
         return Err(Error::failed(format!("{}: MongoDB reports {} after the change to {version}", db.name(), facts.version)));
     }
     if facts.fcv != version {
-        set_fcv(hop, remote, login, version)?;
-        let after = facts::read(remote, hop, login)?;
+        let after = set_fcv(hop, remote, login, version)?;
         if after.fcv != version {
             return Err(Error::failed(format!("{}: the feature compatibility version stayed {} after setting {version}", db.name(), after.fcv)));
         }
@@ -333,13 +332,7 @@ fn run_step(hop: &Fleet, remote: &Hosts, store: &Store, login: Option<&MongoLogi
 fn wait_primary(fleet: &Fleet, remote: &Hosts, login: Option<&MongoLogin>, report: &Reporter) -> Result<Facts> {
     let db = remote.host(&fleet.database_host().name);
     wait::until(report, "mongodb", "replica set PRIMARY", Duration::from_secs(180), Duration::from_millis(500), || {
-        let Some(mongodb) = probe::mongodb(remote, fleet, db)? else {
-            return Ok(Poll::Err("the mongodb container is not running".to_string()));
-        };
-        Ok(match probe::mongo_primary(db, fleet, &mongodb.id, login)? {
-            Ok(_) => Ok(facts::read(remote, fleet, login)?),
-            Err(seen) => Err(seen),
-        })
+        facts::poll_primary(remote, fleet, login)
     })
     .map_err(|err| {
         let logs = probe::mongodb(remote, fleet, db).ok().flatten().map(|c| probe::last_log_lines(db, &c.id, 5)).unwrap_or_default();
@@ -356,17 +349,12 @@ pub fn fcv_command(version: &str) -> String {
     format!("{{ setFeatureCompatibilityVersion: \"{version}\"{confirm} }}")
 }
 
-fn set_fcv(fleet: &Fleet, remote: &Hosts, login: Option<&MongoLogin>, version: &str) -> Result<()> {
-    let db = remote.host(&fleet.database_host().name);
-    let container = probe::mongodb(remote, fleet, db)?.ok_or_else(|| Error::failed(format!("{}: MongoDB is not running", db.name())))?;
-    let script = format!(
-        "const r = db.getSiblingDB(\"admin\").runCommand({});\nprint(\"{}\" + JSON.stringify({{ ok: r.ok }}));",
-        fcv_command(version),
-        secrets::MARK
-    );
-    facts::run(db, fleet, &container.id, login, &script)
-        .map_err(|err| Error::failed(format!("setting the feature compatibility version to {version}: {err}")))?;
-    Ok(())
+/// Sets the FCV and reads the facts after, in one mongosh run; the command's failure is
+/// mongosh's (script mode: an uncaught server error, exit 1).
+fn set_fcv(fleet: &Fleet, remote: &Hosts, login: Option<&MongoLogin>, version: &str) -> Result<Facts> {
+    let command = format!("db.getSiblingDB(\"admin\").runCommand({});", fcv_command(version));
+    facts::read_after(remote, fleet, login, &command)
+        .map_err(|err| Error::failed(format!("setting the feature compatibility version to {version}: {err}")))
 }
 
 fn advice(route: &Route, release: &Release) -> Option<String> {
