@@ -126,6 +126,8 @@ fn corpus() -> Vec<Case> {
         case("tag on the Rocket.Chat image", appended("\n[images]\nrocketchat = { repository = \"mirror.example.com/rc\", tag = \"8.0.0\" }\n"), 26, "images.rocketchat.tag", "unknown key"),
         case("invalid retention", appended("\n[monitoring]\nretention = \"forever\"\n"), 26, "monitoring.retention", "not a duration"),
         case("invalid alert_for", appended("\n[monitoring]\nalert_for = \"5 minutes\"\n"), 26, "monitoring.alert_for", "not a duration"),
+        case("backup retention of zero", appended("\n[backup]\nkeep = 0\n"), 26, "backup.keep", "out of range; use a number from 1 to 1000"),
+        case("unknown backup key", appended("\n[backup]\nkeep_days = 7\n"), 26, "backup.keep_days", "unknown key"),
         case("jump through an unknown host", appended("\n[ssh]\njump = \"bastion\"\n"), 26, "ssh.jump", "neither a host of this inventory"),
         case("deploy_dir with a quote", replaced("release = \"8.0.1\"", "release = \"8.0.1\"\ndeploy_dir = \"/opt/it's\""), 5, "workspace.deploy_dir", "not an absolute path"),
         case("MongoDB the release cannot run on", appended("\n[mongodb]\nversion = \"4.4\"\n"), 26, "mongodb.version", "MongoDB 4.4 is not supported by Rocket.Chat 8.0.1 (8.x runs on MongoDB 8.0, 8.2)"),

@@ -5,13 +5,10 @@
 
 mod lab_support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
 
-use lab_support::{json, lock_is_free, rcfleet, text, traefik_lists_only_ready_instances, traefik_servers, versions, Lab};
+use lab_support::{json, lock_is_free, Running, rcfleet, text, traefik_lists_only_ready_instances, traefik_servers, versions, Lab};
 
 /// A fleet of the lab at 8.0.0 from nothing, with a drain long enough to act during it.
 fn fleet_at_8_0_0(lab: &Lab, dir: &Path) -> String {
@@ -24,73 +21,6 @@ fn fleet_at_8_0_0(lab: &Lab, dir: &Path) -> String {
 }
 
 
-/// rcfleet running in the background, its stderr lines readable as they come.
-struct Running {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rcfleet"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (send, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running { child, lines, seen: Vec::new() }
-    }
-
-    /// Waits (at most `seconds`) for a stderr line containing `text`.
-    fn wait_for(&mut self, text: &str, seconds: u64) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
-        while std::time::Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-                let found = line.contains(text);
-                self.seen.push(line);
-                if found {
-                    return;
-                }
-            }
-        }
-        panic!("no line with {text:?} within {seconds} s:\n{}", self.seen.join("\n"));
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the end (bounded); returns the exit code and everything it printed.
-    fn finish(mut self, seconds: u64) -> (Option<i32>, String) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("rcfleet did not finish within {seconds} s:\n{}", self.seen.join("\n"));
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        self.seen.extend(self.lines.try_iter());
-        let mut stdout = String::new();
-        use std::io::Read;
-        self.child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-        (status.code(), format!("{stdout}\n{}", self.seen.join("\n")))
-    }
-}
 
 
 

@@ -9,89 +9,17 @@
 
 mod lab_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::time::Duration;
+use std::process::Output;
 
-use lab_support::{inventory_at, json, rcfleet, text, versions, Lab};
-
-/// rcfleet running in the background, its stderr lines collected as they come.
-struct Running {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rcfleet")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (send, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running { child, lines, seen: Vec::new() }
-    }
-
-    fn wait_for(&mut self, text: &str, seconds: u64) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
-        while std::time::Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-                let found = line.contains(text);
-                self.seen.push(line);
-                if found {
-                    return;
-                }
-            }
-        }
-        panic!("no line with {text:?} within {seconds} s:\n{}", self.seen.join("\n"));
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-    }
-
-    fn finish(mut self, seconds: u64) -> (Option<i32>, String) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("rcfleet did not finish within {seconds} s:\n{}", self.seen.join("\n"));
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        self.seen.extend(self.lines.try_iter());
-        let mut stdout = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-        (status.code(), format!("{stdout}\n{}", self.seen.join("\n")))
-    }
-}
+use lab_support::{inventory_at, json, rcfleet, text, versions, Lab, Running};
 
 /// The real mongosh on this machine, logged in as rcfleet's admin (password on stdin).
 fn mongosh(lab: &Lab, inventory: &str, script: &str) -> Output {
     let shown = rcfleet(&["-i", inventory, "secrets", "show", "mongodb-admin-password"]);
     assert!(shown.status.success(), "{}", text(&shown));
     let password = String::from_utf8_lossy(&shown.stdout).trim().to_string();
-    let uri = format!("mongodb://{}:27017/?directConnection=true", lab.addr("db"));
-    let mut child = Command::new(lab.var("LAB_MONGOSH"))
-        .args(["--quiet", &uri, "--file", "/dev/stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the lab's mongosh");
     let login = format!("db.getSiblingDB(\"admin\").auth(\"rcfleet-admin\", {});\n", serde_json::to_string(&password).unwrap());
-    child.stdin.take().unwrap().write_all(format!("{login}{script}\n").as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    lab_support::mongosh(lab, &format!("{login}{script}\n"))
 }
 
 fn status(inventory: &str) -> serde_json::Value {
@@ -115,7 +43,11 @@ fn mongodb_climbs_one_major_at_a_time_and_a_backup_restores_a_deleted_document()
     config.push_str("\n[backup]\nkeep = 3\n");
     std::fs::write(&inventory, config).unwrap();
     let inventory = inventory.to_str().unwrap();
+    let started = std::time::Instant::now();
+    // Where the time goes, for the report (`--nocapture`); nothing is asserted on it.
+    let phase = |what: &str| eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());
     let up = rcfleet(&["up", "-i", inventory]);
+    phase("up on MongoDB 5.0");
     assert!(up.status.success(), "{}", text(&up));
     let first = status(inventory);
     assert_eq!((first["version"].as_str(), first["fcv"].as_str()), (Some("5.0.0"), Some("5.0")), "{first}");
@@ -135,6 +67,7 @@ fn mongodb_climbs_one_major_at_a_time_and_a_backup_restores_a_deleted_document()
     run.wait_for("the database unit runs", 300);
     run.signal("TERM");
     let (code, said) = run.finish(300);
+    phase("5.0 -> 6.0, stopped");
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("stopped by Ctrl-C after MongoDB 6.0"), "{said}");
     let between = status(inventory);
@@ -152,6 +85,7 @@ fn mongodb_climbs_one_major_at_a_time_and_a_backup_restores_a_deleted_document()
     assert!(released.status.success(), "{}", text(&released));
     let rerun = rcfleet(&["mongodb", "upgrade", "-i", inventory, "--to", "7.0"]);
     let said = text(&rerun);
+    phase("killed in 6.0 -> 7.0, rerun finished");
     assert!(rerun.status.success(), "{said}");
     assert!(said.contains("Downtime:"), "the downtime is not printed: {said}");
     let done = rcfleet(&["mongodb", "status", "-i", inventory]);
@@ -159,6 +93,9 @@ fn mongodb_climbs_one_major_at_a_time_and_a_backup_restores_a_deleted_document()
     assert!(done.status.success(), "{shown}");
     assert!(shown.contains("version      7.0.0") && shown.contains("FCV          7.0") && shown.contains("PRIMARY"), "{shown}");
     assert!(shown.contains("last backup  /"), "{shown}");
+    let seven = status(inventory);
+    assert!(seven["oplog_window_seconds"].as_u64().is_some_and(|s| s > 0), "the oplog spans the climb: {seven}");
+    assert!(seven["data_bytes"].as_u64().is_some(), "{seven}");
     assert!(serves(&lab), "the fleet does not serve on MongoDB 7.0");
     assert_eq!(versions(&lab), vec!["7.10.0"; 6]);
 
@@ -175,13 +112,15 @@ fn mongodb_climbs_one_major_at_a_time_and_a_backup_restores_a_deleted_document()
 
     let allowed = rcfleet(&["mongodb", "upgrade", "-i", inventory, "--to", "8.0", "--allow-unsupported-mongodb"]);
     let said = text(&allowed);
+    phase("7.0 -> 8.0");
     assert!(allowed.status.success(), "{said}");
     assert!(said.contains("rcfleet upgrade --release 8.x` at once"), "{said}");
     let eight = status(inventory);
     assert_eq!((eight["series"].as_str(), eight["fcv"].as_str()), (Some("8.0"), Some("8.0")), "{eight}");
     let config = std::fs::read_to_string(inventory).unwrap();
     assert!(config.contains("version = \"8.0\"") && config.contains("allow_unsupported = true"), "{config}");
-    let upgrade = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup"]);
+    let upgrade = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup", "--batch", "5"]);
+    phase("upgrade --release 8.1.0");
     assert!(upgrade.status.success(), "{}", text(&upgrade));
     assert_eq!(versions(&lab), vec!["8.1.0"; 6]);
 
@@ -213,6 +152,7 @@ fn mongodb_climbs_one_major_at_a_time_and_a_backup_restores_a_deleted_document()
     assert!(text(&unasked).contains("restore") && text(&unasked).contains("--yes"), "{}", text(&unasked));
     let restore = rcfleet(&["restore", "-i", inventory, &name, "--yes"]);
     let said = text(&restore);
+    phase("backup, restore");
     assert!(restore.status.success(), "{said}");
     assert!(said.contains("mongorestore --drop") && said.contains("Downtime:"), "{said}");
     let found = mongosh(&lab, inventory, "print(\"FOUND \" + JSON.stringify(db.getSiblingDB(\"rocketchat\").lifecycle.findOne({_id: \"keep-me\"})));");

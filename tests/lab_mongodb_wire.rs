@@ -8,24 +8,7 @@
 
 mod lab_support;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-use lab_support::{rcfleet, text, Lab};
-
-/// The real mongosh on this machine, `script` on its stdin (`--file /dev/stdin`: script mode).
-fn mongosh(lab: &Lab, script: &str) -> Output {
-    let uri = format!("mongodb://{}:27017/?directConnection=true", lab.addr("db"));
-    let mut child = Command::new(lab.var("LAB_MONGOSH"))
-        .args(["--quiet", &uri, "--file", "/dev/stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the lab's mongosh");
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
+use lab_support::{mongosh, rcfleet, text};
 
 fn js(text: &str) -> String {
     serde_json::to_string(text).unwrap()

@@ -46,27 +46,24 @@ pub fn set_mongodb_version(path: &Path, version: &str, allow_unsupported_mongodb
 
 /// `text` with `mongodb.version` set to `version` (the `[mongodb]` table made if missing).
 pub fn with_mongodb_version(text: &str, version: &str) -> Result<String> {
-    let mut document = document(text)?;
-    let mongodb = document.entry("mongodb").or_insert_with(|| Item::Table(Table::new()));
-    let table = mongodb.as_table_like_mut().ok_or_else(|| Error::bad_input("mongodb in the inventory is not a table"))?;
-    match table.get_mut("version") {
-        Some(item) => replace_value(item, Value::from(version)),
-        None => {
-            table.insert("version", Item::Value(Value::from(version)));
-        }
-    }
-    Ok(document.to_string())
+    with_mongodb_key(text, "version", Value::from(version))
 }
 
 /// `text` with `mongodb.allow_unsupported = true` (the `[mongodb]` table made if missing).
 pub fn with_mongodb_allow_unsupported(text: &str) -> Result<String> {
+    with_mongodb_key(text, "allow_unsupported", Value::from(true))
+}
+
+/// `text` with `mongodb.<key>` set to `value`: replaced in place, or added to `[mongodb]`
+/// (made if missing).
+fn with_mongodb_key(text: &str, key: &str, value: Value) -> Result<String> {
     let mut document = document(text)?;
     let mongodb = document.entry("mongodb").or_insert_with(|| Item::Table(Table::new()));
     let table = mongodb.as_table_like_mut().ok_or_else(|| Error::bad_input("mongodb in the inventory is not a table"))?;
-    match table.get_mut("allow_unsupported") {
-        Some(item) => replace_value(item, Value::from(true)),
+    match table.get_mut(key) {
+        Some(item) => replace_value(item, value),
         None => {
-            table.insert("allow_unsupported", Item::Value(Value::from(true)));
+            table.insert(key, Item::Value(value));
         }
     }
     Ok(document.to_string())

@@ -93,14 +93,7 @@ pub fn restore(inventory_path: &Path, options: &RestoreOptions, confirm: impl Fn
     };
     run_mongorestore(&fleet, &remote, &archive.path, login.as_ref(), &report).map_err(left)?;
     let restored = facts::read(&remote, &fleet, login.as_ref()).map_err(left)?;
-    if let (Some(now), Some(recorded)) = (restored.migrations, record.migrations) {
-        if now > recorded {
-            return Err(left(Error::failed(format!(
-                "the restored database is at migration version {now}, newer than the {recorded} that {release} ran \
-                 (the archive's record); starting {release} on it could break it, so no instance was started"
-            ))));
-        }
-    }
+    migrations_allow(restored.migrations, record.migrations, &release).map_err(left)?;
     if release != fleet.workspace.release {
         inventory::edit::set_release(inventory_path, &release, unsupported)
             .map_err(left)?;
@@ -108,6 +101,24 @@ pub fn restore(inventory_path: &Path, options: &RestoreOptions, confirm: impl Fn
     }
     outage::bring_back(&target, &remote, &store, &report).map_err(left)?;
     Ok(RestoreOutcome { archive: archive.path.clone(), release, steps, downtime_seconds: down.elapsed().as_secs_f64() })
+}
+
+/// Rocket.Chat's migrations only go forward: `release` may start on the restored database only
+/// when its migration version (`now`) is not newer than what `release` ran (`recorded`, the
+/// archive's record). Without a control document (Rocket.Chat never ran) there is nothing to
+/// break.
+fn migrations_allow(now: Option<i64>, recorded: Option<i64>, release: &Release) -> Result<()> {
+    match (now, recorded) {
+        (Some(now), Some(recorded)) if now > recorded => Err(Error::failed(format!(
+            "the restored database is at migration version {now}, newer than the {recorded} that {release} ran (the \
+             archive's record); starting {release} on it could break it, so no instance was started"
+        ))),
+        (Some(now), None) => Err(Error::failed(format!(
+            "the restored database is at migration version {now} but the archive's record names none for {release}; \
+             rcfleet cannot tell whether {release} may run on it, so no instance was started"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn find<'a>(archives: &'a [Archive], wanted: &str) -> Option<&'a Archive> {
@@ -203,6 +214,17 @@ mod tests {
         assert!(argv[2].contains("--entrypoint mongorestore") && argv[2].contains("--drop"), "{}", argv[2]);
         assert_eq!(argv[7], format!("{}.*", fleet.mongodb.database));
         assert!(argv[6].contains("127.0.0.1") && !argv[6].contains(&format!("/{}?", fleet.mongodb.database)), "{}", argv[6]);
+    }
+
+    #[test]
+    fn a_release_never_starts_on_migrations_newer_than_it_ran() {
+        let release = Release::parse("7.10.0").unwrap();
+        assert!(migrations_allow(Some(300), Some(300), &release).is_ok());
+        assert!(migrations_allow(Some(299), Some(300), &release).is_ok());
+        assert!(migrations_allow(None, None, &release).is_ok(), "Rocket.Chat never ran on it");
+        let newer = migrations_allow(Some(301), Some(300), &release).unwrap_err().to_string();
+        assert!(newer.contains("migration version 301") && newer.contains("no instance was started"), "{newer}");
+        assert!(migrations_allow(Some(301), None, &release).is_err(), "no record: no guess");
     }
 
     #[test]

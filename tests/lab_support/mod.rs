@@ -357,3 +357,86 @@ impl Load {
         (self.ok.load(Ordering::SeqCst), self.failed.load(Ordering::SeqCst), errors)
     }
 }
+
+/// rcfleet running in the background, its stderr lines readable as they come.
+pub struct Running {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    pub fn start(args: &[&str]) -> Running {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rcfleet"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits (at most `seconds`) for a stderr line containing `text`.
+    pub fn wait_for(&mut self, text: &str, seconds: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                let found = line.contains(text);
+                self.seen.push(line);
+                if found {
+                    return;
+                }
+            }
+        }
+        panic!("no line with {text:?} within {seconds} s:\n{}", self.seen.join("\n"));
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the end (bounded); returns the exit code and everything it printed.
+    pub fn finish(mut self, seconds: u64) -> (Option<i32>, String) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("rcfleet did not finish within {seconds} s:\n{}", self.seen.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        self.seen.extend(self.lines.try_iter());
+        let mut stdout = String::new();
+        use std::io::Read;
+        self.child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        (status.code(), format!("{stdout}\n{}", self.seen.join("\n")))
+    }
+}
+
+/// The real mongosh on this machine (`LAB_MONGOSH`), connected to the database host's MongoDB,
+/// `script` on its stdin (`--file /dev/stdin`: script mode).
+pub fn mongosh(lab: &Lab, script: &str) -> Output {
+    let uri = format!("mongodb://{}:27017/?directConnection=true", lab.addr("db"));
+    let mut child = Command::new(lab.var("LAB_MONGOSH"))
+        .args(["--quiet", &uri, "--file", "/dev/stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the lab's mongosh");
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::ops::hosts::Hosts;
 use crate::ops::probe;
+use crate::ops::wait::Poll;
 use crate::ops::secrets::{self, MongoLogin};
 use crate::remote::Connection;
 
@@ -100,11 +101,36 @@ print("{mark}" + JSON.stringify(out));"#,
 
 /// Asks the running MongoDB for its facts.
 pub fn read(remote: &Hosts, fleet: &Fleet, login: Option<&MongoLogin>) -> Result<Facts> {
+    read_after(remote, fleet, login, "")
+}
+
+/// Runs `command` (mongosh statements, e.g. setting the FCV) and then reads the facts, in one
+/// mongosh run: each run starts a Node process, which is most of what a look costs.
+pub fn read_after(remote: &Hosts, fleet: &Fleet, login: Option<&MongoLogin>, command: &str) -> Result<Facts> {
     let db = remote.host(&fleet.database_host().name);
     let container = probe::mongodb(remote, fleet, db)?
         .ok_or_else(|| Error::failed(format!("{}: MongoDB is not running; run `rcfleet up` first", db.name())))?;
-    let answer = run(db, fleet, &container.id, login, &script(&fleet.mongodb.database))?;
+    let answer = run(db, fleet, &container.id, login, &format!("{command}\n{}", script(&fleet.mongodb.database)))?;
     parse(&answer).ok_or_else(|| Error::failed(format!("{}: MongoDB answered unexpectedly: {}", db.name(), short(&answer.to_string()))))
+}
+
+/// One look while waiting for MongoDB to come back: its facts once it answers with a
+/// PRIMARY, else what was seen. Only a refused login is an error (waiting does not help).
+pub fn poll_primary(remote: &Hosts, fleet: &Fleet, login: Option<&MongoLogin>) -> Result<Poll<Facts>> {
+    let db = remote.host(&fleet.database_host().name);
+    let Some(container) = probe::mongodb(remote, fleet, db)? else {
+        return Ok(Err("the mongodb container is not running".to_string()));
+    };
+    let output = secrets::mongosh(db, fleet, &container.id, login, &script(&fleet.mongodb.database))?;
+    if login.is_some() && secrets::refused_login(&output.stderr_text()) {
+        return Err(Error::failed(format!("{}: MongoDB refused rcfleet's admin login: {}", db.name(), short(&output.stderr_text()))));
+    }
+    let facts = secrets::marked(&output).pop().filter(|_| output.success()).and_then(|line| serde_json::from_str(line.trim()).ok()).and_then(|v| parse(&v));
+    Ok(match facts {
+        Some(facts) if facts.members.iter().any(|m| m.state == "PRIMARY") => Ok(facts),
+        Some(facts) => Err(format!("no PRIMARY yet ({})", facts.members.iter().map(|m| format!("{} {}", m.name, m.state)).collect::<Vec<_>>().join(", "))),
+        None => Err(short(&format!("{} {}", output.stderr_text(), output.stdout_text())).chars().take(160).collect()),
+    })
 }
 
 /// Runs `script` (which prints one line marked [`secrets::MARK`] holding JSON) and parses it.

@@ -27,12 +27,13 @@ use crate::inventory;
 use crate::ops::backup;
 use crate::ops::converge::{converge_unit, pull_missing_images, send_files};
 use crate::ops::hosts::Hosts;
+use crate::ops::instances::edited_is_invalid;
 use crate::ops::lock;
 use crate::ops::outage;
 use crate::ops::probe;
 use crate::ops::report::{Outcome, Reporter};
 use crate::ops::secrets::{self, MongoLogin, Store};
-use crate::ops::wait::{self, Poll};
+use crate::ops::wait;
 use crate::remote::ConnectOptions;
 use crate::render;
 
@@ -170,16 +171,6 @@ pub fn upgrade(inventory_path: &Path, options: &MongoUpgradeOptions) -> Result<M
         route.refused.push(format!("the replica set is not healthy: {unhealthy}"));
     }
     let hop_fleets = hop_fleets(inventory_path, &fleet, &route.steps, &release)?;
-    for (step, hop) in route.steps.iter().zip(&hop_fleets) {
-        if matches!(step, Step::Hop(_)) && hop.images.mongodb == fleet.images.mongodb {
-            route.refused.push(format!(
-                "images.mongodb.tag pins {}, so MongoDB {} would run the same image; remove the tag (rcfleet then uses \"{}-ubi8\")",
-                fleet.images.mongodb,
-                step.version(),
-                step.version()
-            ));
-        }
-    }
     for text in &route.overridden {
         report.warn(format!("--allow-unsupported-mongodb: {text}"));
     }
@@ -287,6 +278,7 @@ fn hop_fleets(inventory_path: &Path, fleet: &Fleet, steps: &[Step], release: &Re
                 edited = inventory::edit::with_mongodb_allow_unsupported(&edited)?;
             }
             inventory::parse(&edited, inventory_path)
+                .map_err(|err| edited_is_invalid(err, &format!("mongodb.version = \"{}\"", step.version())))
         })
         .collect()
 }
@@ -298,6 +290,15 @@ fn run_step(hop: &Fleet, remote: &Hosts, store: &Store, login: Option<&MongoLogi
     let db = remote.host(&hop.database_host().name);
     let version = step.version();
     if let Step::Hop(_) = step {
+        // MongoDB's prerequisites, checked again before each step: FCV equal to the running
+        // version, a healthy set.
+        let before = facts::read(remote, hop, login)?;
+        if before.fcv != before.series() {
+            return Err(Error::failed(format!("{}: before the step to {version}: the FCV is {} on MongoDB {}", db.name(), before.fcv, before.version)));
+        }
+        if let Some(unhealthy) = before.unhealthy() {
+            return Err(Error::failed(format!("{}: before the step to {version}: the replica set is not healthy: {unhealthy}", db.name())));
+        }
         let unit = render::database_unit(hop);
         let files = render::render(hop, store)?;
         let prefix = format!("{}/", unit.dir);
@@ -317,8 +318,7 @@ fn run_step(hop: &Fleet, remote: &Hosts, store: &Store, login: Option<&MongoLogi
         return Err(Error::failed(format!("{}: MongoDB reports {} after the change to {version}", db.name(), facts.version)));
     }
     if facts.fcv != version {
-        set_fcv(hop, remote, login, version)?;
-        let after = facts::read(remote, hop, login)?;
+        let after = set_fcv(hop, remote, login, version)?;
         if after.fcv != version {
             return Err(Error::failed(format!("{}: the feature compatibility version stayed {} after setting {version}", db.name(), after.fcv)));
         }
@@ -332,13 +332,7 @@ fn run_step(hop: &Fleet, remote: &Hosts, store: &Store, login: Option<&MongoLogi
 fn wait_primary(fleet: &Fleet, remote: &Hosts, login: Option<&MongoLogin>, report: &Reporter) -> Result<Facts> {
     let db = remote.host(&fleet.database_host().name);
     wait::until(report, "mongodb", "replica set PRIMARY", Duration::from_secs(180), Duration::from_millis(500), || {
-        let Some(mongodb) = probe::mongodb(remote, fleet, db)? else {
-            return Ok(Poll::Err("the mongodb container is not running".to_string()));
-        };
-        Ok(match probe::mongo_primary(db, fleet, &mongodb.id, login)? {
-            Ok(_) => Ok(facts::read(remote, fleet, login)?),
-            Err(seen) => Err(seen),
-        })
+        facts::poll_primary(remote, fleet, login)
     })
     .map_err(|err| {
         let logs = probe::mongodb(remote, fleet, db).ok().flatten().map(|c| probe::last_log_lines(db, &c.id, 5)).unwrap_or_default();
@@ -355,17 +349,12 @@ pub fn fcv_command(version: &str) -> String {
     format!("{{ setFeatureCompatibilityVersion: \"{version}\"{confirm} }}")
 }
 
-fn set_fcv(fleet: &Fleet, remote: &Hosts, login: Option<&MongoLogin>, version: &str) -> Result<()> {
-    let db = remote.host(&fleet.database_host().name);
-    let container = probe::mongodb(remote, fleet, db)?.ok_or_else(|| Error::failed(format!("{}: MongoDB is not running", db.name())))?;
-    let script = format!(
-        "const r = db.getSiblingDB(\"admin\").runCommand({});\nprint(\"{}\" + JSON.stringify({{ ok: r.ok }}));",
-        fcv_command(version),
-        secrets::MARK
-    );
-    facts::run(db, fleet, &container.id, login, &script)
-        .map_err(|err| Error::failed(format!("setting the feature compatibility version to {version}: {err}")))?;
-    Ok(())
+/// Sets the FCV and reads the facts after, in one mongosh run; the command's failure is
+/// mongosh's (script mode: an uncaught server error, exit 1).
+fn set_fcv(fleet: &Fleet, remote: &Hosts, login: Option<&MongoLogin>, version: &str) -> Result<Facts> {
+    let command = format!("db.getSiblingDB(\"admin\").runCommand({});", fcv_command(version));
+    facts::read_after(remote, fleet, login, &command)
+        .map_err(|err| Error::failed(format!("setting the feature compatibility version to {version}: {err}")))
 }
 
 fn advice(route: &Route, release: &Release) -> Option<String> {

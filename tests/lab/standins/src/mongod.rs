@@ -22,6 +22,8 @@ const ELECTION: Duration = Duration::from_millis(1200);
 const USERS: &str = "admin.system.users";
 const REPLSET: &str = "local.system.replset";
 const VERSION_NS: &str = "admin.system.version";
+const OPLOG: &str = "local.oplog.rs";
+const OPLOG_ENTRIES: usize = 1000;
 
 type Reply = Result<Document, Document>;
 
@@ -147,6 +149,27 @@ impl Store {
     fn put(&mut self, ns: &str, docs: Vec<Document>) {
         self.colls.insert(ns.to_string(), docs);
         self.save(ns);
+        if ns != OPLOG && self.colls.contains_key(REPLSET) {
+            self.log_write(ns);
+        }
+    }
+
+    /// A member of a replica set records every write in its oplog (`local.oplog.rs`, capped).
+    /// The stand-in keeps one no-op entry per write, with the real fields `ts` (a timestamp:
+    /// seconds, then a counter), `t`, `op`, `ns`, `o`, `wall`, oldest first, at most
+    /// `OPLOG_ENTRIES` of them: enough for `$natural` reads of the oplog window.
+    fn log_write(&mut self, ns: &str) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as u32;
+        let mut log = self.docs(OPLOG);
+        let increment = match log.last().and_then(|e| e.get_timestamp("ts").ok()) {
+            Some(last) if last.time == now => last.increment + 1,
+            _ => 1,
+        };
+        log.push(doc! {"ts": bson::Timestamp { time: now, increment }, "t": 1i64, "op": "n", "ns": "", "o": {"msg": format!("rcfleet lab stand-in: write to {ns}")}, "wall": bson::DateTime::now()});
+        let excess = log.len().saturating_sub(OPLOG_ENTRIES);
+        log.drain(..excess);
+        self.colls.insert(OPLOG.to_string(), log);
+        self.save(OPLOG);
     }
 }
 
@@ -1654,6 +1677,14 @@ fn compare_by(a: &Document, b: &Document, sort: &Document) -> Ordering {
 }
 
 fn sort_docs(docs: &mut [Document], sort: &Document) {
+    // `{$natural: 1 | -1}`: the order documents are stored in, or its reverse (MongoDB docs,
+    // "$natural"), how the oplog's first and last entries are read.
+    if let Some(dir) = sort.get("$natural") {
+        if num(Some(dir)).unwrap_or(1.0) < 0.0 {
+            docs.reverse();
+        }
+        return;
+    }
     docs.sort_by(|a, b| compare_by(a, b, sort));
 }
 
@@ -1886,6 +1917,25 @@ mod tests {
     }
 
     #[test]
+    fn natural_order_and_the_oplog_of_a_replica_set_member() {
+        let mut docs = vec![doc! {"n": 2}, doc! {"n": 1}, doc! {"n": 3}];
+        sort_docs(&mut docs, &doc! {"$natural": -1});
+        assert_eq!(docs, vec![doc! {"n": 3}, doc! {"n": 1}, doc! {"n": 2}]);
+        let dir = std::env::temp_dir().join(format!("standin-oplog-test-{}", std::process::id()));
+        let mut store = Store::open(dir.to_str().unwrap()).unwrap();
+        store.put("rocketchat.a", vec![doc! {"_id": 1}]);
+        assert!(store.docs(OPLOG).is_empty(), "a standalone server keeps no oplog");
+        store.put(REPLSET, vec![doc! {"_id": "rs0"}]);
+        store.put("rocketchat.a", vec![doc! {"_id": 2}]);
+        let log = store.docs(OPLOG);
+        assert_eq!(log.len(), 2);
+        let (first, last) = (log[0].get_timestamp("ts").unwrap(), log[1].get_timestamp("ts").unwrap());
+        assert!((last.time, last.increment) > (first.time, first.increment));
+        assert_eq!(Store::open(dir.to_str().unwrap()).unwrap().docs(OPLOG).len(), 2, "kept on disk");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn updates_and_upserts() {
         let d = doc! {"_id": 1, "a": 1};
         let u = apply_update(&d, &doc! {"$set": {"b.c": 2}, "$unset": {"a": ""}, "$inc": {"n": 1}}, false).unwrap();
@@ -1899,6 +1949,7 @@ mod tests {
     fn fcv_and_wire_versions() {
         assert_eq!(fcv_allowed("8.2.0"), ("8.2".into(), "8.0".into()));
         assert_eq!(fcv_allowed("7.0.0"), ("7.0".into(), "6.0".into()));
+        assert_eq!(fcv_allowed("5.0.0"), ("5.0".into(), "4.4".into()));
         assert_eq!(wire_version("8.2.0"), 27);
         assert_eq!(wire_version("7.0.0"), 21);
     }
