@@ -56,5 +56,8 @@ fn after_an_upgrade_migrated_the_database_the_older_release_refuses_to_start() {
     lab.run("app1", "docker restart -t 2 $(docker ps -q --filter label=io.rcfleet.unit=app1-1) >/dev/null");
     let ready = eventually(40, || http_get(&format!("{address}:3001"), &address, "/readyz").map(|(status, _)| status == 200).unwrap_or(false));
     assert!(ready, "8.1.0 did not come back on the database 8.0.0 refused");
+    // Its metrics server starts a moment after it is ready (after its settings settle).
+    let metrics = eventually(20, || http_get(&format!("{address}:9459"), &address, "/metrics").is_ok());
+    assert!(metrics, "8.1.0 on app1-1 serves no metrics");
     assert_eq!(versions(&lab), vec!["8.1.0"; 6]);
 }

@@ -285,6 +285,19 @@ fn refuse_release_change(inventory_path: &Path, fleet: &Fleet, remote: &Hosts) -
         return Ok(());
     }
     let running: Vec<String> = other.iter().map(|(tag, units)| format!("{tag} on {}", units.join(", "))).collect();
+    // After an interrupted upgrade the fleet runs two releases: name the command that finishes it.
+    if let Some(holder) = lock::read(fleet, remote.host(&fleet.database_host().name))? {
+        if holder.command.starts_with("rcfleet upgrade") {
+            return Err(Error::bad_input(format!(
+                "{}: the fleet runs {} while [workspace] release = \"{}\": an upgrade is unfinished, and `rcfleet up` \
+                 never changes the running release; nothing was changed. {}",
+                inventory_path.display(),
+                running.join("; "),
+                fleet.workspace.release,
+                if holder.run_is_gone() { holder.unfinished() } else { format!("It is running now: {}", holder.describe()) }
+            )));
+        }
+    }
     Err(Error::bad_input(format!(
         "{}: [workspace] release = \"{}\" but the fleet runs {}. `rcfleet up` never changes the running release; \
          nothing was changed. To move the fleet to {}, run `rcfleet upgrade -i {} --release {}` (backup, canary, \
@@ -409,6 +422,7 @@ fn roll_changes(full_fleet: &Fleet, remote: &Hosts, artifacts: &[HostArtifacts],
         report,
         recovery: Recovery::Hold,
         forward_only: None,
+        on_progress: None,
         finish: "run `rcfleet up` again",
     };
     rollout.rolling(&batches).map_err(|story| Error::failed(format!("replacing changed instances stopped.\n{story}")))?;
