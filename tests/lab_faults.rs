@@ -126,6 +126,48 @@ fn a_host_lost_mid_upgrade_is_rolled_around_and_the_rerun_finishes() {
 }
 
 #[test]
+fn an_upgrade_killed_mid_batch_is_named_meanwhile_and_finished_by_the_next_upgrade() {
+    let Some(lab) = lab_support::lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = fleet_at_8_0_0(&lab, dir.path());
+    let inventory = inventory.as_str();
+
+    // Killed with no chance to clean up while app2-0 (third, after app1-0 and app1-1) is out of Traefik.
+    let mut upgrade = Running::start(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup"]);
+    upgrade.wait_for("app2-0 out of Traefik", 240);
+    upgrade.signal("KILL");
+    let (code, _) = upgrade.finish(30);
+    assert_eq!(code, None, "rcfleet was not killed");
+
+    // Meanwhile: status, lock status and up name the unfinished upgrade and its command.
+    let status = rcfleet(&["status", "-i", inventory]);
+    let said = text(&status);
+    assert_eq!(status.status.code(), Some(3), "{said}");
+    assert!(said.contains("was interrupted") && said.contains("Run `rcfleet upgrade --release 8.1.0` again"), "{said}");
+    let lock = rcfleet(&["lock", "status", "-i", inventory]);
+    let said = text(&lock);
+    assert!(said.contains("replaced to 8.1.0: app1-0, app1-1") && said.contains("in flight: app2-0"), "{said}");
+    let before = lab.containers();
+    let up = rcfleet(&["up", "-i", inventory]);
+    let said = text(&up);
+    assert_eq!(up.status.code(), Some(2), "{said}");
+    assert!(said.contains("an upgrade is unfinished") && said.contains("rcfleet upgrade --release 8.1.0"), "{said}");
+    assert_eq!(lab.containers(), before, "a refused up restarted containers");
+
+    // The next upgrade takes over the dead run's lock and finishes where it stopped.
+    let rerun = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup"]);
+    let said = text(&rerun);
+    assert!(rerun.status.success(), "the rerun failed:\n{said}");
+    assert!(said.contains("already on 8.1.0: app1-0, app1-1"), "{said}");
+    assert!(!said.contains("canary: app1-0 out of Traefik"), "the rerun replaced app1-0 again:\n{said}");
+    assert_eq!(versions(&lab), vec!["8.1.0"; 6]);
+    assert_eq!(traefik_servers(&lab).len(), 6);
+    traefik_lists_only_ready_instances(&lab);
+    lock_is_free(&lab);
+    assert!(std::fs::read_to_string(inventory).unwrap().contains("release = \"8.1.0\""));
+}
+
+#[test]
 fn ctrl_c_mid_upgrade_finishes_the_instance_in_flight() {
     let Some(lab) = lab_support::lab() else { return };
     let dir = tempfile::tempdir().unwrap();
