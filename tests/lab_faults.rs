@@ -150,8 +150,8 @@ fn an_upgrade_killed_mid_batch_is_named_meanwhile_and_finished_by_the_next_upgra
     let before = lab.containers();
     let up = rcfleet(&["up", "-i", inventory]);
     let said = text(&up);
-    assert_eq!(up.status.code(), Some(2), "{said}");
-    assert!(said.contains("an upgrade is unfinished") && said.contains("rcfleet upgrade --release 8.1.0"), "{said}");
+    assert_eq!(up.status.code(), Some(1), "{said}");
+    assert!(said.contains("was interrupted") && said.contains("Run `rcfleet upgrade --release 8.1.0` again"), "{said}");
     assert_eq!(lab.containers(), before, "a refused up restarted containers");
 
     // The next upgrade takes over the dead run's lock and finishes where it stopped.

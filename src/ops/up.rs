@@ -66,10 +66,11 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     // operator's side must not take serving capacity away (Traefik's health check takes out
     // instances that really stopped answering).
     let fleet = without_hosts(&full_fleet, &unreachable);
-    refuse_release_change(inventory_path, &fleet, &remote)?;
     crate::interrupt::graceful("`rcfleet up`");
     let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), "rcfleet up", None)?;
     preflight::run(&fleet, &remote, &report)?;
+    // Under the lock, so that no upgrade is half-way through while this looks.
+    refuse_release_change(inventory_path, &fleet, &remote)?;
     let deploy_dir = render::deploy_dir(&fleet);
     let store = secrets::Store::load_or_create(&fleet, remote.host(&fleet.database_host().name), &report)?;
     let artifacts: Vec<HostArtifacts> = render::render(&full_fleet, &store)?
