@@ -291,3 +291,51 @@ impl Drop for DeployLock<'_> {
 fn nanos() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(who: &str, pid: u32) -> Holder {
+        Holder {
+            who: who.to_string(),
+            pid,
+            command: "rcfleet upgrade --release 8.1.0".to_string(),
+            release: Some("8.1.0".to_string()),
+            since: "2026-11-30T20:00:00Z".to_string(),
+            token: "t".to_string(),
+            progress: Some(Progress {
+                release: "8.1.0".to_string(),
+                replaced: vec!["app1-0".to_string(), "app1-1".to_string()],
+                in_flight: vec!["app2-0".to_string()],
+            }),
+        }
+    }
+
+    #[test]
+    fn a_holder_is_described_with_its_age_and_progress() {
+        let text = holder("ann@desk", 42).describe();
+        assert!(text.starts_with("ann@desk (pid 42) since 2026-11-30T20:00:00Z ("), "{text}");
+        assert!(text.contains(" ago): `rcfleet upgrade --release 8.1.0` towards release 8.1.0"), "{text}");
+        assert!(text.ends_with("; replaced to 8.1.0: app1-0, app1-1; in flight: app2-0"), "{text}");
+    }
+
+    #[test]
+    fn only_a_run_of_this_operator_whose_process_is_gone_counts_as_gone() {
+        // Linux pids stay below 2^22: this one never exists.
+        assert!(holder(&audit::operator(), 4_000_000_000).run_is_gone());
+        assert!(!holder(&audit::operator(), std::process::id()).run_is_gone(), "this very run");
+        assert!(!holder("someone@elsewhere", 4_000_000_000).run_is_gone(), "another machine: nobody can tell");
+        let unfinished = holder(&audit::operator(), 4_000_000_000).unfinished();
+        assert!(unfinished.contains("It got this far: replaced to 8.1.0: app1-0, app1-1; in flight: app2-0."), "{unfinished}");
+        assert!(unfinished.ends_with("Run `rcfleet upgrade --release 8.1.0` again to finish it."), "{unfinished}");
+    }
+
+    #[test]
+    fn a_lock_without_progress_still_reads() {
+        let old = r#"{"who":"a@b","pid":1,"command":"rcfleet up","release":null,"since":"2026-11-30T20:00:00Z","token":"x"}"#;
+        let holder: Holder = serde_json::from_str(old).unwrap();
+        assert_eq!(holder.progress, None);
+        assert_eq!(holder.kind(), "rcfleet up");
+    }
+}

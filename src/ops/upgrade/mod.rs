@@ -611,6 +611,20 @@ mod tests {
     }
 
     #[test]
+    fn a_resumed_upgrade_redoes_what_was_in_flight_first_and_skips_what_was_replaced() {
+        let fleet = fleet("");
+        let names = |batches: Vec<Vec<&Instance>>| -> Vec<Vec<String>> {
+            batches.iter().map(|b| b.iter().map(|i| i.name.clone()).collect()).collect()
+        };
+        let resumed = Resumed { replaced: vec!["app1-0".into(), "app1-1".into()], in_flight: vec!["app2-0".into()] };
+        assert_eq!(
+            names(resumed.batches(&fleet, 2)),
+            vec![vec!["app2-0"], vec!["app2-1"], vec!["app3-0", "app3-1"]]
+        );
+        assert_eq!(names(Resumed::default().batches(&fleet, 2)), names(rollout::batches(fleet.instances(), 2)));
+    }
+
+    #[test]
     fn the_backup_runs_mongodump_from_the_tools_image_on_the_host_network_password_on_stdin() {
         let fleet = fleet("");
         assert_eq!(fleet.images.mongodb_tools.to_string(), "docker.io/mongo:8.2");
