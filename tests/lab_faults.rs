@@ -24,6 +24,17 @@ fn fleet_at_8_0_0(lab: &Lab, dir: &Path) -> String {
 }
 
 
+/// An 8.0.0 fleet whose `rcfleet upgrade --release 8.1.0` gets `signal` once `instance` is out
+/// of Traefik: (inventory, exit code, everything it printed).
+fn upgrade_signalled_at(lab: &Lab, dir: &Path, instance: &str, signal: &str, seconds: u64) -> (String, Option<i32>, String) {
+    let inventory = fleet_at_8_0_0(lab, dir);
+    let mut upgrade = Running::start(&["upgrade", "-i", &inventory, "--release", "8.1.0", "--skip-backup"]);
+    upgrade.wait_for(&format!("{instance} out of Traefik"), 240);
+    upgrade.signal(signal);
+    let (code, said) = upgrade.finish(seconds);
+    (inventory, code, said)
+}
+
 /// rcfleet running in the background, its stderr lines readable as they come.
 struct Running {
     child: Child,
@@ -129,14 +140,9 @@ fn a_host_lost_mid_upgrade_is_rolled_around_and_the_rerun_finishes() {
 fn an_upgrade_killed_mid_batch_is_named_meanwhile_and_finished_by_the_next_upgrade() {
     let Some(lab) = lab_support::lab() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let inventory = fleet_at_8_0_0(&lab, dir.path());
-    let inventory = inventory.as_str();
-
     // Killed with no chance to clean up while app2-0 (third, after app1-0 and app1-1) is out of Traefik.
-    let mut upgrade = Running::start(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup"]);
-    upgrade.wait_for("app2-0 out of Traefik", 240);
-    upgrade.signal("KILL");
-    let (code, _) = upgrade.finish(30);
+    let (inventory, code, _) = upgrade_signalled_at(&lab, dir.path(), "app2-0", "KILL", 30);
+    let inventory = inventory.as_str();
     assert_eq!(code, None, "rcfleet was not killed");
 
     // Meanwhile: status, lock status and up name the unfinished upgrade and its command.
@@ -171,13 +177,8 @@ fn an_upgrade_killed_mid_batch_is_named_meanwhile_and_finished_by_the_next_upgra
 fn ctrl_c_mid_upgrade_finishes_the_instance_in_flight() {
     let Some(lab) = lab_support::lab() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let inventory = fleet_at_8_0_0(&lab, dir.path());
+    let (inventory, code, said) = upgrade_signalled_at(&lab, dir.path(), "app1-1", "INT", 300);
     let inventory = inventory.as_str();
-
-    let mut upgrade = Running::start(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup"]);
-    upgrade.wait_for("app1-1 out of Traefik", 240);
-    upgrade.signal("INT");
-    let (code, said) = upgrade.finish(300);
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("stopped by Ctrl-C"), "{said}");
     assert!(said.contains("app1-1 on 8.1.0, back in Traefik"), "the instance in flight was not finished:\n{said}");
