@@ -6,18 +6,19 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once};
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 static LEFT_TO_DO: Mutex<String> = Mutex::new(String::new());
 static INSTALL: Once = Once::new();
 
-/// From now on Ctrl-C (or SIGTERM) asks for a graceful stop instead of killing the process.
+/// From now on Ctrl-C (or SIGTERM, or SIGHUP: a closed terminal or SSH session) asks for a
+/// graceful stop instead of killing the process.
 pub fn graceful(what: &str) {
     set_left_to_do(&format!("{what} was interrupted before it changed anything"));
     INSTALL.call_once(|| {
-        let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
             Ok(signals) => signals,
             Err(err) => {
                 eprintln!("warning: cannot catch Ctrl-C ({err}); it will stop rcfleet at once");

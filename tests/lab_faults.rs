@@ -21,6 +21,16 @@ fn fleet_at_8_0_0(lab: &Lab, dir: &Path) -> String {
 }
 
 
+/// An 8.0.0 fleet whose `rcfleet upgrade --release 8.1.0` gets `signal` once `instance` is out
+/// of Traefik: (inventory, exit code, everything it printed).
+fn upgrade_signalled_at(lab: &Lab, dir: &Path, instance: &str, signal: &str, seconds: u64) -> (String, Option<i32>, String) {
+    let inventory = fleet_at_8_0_0(lab, dir);
+    let mut upgrade = Running::start(&["upgrade", "-i", &inventory, "--release", "8.1.0", "--skip-backup"]);
+    upgrade.wait_for(&format!("{instance} out of Traefik"), 240);
+    upgrade.signal(signal);
+    let (code, said) = upgrade.finish(seconds);
+    (inventory, code, said)
+}
 
 
 
@@ -56,16 +66,48 @@ fn a_host_lost_mid_upgrade_is_rolled_around_and_the_rerun_finishes() {
 }
 
 #[test]
+fn an_upgrade_killed_mid_batch_is_named_meanwhile_and_finished_by_the_next_upgrade() {
+    let Some(lab) = lab_support::lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Killed with no chance to clean up while app2-0 (third, after app1-0 and app1-1) is out of Traefik.
+    let (inventory, code, _) = upgrade_signalled_at(&lab, dir.path(), "app2-0", "KILL", 30);
+    let inventory = inventory.as_str();
+    assert_eq!(code, None, "rcfleet was not killed");
+
+    // Meanwhile: status, lock status and up name the unfinished upgrade and its command.
+    let status = rcfleet(&["status", "-i", inventory]);
+    let said = text(&status);
+    assert_eq!(status.status.code(), Some(3), "{said}");
+    assert!(said.contains("was interrupted") && said.contains("Run `rcfleet upgrade --release 8.1.0` again"), "{said}");
+    let lock = rcfleet(&["lock", "status", "-i", inventory]);
+    let said = text(&lock);
+    assert!(said.contains("replaced to 8.1.0: app1-0, app1-1") && said.contains("in flight: app2-0"), "{said}");
+    let before = lab.containers();
+    let up = rcfleet(&["up", "-i", inventory]);
+    let said = text(&up);
+    assert_eq!(up.status.code(), Some(1), "{said}");
+    assert!(said.contains("was interrupted") && said.contains("Run `rcfleet upgrade --release 8.1.0` again"), "{said}");
+    assert_eq!(lab.containers(), before, "a refused up restarted containers");
+
+    // The next upgrade takes over the dead run's lock and finishes where it stopped.
+    let rerun = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup"]);
+    let said = text(&rerun);
+    assert!(rerun.status.success(), "the rerun failed:\n{said}");
+    assert!(said.contains("already on 8.1.0: app1-0, app1-1"), "{said}");
+    assert!(!said.contains("canary: app1-0 out of Traefik"), "the rerun replaced app1-0 again:\n{said}");
+    assert_eq!(versions(&lab), vec!["8.1.0"; 6]);
+    assert_eq!(traefik_servers(&lab).len(), 6);
+    traefik_lists_only_ready_instances(&lab);
+    lock_is_free(&lab);
+    assert!(std::fs::read_to_string(inventory).unwrap().contains("release = \"8.1.0\""));
+}
+
+#[test]
 fn ctrl_c_mid_upgrade_finishes_the_instance_in_flight() {
     let Some(lab) = lab_support::lab() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let inventory = fleet_at_8_0_0(&lab, dir.path());
+    let (inventory, code, said) = upgrade_signalled_at(&lab, dir.path(), "app1-1", "INT", 300);
     let inventory = inventory.as_str();
-
-    let mut upgrade = Running::start(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup"]);
-    upgrade.wait_for("app1-1 out of Traefik", 240);
-    upgrade.signal("INT");
-    let (code, said) = upgrade.finish(300);
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("stopped by Ctrl-C"), "{said}");
     assert!(said.contains("app1-1 on 8.1.0, back in Traefik"), "the instance in flight was not finished:\n{said}");
@@ -138,6 +180,9 @@ fn sshd_down_during_up_leaves_that_host_for_the_next_run() {
 #[test]
 fn an_unreachable_app_host_keeps_its_serving_instances_in_traefik() {
     let Some(lab) = lab_support::lab() else { return };
+    // The lab's own release from nothing: an earlier test may have left the fleet on another
+    // one, which `up` refuses to change.
+    lab.reset_fleet();
     let up = rcfleet(&["up", "-i", lab.inventory()]);
     assert!(up.status.success(), "{}", text(&up));
     let stop = lab.exec_lab(&["stop-sshd", "app2"]);
@@ -162,6 +207,9 @@ fn an_unreachable_app_host_keeps_its_serving_instances_in_traefik() {
 #[test]
 fn a_stopped_docker_engine_is_named_and_nothing_changes() {
     let Some(lab) = lab_support::lab() else { return };
+    // The lab's own release from nothing: an earlier test may have left the fleet on another
+    // one, which `up` refuses to change.
+    lab.reset_fleet();
     let up = rcfleet(&["up", "-i", lab.inventory()]);
     assert!(up.status.success(), "{}", text(&up));
     let files = lab.deployed_files();

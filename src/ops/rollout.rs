@@ -42,6 +42,10 @@ pub enum Recovery {
 /// side must not start again (the database was migrated forward), with the ways on.
 pub type ForwardOnly<'a> = &'a (dyn Fn() -> Option<String> + Sync);
 
+/// Told before and after each batch: (instances replaced so far, instances in flight). The
+/// deploy lock keeps it, so that an interrupted run can be finished (`ops::lock`).
+pub type OnProgress<'a> = &'a (dyn Fn(&[String], &[String]) + Sync);
+
 pub struct Rollout<'a> {
     /// The fleet as it runs (every instance Traefik lists, also on hosts this run cannot reach).
     pub old: &'a Fleet,
@@ -53,6 +57,7 @@ pub struct Rollout<'a> {
     pub report: &'a Reporter,
     pub recovery: Recovery,
     pub forward_only: Option<ForwardOnly<'a>>,
+    pub on_progress: Option<OnProgress<'a>>,
     /// How the operator finishes the change after a stop, e.g. "run the same upgrade again".
     pub finish: &'a str,
 }
@@ -88,10 +93,15 @@ impl<'a> Rollout<'a> {
         let mut phases = Vec::new();
         let mut timings = Vec::new();
         let mut done: Vec<&Vec<&Instance>> = Vec::new();
+        let mut replaced: Vec<String> = Vec::new();
         for (index, batch) in batches.iter().enumerate() {
             let label = if index == 0 { "canary".to_string() } else { format!("batch {index}") };
             if crate::interrupt::requested() {
                 return Err(self.interrupted(&done, &in_service));
+            }
+            let in_flight: Vec<String> = batch.iter().map(|i| i.name.clone()).collect();
+            if let Some(on_progress) = self.on_progress {
+                on_progress(&replaced, &in_flight);
             }
             crate::interrupt::set_left_to_do(&format!(
                 "{} may be out of Traefik or half replaced: {} to finish",
@@ -104,6 +114,10 @@ impl<'a> Rollout<'a> {
                     timings.extend(times);
                     phases.push((label, started.elapsed().as_secs_f64()));
                     done.push(batch);
+                    replaced.extend(in_flight);
+                    if let Some(on_progress) = self.on_progress {
+                        on_progress(&replaced, &[]);
+                    }
                 }
                 Err(Failure { touched: false, message }) => {
                     return Err(format!(

@@ -18,6 +18,7 @@ use super::report::Outcome;
 use super::secrets;
 use super::wait::Poll;
 use super::hosts::{Hosts, CONCURRENCY};
+use super::lock;
 use crate::error::Result;
 use crate::fleet::{Fleet, Host, Role};
 use crate::inventory;
@@ -36,6 +37,8 @@ pub struct Status {
     pub hosts: Vec<HostStatus>,
     pub instances: Vec<InstanceStatus>,
     pub services: Vec<ServiceStatus>,
+    /// Who holds the deploy lock, since when and how far its run got; `None` when free.
+    pub lock: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -114,7 +117,19 @@ pub fn status(inventory_path: &Path, connect: &ConnectOptions) -> Result<Status>
     });
     let observed: BTreeMap<String, Option<Observed>> =
         results.into_iter().map(|(name, result)| (name, result.unwrap_or(None))).collect();
-    Ok(assemble(&fleet, &observed, &unreachable))
+    let mut status = assemble(&fleet, &observed, &unreachable);
+    if let Some(db) = remote.try_host(&fleet.database_host().name) {
+        if let Some(holder) = lock::read(&fleet, db)? {
+            // A run that died half-way (killed, machine lost) left work to finish: say which
+            // command finishes it.
+            if holder.run_is_gone() {
+                status.problems.push(format!("deploy lock: {}", holder.unfinished()));
+                status.healthy = false;
+            }
+            status.lock = Some(holder.describe());
+        }
+    }
+    Ok(status)
 }
 
 /// What one reachable host showed.
@@ -393,6 +408,7 @@ fn assemble(fleet: &Fleet, observed: &BTreeMap<String, Option<Observed>>, unreac
         hosts,
         instances,
         services,
+        lock: None,
     }
 }
 
@@ -431,6 +447,9 @@ impl Outcome for Status {
         out.push_str(&format!("\n{:<10}  {:<8}  {:<10}  {}\n", "SERVICE", "HOST", "CONTAINER", "HEALTH"));
         for s in &self.services {
             out.push_str(&format!("{:<10}  {:<8}  {:<10}  {}\n", s.name, s.host, s.container, s.health));
+        }
+        if let Some(lock) = &self.lock {
+            out.push_str(&format!("\nDeploy lock: held by {lock}\n"));
         }
         if !self.problems.is_empty() {
             out.push_str("\nProblems:\n");

@@ -66,10 +66,11 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     // operator's side must not take serving capacity away (Traefik's health check takes out
     // instances that really stopped answering).
     let fleet = without_hosts(&full_fleet, &unreachable);
-    refuse_release_change(inventory_path, &fleet, &remote)?;
     crate::interrupt::graceful("`rcfleet up`");
     let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), "rcfleet up", None)?;
     preflight::run(&fleet, &remote, &report)?;
+    // Under the lock, so that no upgrade is half-way through while this looks.
+    refuse_release_change(inventory_path, &fleet, &remote)?;
     let deploy_dir = render::deploy_dir(&fleet);
     let store = secrets::Store::load_or_create(&fleet, remote.host(&fleet.database_host().name), &report)?;
     let artifacts: Vec<HostArtifacts> = render::render(&full_fleet, &store)?
@@ -285,6 +286,19 @@ fn refuse_release_change(inventory_path: &Path, fleet: &Fleet, remote: &Hosts) -
         return Ok(());
     }
     let running: Vec<String> = other.iter().map(|(tag, units)| format!("{tag} on {}", units.join(", "))).collect();
+    // After an interrupted upgrade the fleet runs two releases: name the command that finishes it.
+    if let Some(holder) = lock::read(fleet, remote.host(&fleet.database_host().name))? {
+        if holder.command.starts_with("rcfleet upgrade") {
+            return Err(Error::bad_input(format!(
+                "{}: the fleet runs {} while [workspace] release = \"{}\": an upgrade is unfinished, and `rcfleet up` \
+                 never changes the running release; nothing was changed. {}",
+                inventory_path.display(),
+                running.join("; "),
+                fleet.workspace.release,
+                if holder.run_is_gone() { holder.unfinished() } else { format!("It is running now: {}", holder.describe()) }
+            )));
+        }
+    }
     Err(Error::bad_input(format!(
         "{}: [workspace] release = \"{}\" but the fleet runs {}. `rcfleet up` never changes the running release; \
          nothing was changed. To move the fleet to {}, run `rcfleet upgrade -i {} --release {}` (backup, canary, \
@@ -409,6 +423,7 @@ fn roll_changes(full_fleet: &Fleet, remote: &Hosts, artifacts: &[HostArtifacts],
         report,
         recovery: Recovery::Hold,
         forward_only: None,
+        on_progress: None,
         finish: "run `rcfleet up` again",
     };
     rollout.rolling(&batches).map_err(|story| Error::failed(format!("replacing changed instances stopped.\n{story}")))?;

@@ -94,14 +94,16 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
     if !options.dry_run {
         crate::interrupt::graceful("the upgrade");
     }
-    let _lock = if options.dry_run { None } else { Some(lock::acquire(&fleet, db, &command, Some(target.to_string()))?) };
+    let deploy_lock = if options.dry_run { None } else { Some(lock::acquire(&fleet, db, &command, Some(target.to_string()))?) };
     let current = fleet.workspace.release.clone();
     if target == current {
         report.step("release", "", format!("the inventory already says {target}; run `rcfleet up` to converge the fleet"));
     }
     let new_fleet = with_release(&fleet, &target);
-    let verdicts = run_guards(&fleet, &remote, &target, options, &report, login.as_ref())?;
-    let batches = rollout::batches(fleet.instances(), options.batch.unwrap_or(fleet.upgrade.batch_size));
+    // An earlier run of this upgrade that died: its lock says how far it got.
+    let resumed = resumed_progress(deploy_lock.as_ref(), &target, &fleet, &remote, &report)?;
+    let verdicts = run_guards(&fleet, &remote, &target, options, &report, login.as_ref(), &resumed.in_flight)?;
+    let batches = resumed.batches(&fleet, options.batch.unwrap_or(fleet.upgrade.batch_size));
     let steps = plan_steps(&fleet, &new_fleet, &batches, options);
     phases.push(("checks".to_string(), started.elapsed().as_secs_f64()));
     let outcome = |phases, instances, backup, log| UpgradeOutcome {
@@ -147,6 +149,13 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
     report.step("migrations", &fleet.database_host().name, format!("the database is at migration version {}", migrations::version(&before)));
     let forward_only = || -> Option<String> {
         let ways_on = ways_on(&fleet, &current, &target, backup.as_deref());
+        if !resumed.replaced.is_empty() {
+            return Some(format!(
+                "the interrupted run already started {target} on the database (it replaced {}), so {current} is not \
+                 started on it again.\n{ways_on}",
+                resumed.replaced.join(", ")
+            ));
+        }
         match migrations::read(&fleet, &remote, login.as_ref()) {
             Ok(now) if migrations::version(&now) == migrations::version(&before) => None,
             Ok(now) => {
@@ -165,6 +174,17 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
             )),
         }
     };
+    let on_progress = |replaced: &[String], in_flight: &[String]| {
+        let Some(deploy_lock) = &deploy_lock else { return };
+        let progress = lock::Progress {
+            release: target.to_string(),
+            replaced: resumed.replaced.iter().chain(replaced).cloned().collect(),
+            in_flight: in_flight.to_vec(),
+        };
+        if let Err(err) = deploy_lock.record(progress) {
+            report.warn(format!("could not write the progress into the deploy lock: {}", err));
+        }
+    };
     let old_files = render::render(&fleet, &store)?;
     let new_files = render::render(&new_fleet, &store)?;
     let rollout = Rollout {
@@ -176,6 +196,7 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
         report: &report,
         recovery: Recovery::RollBack { all: !options.no_rollback },
         forward_only: Some(&forward_only),
+        on_progress: Some(&on_progress),
         finish: "run the same upgrade again",
     };
     let result = match options.strategy {
@@ -258,6 +279,58 @@ fn with_release(fleet: &Fleet, release: &Release) -> Fleet {
     fleet
 }
 
+/// What an interrupted run of the same upgrade left: instances it replaced (and that run the
+/// target and are ready now) and those it was replacing when it died. Empty for a fresh run.
+#[derive(Default)]
+struct Resumed {
+    replaced: Vec<String>,
+    in_flight: Vec<String>,
+}
+
+impl Resumed {
+    /// The batches still to do: what was in flight first (it is out of Traefik already), then
+    /// canary and batches of the rest, leaving out what was replaced.
+    fn batches<'f>(&self, fleet: &'f Fleet, batch: u32) -> Vec<Vec<&'f Instance>> {
+        let todo: Vec<&Instance> = fleet.instances().filter(|i| !self.replaced.contains(&i.name)).collect();
+        let (in_flight, rest): (Vec<&Instance>, Vec<&Instance>) = todo.into_iter().partition(|i| self.in_flight.contains(&i.name));
+        let mut batches = Vec::new();
+        if !in_flight.is_empty() {
+            batches.push(in_flight);
+        }
+        batches.extend(rollout::batches(rest, batch));
+        batches
+    }
+}
+
+fn resumed_progress(deploy_lock: Option<&lock::DeployLock>, target: &Release, fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<Resumed> {
+    let Some(dead) = deploy_lock.and_then(|l| l.interrupted()) else { return Ok(Resumed::default()) };
+    report.step("resume", "", format!("took over the lock of an interrupted run: {}", dead.describe()));
+    let Some(progress) = dead.progress.as_ref().filter(|p| p.release == target.to_string()) else {
+        return Ok(Resumed::default());
+    };
+    // Trusted only as far as the fleet confirms it: replaced means running the target, ready.
+    let mut resumed = Resumed { replaced: Vec::new(), in_flight: progress.in_flight.clone() };
+    for instance in fleet.instances().filter(|i| progress.replaced.contains(&i.name)) {
+        let on_target = probe::instance_version(remote, instance)?.is_some_and(|v| v == target.to_string());
+        let ready = matches!(probe::instance_ready_steady(remote, fleet, instance)?, Ok(()));
+        if on_target && ready {
+            resumed.replaced.push(instance.name.clone());
+        } else {
+            resumed.in_flight.push(instance.name.clone());
+        }
+    }
+    report.step(
+        "resume",
+        "",
+        format!(
+            "finishing it: already on {target}: {}; to redo first: {}",
+            if resumed.replaced.is_empty() { "none".to_string() } else { resumed.replaced.join(", ") },
+            if resumed.in_flight.is_empty() { "none".to_string() } else { resumed.in_flight.join(", ") }
+        ),
+    );
+    Ok(resumed)
+}
+
 fn run_guards(
     fleet: &Fleet,
     remote: &Hosts,
@@ -265,9 +338,12 @@ fn run_guards(
     options: &UpgradeOptions,
     report: &Reporter,
     login: Option<&secrets::MongoLogin>,
+    in_flight: &[String],
 ) -> Result<Vec<Verdict>> {
     let mongodb = mongodb_version(fleet, remote, login)?;
-    let unhealthy = unhealthy(fleet, remote)?;
+    // Instances an interrupted run left half replaced are this run's to finish, not a reason to refuse.
+    let unhealthy: Vec<String> =
+        unhealthy(fleet, remote)?.into_iter().filter(|p| !in_flight.iter().any(|name| p.starts_with(&format!("{name} ")) || p.starts_with(&format!("{name}:")))).collect();
     let facts = guards::Facts {
         current: &fleet.workspace.release,
         target,
@@ -461,5 +537,29 @@ impl Outcome for UpgradeOutcome {
             "phases": self.phases.iter().map(|(p, s)| json!({"phase": p, "seconds": s})).collect::<Vec<_>>(),
             "instances": self.instances.iter().map(|(i, s)| json!({"instance": i, "seconds": s})).collect::<Vec<_>>(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet(extra: &str) -> Fleet {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/three-app-hosts.toml")).unwrap();
+        crate::inventory::parse(&format!("{text}{extra}"), Path::new("three-app-hosts.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_resumed_upgrade_redoes_what_was_in_flight_first_and_skips_what_was_replaced() {
+        let fleet = fleet("");
+        let names = |batches: Vec<Vec<&Instance>>| -> Vec<Vec<String>> {
+            batches.iter().map(|b| b.iter().map(|i| i.name.clone()).collect()).collect()
+        };
+        let resumed = Resumed { replaced: vec!["app1-0".into(), "app1-1".into()], in_flight: vec!["app2-0".into()] };
+        assert_eq!(
+            names(resumed.batches(&fleet, 2)),
+            vec![vec!["app2-0"], vec!["app2-1"], vec!["app3-0", "app3-1"]]
+        );
+        assert_eq!(names(Resumed::default().batches(&fleet, 2)), names(rollout::batches(fleet.instances(), 2)));
     }
 }

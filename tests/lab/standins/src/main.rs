@@ -1,14 +1,13 @@
 //! One multi-call binary for the lab's stand-in images. What it does depends on the
-//! name it is called by (argv[0]): `node`/`rocketchat` (Rocket.Chat), `mongod`,
-//! `mongodump`, `mongorestore` (MongoDB; the shell is the real mongosh), `grafana`/`grafana-server`
-//! (Grafana).
+//! name it is called by (argv[0]): `mongod`, `mongodump`, `mongorestore` (MongoDB; the shell is
+//! the real mongosh), `grafana`/`grafana-server` (Grafana). The Rocket.Chat stand-in is a Node
+//! program on Rocket.Chat's own client libraries (`tests/lab/standins/rocketchat/`).
 //! The contracts are written down in tests/lab/README.md.
 
 mod grafana;
 mod http;
 mod mongod;
 mod mongotools;
-mod rocketchat;
 mod util;
 mod wire;
 
@@ -25,13 +24,12 @@ fn main() {
     }
     util::exit_on_sigterm();
     let code = match name.as_str() {
-        "node" | "rocketchat" => rocketchat::main(rest),
         "mongod" => mongod::mongod(rest),
         "mongodump" => mongotools::mongodump(rest),
         "mongorestore" => mongotools::mongorestore(rest),
         "grafana" | "grafana-server" => grafana::main(rest),
         other => {
-            eprintln!("standin: unknown role {other:?} (call me as node, mongod, mongodump, mongorestore or grafana)");
+            eprintln!("standin: unknown role {other:?} (call me as mongod, mongodump, mongorestore or grafana)");
             2
         }
     };

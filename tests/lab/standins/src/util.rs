@@ -86,21 +86,6 @@ pub fn flag<'a>(flags: &'a [(String, String)], names: &[&str]) -> Option<&'a str
         .map(|(_, v)| v.as_str())
 }
 
-/// host:port of the first host of a mongodb:// or nats:// style URL.
-pub fn url_hostport(url: &str, default_port: u16) -> Option<String> {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    let authority = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
-    let first = authority.split(',').next().unwrap_or("");
-    if first.is_empty() {
-        return None;
-    }
-    if first.starts_with('[') {
-        return Some(if first.contains("]:") { first.to_string() } else { format!("{first}:{default_port}") });
-    }
-    Some(if first.contains(':') { first.to_string() } else { format!("{first}:{default_port}") })
-}
-
 /// `%XX` sequences decoded (URI user info and query values).
 pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
@@ -120,35 +105,11 @@ pub fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The URL with its user info (if any) replaced by `***`.
-pub fn redact_userinfo(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
-}
-
-/// `(user, password)` of a URL's user info, percent-decoded.
-pub fn url_credentials(url: &str) -> Option<(String, String)> {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-    Some((percent_decode(user), percent_decode(pass)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     #[test]
-    fn hostport() {
-        assert_eq!(url_hostport("mongodb://u:p@10.0.0.1:27017/rc?replicaSet=rs0", 27017).unwrap(), "10.0.0.1:27017");
-        assert_eq!(url_hostport("mongodb://db/rc", 27017).unwrap(), "db:27017");
-        assert_eq!(url_hostport("monolith+nats://10.1.2.3:4222", 4222).unwrap(), "10.1.2.3:4222");
-        assert_eq!(url_hostport("mongodb://a:1,b:2/?x", 27017).unwrap(), "a:1");
-        assert_eq!(url_credentials("monolith+nats://rc:p%40ss@10.1.2.3:4222").unwrap(), ("rc".into(), "p@ss".into()));
-        assert_eq!(url_credentials("mongodb://10.0.0.1/rc"), None);
-        assert_eq!(redact_userinfo("monolith+nats://u:p@h:4222"), "monolith+nats://***@h:4222");
+    fn percent_decoding() {
         assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
     }
 }
