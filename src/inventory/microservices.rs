@@ -51,6 +51,13 @@ pub(super) fn microservices(top: &Section, context: &Context, problems: &mut Pro
         services,
         ddp_streamers,
         ddp_sizing,
+        repository: super::read::checked_or(
+            &section,
+            "repository",
+            crate::microservices::DEFAULT_REPOSITORY,
+            super::values::image_repository,
+            problems,
+        ),
     }
 }
 

@@ -144,6 +144,7 @@ fn step_name(unit: &Unit) -> &'static str {
         UnitKind::Monitoring => "monitoring",
         UnitKind::Traefik => "traefik",
         UnitKind::Instance => "instance",
+        UnitKind::Service => "service",
     }
 }
 
