@@ -4,7 +4,7 @@
 //! Order: connect and preflight every host (nothing changes if any host has a problem); pull
 //! missing images and send changed files everywhere (before any container is touched); the
 //! database unit, then the replica set's PRIMARY; monitoring; every instance, in parallel
-//! across hosts, until ready; Traefik, confirmed through its API; Prometheus' targets,
+//! across hosts, until ready; the microservice containers, until healthy; Traefik, confirmed through its API; Prometheus' targets,
 //! confirmed through its API. A unit is only (re)started when one of its files changed or one
 //! of its containers is not running, so a second `up` changes nothing.
 
@@ -109,6 +109,14 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     stop_if_asked("the database and monitoring are up; instances and Traefik were not changed")?;
     let plan = plan_instances(&fleet, &remote, &artifacts, &deploy_dir)?;
     for (host, host_changes) in start_instances(&fleet, &remote, &artifacts, &plan.start, &deploy_dir, &report)? {
+        for change in host_changes {
+            record(&host, change);
+        }
+    }
+
+    // Microservices join the bus once the monolith serves `license` there.
+    stop_if_asked("every instance is ready; the microservices and Traefik were not changed")?;
+    for (host, host_changes) in super::services::converge_services(&fleet, &remote, &changed, &deploy_dir, &report)? {
         for change in host_changes {
             record(&host, change);
         }
