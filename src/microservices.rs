@@ -232,6 +232,32 @@ mod tests {
     }
 
     #[test]
+    fn containers_spread_over_app_hosts_with_ports_unique_per_host() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/microservices.toml")).unwrap();
+        let mut fleet = crate::inventory::parse(&text, std::path::Path::new("microservices.toml")).unwrap();
+        let all = containers(&fleet);
+        // account 2, authorization 1, presence 2, ddp-streamer 5 (2400 users), queue-worker 1, transcript 1.
+        assert_eq!(all.len(), 12);
+        let names: std::collections::BTreeSet<&str> = all.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names.len(), all.len(), "names are unique in the fleet (they are the containers' host names)");
+        for host in ["app1", "app2"] {
+            let mine: Vec<&ServiceContainer> = all.iter().filter(|c| c.host == host).collect();
+            assert_eq!(mine.len(), 6, "{host}: dealt evenly");
+            let ports: std::collections::BTreeSet<u16> = mine.iter().flat_map(|c| [c.port, c.metrics_port]).collect();
+            assert_eq!(ports.len(), 12, "{host}: every port once");
+            assert!(ports.iter().all(|p| *p >= FIRST_SERVICE_PORT && !(9458..9460).contains(p)));
+        }
+        assert_eq!(
+            fleet.microservices.image(Service::DdpStreamer, &fleet.workspace.release).to_string(),
+            "docker.io/rocketchat/ddp-streamer-service:8.6.1"
+        );
+        fleet.microservices.placement.insert(Service::Presence, vec!["app2".into()]);
+        assert!(containers(&fleet).iter().filter(|c| c.service == Service::Presence).all(|c| c.host == "app2"));
+        fleet.microservices.enabled = false;
+        assert!(containers(&fleet).is_empty());
+    }
+
+    #[test]
     fn ddp_streamers_one_per_500_users_at_least_one_per_app_host() {
         assert_eq!(ddp_streamers_for(1, 1), 1);
         assert_eq!(ddp_streamers_for(500, 1), 1);
