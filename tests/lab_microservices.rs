@@ -1,8 +1,8 @@
 //! `[microservices] enabled = true` against the lab (issue 18): `up` runs the monolith in
 //! microservices mode and every service on the app hosts; DDP over WebSocket reaches a
 //! ddp-streamer through Traefik while `GET /` reaches an instance; `status --json` lists every
-//! service container healthy; containers sharing a host do not collide on moleculer's node ID.
-//! One fleet for the whole file.
+//! service container healthy; containers sharing a host do not collide on moleculer's node ID;
+//! `upgrade` moves the services to the new release. One fleet for the whole file.
 
 mod lab_support;
 
@@ -79,6 +79,18 @@ fn microservices_run_behind_traefik_and_are_healthy() {
     for host in json(&second)["hosts"].as_array().unwrap() {
         assert_eq!(host["unchanged"], true, "host changed on a converged up: {host}");
     }
+
+    // `upgrade` moves the services with the instances (all at once here, to keep the file short).
+    let started = Instant::now();
+    let upgrade = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--strategy", "recreate", "--skip-backup"]);
+    assert!(upgrade.status.success(), "upgrade failed:\n{}", text(&upgrade));
+    eprintln!("upgrade to 8.1.0 (recreate) with microservices: {:.1} s", started.elapsed().as_secs_f64());
+    let status = json(&rcfleet(&["status", "-i", inventory, "--json"]));
+    for m in status["microservices"].as_array().unwrap() {
+        assert_eq!((&m["version"], &m["healthy"]), (&"8.1.0".into(), &true.into()), "{m}");
+    }
+    let (status, frames) = ddp_connect(&lab).expect("WebSocket through Traefik after the upgrade");
+    assert!(status == 101 && frames.iter().any(|f| f.contains("\"msg\":\"connected\"")), "{status} {frames:?}");
 }
 
 /// The lab's inventory with a licence carrying `scalability` and every service from the lab's

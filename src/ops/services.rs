@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::converge::{converge_unit, POLL};
+use super::converge::{converge_unit, send_files, unit_files, POLL};
 use super::hosts::{Hosts, CONCURRENCY};
 use super::probe;
 use super::report::Reporter;
@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::microservices::{self, ServiceContainer};
 use crate::remote::{self, Connection};
-use crate::render;
+use crate::render::{self, HostArtifacts};
 
 /// Starts or updates every service container whose files changed or that is not running, in
 /// parallel across hosts, then waits until every one answers `/health`. Returns, per host,
@@ -48,6 +48,21 @@ pub fn converge_services(
             "{err}\nThe instances serve as before; Traefik was not changed. Fix the cause and run `rcfleet up` again."
         ))
     })
+}
+
+/// After the instances moved to another release (`upgrade`): every service container's files
+/// sent (its image tag is the release), then each recreated and waited for, host by host.
+/// Mixed versions on one bus may not understand each other (reference A.2), so this follows
+/// the instances at once.
+pub fn move_services(fleet: &Fleet, remote: &Hosts, files: &[HostArtifacts], report: &Reporter) -> Result<Vec<(String, Vec<String>)>> {
+    let deploy_dir = render::deploy_dir(fleet);
+    let mut changed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for container in microservices::containers(fleet) {
+        let unit = render::service_unit(fleet, &container);
+        let written = send_files(remote.host(&unit.host), &deploy_dir, &unit_files(files, &unit))?;
+        changed.entry(unit.host.clone()).or_default().extend(written);
+    }
+    converge_services(fleet, remote, &changed, &deploy_dir, report)
 }
 
 /// `/health` of one service container, asked from its own host.

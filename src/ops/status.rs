@@ -476,6 +476,9 @@ fn microservices<'o>(
             _ if fleet.monitoring_host().is_none() => "absent".into(),
             _ => "unknown".into(),
         };
+        if fleet.monitoring_host().is_some() && prometheus != "up" && prometheus != "unknown" {
+            own.push(format!("Prometheus target {prometheus}"));
+        }
         problems.extend(own.iter().map(|p| format!("{}: {p}", wanted.name)));
         list.push(MicroserviceStatus {
             name: wanted.name.clone(),
