@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::converge::{converge_unit, send_files, unit_files, POLL};
+use super::converge::{container_story, converge_unit, send_files, unit_files, POLL};
 use super::hosts::{Hosts, CONCURRENCY};
 use super::probe;
 use super::report::Reporter;
@@ -79,12 +79,8 @@ fn wait_healthy(fleet: &Fleet, remote: &Hosts, conn: &Connection, container: &Se
             Ok(())
         }
         Err(err) => {
-            let containers = probe::containers(remote, fleet, conn)?;
-            let logs = match containers.iter().find(|c| c.unit == container.name) {
-                Some(c) => format!("container {} is {}; its last lines:\n{}", &c.id[..12.min(c.id.len())], c.state, probe::last_log_lines(conn, &c.id, 20)),
-                None => "its container does not exist".to_string(),
-            };
-            Err(Error::failed(format!("{}: {err}\n  {logs}", container.host)))
+            let story = container_story(fleet, remote, conn, &container.name)?;
+            Err(Error::failed(format!("{}: {err}\n  {story}", container.host)))
         }
     }
 }
