@@ -45,7 +45,8 @@ pub fn converge_services(
     });
     remote::all_succeeded(results).map_err(|err| {
         Error::failed(format!(
-            "{err}\nThe instances serve as before; Traefik was not changed. Fix the cause and run `rcfleet up` again."
+            "{err}\nThe instances serve as before; Traefik's and Prometheus' lists were not changed. Fix the cause and \
+             run `rcfleet up` again."
         ))
     })
 }
