@@ -483,13 +483,17 @@ impl Fleet {
         )
     }
 
-    /// TRANSPORTER with NATS' user and password when NATS has authentication.
+    /// TRANSPORTER (for instances and services) with NATS' user and password when NATS has authentication.
     pub fn transporter_with(&self, password: Option<&str>) -> String {
         let login = match password {
             Some(password) => format!("{}:{}@", NatsSettings::USER, percent_encode(password)),
             None => String::new(),
         };
-        format!("monolith+nats://{login}{}:{}", self.database_host().private_address, self.nats.port)
+        // `monolith+nats://` keeps the instances a multi-instance monolith; plain `nats://` puts
+        // them in microservices mode, where the monolith leaves presence, authorization and the
+        // queue to the services (Rocket.Chat `isRunningMs.ts`; reference A.5).
+        let scheme = if self.microservices.enabled { "nats" } else { "monolith+nats" };
+        format!("{scheme}://{login}{}:{}", self.database_host().private_address, self.nats.port)
     }
 
     /// The compose project name for a unit on a host, e.g. `chat-database`, `chat-app1-0`.
@@ -560,6 +564,12 @@ impl Fleet {
                 &format!("hosts[{index}].metrics_port"),
                 unit,
             ));
+        }
+        for container in crate::microservices::containers(self).iter().filter(|c| c.host == host.name) {
+            let unit = Some(container.name.as_str());
+            let what = format!("service {}", container.name);
+            listeners.push(listener(container.port, &what, "microservices", unit));
+            listeners.push(listener(container.metrics_port, &format!("{what} metrics"), "microservices", unit));
         }
         listeners
     }

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::fleet::Release;
+use crate::fleet::{Fleet, Image, Release, Role};
 
 /// Concurrent users one ddp-streamer is sized for.
 pub const USERS_PER_DDP_STREAMER: u32 = 500;
@@ -99,6 +99,8 @@ pub struct Microservices {
     pub ddp_sizing: DdpSizing,
     /// `[microservices.placement]`: the hosts a service runs on, when the inventory names them.
     pub placement: BTreeMap<Service, Vec<String>>,
+    /// `microservices.repository`: where the service images are, `<repository>/<name>-service`.
+    pub repository: String,
 }
 
 impl Microservices {
@@ -110,7 +112,14 @@ impl Microservices {
             ddp_streamers: 0,
             ddp_sizing: DdpSizing::PerAppHost,
             placement: BTreeMap::new(),
+            repository: DEFAULT_REPOSITORY.to_string(),
         }
+    }
+
+    /// The image of `service` at `release`: every container of a fleet runs the same tag
+    /// (mixed versions on one bus may not understand each other, reference A.2).
+    pub fn image(&self, service: Service, release: &Release) -> Image {
+        Image { repository: format!("{}/{}-service", self.repository, service.name()), tag: release.to_string() }
     }
 
     /// How many containers of `service` run: 0 when it is not run at all.
@@ -123,6 +132,78 @@ impl Microservices {
             self.replicas.get(&service).copied().unwrap_or(1)
         }
     }
+}
+
+/// Docker Hub's `rocketchat` namespace, where Rocket.Chat publishes the service images.
+pub const DEFAULT_REPOSITORY: &str = "docker.io/rocketchat";
+
+/// First HTTP (`PORT`, `/health`, ddp-streamer's WebSocket) and metrics (`MS_METRICS_PORT`)
+/// ports of the service containers on a host, counted up per container. Away from the
+/// instances' 3000+ and 9458+ (every image defaults to 3000 and 9458, reference A.9) and from
+/// NATS' 4222.
+pub const FIRST_SERVICE_PORT: u16 = 3100;
+pub const FIRST_SERVICE_METRICS_PORT: u16 = 9600;
+
+/// One service container: which service, where, and its ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceContainer {
+    pub service: Service,
+    /// `<service>-<n>`, n counting the service's replicas from 0, e.g. `ddp-streamer-2`.
+    pub name: String,
+    pub host: String,
+    pub private_address: String,
+    pub port: u16,
+    pub metrics_port: u16,
+}
+
+impl ServiceContainer {
+    /// The URL Traefik sends requests to (ddp-streamer) and `/health` is asked at.
+    pub fn url(&self) -> String {
+        format!("http://{}:{}", self.private_address, self.port)
+    }
+
+    /// The `host:port` Prometheus scrapes.
+    pub fn metrics_target(&self) -> String {
+        format!("{}:{}", self.private_address, self.metrics_port)
+    }
+}
+
+/// Every service container of the fleet (none when microservices are off), services in
+/// [`Service::ALL`] order. A service with `[microservices.placement]` cycles over its hosts;
+/// the others are dealt over the `rocketchat` hosts one container after another, so single
+/// services spread out instead of piling onto the first host. Ports count up per host.
+pub fn containers(fleet: &Fleet) -> Vec<ServiceContainer> {
+    let ms = &fleet.microservices;
+    let app_hosts: Vec<&str> = fleet.hosts_with(Role::Rocketchat).map(|h| h.name.as_str()).collect();
+    let mut containers = Vec::new();
+    if !ms.enabled || app_hosts.is_empty() {
+        return containers;
+    }
+    let mut dealt = 0usize;
+    let mut per_host: BTreeMap<String, u16> = BTreeMap::new();
+    for &service in &ms.services {
+        for replica in 0..ms.replicas_of(service) as usize {
+            let host = match ms.placement.get(&service).filter(|hosts| !hosts.is_empty()) {
+                Some(hosts) => hosts[replica % hosts.len()].as_str(),
+                None => {
+                    dealt += 1;
+                    app_hosts[(dealt - 1) % app_hosts.len()]
+                }
+            };
+            let Some(host) = fleet.host(host) else { continue };
+            let k = per_host.entry(host.name.clone()).or_default();
+            containers.push(ServiceContainer {
+                service,
+                name: format!("{service}-{replica}"),
+                host: host.name.clone(),
+                private_address: host.private_address.clone(),
+                port: FIRST_SERVICE_PORT.saturating_add(*k),
+                metrics_port: FIRST_SERVICE_METRICS_PORT.saturating_add(*k),
+            });
+            *k += 1;
+        }
+    }
+    containers
 }
 
 /// ddp-streamers for `users` concurrent users: one per [`USERS_PER_DDP_STREAMER`], rounded up,
@@ -148,6 +229,32 @@ mod tests {
         for service in Service::ALL {
             assert_eq!(Service::from_name(service.name()), Some(service));
         }
+    }
+
+    #[test]
+    fn containers_spread_over_app_hosts_with_ports_unique_per_host() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/microservices.toml")).unwrap();
+        let mut fleet = crate::inventory::parse(&text, std::path::Path::new("microservices.toml")).unwrap();
+        let all = containers(&fleet);
+        // account 2, authorization 1, presence 2, ddp-streamer 5 (2400 users), queue-worker 1, transcript 1.
+        assert_eq!(all.len(), 12);
+        let names: std::collections::BTreeSet<&str> = all.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names.len(), all.len(), "names are unique in the fleet (they are the containers' host names)");
+        for host in ["app1", "app2"] {
+            let mine: Vec<&ServiceContainer> = all.iter().filter(|c| c.host == host).collect();
+            assert_eq!(mine.len(), 6, "{host}: dealt evenly");
+            let ports: std::collections::BTreeSet<u16> = mine.iter().flat_map(|c| [c.port, c.metrics_port]).collect();
+            assert_eq!(ports.len(), 12, "{host}: every port once");
+            assert!(ports.iter().all(|p| *p >= FIRST_SERVICE_PORT && !(9458..9460).contains(p)));
+        }
+        assert_eq!(
+            fleet.microservices.image(Service::DdpStreamer, &fleet.workspace.release).to_string(),
+            "docker.io/rocketchat/ddp-streamer-service:8.6.1"
+        );
+        fleet.microservices.placement.insert(Service::Presence, vec!["app2".into()]);
+        assert!(containers(&fleet).iter().filter(|c| c.service == Service::Presence).all(|c| c.host == "app2"));
+        fleet.microservices.enabled = false;
+        assert!(containers(&fleet).is_empty());
     }
 
     #[test]

@@ -305,10 +305,10 @@ fn the_secrets_manifest_holds_valid_v1_secrets_0600_and_warns() {
 }
 
 #[test]
-fn plan_says_microservices_are_not_run_on_compose_yet() {
+fn plan_says_microservices_on_compose_are_unsupported_by_rocket_chat() {
     let output = Command::new(env!("CARGO_BIN_EXE_rcfleet")).arg("plan").arg("-i").arg(repo("tests/fixtures/microservices.toml")).output().unwrap();
     let stdout = succeeded(output);
-    assert!(stdout.contains("does not run microservices on Compose yet"), "{stdout}");
+    assert!(stdout.contains("which Rocket.Chat does not support"), "{stdout}");
 }
 
 #[test]

@@ -182,6 +182,8 @@ fn corpus() -> Vec<Case> {
         case("unknown microservice", licensed("[microservices]\nenabled = true\nservices = [\"accounts\"]\n"), 27, "microservices.services", "unknown service \"accounts\""),
         case("ddp-streamers sized twice", licensed("[microservices]\nenabled = true\nddp_streamers = 2\nconcurrent_users = 900\n"), 28, "microservices.concurrent_users", "not both"),
         case("ddp-streamer replicas", licensed("[microservices]\nenabled = true\n[microservices.replicas]\nddp-streamer = 3\n"), 28, "microservices.replicas.ddp-streamer", "ddp_streamers = N or concurrent_users"),
+        case("microservices image repository", licensed("[microservices]\nenabled = true\nrepository = \"Registry/RC\"\n"), 27, "microservices.repository", "is not an image repository"),
+        case("app host named like a microservice", licensed("[microservices]\nenabled = true\n").replace("name = \"app1\"", "name = \"presence\""), 26, "microservices.enabled", "has the name of a microservice"),
         case("microservice placed on an unknown host", licensed("[microservices]\nenabled = true\n[microservices.placement]\npresence = [\"app9\"]\n"), 28, "microservices.placement.presence", "\"app9\" is not a host"),
         case("domain with a backtick", replaced("domain = \"chat.example.com\"", "domain = \"chat`id`.example.com\""), 23, "traefik.domain", "not a domain name"),
     ]

@@ -251,7 +251,9 @@ fn each_instance_gets_its_settings_and_mongo_url_names_the_database_host() {
                 let rest = mongo_url.strip_prefix("mongodb://").unwrap();
                 let (authority, path) = rest.split_once('/').unwrap();
                 let transporter = lines.iter().find(|(k, _)| *k == "TRANSPORTER").expect("TRANSPORTER").1;
-                let nats = transporter.strip_prefix("monolith+nats://").unwrap();
+                // Microservices mode: plain nats://, which makes the monolith a node of the services' bus.
+                let scheme = if fleet.microservices.enabled { "nats://" } else { "monolith+nats://" };
+                let nats = transporter.strip_prefix(scheme).unwrap();
                 let db_and_port = format!("{db_private}:{}", fleet.mongodb.port);
                 let nats_and_port = format!("{db_private}:{}", fleet.nats.port);
                 let rs = format!("{}?replicaSet={}", fleet.mongodb.database, fleet.mongodb.replica_set);

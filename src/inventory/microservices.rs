@@ -41,6 +41,23 @@ pub(super) fn microservices(top: &Section, context: &Context, problems: &mut Pro
              or set enabled = false",
         );
     }
+    if enabled {
+        // Instances are `<host>-<n>`, service containers `<service>-<n>`: both name compose
+        // projects and container host names, which must be unique.
+        for host in context.hosts.iter().filter(|h| h.has_role(Role::Rocketchat)) {
+            if Service::from_name(&host.name).is_some() {
+                problems.report(
+                    section.value_span("enabled"),
+                    &section.key_path("enabled"),
+                    format!(
+                        "the rocketchat host {:?} has the name of a microservice, so its instances would share names \
+                         with that service's containers; rename the host",
+                        host.name
+                    ),
+                );
+            }
+        }
+    }
     let services = services(&section, context.release, problems);
     let app_hosts = context.hosts.iter().filter(|h| h.has_role(Role::Rocketchat)).count() as u32;
     let (ddp_streamers, ddp_sizing) = ddp_streamers(&section, app_hosts, problems);
@@ -51,6 +68,13 @@ pub(super) fn microservices(top: &Section, context: &Context, problems: &mut Pro
         services,
         ddp_streamers,
         ddp_sizing,
+        repository: super::read::checked_or(
+            &section,
+            "repository",
+            crate::microservices::DEFAULT_REPOSITORY,
+            super::values::image_repository,
+            problems,
+        ),
     }
 }
 

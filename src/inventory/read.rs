@@ -77,7 +77,7 @@ fn checked_string(section: &Section, key: &str, rule: fn(&str) -> Check, problem
 }
 
 /// An optional string that must pass `rule`; `default` when absent, empty when invalid.
-fn checked_or(section: &Section, key: &str, default: &str, rule: fn(&str) -> Check, problems: &mut Problems) -> String {
+pub(super) fn checked_or(section: &Section, key: &str, default: &str, rule: fn(&str) -> Check, problems: &mut Problems) -> String {
     if !section.has(key) {
         return default.to_string();
     }

@@ -183,6 +183,7 @@ pub const MICROSERVICES: &[Key] = &[
     key("ddp_streamers", Kind::Integer { min: 1, max: 1000 }, "Number of ddp-streamers (or give concurrent_users)."),
     key("concurrent_users", Kind::Integer { min: 1, max: 10_000_000 }, "Expected concurrent users: one ddp-streamer per 500, at least one per app host."),
     key("placement", Kind::Table(PLACEMENT), "Hosts per service (default: spread over the rocketchat hosts)."),
+    key("repository", Kind::String, "Where the service images are: <repository>/<name>-service:<release> (default docker.io/rocketchat)."),
 ];
 
 pub const TOP: &[Key] = &[
@@ -197,7 +198,7 @@ pub const TOP: &[Key] = &[
     key("upgrade", Kind::Table(UPGRADE), "How `rcfleet upgrade` replaces instances."),
     key("backup", Kind::Table(BACKUP), "Backups of the workspace database (`rcfleet backup`)."),
     key("rocketchat", Kind::Table(ROCKETCHAT), "Rocket.Chat settings."),
-    key("microservices", Kind::Table(MICROSERVICES), "Rocket.Chat's microservices (issue 18; `export helm-values` reads it)."),
+    key("microservices", Kind::Table(MICROSERVICES), "Rocket.Chat's microservices: run on the app hosts by `up`, exported by `export helm-values`."),
 ];
 
 /// The JSON Schema (draft-07, which Taplo reads) of the whole inventory.

@@ -18,10 +18,12 @@ pub fn warnings(fleet: &Fleet) -> Vec<String> {
         ));
     }
     if fleet.microservices.enabled {
-        // Only `export helm-values` reads the table so far; saying so beats a silent monolith.
+        // Rocket.Chat supports microservices only through its Helm chart ("Direct Docker
+        // microservice deployment is not supported", docs.rocket.chat/docs/microservices).
         warnings.push(
-            "[microservices] is enabled, but rcfleet does not run microservices on Compose yet: `up` deploys the \
-             monolith instances only. `export helm-values` exports the services for Rocket.Chat's Helm chart."
+            "[microservices] is enabled: Rocket.Chat supports microservices only on Kubernetes with its Helm chart; \
+             rcfleet runs them on Compose the way Rocket.Chat's own CI does, which Rocket.Chat does not support. \
+             `export helm-values` exports the same setup for the chart."
                 .to_string(),
         );
     }

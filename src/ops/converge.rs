@@ -144,6 +144,7 @@ fn step_name(unit: &Unit) -> &'static str {
         UnitKind::Monitoring => "monitoring",
         UnitKind::Traefik => "traefik",
         UnitKind::Instance => "instance",
+        UnitKind::Service => "service",
     }
 }
 
@@ -158,20 +159,23 @@ pub fn wait_ready(fleet: &Fleet, remote: &Hosts, conn: &Connection, instance: &I
             report.step("instance", &instance.host, format!("{} ready at {}", instance.name, instance.url()));
             Ok(())
         }
-        Err(err) => {
-            let containers = probe::containers(remote, fleet, conn)?;
-            let logs = match containers.iter().find(|c| c.unit == instance.name) {
-                Some(container) => format!(
-                    "container {} is {}; its last lines:\n{}",
-                    &container.id[..12.min(container.id.len())],
-                    container.state,
-                    probe::last_log_lines(conn, &container.id, 20)
-                ),
-                None => "its container does not exist".to_string(),
-            };
-            Err(Error::failed(format!("{}: {}\n  {logs}", instance.host, err)))
-        }
+        Err(err) => Err(Error::failed(format!("{}: {}\n  {}", instance.host, err, container_story(fleet, remote, conn, &instance.name)?))),
     }
+}
+
+/// What became of the container of `unit` on the host, for an error: its state and last log
+/// lines, or that it does not exist.
+pub fn container_story(fleet: &Fleet, remote: &Hosts, conn: &Connection, unit: &str) -> Result<String> {
+    let containers = probe::containers(remote, fleet, conn)?;
+    Ok(match containers.iter().find(|c| c.unit == unit) {
+        Some(container) => format!(
+            "container {} is {}; its last lines:\n{}",
+            &container.id[..12.min(container.id.len())],
+            container.state,
+            probe::last_log_lines(conn, &container.id, 20)
+        ),
+        None => "its container does not exist".to_string(),
+    })
 }
 
 /// Waits until Traefik's API lists exactly `expected` (instance URLs) for the Rocket.Chat

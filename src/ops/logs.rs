@@ -36,9 +36,15 @@ pub(crate) fn locate<'f>(fleet: &'f Fleet, target: &str) -> Result<(&'f Host, St
         let host = fleet.host(&instance.host).expect("instances belong to hosts");
         return Ok((host, instance.name.clone(), "rocketchat".to_string()));
     }
+    // A microservice container by its unit name, e.g. `ddp-streamer-0`.
+    let containers = crate::microservices::containers(fleet);
+    if let Some(container) = containers.iter().find(|c| c.name == target) {
+        let host = fleet.host(&container.host).expect("service containers belong to hosts");
+        return Ok((host, container.name.clone(), UnitKind::Service.services()[0].to_string()));
+    }
     let services: Vec<(UnitKind, &str)> = UnitKind::ALL
         .into_iter()
-        .filter(|kind| *kind != UnitKind::Instance)
+        .filter(|kind| !matches!(kind, UnitKind::Instance | UnitKind::Service))
         .flat_map(|kind| kind.services().iter().map(move |service| (kind, *service)))
         .collect();
     if let Some((kind, service)) = services.iter().find(|(_, service)| *service == target) {
@@ -49,7 +55,8 @@ pub(crate) fn locate<'f>(fleet: &'f Fleet, target: &str) -> Result<(&'f Host, St
         return Ok((host, unit.name, service.to_string()));
     }
     let instances: Vec<&str> = fleet.instances().map(|i| i.name.as_str()).collect();
-    let services: Vec<&str> = services.iter().map(|(_, service)| *service).collect();
+    let mut services: Vec<&str> = services.iter().map(|(_, service)| *service).collect();
+    services.extend(containers.iter().map(|c| c.name.as_str()));
     Err(Error::bad_input(format!(
         "{target:?} is neither an instance ({}) nor a service ({})",
         instances.join(", "),

@@ -133,6 +133,17 @@ impl Outcome for Plan {
         out.push('\n');
         out.push_str(&table(&rows));
 
+        let containers = crate::microservices::containers(fleet);
+        if !containers.is_empty() {
+            let mut rows = vec![vec!["MICROSERVICE".into(), "HOST".into(), "URL".into(), "METRICS".into(), "IMAGE".into()]];
+            for c in &containers {
+                let image = fleet.microservices.image(c.service, &fleet.workspace.release).to_string();
+                rows.push(vec![c.name.clone(), c.host.clone(), c.url(), c.metrics_target(), image]);
+            }
+            out.push('\n');
+            out.push_str(&table(&rows));
+        }
+
         let mut images = vec![vec!["COMPONENT".into(), "IMAGE".into()]];
         images.extend(self.images().into_iter().map(|(name, image)| vec![name.to_string(), image]));
         out.push('\n');
@@ -181,6 +192,13 @@ impl Outcome for Plan {
             .instances()
             .map(|i| json!({"name": i.name, "host": i.host, "url": i.url(), "metrics": i.metrics_target(), "port": i.port, "metrics_port": i.metrics_port}))
             .collect();
+        let microservices: Vec<Value> = crate::microservices::containers(fleet)
+            .iter()
+            .map(|c| {
+                let image = fleet.microservices.image(c.service, &fleet.workspace.release).to_string();
+                json!({"name": c.name, "service": c.service.name(), "host": c.host, "url": c.url(), "metrics": c.metrics_target(), "image": image})
+            })
+            .collect();
         let images: serde_json::Map<String, Value> =
             self.images().into_iter().map(|(name, image)| (name.to_string(), Value::String(image))).collect();
         let secrets: Vec<Value> = fleet.secret_references()
@@ -194,6 +212,7 @@ impl Outcome for Plan {
             "traefik": { "host": fleet.traefik_host().name, "domain": fleet.traefik.domain, "tls": tls_name(&fleet.traefik.tls) },
             "hosts": hosts,
             "instances": instances,
+            "microservices": microservices,
             "images": images,
             "secrets": secrets,
             "warnings": advice::warnings(fleet),

@@ -261,6 +261,12 @@ pub fn traefik_servers(remote: &Hosts, fleet: &Fleet) -> Result<Poll<BTreeMap<St
 
 /// Prometheus' view of the instance targets: `host:port` -> health (`up`, `down`, `unknown`).
 pub fn prometheus_targets(remote: &Hosts, fleet: &Fleet) -> Result<Poll<BTreeMap<String, String>>> {
+    prometheus_job_targets(remote, fleet, "rocketchat")
+}
+
+/// Prometheus' view of the targets labelled `job` (the instances' `rocketchat`, the
+/// microservices' `rocketchat-services`; both come from the `file_sd` scrape pool).
+pub fn prometheus_job_targets(remote: &Hosts, fleet: &Fleet, job: &str) -> Result<Poll<BTreeMap<String, String>>> {
     let Some(host) = fleet.monitoring_host() else { return Ok(Ok(BTreeMap::new())) };
     let conn = remote.host(&host.name);
     let http = match remote.http(conn.name(), &host.private_address, fleet.monitoring.prometheus_port) {
@@ -273,7 +279,7 @@ pub fn prometheus_targets(remote: &Hosts, fleet: &Fleet) -> Result<Poll<BTreeMap
     };
     let mut targets = BTreeMap::new();
     for target in answer["data"]["activeTargets"].as_array().into_iter().flatten() {
-        if target["scrapePool"] == "rocketchat" {
+        if target["scrapePool"] == "rocketchat" && target["labels"]["job"] == job {
             if let Some(instance) = target["labels"]["instance"].as_str() {
                 targets.insert(instance.to_string(), target["health"].as_str().unwrap_or("unknown").to_string());
             }

@@ -39,6 +39,29 @@ pub struct Status {
     pub services: Vec<ServiceStatus>,
     /// Who holds the deploy lock, since when and how far its run got; `None` when free.
     pub lock: Option<String>,
+    /// Rocket.Chat's microservice containers (`[microservices]`); empty when off.
+    pub microservices: Vec<MicroserviceStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MicroserviceStatus {
+    /// The container's unit name, e.g. `ddp-streamer-0`.
+    pub name: String,
+    /// The Rocket.Chat service, e.g. `ddp-streamer`.
+    pub service: String,
+    pub host: String,
+    pub url: String,
+    /// Docker's state, `missing`, or `unknown` (host unreachable).
+    pub container: String,
+    pub container_id: Option<String>,
+    pub image: Option<String>,
+    /// The release its image is tagged with (the services report no version of their own).
+    pub version: Option<String>,
+    /// `ok` when `/health` answers 200, else what was seen.
+    pub health: String,
+    pub healthy: bool,
+    /// `up`, `down`, `unknown`, or `absent`.
+    pub prometheus: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -145,6 +168,10 @@ struct Observed {
     instances: BTreeMap<String, (Poll<()>, Option<String>)>,
     /// Service name -> health.
     health: BTreeMap<String, Poll<String>>,
+    /// Microservice container name -> its `/health`.
+    microservices: BTreeMap<String, Poll<()>>,
+    /// Prometheus' view of the microservices' targets (on the monitoring host).
+    service_targets: Option<Poll<BTreeMap<String, String>>>,
     traefik_servers: Option<Poll<BTreeMap<String, String>>>,
     prometheus_targets: Option<Poll<BTreeMap<String, String>>>,
 }
@@ -190,6 +217,9 @@ fn observe(
         let version = probe::instance_version(remote, instance).unwrap_or(None);
         seen.instances.insert(instance.name.clone(), (ready, version));
     }
+    for container in crate::microservices::containers(fleet).iter().filter(|c| c.host == host.name) {
+        seen.microservices.insert(container.name.clone(), super::services::health(remote, conn, container));
+    }
     let private = &host.private_address;
     if host.has_role(Role::Database) {
         let mongo = match probe::running(&seen.containers, &render::database_unit(fleet).name, "mongodb") {
@@ -210,6 +240,10 @@ fn observe(
         let grafana = probe::http_ok(remote, conn, private, fleet.monitoring.grafana_port, "/api/health");
         seen.health.insert("grafana".into(), grafana.map(|()| "ok".to_string()));
         seen.prometheus_targets = Some(probe::prometheus_targets(remote, fleet).unwrap_or_else(|err| Err(err.to_string())));
+        if fleet.microservices.enabled {
+            let targets = probe::prometheus_job_targets(remote, fleet, "rocketchat-services");
+            seen.service_targets = Some(targets.unwrap_or_else(|err| Err(err.to_string())));
+        }
     }
     if host.has_role(Role::Traefik) {
         let ping = probe::http_ok(remote, conn, "127.0.0.1", fleet.traefik.api_port, "/ping");
@@ -373,7 +407,7 @@ fn assemble(fleet: &Fleet, observed: &BTreeMap<String, Option<Observed>>, unreac
     }
 
     let mut services = Vec::new();
-    for unit in render::units(fleet).into_iter().filter(|u| u.kind != UnitKind::Instance) {
+    for unit in render::units(fleet).into_iter().filter(|u| !matches!(u.kind, UnitKind::Instance | UnitKind::Service)) {
         let o = seen(&unit.host);
         for service in long_running(&unit) {
             let container = o.and_then(|o| o.containers.iter().find(|c| c.unit == unit.name && c.service == service));
@@ -399,6 +433,10 @@ fn assemble(fleet: &Fleet, observed: &BTreeMap<String, Option<Observed>>, unreac
         }
     }
 
+    let service_targets =
+        fleet.monitoring_host().and_then(|h| seen(&h.name)).and_then(|o| o.service_targets.as_ref());
+    let microservices = microservices(fleet, &seen, service_targets, &release, &mut problems);
+
     Status {
         workspace: fleet.workspace.name.clone(),
         release,
@@ -409,7 +447,73 @@ fn assemble(fleet: &Fleet, observed: &BTreeMap<String, Option<Observed>>, unreac
         instances,
         services,
         lock: None,
+        microservices,
     }
+}
+
+/// One line per microservice container: its container, image tag, `/health`, Prometheus target.
+fn microservices<'o>(
+    fleet: &Fleet,
+    seen: &dyn Fn(&str) -> Option<&'o Observed>,
+    targets: Option<&Poll<BTreeMap<String, String>>>,
+    release: &str,
+    problems: &mut Vec<String>,
+) -> Vec<MicroserviceStatus> {
+    let mut list = Vec::new();
+    for wanted in crate::microservices::containers(fleet) {
+        let o = seen(&wanted.host);
+        let container = o.and_then(|o| o.containers.iter().find(|c| c.unit == wanted.name));
+        let health = o.and_then(|o| o.microservices.get(&wanted.name)).cloned().unwrap_or(Err("host unreachable".into()));
+        let mut own = Vec::new();
+        let state = match (o, container) {
+            (None, _) => "unknown".to_string(),
+            (Some(_), None) => {
+                own.push("no container (run `rcfleet up`)".to_string());
+                "missing".to_string()
+            }
+            (Some(_), Some(c)) => {
+                if !c.running() {
+                    own.push(format!("container {} is {}", short(&c.id), c.state));
+                }
+                c.state.clone()
+            }
+        };
+        let version = container.and_then(|c| c.image.rsplit_once(':')).map(|(_, tag)| tag.to_string());
+        if o.is_some() {
+            if let Err(why) = &health {
+                own.push(format!("not healthy ({why})"));
+            }
+            if let Some(version) = version.as_deref().filter(|v| *v != release) {
+                own.push(format!("runs {version}, the inventory says {release}"));
+            }
+        }
+        let prometheus = match targets {
+            Some(Ok(targets)) => targets.get(&wanted.metrics_target()).cloned().unwrap_or_else(|| "absent".into()),
+            _ if fleet.monitoring_host().is_none() => "absent".into(),
+            _ => "unknown".into(),
+        };
+        if fleet.monitoring_host().is_some() && prometheus != "up" && prometheus != "unknown" {
+            own.push(format!("Prometheus target {prometheus}"));
+        }
+        problems.extend(own.iter().map(|p| format!("{}: {p}", wanted.name)));
+        list.push(MicroserviceStatus {
+            name: wanted.name.clone(),
+            service: wanted.service.name().to_string(),
+            host: wanted.host.clone(),
+            url: wanted.url(),
+            container: state,
+            container_id: container.map(|c| short(&c.id)),
+            image: container.map(|c| c.image.clone()),
+            version,
+            health: match &health {
+                Ok(()) => "ok".to_string(),
+                Err(why) => why.clone(),
+            },
+            healthy: health.is_ok() && container.is_some_and(|c| c.running()),
+            prometheus,
+        });
+    }
+    list
 }
 
 impl Outcome for Status {
@@ -447,6 +551,19 @@ impl Outcome for Status {
         out.push_str(&format!("\n{:<10}  {:<8}  {:<10}  {}\n", "SERVICE", "HOST", "CONTAINER", "HEALTH"));
         for s in &self.services {
             out.push_str(&format!("{:<10}  {:<8}  {:<10}  {}\n", s.name, s.host, s.container, s.health));
+        }
+        if !self.microservices.is_empty() {
+            out.push_str(&format!(
+                "\n{:<26}  {:<8}  {:<10}  {:<10}  {:<10}  {}\n",
+                "MICROSERVICE", "HOST", "CONTAINER", "VERSION", "PROMETHEUS", "HEALTH"
+            ));
+            for m in &self.microservices {
+                let version = m.version.as_deref().unwrap_or("-");
+                out.push_str(&format!(
+                    "{:<26}  {:<8}  {:<10}  {version:<10}  {:<10}  {}\n",
+                    m.name, m.host, m.container, m.prometheus, m.health
+                ));
+            }
         }
         if let Some(lock) = &self.lock {
             out.push_str(&format!("\nDeploy lock: held by {lock}\n"));

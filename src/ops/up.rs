@@ -4,8 +4,9 @@
 //! Order: connect and preflight every host (nothing changes if any host has a problem); pull
 //! missing images and send changed files everywhere (before any container is touched); the
 //! database unit, then the replica set's PRIMARY; monitoring; every instance, in parallel
-//! across hosts, until ready; Traefik, confirmed through its API; Prometheus' targets,
-//! confirmed through its API. A unit is only (re)started when one of its files changed or one
+//! across hosts, until ready; Traefik; serving instances whose files changed, through the
+//! rollout; the microservice containers, until healthy; Traefik's server list, confirmed
+//! through its API; Prometheus' targets, confirmed through its API. A unit is only (re)started when one of its files changed or one
 //! of its containers is not running, so a second `up` changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -123,6 +124,15 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     if !plan.replace.is_empty() {
         for instance in roll_changes(&full_fleet, &remote, &artifacts, &plan.replace, &report)? {
             record(&instance.host, format!("{} replaced (drained, recreated, ready, back in Traefik)", instance.name));
+        }
+    }
+    // Microservices join the bus once the monolith serves `license` there: after every instance,
+    // the replaced ones too (a fleet switched to microservices gets its first monolith in
+    // microservices mode only through the rollout).
+    stop_if_asked("every instance is ready; the microservices were not changed")?;
+    for (host, host_changes) in super::services::converge_services(&fleet, &remote, &changed, &deploy_dir, &report)? {
+        for change in host_changes {
+            record(&host, change);
         }
     }
     // Every instance of the inventory, also on hosts this run could not reach: an SSH problem on

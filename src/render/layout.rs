@@ -7,6 +7,9 @@ use crate::fleet::Fleet;
 /// The folder of the instances' units, relative to the deploy dir (`rocketchat/app1-0`).
 pub const INSTANCES_DIR: &str = "rocketchat";
 
+/// The folder of the microservice containers' units (`services/ddp-streamer-0`).
+pub const SERVICES_DIR: &str = "services";
+
 /// On the database host: the generated secrets, mode 0600.
 pub fn secrets_file(fleet: &Fleet) -> String {
     format!("{}/secrets.json", deploy_dir(fleet))

@@ -4,7 +4,7 @@
 //!
 //! Layout on every host, relative to [`deploy_dir`] (e.g. `/opt/rcfleet/chat`): one directory
 //! per compose unit (see [`units`]): `database/`, `monitoring/`, `traefik/`,
-//! `rocketchat/<instance>/`.
+//! `rocketchat/<instance>/`, `services/<service>-<n>/`.
 
 mod database;
 mod envfile;
@@ -14,6 +14,7 @@ mod monitoring;
 mod rocketchat;
 mod scalar;
 mod secrets;
+mod services;
 mod templates;
 mod traefik;
 mod units;
@@ -31,8 +32,8 @@ pub use monitoring::{grafana_root_url, prometheus_targets, PROMETHEUS_TARGETS_PA
 pub use secrets::{credential, Generated, Redacted, SecretSource};
 pub use traefik::{traefik_dynamic, TRAEFIK_DYNAMIC_PATH};
 pub use units::{
-    database_unit, deploy_dir, host_units, instance_unit, monitoring_unit, one_shot, traefik_unit, units, Unit,
-    UnitKind,
+    database_unit, deploy_dir, host_units, instance_unit, monitoring_unit, one_shot, service_unit, traefik_unit, units,
+    Unit, UnitKind,
 };
 
 /// Mode of files without secrets.
@@ -76,20 +77,29 @@ pub struct HostArtifacts {
 pub fn render(fleet: &Fleet, secrets: &dyn SecretSource) -> Result<Vec<HostArtifacts>> {
     let mut problems = Problems::default();
     let instance_env = problems.take(rocketchat::instance_env(fleet, secrets));
+    let service_env =
+        if fleet.microservices.enabled { problems.take(services::service_env(fleet, secrets)) } else { None };
+    let env = EnvFiles { instance: instance_env.as_deref(), service: service_env.as_deref() };
     let mut hosts = Vec::new();
     for host in &fleet.hosts {
-        let files = render_host(fleet, host, secrets, instance_env.as_deref(), &mut problems)?;
+        let files = render_host(fleet, host, secrets, &env, &mut problems)?;
         hosts.push(HostArtifacts { host: host.name.clone(), files });
     }
     problems.finish()?;
     Ok(hosts)
 }
 
+/// The env files shared by every unit of a kind (`None`: their problems are already reported).
+struct EnvFiles<'a> {
+    instance: Option<&'a str>,
+    service: Option<&'a str>,
+}
+
 fn render_host(
     fleet: &Fleet,
     host: &Host,
     secrets: &dyn SecretSource,
-    instance_env: Option<&str>,
+    env: &EnvFiles,
     problems: &mut Problems,
 ) -> Result<Vec<Artifact>> {
     let mut files = Vec::new();
@@ -100,7 +110,11 @@ fn render_host(
             UnitKind::Traefik => traefik::render(fleet, host, &unit),
             UnitKind::Instance => {
                 let instance = host.instances.iter().find(|i| i.name == unit.name).expect("unit from this host");
-                rocketchat::render(fleet, host, instance, &unit, instance_env)
+                rocketchat::render(fleet, host, instance, &unit, env.instance)
+            }
+            UnitKind::Service => {
+                let container = unit.service_container(fleet).expect("unit from this fleet's containers");
+                services::render(fleet, &container, &unit, env.service)
             }
         };
         files.extend(problems.take(rendered).unwrap_or_default());

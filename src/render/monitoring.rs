@@ -9,6 +9,7 @@ use super::secrets::{credential, Generated};
 use super::{digest, labels, templates, Artifact, SecretSource, Unit};
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Instance};
+use crate::microservices;
 
 /// The Prometheus targets file, relative to the deploy dir: rewrite it (atomically) to change
 /// what Prometheus scrapes; Prometheus notices by itself.
@@ -53,6 +54,17 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
     let instances: Vec<&Instance> = fleet.instances().collect();
     let targets = Artifact::public(format!("{dir}/prometheus/file_sd/rocketchat.yml"), prometheus_targets(&instances)?);
     debug_assert_eq!(targets.path, PROMETHEUS_TARGETS_PATH);
+    // The services' targets are fixed by the inventory (no draining), so written with the unit.
+    let service_targets = fleet.microservices.enabled.then(|| -> Result<Artifact> {
+        let groups: Vec<_> = microservices::containers(fleet)
+            .iter()
+            .map(|c| json!({ "target": c.metrics_target(), "service": c.service.name(), "container": c.name, "host": c.host }))
+            .collect();
+        Ok(Artifact::public(
+            format!("{dir}/prometheus/file_sd/services.yml"),
+            templates::render("file-sd-services", &json!({ "groups": groups }))?,
+        ))
+    });
 
     let datasource = Artifact::public(
         format!("{dir}/grafana/provisioning/datasources/prometheus.yml"),
@@ -96,7 +108,7 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
         }),
     )?;
 
-    let files = vec![
+    let mut files = vec![
         Artifact::public(unit.compose_file(), compose),
         prometheus_config,
         alerts,
@@ -106,6 +118,7 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
         dashboard,
         password,
     ];
+    files.extend(service_targets.transpose()?);
     Ok(files)
 }
 

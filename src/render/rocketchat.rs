@@ -39,6 +39,7 @@ pub fn render(
         "rocketchat",
         &json!({
             "image": fleet.images.rocketchat.to_string(),
+            "hostname": hostname(fleet, instance),
             "environment": environment,
             "labels": labels(fleet, unit),
         }),
@@ -49,6 +50,23 @@ pub fn render(
         files.push(Artifact::secret(format!("{}/instance.env", unit.dir), env.to_string()));
     }
     Ok(files)
+}
+
+/// In microservices mode, the instance's own host name: the monolith then joins the services'
+/// moleculer broker, whose default node ID is host name + PID (Rocket.Chat sets no `nodeID`,
+/// `network-broker/src/moleculer.ts`). Under host networking every container of a host shares
+/// the host's name and runs node as PID 1, so two instances of one host would both be
+/// `<host>-1` and moleculer stops on the node-ID conflict. Docker gives a host-networked
+/// container its own UTS namespace, so `hostname:` works with `network_mode: host` (checked on
+/// the lab's Docker 20.10). Not set in monolith mode, where containers stay as they were.
+fn hostname(fleet: &Fleet, instance: &Instance) -> Option<String> {
+    fleet.microservices.enabled.then(|| instance.name.clone())
+}
+
+/// The moleculer settings every node of the bus shares in microservices mode (Rocket.Chat's
+/// Helm chart values: log level warn, heartbeats 10/30 s; reference A.3).
+pub fn moleculer_environment() -> Vec<Pair> {
+    vec![pair("MOLECULER_LOG_LEVEL", "warn"), pair("HEARTBEAT_INTERVAL", "10"), pair("HEARTBEAT_TIMEOUT", "30")]
 }
 
 /// The compose `environment` of an instance: rcfleet's settings, then plain extra env.
@@ -69,6 +87,13 @@ fn environment(fleet: &Fleet, host: &Host, instance: &Instance) -> Result<Vec<Pa
         pair("DEPLOY_METHOD", "docker"),
         pair("DEPLOY_PLATFORM", "rcfleet"),
     ];
+    if fleet.microservices.enabled {
+        environment.extend(moleculer_environment());
+        // moleculer's own Prometheus reporter would listen on 9458 too, the default of the
+        // instances' PROMETHEUS_PORT (the Helm chart moves the app metrics to 9100 instead,
+        // reference A.4). The instances keep their app metrics; the services report theirs.
+        environment.push(pair("MS_METRICS", "false"));
+    }
     let mut problems = Vec::new();
     for (name, value) in &fleet.rocketchat_env {
         if let Some(problem) = name_problem(name) {
@@ -116,22 +141,7 @@ fn name_problem(name: &str) -> Option<String> {
 /// application user's and NATS' credentials unless the inventory opts out), the licence when
 /// set, and extra env given as secret references. Secrets are read here, once.
 pub fn instance_env(fleet: &Fleet, secrets: &dyn SecretSource) -> Result<String> {
-    let mongo_password = if fleet.mongodb.auth { Some(credential(fleet, secrets, Generated::MongoAppPassword)?) } else { None };
-    let nats_password = if fleet.nats.auth { Some(credential(fleet, secrets, Generated::NatsPassword)?) } else { None };
-    let mut entries = vec![
-        Entry {
-            name: "MONGO_URL".into(),
-            value: fleet.mongo_url_with(mongo_password.as_deref()),
-            origin: Origin::Derived {
-                from: "mongodb (replica_set, database, app_password) and the database host's private_address".into(),
-            },
-        },
-        Entry {
-            name: "TRANSPORTER".into(),
-            value: fleet.transporter_with(nats_password.as_deref()),
-            origin: Origin::Derived { from: "nats (port, password) and the database host's private_address".into() },
-        },
-    ];
+    let mut entries = connection_entries(fleet, secrets)?;
     let mut problems = Vec::new();
     let mut failure = None;
     let mut secret = |name: &str, key: String, source: &SecretRef| match secrets.value(source) {
@@ -165,4 +175,25 @@ pub fn instance_env(fleet: &Fleet, secrets: &dyn SecretSource) -> Result<String>
         }
         Err(failure) => Err(failure),
     }
+}
+
+/// MONGO_URL and TRANSPORTER, with the application user's and NATS' credentials unless the
+/// inventory opts out: what every instance and every microservice needs to reach the others.
+pub fn connection_entries(fleet: &Fleet, secrets: &dyn SecretSource) -> Result<Vec<Entry>> {
+    let mongo_password = if fleet.mongodb.auth { Some(credential(fleet, secrets, Generated::MongoAppPassword)?) } else { None };
+    let nats_password = if fleet.nats.auth { Some(credential(fleet, secrets, Generated::NatsPassword)?) } else { None };
+    Ok(vec![
+        Entry {
+            name: "MONGO_URL".into(),
+            value: fleet.mongo_url_with(mongo_password.as_deref()),
+            origin: Origin::Derived {
+                from: "mongodb (replica_set, database, app_password) and the database host's private_address".into(),
+            },
+        },
+        Entry {
+            name: "TRANSPORTER".into(),
+            value: fleet.transporter_with(nats_password.as_deref()),
+            origin: Origin::Derived { from: "nats (port, password) and the database host's private_address".into() },
+        },
+    ])
 }

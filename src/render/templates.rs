@@ -18,6 +18,7 @@ const COMPOSE: &[(&str, &str)] = &[
     ("database", include_str!("../../compose/database.yml.hbs")),
     ("monitoring", include_str!("../../compose/monitoring.yml.hbs")),
     ("rocketchat", include_str!("../../compose/rocketchat.yml.hbs")),
+    ("service", include_str!("../../compose/service.yml.hbs")),
     ("traefik", include_str!("../../compose/traefik.yml.hbs")),
 ];
 const PLAIN: &[(&str, &str)] = &[
@@ -26,6 +27,7 @@ const PLAIN: &[(&str, &str)] = &[
     ("traefik-static", include_str!("../../traefik/static.yml.hbs")),
     ("prometheus", include_str!("../../prometheus/prometheus.yml.hbs")),
     ("file-sd", include_str!("../../prometheus/file-sd.yml.hbs")),
+    ("file-sd-services", include_str!("../../prometheus/file-sd-services.yml.hbs")),
     ("prometheus-alerts", include_str!("../../prometheus/alerts.yml.hbs")),
 ];
 const GRAFANA: &[(&str, &str)] = &[

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::{digest, labels, templates, Artifact, Unit};
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Instance, Tls};
+use crate::microservices::{self, Service};
 
 /// The dynamic file listing the Rocket.Chat servers, relative to the deploy dir: rewrite it
 /// (atomically, `*.tmp` then rename) to add, drain or remove instances; Traefik notices by itself.
@@ -21,8 +22,25 @@ const KEY_IN_CONTAINER: &str = "/etc/traefik/certs/key.pem";
 /// every instance but the one being drained).
 pub fn traefik_dynamic(fleet: &Fleet, instances_in_service: &[&Instance]) -> Result<String> {
     let servers: Vec<String> = instances_in_service.iter().map(|instance| instance.url()).collect();
-    let mut data = router(fleet, host_rule(fleet)?);
+    let rule = host_rule(fleet)?;
+    let mut data = router(fleet, rule.clone());
     data["servers"] = json!(servers);
+    // Microservices: WebSocket and SockJS go to the ddp-streamers, the rest to the instances
+    // (Rocket.Chat's Helm chart ingress and CI compose labels; reference A.6). Traefik tries
+    // longer rules first, so this router wins over the plain host rule.
+    let ddp_streamers: Vec<String> = microservices::containers(fleet)
+        .iter()
+        .filter(|c| c.service == Service::DdpStreamer)
+        .map(|c| c.url())
+        .collect();
+    data["ddp"] = if ddp_streamers.is_empty() {
+        json!(null)
+    } else {
+        json!({
+            "rule": format!("{rule} && (PathPrefix(`/websocket`) || PathPrefix(`/sockjs`))"),
+            "servers": ddp_streamers,
+        })
+    };
     data["secure_cookie"] = json!(!matches!(fleet.traefik.tls, Tls::None));
     templates::render("traefik-rocketchat", &data)
 }

@@ -2,8 +2,9 @@
 //! dir. The operations code finds projects, directories and compose files here, so every
 //! name is defined once.
 
-use super::layout::INSTANCES_DIR;
+use super::layout::{INSTANCES_DIR, SERVICES_DIR};
 use crate::fleet::{Fleet, Host, Image, Instance, Role};
+use crate::microservices::{self, ServiceContainer};
 
 /// What a unit runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -16,11 +17,14 @@ pub enum UnitKind {
     Traefik,
     /// One Rocket.Chat instance.
     Instance,
+    /// One container of a Rocket.Chat microservice (`[microservices]`), e.g. `ddp-streamer-0`.
+    Service,
 }
 
 impl UnitKind {
     /// Every kind, in start order.
-    pub const ALL: [UnitKind; 4] = [UnitKind::Database, UnitKind::Monitoring, UnitKind::Traefik, UnitKind::Instance];
+    pub const ALL: [UnitKind; 5] =
+        [UnitKind::Database, UnitKind::Monitoring, UnitKind::Traefik, UnitKind::Instance, UnitKind::Service];
 
     /// The compose service names in a unit of this kind, in start order.
     pub fn services(self) -> &'static [&'static str] {
@@ -29,6 +33,7 @@ impl UnitKind {
             UnitKind::Monitoring => &["prometheus", "grafana"],
             UnitKind::Traefik => &["traefik"],
             UnitKind::Instance => &["rocketchat"],
+            UnitKind::Service => &["service"],
         }
     }
 
@@ -38,7 +43,7 @@ impl UnitKind {
             UnitKind::Database => Role::Database,
             UnitKind::Monitoring => Role::Monitoring,
             UnitKind::Traefik => Role::Traefik,
-            UnitKind::Instance => Role::Rocketchat,
+            UnitKind::Instance | UnitKind::Service => Role::Rocketchat,
         }
     }
 }
@@ -68,15 +73,28 @@ impl Unit {
     }
 
     /// The images this unit's host needs for it.
-    pub fn images<'f>(&self, fleet: &'f Fleet) -> Vec<&'f Image> {
+    pub fn images(&self, fleet: &Fleet) -> Vec<Image> {
         let images = &fleet.images;
         match self.kind {
             // The Database Tools image too, so an upgrade's backup never waits for a pull.
-            UnitKind::Database => vec![&images.mongodb, &images.nats, &images.mongodb_tools],
-            UnitKind::Monitoring => vec![&images.prometheus, &images.grafana],
-            UnitKind::Traefik => vec![&images.traefik],
-            UnitKind::Instance => vec![&images.rocketchat],
+            UnitKind::Database => vec![images.mongodb.clone(), images.nats.clone(), images.mongodb_tools.clone()],
+            UnitKind::Monitoring => vec![images.prometheus.clone(), images.grafana.clone()],
+            UnitKind::Traefik => vec![images.traefik.clone()],
+            UnitKind::Instance => vec![images.rocketchat.clone()],
+            UnitKind::Service => self
+                .service_container(fleet)
+                .map(|c| fleet.microservices.image(c.service, &fleet.workspace.release))
+                .into_iter()
+                .collect(),
         }
+    }
+
+    /// The service container this unit runs, for [`UnitKind::Service`] units.
+    pub fn service_container(&self, fleet: &Fleet) -> Option<ServiceContainer> {
+        if self.kind != UnitKind::Service {
+            return None;
+        }
+        microservices::containers(fleet).into_iter().find(|c| c.name == self.name)
     }
 }
 
@@ -112,7 +130,12 @@ pub fn instance_unit(fleet: &Fleet, instance: &Instance) -> Unit {
     unit(fleet, UnitKind::Instance, &instance.name, &instance.host, format!("{INSTANCES_DIR}/{}", instance.name))
 }
 
-/// The units on `host`: database, monitoring, traefik (those it has), then its instances.
+pub fn service_unit(fleet: &Fleet, container: &ServiceContainer) -> Unit {
+    unit(fleet, UnitKind::Service, &container.name, &container.host, format!("{SERVICES_DIR}/{}", container.name))
+}
+
+/// The units on `host`: database, monitoring, traefik (those it has), its instances, then its
+/// service containers.
 pub fn host_units(fleet: &Fleet, host: &Host) -> Vec<Unit> {
     let mut units = Vec::new();
     if host.has_role(Role::Database) {
@@ -125,6 +148,8 @@ pub fn host_units(fleet: &Fleet, host: &Host) -> Vec<Unit> {
         units.push(unit(fleet, UnitKind::Traefik, "traefik", &host.name, "traefik".into()));
     }
     units.extend(host.instances.iter().map(|instance| instance_unit(fleet, instance)));
+    let services = microservices::containers(fleet);
+    units.extend(services.iter().filter(|c| c.host == host.name).map(|c| service_unit(fleet, c)));
     units
 }
 

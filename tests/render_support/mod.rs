@@ -14,6 +14,7 @@ pub const FLEETS: &[(&str, &str)] = &[
     ("example", "inventory.example.toml"),
     ("all-in-one", "tests/fixtures/all-in-one.toml"),
     ("three-app-hosts", "tests/fixtures/three-app-hosts.toml"),
+    ("microservices", "tests/fixtures/microservices.toml"),
 ];
 
 pub fn root() -> PathBuf {
@@ -105,6 +106,7 @@ pub fn known_secrets() -> Values {
         .with("BIG_MAIL_URL", "smtp://big-mail-5555@mail.example")
         .with("BIG_MONGO_APP_PASSWORD", "big:mongo/app@pw-6666")
         .with("BIG_NATS_PASSWORD", "BigNatsPw7777")
+        .with("SCALED_LICENSE", "scaled-license-scalability-8888")
 }
 
 /// A Compose that reads rendered files: `name` for messages, `argv` the program and its first

@@ -7,7 +7,8 @@
 //! its API), wait, recreate on the new release, wait until ready and reporting the new version,
 //! put back (confirmed UP). On a failure the failing batch and, by default, every upgraded
 //! instance go back to the previous release, because a workspace must not run mixed versions.
-//! The inventory's `release` is rewritten only after success.
+//! The inventory's `release` is rewritten only after success; then the microservice
+//! containers (if any) move to the new release too.
 
 mod guards;
 mod migrations;
@@ -224,6 +225,16 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
              remove the line once MongoDB is on a supported version)",
             inventory_path.display()
         ));
+    }
+    // The microservices follow the instances to the new release at once: a bus of mixed
+    // versions may not understand itself. After the inventory edit, so `up` finishes the job.
+    if new_fleet.microservices.enabled {
+        super::services::move_services(&new_fleet, &remote, &new_files, &report).map_err(|err| {
+            Error::failed(format!(
+                "every instance runs {target} and the inventory says so, but moving the microservices failed:\n{err}\n\
+                 Run `rcfleet up` to move the rest of them."
+            ))
+        })?;
     }
     // Every instance was restarted: wait until Prometheus has scraped each again, so the
     // upgrade ends on a fleet that monitoring sees whole. Its silence is worth a warning only.

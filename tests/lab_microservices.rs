@@ -1,0 +1,184 @@
+//! `[microservices] enabled = true` against the lab (issue 18): `up` runs the monolith in
+//! microservices mode and every service on the app hosts; DDP over WebSocket reaches a
+//! ddp-streamer through Traefik while `GET /` reaches an instance; `status --json` lists every
+//! service container healthy; containers sharing a host do not collide on moleculer's node ID;
+//! `upgrade` moves the services to the new release. One fleet for the whole file.
+
+mod lab_support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use lab_support::{eventually, json, rcfleet, text, write_inventory, Lab};
+
+#[test]
+fn microservices_run_behind_traefik_and_are_healthy() {
+    let Some(lab) = lab_support::lab() else { return };
+    lab.reset_fleet();
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = microservices_inventory(&lab, dir.path());
+    let inventory = inventory.to_str().unwrap();
+
+    let started = Instant::now();
+    let up = rcfleet(&["up", "-i", inventory, "--json"]);
+    assert!(up.status.success(), "up failed:\n{}", text(&up));
+    eprintln!("up with microservices from nothing: {:.1} s", started.elapsed().as_secs_f64());
+
+    // DDP through Traefik: /websocket is routed to a ddp-streamer, which answers `connect`.
+    let (status, frames) = ddp_connect(&lab).expect("WebSocket through Traefik");
+    assert_eq!(status, 101, "upgrade refused: {frames:?}");
+    assert!(frames.iter().any(|f| f.contains("\"server_id\":\"0\"")), "{frames:?}");
+    assert!(frames.iter().any(|f| f.contains("\"msg\":\"connected\"")), "no DDP connected reply: {frames:?}");
+
+    // Everything else goes to a monolith instance.
+    let (code, body) = lab.get_through_traefik("/").expect("GET / through Traefik");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("Rocket.Chat stand-in 8.0.0 instance"), "GET / not answered by an instance: {body}");
+
+    // Every service container healthy, on the release, scraped by Prometheus.
+    let mut last = serde_json::Value::Null;
+    let all_up = eventually(90, || {
+        let output = rcfleet(&["status", "-i", inventory, "--json"]);
+        last = json(&output);
+        let list = last["microservices"].as_array().cloned().unwrap_or_default();
+        !list.is_empty() && list.iter().all(|m| m["healthy"] == true && m["prometheus"] == "up")
+    });
+    assert!(all_up, "microservices not all healthy and scraped: {:#}", last["microservices"]);
+    let list = last["microservices"].as_array().unwrap();
+    let services: std::collections::BTreeSet<&str> = list.iter().map(|m| m["service"].as_str().unwrap()).collect();
+    assert_eq!(
+        services.into_iter().collect::<Vec<_>>(),
+        ["account", "authorization", "ddp-streamer", "omnichannel-transcript", "presence", "queue-worker"]
+    );
+    assert_eq!(list.iter().filter(|m| m["service"] == "ddp-streamer").count(), 3, "one ddp-streamer per app host");
+    for m in list {
+        assert_eq!(m["version"], "8.0.0", "{m}");
+    }
+    assert_eq!(last["healthy"], true, "status problems: {:#}", last["problems"]);
+
+    // Two monoliths and several services per app host, all on one bus: no node-ID conflict.
+    for host in ["app1", "app2", "app3"] {
+        let names = lab.run(
+            host,
+            "for c in $(docker ps -q --filter label=io.rcfleet.fleet=lab); do docker inspect --format '{{.Config.Hostname}}' $c; done",
+        );
+        let names: Vec<&str> = names.lines().collect();
+        let distinct: std::collections::BTreeSet<&&str> = names.iter().collect();
+        assert!(names.len() >= 4, "{host}: expected two instances and at least two services, got {names:?}");
+        assert_eq!(distinct.len(), names.len(), "{host}: containers share a host name: {names:?}");
+        let logs = lab.run(host, "for c in $(docker ps -aq --filter label=io.rcfleet.fleet=lab); do docker logs $c 2>&1; done");
+        assert!(!logs.contains("nodeID conflict"), "{host}: a node-ID conflict was logged");
+        let stopped = lab.run(host, "docker ps -aq --filter label=io.rcfleet.fleet=lab --filter status=exited | wc -l");
+        assert_eq!(stopped.trim(), "0", "{host}: a container stopped");
+    }
+
+    // Converged: a second `up` changes nothing.
+    let second = rcfleet(&["up", "-i", inventory, "--json"]);
+    assert!(second.status.success(), "second up failed:\n{}", text(&second));
+    for host in json(&second)["hosts"].as_array().unwrap() {
+        assert_eq!(host["unchanged"], true, "host changed on a converged up: {host}");
+    }
+
+    // `upgrade` moves the services with the instances (all at once here, to keep the file short).
+    let started = Instant::now();
+    let upgrade = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--strategy", "recreate", "--skip-backup"]);
+    assert!(upgrade.status.success(), "upgrade failed:\n{}", text(&upgrade));
+    eprintln!("upgrade to 8.1.0 (recreate) with microservices: {:.1} s", started.elapsed().as_secs_f64());
+    let status = json(&rcfleet(&["status", "-i", inventory, "--json"]));
+    for m in status["microservices"].as_array().unwrap() {
+        assert_eq!((&m["version"], &m["healthy"]), (&"8.1.0".into(), &true.into()), "{m}");
+    }
+    let (status, frames) = ddp_connect(&lab).expect("WebSocket through Traefik after the upgrade");
+    assert!(status == 101 && frames.iter().any(|f| f.contains("\"msg\":\"connected\"")), "{status} {frames:?}");
+}
+
+/// The lab's inventory with a licence carrying `scalability` and every service from the lab's
+/// registry.
+fn microservices_inventory(lab: &Lab, dir: &std::path::Path) -> std::path::PathBuf {
+    let license = dir.join("license");
+    std::fs::write(&license, "lab-licence modules=scalability").unwrap();
+    let original = std::fs::read_to_string(lab.inventory()).unwrap();
+    let registry = original
+        .lines()
+        .find_map(|line| line.strip_prefix("rocketchat = { repository = \""))
+        .and_then(|rest| rest.split_once("/rocketchat/rocket.chat"))
+        .map(|(registry, _)| registry.to_string())
+        .expect("the lab's Rocket.Chat repository");
+    let mut text = String::new();
+    for line in original.lines() {
+        text.push_str(line);
+        text.push('\n');
+        if line.starts_with("release = ") {
+            text.push_str(&format!("license = {{ file = \"{}\" }}\n", license.display()));
+        }
+    }
+    text.push_str(&format!("\n[microservices]\nenabled = true\nrepository = \"{registry}/rocketchat\"\n"));
+    write_inventory(dir, &text)
+}
+
+/// A WebSocket handshake to `/websocket` through Traefik, then DDP's `connect`: the status of
+/// the upgrade and the text frames read (the server's greeting, then its reply).
+fn ddp_connect(lab: &Lab) -> std::io::Result<(u16, Vec<String>)> {
+    let address = format!("{}:80", lab.addr("lb"));
+    let mut stream = TcpStream::connect_timeout(&address.parse().unwrap(), Duration::from_secs(3))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET /websocket HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        lab.var("LAB_DOMAIN")
+    )?;
+    let head = read_head(&mut stream)?;
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    if status != 101 {
+        return Ok((status, vec![head]));
+    }
+    let mut frames = vec![read_text_frame(&mut stream)?];
+    send_text_frame(&mut stream, r#"{"msg":"connect","version":"1","support":["1"]}"#)?;
+    frames.push(read_text_frame(&mut stream)?);
+    Ok((status, frames))
+}
+
+/// The response head, up to the blank line, read byte by byte so no frame byte is consumed.
+fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte)?;
+        head.push(byte[0]);
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// One unfragmented, unmasked server frame (RFC 6455 5.2), as text.
+fn read_text_frame(stream: &mut TcpStream) -> std::io::Result<String> {
+    let mut header = [0u8; 2];
+    stream.read_exact(&mut header)?;
+    let length = match header[1] & 0x7f {
+        126 => {
+            let mut extended = [0u8; 2];
+            stream.read_exact(&mut extended)?;
+            u16::from_be_bytes(extended) as usize
+        }
+        127 => {
+            let mut extended = [0u8; 8];
+            stream.read_exact(&mut extended)?;
+            u64::from_be_bytes(extended) as usize
+        }
+        short => short as usize,
+    };
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload)?;
+    Ok(String::from_utf8_lossy(&payload).into_owned())
+}
+
+/// One masked text frame, as a client must send (RFC 6455 5.3); `text` under 126 bytes.
+fn send_text_frame(stream: &mut TcpStream, text: &str) -> std::io::Result<()> {
+    assert!(text.len() < 126);
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x81, 0x80 | text.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    stream.write_all(&frame)
+}
