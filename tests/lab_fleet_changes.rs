@@ -181,7 +181,7 @@ fn refusals_change_nothing(lab: &Lab, path: &Path) {
     let cases: [(&[&str], &str); 5] = [
         (&["add-instance", "--host", "app9"], "no host \"app9\" in the inventory"),
         (&["add-instance", "--host", "db"], "has no \"rocketchat\" role"),
-        (&["add-instance", "--host", "app1", "--count", "0"], "--count must be 1 or more"),
+        (&["add-instance", "--host", "app1", "--count", "0"], "0 is not in 1..=100"),
         (&["add-instance", "--host", "app4", "--address", lab.addr("app1")], "hosts[4].address: address"),
         (&["remove-instance", "app9-0"], "no instance \"app9-0\""),
     ];
