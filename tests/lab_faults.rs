@@ -8,7 +8,7 @@ mod lab_support;
 use std::path::Path;
 use std::time::Duration;
 
-use lab_support::{json, lock_is_free, Running, rcfleet, text, traefik_lists_only_ready_instances, traefik_servers, versions, Lab};
+use lab_support::{json, lock_is_free, Load, Running, rcfleet, text, traefik_lists_only_ready_instances, traefik_servers, versions, Lab};
 
 /// A fleet of the lab at 8.0.0 from nothing, with a drain long enough to act during it.
 fn fleet_at_8_0_0(lab: &Lab, dir: &Path) -> String {
@@ -178,29 +178,45 @@ fn sshd_down_during_up_leaves_that_host_for_the_next_run() {
 }
 
 #[test]
-fn an_unreachable_app_host_keeps_its_serving_instances_in_traefik() {
+fn unreachable_app_hosts_keep_their_serving_instances_in_traefik() {
     let Some(lab) = lab_support::lab() else { return };
     // The lab's own release from nothing: an earlier test may have left the fleet on another
     // one, which `up` refuses to change.
     lab.reset_fleet();
     let up = rcfleet(&["up", "-i", lab.inventory()]);
     assert!(up.status.success(), "{}", text(&up));
-    let stop = lab.exec_lab(&["stop-sshd", "app2"]);
-    assert!(stop.status.success(), "{}", text(&stop));
+    // sshd stopped on every app host while requests go through Traefik: `up` reaches only the
+    // database and Traefik hosts, and must take no serving instance away.
+    let app_hosts = ["app1", "app2", "app3"];
+    for host in app_hosts {
+        let stop = lab.exec_lab(&["stop-sshd", host]);
+        assert!(stop.status.success(), "{}", text(&stop));
+    }
+    let load = Load::start(&lab);
     let again = rcfleet(&["up", "-i", lab.inventory()]);
-    let start = lab.exec_lab(&["start-sshd", "app2"]);
-    assert!(start.status.success(), "{}", text(&start));
+    let (ok, failed, errors) = load.finish();
+    for host in app_hosts {
+        let start = lab.exec_lab(&["start-sshd", host]);
+        assert!(start.status.success(), "{}", text(&start));
+    }
 
     let said = text(&again);
     assert_eq!(again.status.code(), Some(1), "{said}");
+    for host in app_hosts {
+        assert!(said.contains(&format!("  {host}: ")), "{host} is not named:\n{said}");
+    }
     assert!(said.contains("stay listed in Traefik"), "{said}");
+    assert!(ok > 0, "no request went through during up");
+    assert_eq!(failed, 0, "{failed} of {} requests failed during up: {errors:?}", ok + failed);
     let servers = traefik_servers(&lab);
     assert_eq!(servers.len(), 6, "{servers:?}");
-    assert!(servers.values().all(|s| s == "UP"), "app2's instances serve and must stay UP: {servers:?}");
+    assert!(servers.values().all(|s| s == "UP"), "the instances serve and must stay UP: {servers:?}");
     traefik_lists_only_ready_instances(&lab);
     let db = lab.addr("db");
     let (_, targets) = lab_support::http_get(&format!("{db}:9090"), db, "/api/v1/targets?state=active").expect("Prometheus answers");
-    assert!(targets.contains(&format!("{}:9458", lab.addr("app2"))), "Prometheus lost app2's targets: {targets}");
+    for host in app_hosts {
+        assert!(targets.contains(&format!("{}:9458", lab.addr(host))), "Prometheus lost {host}'s targets: {targets}");
+    }
     lock_is_free(&lab);
 }
 
