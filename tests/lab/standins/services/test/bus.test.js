@@ -18,6 +18,15 @@ const SERVICES = path.resolve(__dirname, '..');
 const skip = !NATS || !MONGOD ? 'NATS_SERVER_BIN and MONGOD_STANDIN_BIN not set' : false;
 
 const children = [];
+// Whatever ends this process (the runner's timeout included) ends what it started.
+const killChildren = () => children.forEach((c) => c.exitCode === null && c.kill('SIGKILL'));
+process.on('exit', killChildren);
+for (const signal of ['SIGTERM', 'SIGINT']) {
+	process.on(signal, () => {
+		killChildren();
+		process.exit(1);
+	});
+}
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'services-bus-'));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
