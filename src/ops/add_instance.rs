@@ -12,12 +12,9 @@ use std::path::Path;
 
 use super::audit;
 use super::converge::{converge_unit, pull_missing_images, send_files, wait_ready};
-use super::lock;
-use super::preflight;
-use super::hosts::{Hosts, CONCURRENCY};
+use super::hosts::CONCURRENCY;
 use super::instances::{edited_is_invalid, publish_prometheus, publish_traefik, InstanceChange};
-use super::report::Reporter;
-use super::secrets;
+use super::run::{Run, RunOptions, Secrets};
 use crate::error::{Error, Result};
 use crate::fleet::{Host, Instance};
 use crate::inventory::{self, edit};
@@ -68,18 +65,20 @@ pub fn add_instance(inventory_path: &Path, options: &AddOptions) -> Result<Insta
     })?;
     let added: Vec<Instance> =
         fleet.instances().filter(|i| before.instances().all(|old| old.name != i.name)).cloned().collect();
-    render::render(&fleet, &secrets::Store::preview())?;
-
-    let report = Reporter::new(inventory_path, "add-instance");
-    let remote = Hosts::connect_fleet(&fleet, &options.connect, &report)?;
     let names: Vec<&str> = added.iter().map(|i| i.name.as_str()).collect();
     let command = format!("rcfleet add-instance {}", names.join(" "));
-    let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), &command, None)?;
-    preflight::run(&fleet, &remote, &report)?;
-    // The secrets `up` generated: new instances get the same credentials.
-    let store = secrets::Store::load(&fleet, remote.host(&fleet.database_host().name))?;
-    let artifacts = render::render(&fleet, &store)?;
-    let deploy_dir = render::deploy_dir(&fleet);
+    let run = Run::open_with(
+        inventory_path,
+        fleet,
+        &RunOptions {
+            lock: Some(command.clone()),
+            preflight: true,
+            // The secrets `up` generated: new instances get the same credentials.
+            secrets: Secrets::Load,
+            ..RunOptions::new("add-instance", &options.connect)
+        },
+    )?;
+    let (fleet, remote, report, artifacts, deploy_dir) = (&run.fleet, &run.hosts, &run.report, &run.artifacts, &run.deploy_dir);
     let mut changes: BTreeMap<String, Vec<String>> = BTreeMap::new();
 
     // The new instances, in parallel across their hosts, until ready.
@@ -133,7 +132,7 @@ pub fn add_instance(inventory_path: &Path, options: &AddOptions) -> Result<Insta
     edit::write(inventory_path, &edited)?;
     report.step("inventory", "", format!("{} updated: {} added", inventory_path.display(), names.join(", ")));
     Ok(InstanceChange {
-        fleet,
+        fleet: fleet.clone(),
         verb: "added",
         instances: added,
         traefik_servers,

@@ -105,39 +105,58 @@ impl Progress {
 /// The held lock; released when dropped.
 pub struct DeployLock<'c> {
     conn: &'c Connection,
+    held: Held,
+}
+
+/// A lock this run holds, apart from the connection it was taken through: whoever keeps it
+/// releases it ([`DeployLock`] when dropped, `ops::Run` when the run ends).
+pub struct Held {
     path: String,
     holder: Holder,
     /// The lock of a run of the same command that died, taken over by this one.
     taken_over: Option<Holder>,
 }
 
-impl DeployLock<'_> {
-    pub fn holder(&self) -> &Holder {
-        &self.holder
-    }
-
+impl Held {
     /// The progress of the interrupted run this one took the lock over from, if any.
     pub fn interrupted(&self) -> Option<&Holder> {
         self.taken_over.as_ref()
     }
 
     /// Writes how far the run got into the lock file (only while it is still this run's).
-    pub fn record(&self, progress: Progress) -> Result<()> {
+    pub fn record(&self, db: &Connection, progress: Progress) -> Result<()> {
         let holder = Holder { progress: Some(progress), ..self.holder.clone() };
         let body = serde_json::to_string(&holder).expect("holder serialises");
         let script = r#"grep -qF -- "$2" "$1" && printf '%s\n' "$3" > "$1.tmp" && mv -f -- "$1.tmp" "$1""#;
-        let output = self.conn.exec(&Argv::script(script, &[&self.path, &self.holder.token, &body]), Default::default())?;
+        let output = db.exec(&Argv::script(script, &[&self.path, &self.holder.token, &body]), Default::default())?;
         if !output.success() {
-            return Err(Error::failed(format!("{}: the deploy lock {} is no longer this run's", self.conn.name(), self.path)));
+            return Err(Error::failed(format!("{}: the deploy lock {} is no longer this run's", db.name(), self.path)));
         }
         Ok(())
     }
+
+    /// Removes the lock file, if it is still this run's: compare tokens on the host.
+    pub fn release(&self, db: &Connection) {
+        let script = r#"grep -qF -- "$2" "$1" 2>/dev/null && rm -f -- "$1""#;
+        if let Err(err) = db.run(&Argv::script(script, &[&self.path, &self.holder.token])) {
+            eprintln!(
+                "warning: could not release the deploy lock on {} ({}); remove it with `rcfleet lock release`",
+                db.name(),
+                err
+            );
+        }
+    }
+}
+
+/// Takes the lock on the database host, or refuses with the holder's details; see [`take`].
+pub fn acquire<'c>(fleet: &Fleet, db: &'c Connection, command: &str, release: Option<String>) -> Result<DeployLock<'c>> {
+    Ok(DeployLock { conn: db, held: take(fleet, db, command, release)? })
 }
 
 /// Takes the lock on the database host, or refuses with the holder's details. The lock of a run
 /// of the same command that is provably gone ([`Holder::run_is_gone`]) is taken over, its
-/// progress kept for the caller ([`DeployLock::interrupted`]).
-pub fn acquire<'c>(fleet: &Fleet, db: &'c Connection, command: &str, release: Option<String>) -> Result<DeployLock<'c>> {
+/// progress kept for the caller ([`Held::interrupted`]). The caller releases it ([`Held::release`]).
+pub fn take(fleet: &Fleet, db: &Connection, command: &str, release: Option<String>) -> Result<Held> {
     let holder = Holder {
         who: audit::operator(),
         pid: std::process::id(),
@@ -152,7 +171,7 @@ pub fn acquire<'c>(fleet: &Fleet, db: &'c Connection, command: &str, release: Op
     let script = r#"mkdir -p -- "$(dirname -- "$1")" && (set -C; printf '%s\n' "$2" > "$1") 2>/dev/null"#;
     let output = db.exec(&Argv::script(script, &[&path, &body]), Default::default())?;
     if output.success() {
-        return Ok(DeployLock { conn: db, path, holder, taken_over: None });
+        return Ok(Held { path, holder, taken_over: None });
     }
     match read(fleet, db)? {
         Some(dead) if dead.run_is_gone() && dead.kind() == holder.kind() => {
@@ -162,7 +181,7 @@ pub fn acquire<'c>(fleet: &Fleet, db: &'c Connection, command: &str, release: Op
             if !output.success() {
                 return Err(Error::failed(format!("{}: the deploy lock changed while rcfleet took it over; run again", db.name())));
             }
-            Ok(DeployLock { conn: db, path, holder, taken_over: Some(dead) })
+            Ok(Held { path, holder, taken_over: Some(dead) })
         }
         Some(dead) if dead.run_is_gone() => Err(Error::failed(dead.unfinished())),
         Some(current) => Err(Error::failed(format!(
@@ -276,15 +295,7 @@ impl Outcome for Released {
 
 impl Drop for DeployLock<'_> {
     fn drop(&mut self) {
-        // Only the run that holds the lock removes it: compare tokens on the host.
-        let script = r#"grep -qF -- "$2" "$1" 2>/dev/null && rm -f -- "$1""#;
-        if let Err(err) = self.conn.run(&Argv::script(script, &[&self.path, &self.holder.token])) {
-            eprintln!(
-                "warning: could not release the deploy lock on {} ({}); remove it with `rcfleet lock release`",
-                self.conn.name(),
-                err
-            );
-        }
+        self.held.release(self.conn);
     }
 }
 

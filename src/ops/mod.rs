@@ -24,6 +24,7 @@ pub mod push_images;
 pub mod remove_instance;
 pub mod report;
 pub mod rollout;
+pub mod run;
 pub mod restore;
 pub mod secrets;
 pub mod services;
@@ -31,3 +32,5 @@ pub mod status;
 pub mod up;
 pub mod upgrade;
 pub mod wait;
+
+pub use run::Run;

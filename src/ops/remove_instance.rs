@@ -11,10 +11,8 @@ use std::time::Duration;
 
 use super::instances::{drain, edited_is_invalid, publish_prometheus, publish_traefik, InstanceChange};
 use super::audit;
-use super::lock;
 use super::probe;
-use super::hosts::Hosts;
-use super::report::Reporter;
+use super::run::{Run, RunOptions};
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Instance};
 use crate::inventory::{self, edit};
@@ -41,10 +39,13 @@ pub fn remove_instance(inventory_path: &Path, options: &RemoveOptions) -> Result
         .map_err(|err| edited_is_invalid(err, &format!("removing {}", names.join(", "))))?;
     let command = format!("rcfleet remove-instance {}", names.join(" "));
 
-    let report = Reporter::new(inventory_path, "remove-instance");
-    let remote = Hosts::connect_fleet(&before, &options.connect, &report)?;
-    let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), &command, None)?;
-    let deploy_dir = render::deploy_dir(&fleet);
+    // Over the fleet as it runs (the instances removed too); the edited one is published.
+    let run = Run::open_with(
+        inventory_path,
+        before,
+        &RunOptions { lock: Some(command.clone()), ..RunOptions::new("remove-instance", &options.connect) },
+    )?;
+    let (before, remote, report, deploy_dir) = (&run.fleet, &run.hosts, &run.report, &run.deploy_dir);
     let remaining: Vec<&Instance> = fleet.instances().collect();
     let mut changes: BTreeMap<String, Vec<String>> = BTreeMap::new();
 

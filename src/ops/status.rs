@@ -19,9 +19,9 @@ use super::secrets;
 use super::wait::Poll;
 use super::hosts::{Hosts, CONCURRENCY};
 use super::lock;
+use super::run::{Run, RunOptions, Secrets, WhenUnreachable};
 use crate::error::Result;
 use crate::fleet::{Fleet, Host, Role};
-use crate::inventory;
 use crate::remote::{self, ConnectOptions, Connection};
 use crate::render::{self, Artifact, HostArtifacts, UnitKind, INSTANCES_DIR};
 
@@ -115,23 +115,23 @@ pub struct ServiceStatus {
 }
 
 pub fn status(inventory_path: &Path, connect: &ConnectOptions) -> Result<Status> {
-    let fleet = inventory::load(inventory_path)?;
-    render::render(&fleet, &secrets::Store::preview())?;
-    let hosts: Vec<&Host> = fleet.hosts.iter().collect();
-    let (remote, unreachable) = Hosts::connect_reachable(&hosts, connect)?;
-    let unreachable: BTreeMap<String, String> = unreachable.into_iter().collect();
-    // The generated secrets, for comparing the files that hold them (by hash) and for logging
-    // in to MongoDB; without them (database host unreachable, never brought up) secret files
-    // show as differing.
-    let store = match remote.try_host(&fleet.database_host().name) {
-        Some(db) => secrets::Store::read(&fleet, db).ok().flatten(),
-        None => None,
-    }
-    .unwrap_or_else(secrets::Store::preview);
-    let artifacts = render::render(&fleet, &store)?;
-    let login = secrets::mongo_admin(&fleet, &store)?;
+    let run = Run::open(
+        inventory_path,
+        &RunOptions {
+            log_as: None,
+            when_unreachable: WhenUnreachable::Report,
+            // For comparing the files that hold them (by hash) and for logging in to MongoDB;
+            // without them (database host unreachable, never brought up) secret files show as
+            // differing.
+            secrets: Secrets::IfReadable,
+            ..RunOptions::new("status", connect)
+        },
+    )?;
+    let (fleet, remote) = (&run.fleet, &run.hosts);
+    let unreachable: BTreeMap<String, String> = run.unreachable.iter().cloned().collect();
+    let login = secrets::mongo_admin(fleet, &run.secrets)?;
 
-    let work: Vec<(&Host, &HostArtifacts)> = fleet.hosts.iter().zip(&artifacts).collect();
+    let work: Vec<(&Host, &HostArtifacts)> = fleet.hosts.iter().zip(&run.artifacts).collect();
     let results = remote::fan_out(&work, CONCURRENCY, |(h, _)| h.name.clone(), |(host, files)| {
         match remote.try_host(&host.name) {
             Some(conn) => Ok(Some(observe(&fleet, &remote, conn, host, &files.files, login.as_ref()))),

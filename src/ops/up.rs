@@ -15,22 +15,20 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::advice;
 use super::audit;
 use super::converge::{converge_unit, files_differ, pull_missing_images, send_files, unit_files, wait_ready};
 use super::instances::{publish_prometheus, publish_traefik, Changes};
 use super::rollout::{self, Recovery, Rollout};
 use super::lock;
-use super::preflight;
 use super::push_images;
 use super::probe;
 use super::hosts::{Hosts, CONCURRENCY};
-use super::report::{Outcome, Reporter};
+use super::report::Outcome;
+use super::run::{Run, RunOptions, Secrets, WhenUnreachable};
 use super::secrets;
 use super::wait::{self, Poll};
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Instance, Role};
-use crate::inventory;
 use crate::remote::{self, ConnectOptions, Connection};
 use crate::render::{self, HostArtifacts};
 
@@ -52,39 +50,35 @@ pub struct UpOutcome {
 }
 
 pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
-    let full_fleet = inventory::load(inventory_path)?;
-    // Rendered before any host is contacted (generated secrets as placeholders): a value no
-    // file can carry is bad input (exit 2).
-    render::render(&full_fleet, &secrets::Store::preview())?;
-    let report = Reporter::new(inventory_path, "up");
-    for warning in advice::warnings(&full_fleet) {
-        report.warn(warning);
-    }
-    let (remote, unreachable) = connect(&full_fleet, options, &report)?;
     // App hosts that cannot be reached are left out of this run, so the rest of the fleet still
     // converges; the run then fails naming them. Their instances stay in Traefik's and
     // Prometheus' lists, which are rendered from the whole inventory: an SSH problem on the
     // operator's side must not take serving capacity away (Traefik's health check takes out
     // instances that really stopped answering).
-    let fleet = without_hosts(&full_fleet, &unreachable);
-    crate::interrupt::graceful("`rcfleet up`");
-    let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), "rcfleet up", None)?;
-    preflight::run(&fleet, &remote, &report)?;
-    // Under the lock, so that no upgrade is half-way through while this looks.
-    refuse_release_change(inventory_path, &fleet, &remote)?;
-    let deploy_dir = render::deploy_dir(&fleet);
-    let store = secrets::Store::load_or_create(&fleet, remote.host(&fleet.database_host().name), &report)?;
-    let artifacts: Vec<HostArtifacts> = render::render(&full_fleet, &store)?
-        .into_iter()
-        .filter(|host| fleet.host(&host.host).is_some())
-        .collect();
+    let refuse = |fleet: &Fleet, remote: &Hosts| refuse_release_change(inventory_path, fleet, remote);
+    let run = Run::open(
+        inventory_path,
+        &RunOptions {
+            advice: true,
+            when_unreachable: WhenUnreachable::CarryOnWithoutAppHosts,
+            graceful: Some("`rcfleet up`"),
+            lock: Some("rcfleet up".to_string()),
+            preflight: true,
+            // Under the lock, so that no upgrade is half-way through while this looks.
+            check: Some(&refuse),
+            secrets: Secrets::LoadOrCreate,
+            ..RunOptions::new("up", &options.connect)
+        },
+    )?;
+    let (fleet, full_fleet, remote, report, store) = (&run.fleet, &run.whole, &run.hosts, &run.report, &run.secrets);
+    let (artifacts, deploy_dir, unreachable) = (&run.artifacts, &run.deploy_dir, &run.unreachable);
 
     let local_engine = if options.push_images { Some(push_images::local_engine(&remote)?) } else { None };
     // Instances' files go with their instance (below), Traefik's server list and Prometheus'
     // targets once the instances are ready: written now, they would change a serving instance
     // or send users to one that is not ready.
     let shared = without_published_files(&fleet, &artifacts);
-    let changed = prepare_hosts(&fleet, &shared, &remote, &report, &deploy_dir, local_engine.as_ref())?;
+    let changed = prepare_hosts(&run, &shared, local_engine.as_ref())?;
     stop_if_asked("images and files were sent; no container was changed")?;
     let mut changes: BTreeMap<String, Vec<String>> =
         changed.iter().map(|(host, files)| (host.clone(), files.iter().map(|f| format!("wrote {f}")).collect())).collect();
@@ -95,9 +89,9 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     if let Some(change) = converge_unit(&fleet, &remote, db_conn, &database, &changed, &deploy_dir, &report)? {
         record(&database.host, change);
     }
-    let admin = secrets::mongo_admin(&fleet, &store)?;
-    let mongodb = wait_for_primary(&fleet, &remote, db_conn, &report, admin.as_ref())?;
-    if let Some(change) = secrets::ensure_users(&fleet, db_conn, &mongodb, &store)? {
+    let admin = secrets::mongo_admin(&fleet, store)?;
+    let mongodb = wait_for_primary(&run, db_conn, admin.as_ref())?;
+    if let Some(change) = secrets::ensure_users(&fleet, db_conn, &mongodb, store)? {
         report.step("database", db_conn.name(), &change);
         record(&database.host, change);
     }
@@ -109,8 +103,8 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     }
 
     stop_if_asked("the database and monitoring are up; instances and Traefik were not changed")?;
-    let plan = plan_instances(&fleet, &remote, &artifacts, &deploy_dir)?;
-    for (host, host_changes) in start_instances(&fleet, &remote, &artifacts, &plan.start, &deploy_dir, &report)? {
+    let plan = plan_instances(&run)?;
+    for (host, host_changes) in start_instances(&run, &plan.start)? {
         for change in host_changes {
             record(&host, change);
         }
@@ -122,7 +116,7 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
         record(&traefik.host, change);
     }
     if !plan.replace.is_empty() {
-        for instance in roll_changes(&full_fleet, &remote, &artifacts, &plan.replace, &report)? {
+        for instance in roll_changes(&run, &plan.replace)? {
             record(&instance.host, format!("{} replaced (drained, recreated, ready, back in Traefik)", instance.name));
         }
     }
@@ -135,7 +129,7 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
             record(&host, change);
         }
     }
-    // Every instance of the inventory, also on hosts this run could not reach: an SSH problem on
+    // Every instance of the inventory, also on hosts this run could not when_unreachable: an SSH problem on
     // the operator's side must not take serving capacity away.
     let listed: Vec<&Instance> = full_fleet.instances().collect();
     let mut published = Changes::new();
@@ -147,7 +141,7 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
         }
     }
     // Last, so that a Grafana problem never holds back the instances or Traefik.
-    if let Some(change) = super::grafana::ensure_admin_password(&fleet, &remote, &store, &report)? {
+    if let Some(change) = super::grafana::ensure_admin_password(&fleet, &remote, store, &report)? {
         if let Some(host) = fleet.monitoring_host() {
             record(&host.name, change);
         }
@@ -172,44 +166,12 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     }
     Ok(UpOutcome {
         changes: fleet.hosts.iter().map(|h| (h.name.clone(), changes.get(&h.name).cloned().unwrap_or_default())).collect(),
-        fleet,
+        fleet: fleet.clone(),
         traefik_servers,
         prometheus_targets,
         seconds: report.elapsed_seconds(),
         log: report.log_path().map(Path::to_path_buf),
     })
-}
-
-/// Connects to every host at once. App hosts that cannot be reached are returned with the
-/// reason; any other unreachable host stops the run before anything changes.
-fn connect(fleet: &Fleet, options: &UpOptions, report: &Reporter) -> Result<(Hosts, Vec<(String, String)>)> {
-    let hosts: Vec<&Host> = fleet.hosts.iter().collect();
-    let (remote, unreachable) = Hosts::connect_reachable(&hosts, &options.connect)?;
-    let essential: Vec<String> = unreachable
-        .iter()
-        .filter(|(name, _)| fleet.host(name).is_some_and(|h| h.roles.iter().any(|r| *r != Role::Rocketchat)))
-        .map(|(_, why)| why.clone())
-        .collect();
-    if !essential.is_empty() {
-        return Err(Error::failed(format!(
-            "cannot reach the hosts every instance depends on:\n  {}\nNothing was changed. Fix the connection and run again.",
-            essential.join("\n  ")
-        )));
-    }
-    let reached: Vec<&str> =
-        fleet.hosts.iter().filter(|h| remote.try_host(&h.name).is_some()).map(|h| h.name.as_str()).collect();
-    report.step("connect", "", format!("{} (host keys verified)", reached.join(", ")));
-    for (name, why) in &unreachable {
-        report.step("connect", name, format!("UNREACHABLE, carrying on without it: {why}"));
-    }
-    Ok((remote, unreachable))
-}
-
-/// The fleet without the named hosts (and so without their instances).
-fn without_hosts(fleet: &Fleet, left_out: &[(String, String)]) -> Fleet {
-    let mut fleet = fleet.clone();
-    fleet.hosts.retain(|h| !left_out.iter().any(|(name, _)| *name == h.name));
-    fleet
 }
 
 /// Stops `up` at a safe point after Ctrl-C, saying how far it got.
@@ -224,14 +186,8 @@ fn stop_if_asked(state: &str) -> Result<()> {
 /// On every host at once: pull (or push from the local engine) the images its units need
 /// that it lacks, then send the files
 /// that differ. Returns, per host, the paths that were written. No container is touched.
-fn prepare_hosts(
-    fleet: &Fleet,
-    artifacts: &[HostArtifacts],
-    remote: &Hosts,
-    report: &Reporter,
-    deploy_dir: &str,
-    local_engine: Option<&bollard::Docker>,
-) -> Result<BTreeMap<String, BTreeSet<String>>> {
+fn prepare_hosts(run: &Run, artifacts: &[HostArtifacts], local_engine: Option<&bollard::Docker>) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    let (fleet, remote, report, deploy_dir) = (&run.fleet, &run.hosts, &run.report, &run.deploy_dir);
     let work: Vec<(&Host, &HostArtifacts)> = fleet.hosts.iter().zip(artifacts).collect();
     let results = remote::fan_out(&work, CONCURRENCY, |(h, _)| h.name.clone(), |(host, files)| {
         let conn = remote.host(&host.name);
@@ -255,13 +211,8 @@ fn prepare_hosts(
 }
 
 /// Waits until the replica set has a PRIMARY; returns the mongodb container's id.
-fn wait_for_primary(
-    fleet: &Fleet,
-    remote: &Hosts,
-    conn: &Connection,
-    report: &Reporter,
-    login: Option<&secrets::MongoLogin>,
-) -> Result<String> {
+fn wait_for_primary(run: &Run, conn: &Connection, login: Option<&secrets::MongoLogin>) -> Result<String> {
+    let (fleet, remote, report) = (&run.fleet, &run.hosts, &run.report);
     let (primary, container) = wait::until(report, "database", "replica set PRIMARY", Duration::from_secs(120), Duration::from_millis(500), || {
         let Some(mongodb) = probe::mongodb(remote, fleet, conn)? else {
             return Ok(Poll::Err("the mongodb container is not running".to_string()));
@@ -356,7 +307,8 @@ struct InstancePlan {
     replace: Vec<Instance>,
 }
 
-fn plan_instances(fleet: &Fleet, remote: &Hosts, artifacts: &[HostArtifacts], deploy_dir: &str) -> Result<InstancePlan> {
+fn plan_instances(run: &Run) -> Result<InstancePlan> {
+    let (fleet, remote, artifacts, deploy_dir) = (&run.fleet, &run.hosts, &run.artifacts, &run.deploy_dir);
     let instances: Vec<&Instance> = fleet.instances().collect();
     let looked = remote::fan_out(&instances, CONCURRENCY, |i| i.name.clone(), |instance| {
         let conn = remote.host(&instance.host);
@@ -381,14 +333,8 @@ fn plan_instances(fleet: &Fleet, remote: &Hosts, artifacts: &[HostArtifacts], de
 
 /// Instances that serve no one yet: their files sent, started where needed, in parallel
 /// across hosts, then waited for until ready.
-fn start_instances(
-    fleet: &Fleet,
-    remote: &Hosts,
-    artifacts: &[HostArtifacts],
-    start: &[Instance],
-    deploy_dir: &str,
-    report: &Reporter,
-) -> Result<Vec<(String, Vec<String>)>> {
+fn start_instances(run: &Run, start: &[Instance]) -> Result<Vec<(String, Vec<String>)>> {
+    let (fleet, remote, artifacts, deploy_dir, report) = (&run.fleet, &run.hosts, &run.artifacts, &run.deploy_dir, &run.report);
     let hosts: Vec<&Host> = fleet.hosts_with(Role::Rocketchat).filter(|h| start.iter().any(|i| i.host == h.name)).collect();
     let results = remote::fan_out(&hosts, CONCURRENCY, |h| h.name.clone(), |host| {
         let conn = remote.host(&host.name);
@@ -421,7 +367,8 @@ fn start_instances(
 /// `upgrade.batch_size` at a time, each drained from Traefik, recreated, ready, put back. A
 /// failed batch stays out of Traefik; every other instance keeps serving. Returns the
 /// instances replaced.
-fn roll_changes(full_fleet: &Fleet, remote: &Hosts, artifacts: &[HostArtifacts], replace: &[Instance], report: &Reporter) -> Result<Vec<Instance>> {
+fn roll_changes(run: &Run, replace: &[Instance]) -> Result<Vec<Instance>> {
+    let (full_fleet, remote, artifacts, report) = (&run.whole, &run.hosts, &run.artifacts, &run.report);
     let batches = rollout::batches(replace, full_fleet.upgrade.batch_size);
     report.step("rollout", "", format!("{} serving instance(s) changed: replacing them {} at a time after a canary", replace.len(), full_fleet.upgrade.batch_size));
     let rollout = Rollout {

@@ -23,6 +23,7 @@ use super::lock;
 use super::probe;
 use super::hosts::{Hosts, CONCURRENCY};
 use super::report::{Outcome, Reporter};
+use super::run::{Run, RunOptions, Secrets};
 use super::secrets;
 use crate::compat;
 use crate::error::{Error, Result};
@@ -78,32 +79,34 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
             options.release
         ))
     })?;
-    let fleet = inventory::load(inventory_path)?;
-    let report = Reporter::new(inventory_path, "upgrade");
-    let remote = Hosts::connect_fleet(&fleet, &options.connect, &report)?;
+    let mut run = Run::open(
+        inventory_path,
+        &RunOptions {
+            graceful: (!options.dry_run).then_some("the upgrade"),
+            // The secrets `up` generated: the same credentials for the backup, the guards and the
+            // instances' env files.
+            secrets: Secrets::Load,
+            ..RunOptions::new("upgrade", &options.connect)
+        },
+    )?;
     let started = Instant::now();
     let mut phases = Vec::new();
 
-    let target = resolve(&fleet, &remote, &spec, &options.release, &report)?;
+    let target = resolve(&run, &spec, &options.release)?;
     // Taken before the guards look at the fleet, so they never see another run's half-done work.
-    let db = remote.host(&fleet.database_host().name);
-    // The secrets `up` generated: the same credentials for the backup, the guards and the
-    // instances' env files.
-    let store = secrets::Store::load(&fleet, db)?;
-    let login = secrets::mongo_admin(&fleet, &store)?;
-    let command = format!("rcfleet upgrade --release {}", options.release);
     if !options.dry_run {
-        crate::interrupt::graceful("the upgrade");
+        run.lock(&format!("rcfleet upgrade --release {}", options.release), Some(target.to_string()))?;
     }
-    let deploy_lock = if options.dry_run { None } else { Some(lock::acquire(&fleet, db, &command, Some(target.to_string()))?) };
+    let (fleet, remote, report, store) = (&run.fleet, &run.hosts, &run.report, &run.secrets);
+    let login = secrets::mongo_admin(fleet, store)?;
     let current = fleet.workspace.release.clone();
     if target == current {
         report.step("release", "", format!("the inventory already says {target}; run `rcfleet up` to converge the fleet"));
     }
     let new_fleet = with_release(&fleet, &target);
     // An earlier run of this upgrade that died: its lock says how far it got.
-    let resumed = resumed_progress(deploy_lock.as_ref(), &target, &fleet, &remote, &report)?;
-    let verdicts = run_guards(&fleet, &remote, &target, options, &report, login.as_ref(), &resumed.in_flight)?;
+    let resumed = resumed_progress(&run, &target)?;
+    let verdicts = run_guards(&run, &target, options, login.as_ref(), &resumed.in_flight)?;
     let batches = resumed.batches(&fleet, options.batch.unwrap_or(fleet.upgrade.batch_size));
     let steps = plan_steps(&fleet, &new_fleet, &batches, options);
     phases.push(("checks".to_string(), started.elapsed().as_secs_f64()));
@@ -136,7 +139,7 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
         report.step("backup", &fleet.database_host().name, "skipped (--skip-backup)");
         None
     } else {
-        Some(backup(&fleet, &remote, &current, &target, &report, login.as_ref())?)
+        Some(backup(&run, &current, &target, login.as_ref())?)
     };
     phases.push(("backup".to_string(), phase.elapsed().as_secs_f64()));
 
@@ -176,22 +179,21 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
         }
     };
     let on_progress = |replaced: &[String], in_flight: &[String]| {
-        let Some(deploy_lock) = &deploy_lock else { return };
+        let Some(deploy_lock) = run.held_lock() else { return };
         let progress = lock::Progress {
             release: target.to_string(),
             replaced: resumed.replaced.iter().chain(replaced).cloned().collect(),
             in_flight: in_flight.to_vec(),
         };
-        if let Err(err) = deploy_lock.record(progress) {
+        if let Err(err) = deploy_lock.record(run.database(), progress) {
             report.warn(format!("could not write the progress into the deploy lock: {}", err));
         }
     };
-    let old_files = render::render(&fleet, &store)?;
-    let new_files = render::render(&new_fleet, &store)?;
+    let new_files = render::render(&new_fleet, store)?;
     let rollout = Rollout {
         old: &fleet,
         new: &new_fleet,
-        old_files: &old_files,
+        old_files: &run.artifacts,
         new_files: &new_files,
         remote: &remote,
         report: &report,
@@ -266,7 +268,8 @@ fn ways_on(fleet: &Fleet, from: &Release, to: &Release, backup: Option<&str>) ->
 }
 
 /// The release a spec names, from the registry's tags of the Rocket.Chat image.
-fn resolve(fleet: &Fleet, remote: &Hosts, spec: &ReleaseSpec, text: &str, report: &Reporter) -> Result<Release> {
+fn resolve(run: &Run, spec: &ReleaseSpec, text: &str) -> Result<Release> {
+    let (fleet, remote, report) = (&run.fleet, &run.hosts, &run.report);
     let repository = &fleet.images.rocketchat.repository;
     let tags = remote.block_on(registry::tags(repository, fleet.images.rocketchat_registry_insecure))?;
     let release = spec.resolve(&tags).ok_or_else(|| {
@@ -313,8 +316,9 @@ impl Resumed {
     }
 }
 
-fn resumed_progress(deploy_lock: Option<&lock::DeployLock>, target: &Release, fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<Resumed> {
-    let Some(dead) = deploy_lock.and_then(|l| l.interrupted()) else { return Ok(Resumed::default()) };
+fn resumed_progress(run: &Run, target: &Release) -> Result<Resumed> {
+    let (fleet, remote, report) = (&run.fleet, &run.hosts, &run.report);
+    let Some(dead) = run.held_lock().and_then(|l| l.interrupted()) else { return Ok(Resumed::default()) };
     report.step("resume", "", format!("took over the lock of an interrupted run: {}", dead.describe()));
     let Some(progress) = dead.progress.as_ref().filter(|p| p.release == target.to_string()) else {
         return Ok(Resumed::default());
@@ -342,15 +346,8 @@ fn resumed_progress(deploy_lock: Option<&lock::DeployLock>, target: &Release, fl
     Ok(resumed)
 }
 
-fn run_guards(
-    fleet: &Fleet,
-    remote: &Hosts,
-    target: &Release,
-    options: &UpgradeOptions,
-    report: &Reporter,
-    login: Option<&secrets::MongoLogin>,
-    in_flight: &[String],
-) -> Result<Vec<Verdict>> {
+fn run_guards(run: &Run, target: &Release, options: &UpgradeOptions, login: Option<&secrets::MongoLogin>, in_flight: &[String]) -> Result<Vec<Verdict>> {
+    let (fleet, remote, report) = (&run.fleet, &run.hosts, &run.report);
     let mongodb = mongodb_version(fleet, remote, login)?;
     // Instances an interrupted run left half replaced are this run's to finish, not a reason to refuse.
     let unhealthy: Vec<String> =
@@ -428,16 +425,9 @@ fn unhealthy(fleet: &Fleet, remote: &Hosts) -> Result<Vec<String>> {
 
 /// A `mongodump` archive of the database on the database host, before any instance changes,
 /// taken like every backup (`ops::backup`: record, retention).
-fn backup(
-    fleet: &Fleet,
-    remote: &Hosts,
-    from: &Release,
-    to: &Release,
-    report: &Reporter,
-    login: Option<&secrets::MongoLogin>,
-) -> Result<String> {
+fn backup(run: &Run, from: &Release, to: &Release, login: Option<&secrets::MongoLogin>) -> Result<String> {
     let note = format!("before upgrade {from} -> {to}");
-    let (archive, _) = super::backup::take(fleet, remote, report, login, Some(&note)).map_err(|err| {
+    let (archive, _) = super::backup::take(&run.fleet, &run.hosts, &run.report, login, Some(&note)).map_err(|err| {
         Error::failed(format!("{}. Fix it, or pass --skip-backup to upgrade without a backup", err))
     })?;
     Ok(archive.path)
