@@ -12,10 +12,10 @@ use serde_json::{json, Value};
 
 use super::converge::pull_missing_images;
 use super::hosts::{Hosts, CONCURRENCY};
-use super::lock;
 use super::mongodb::facts;
 use super::probe;
 use super::report::{Outcome, Reporter};
+use super::run::{Run, RunOptions, Secrets};
 use super::secrets::{self, MongoLogin};
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Instance, Release};
@@ -72,19 +72,18 @@ pub struct BackupOutcome {
 
 /// `rcfleet backup`: one new archive, retention, and the optional copy to this machine.
 pub fn backup(inventory_path: &Path, options: &BackupOptions) -> Result<BackupOutcome> {
-    let fleet = inventory::load(inventory_path)?;
     if let Some(dir) = &options.download {
         if !dir.is_dir() {
             return Err(Error::bad_input(format!("--download {}: not a folder on this machine; create it first", dir.display())));
         }
     }
-    let report = Reporter::new(inventory_path, "backup");
-    let remote = Hosts::connect_fleet(&fleet, &options.connect, &report)?;
-    let db = remote.host(&fleet.database_host().name);
-    let store = secrets::Store::load(&fleet, db)?;
-    let login = secrets::mongo_admin(&fleet, &store)?;
-    let _lock = lock::acquire(&fleet, db, "rcfleet backup", None)?;
-    let (archive, pruned) = take(&fleet, &remote, &report, login.as_ref(), options.note.as_deref())?;
+    let run = Run::open(
+        inventory_path,
+        &RunOptions { lock: Some("rcfleet backup".to_string()), secrets: Secrets::Load, ..RunOptions::new("backup", &options.connect) },
+    )?;
+    let (fleet, report, db) = (&run.fleet, &run.report, run.database());
+    let login = secrets::mongo_admin(fleet, &run.secrets)?;
+    let (archive, pruned) = take(fleet, &run.hosts, report, login.as_ref(), options.note.as_deref())?;
     let downloaded = match &options.download {
         Some(dir) => Some(download(db, &archive, dir, &report)?),
         None => None,

@@ -13,11 +13,10 @@ use serde_json::json;
 
 use super::audit;
 use super::hosts::Hosts;
-use super::lock;
-use super::report::{Outcome, Reporter};
+use super::report::Outcome;
+use super::run::{Run, RunOptions};
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Release};
-use crate::inventory;
 use crate::remote::ConnectOptions;
 
 pub struct PruneOptions {
@@ -172,13 +171,16 @@ fn remove(fleet: &Fleet, remote: &Hosts, plan: &HostPrune) -> Result<()> {
 }
 
 pub fn prune(inventory_path: &Path, options: &PruneOptions) -> Result<PruneOutcome> {
-    let fleet = inventory::load(inventory_path)?;
-    let report = Reporter::new(inventory_path, "prune");
-    let remote = Hosts::connect_fleet(&fleet, &options.connect, &report)?;
-    let db = remote.host(&fleet.database_host().name);
-    // Held while removing: an upgrade running meanwhile may have pulled an image it has not
-    // started yet.
-    let _lock = if options.dry_run { None } else { Some(lock::acquire(&fleet, db, "rcfleet prune", None)?) };
+    let run = Run::open(
+        inventory_path,
+        &RunOptions {
+            // Held while removing: an upgrade running meanwhile may have pulled an image it has not
+            // started yet.
+            lock: (!options.dry_run).then(|| "rcfleet prune".to_string()),
+            ..RunOptions::new("prune", &options.connect)
+        },
+    )?;
+    let (fleet, remote) = (&run.fleet, &run.hosts);
     let mut hosts = Vec::new();
     for host in &fleet.hosts {
         let plan = survey(&fleet, &remote, host, options.keep)?;

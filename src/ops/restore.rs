@@ -12,10 +12,10 @@ use serde_json::{json, Value};
 
 use super::backup::{self, Archive, Record};
 use super::hosts::Hosts;
-use super::lock;
 use super::mongodb::facts;
 use super::outage;
 use super::report::{Outcome, Reporter};
+use super::run::{Run, RunOptions, Secrets};
 use super::secrets::{self, MongoLogin};
 use crate::compat;
 use crate::error::{Error, Result};
@@ -38,10 +38,8 @@ pub struct RestoreOutcome {
 
 /// Restores after `confirm` agreed to the steps it is shown (the CLI asks, or `--yes`).
 pub fn restore(inventory_path: &Path, options: &RestoreOptions, confirm: impl FnOnce(&[String]) -> Result<bool>) -> Result<RestoreOutcome> {
-    let fleet = inventory::load(inventory_path)?;
-    let report = Reporter::new(inventory_path, "restore");
-    let remote = Hosts::connect_fleet(&fleet, &options.connect, &report)?;
-    let db = remote.host(&fleet.database_host().name);
+    let run = Run::open(inventory_path, &RunOptions { secrets: Secrets::Load, ..RunOptions::new("restore", &options.connect) })?;
+    let (fleet, remote, report, store, db) = (&run.fleet, &run.hosts, &run.report, &run.secrets, run.database());
     let all = backup::archives(&fleet, db)?;
     let archive = find(&all, &options.archive).ok_or_else(|| {
         let names: Vec<&str> = all.iter().map(Archive::name).collect();
@@ -76,10 +74,9 @@ pub fn restore(inventory_path: &Path, options: &RestoreOptions, confirm: impl Fn
     if !confirm(&steps)? {
         return Err(Error::failed("not confirmed; nothing was changed"));
     }
-    let store = secrets::Store::load(&fleet, db)?;
-    let login = secrets::mongo_admin(&fleet, &store)?;
+    let login = secrets::mongo_admin(fleet, store)?;
     crate::interrupt::graceful("the restore");
-    let _lock = lock::acquire(&fleet, db, &format!("rcfleet restore {}", archive.name()), Some(release.to_string()))?;
+    run.lock(&format!("rcfleet restore {}", archive.name()), Some(release.to_string()))?;
     let down = Instant::now();
     outage::take_down(&fleet, &remote, &report)?;
     crate::interrupt::set_left_to_do(&format!(

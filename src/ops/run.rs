@@ -5,6 +5,7 @@
 //! [`RunOptions`]; the functions of an operation then take `&Run`.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use super::advice;
 use super::hosts::Hosts;
@@ -97,8 +98,8 @@ pub struct Run {
     pub secrets: Store,
     /// Per host of [`Run::fleet`], the files rendered with [`Run::secrets`].
     pub artifacts: Vec<HostArtifacts>,
-    /// Released when the run ends.
-    lock: Option<lock::Held>,
+    /// Taken once at most ([`Run::lock`]); released when the run ends.
+    lock: OnceLock<lock::Held>,
 }
 
 impl Run {
@@ -136,7 +137,7 @@ impl Run {
             report,
             secrets: Store::preview(),
             artifacts: Vec::new(),
-            lock: None,
+            lock: OnceLock::new(),
         };
         if let Some(what) = options.graceful {
             crate::interrupt::graceful(what);
@@ -167,15 +168,18 @@ impl Run {
 
     /// Takes the deploy lock on the database host for `command` (towards `release`), held until
     /// the run ends.
-    pub fn lock(&mut self, command: &str, release: Option<String>) -> Result<()> {
-        let db = self.hosts.host(&self.fleet.database_host().name);
-        self.lock = Some(lock::take(&self.fleet, db, command, release)?);
+    pub fn lock(&self, command: &str, release: Option<String>) -> Result<()> {
+        let held = lock::take(&self.fleet, self.database(), command, release)?;
+        if let Err(twice) = self.lock.set(held) {
+            twice.release(self.database());
+            return Err(Error::failed(format!("`{command}` asked for the deploy lock it already holds")));
+        }
         Ok(())
     }
 
     /// The deploy lock this run holds, if it took one.
     pub fn held_lock(&self) -> Option<&lock::Held> {
-        self.lock.as_ref()
+        self.lock.get()
     }
 
     /// The connection to the database host.
@@ -187,7 +191,7 @@ impl Run {
 impl Drop for Run {
     fn drop(&mut self) {
         if let Some(held) = self.lock.take() {
-            held.release(self.hosts.host(&self.fleet.database_host().name));
+            held.release(self.database());
         }
     }
 }

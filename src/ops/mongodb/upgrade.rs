@@ -28,10 +28,10 @@ use crate::ops::backup;
 use crate::ops::converge::{converge_unit, pull_missing_images, send_files};
 use crate::ops::hosts::Hosts;
 use crate::ops::instances::edited_is_invalid;
-use crate::ops::lock;
 use crate::ops::outage;
 use crate::ops::probe;
 use crate::ops::report::{Outcome, Reporter};
+use crate::ops::run::{Run, RunOptions, Secrets};
 use crate::ops::secrets::{self, MongoLogin, Store};
 use crate::ops::wait;
 use crate::remote::ConnectOptions;
@@ -151,17 +151,18 @@ pub fn upgrade(inventory_path: &Path, options: &MongoUpgradeOptions) -> Result<M
     if !SERIES.contains(&options.to.as_str()) {
         return Err(Error::bad_input(format!("--to {:?}: not a MongoDB series rcfleet climbs; write one of {}", options.to, SERIES.join(", "))));
     }
-    let fleet = inventory::load(inventory_path)?;
-    let report = Reporter::new(inventory_path, "mongodb upgrade");
-    let remote = Hosts::connect_fleet(&fleet, &options.connect, &report)?;
-    let db = remote.host(&fleet.database_host().name);
-    let store = Store::load(&fleet, db)?;
-    let login = secrets::mongo_admin(&fleet, &store)?;
-    if !options.dry_run {
-        crate::interrupt::graceful("the MongoDB upgrade");
-    }
     let command = format!("rcfleet mongodb upgrade --to {}", options.to);
-    let _lock = if options.dry_run { None } else { Some(lock::acquire(&fleet, db, &command, None)?) };
+    let run = Run::open(
+        inventory_path,
+        &RunOptions {
+            graceful: (!options.dry_run).then_some("the MongoDB upgrade"),
+            lock: (!options.dry_run).then(|| command.clone()),
+            secrets: Secrets::Load,
+            ..RunOptions::new("mongodb upgrade", &options.connect)
+        },
+    )?;
+    let (fleet, remote, report, store, db) = (&run.fleet, &run.hosts, &run.report, &run.secrets, run.database());
+    let login = secrets::mongo_admin(fleet, store)?;
     let facts = facts::read(&remote, &fleet, login.as_ref())?;
     let running = facts.series();
     let release = fleet.workspace.release.clone();

@@ -79,7 +79,7 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
             options.release
         ))
     })?;
-    let mut run = Run::open(
+    let run = Run::open(
         inventory_path,
         &RunOptions {
             graceful: (!options.dry_run).then_some("the upgrade"),
