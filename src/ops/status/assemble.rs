@@ -1,0 +1,308 @@
+//! The report from what the hosts showed: pure functions of the fleet and the observations,
+//! one per part of the report (hosts, instances, what Traefik and Prometheus know beyond the
+//! inventory, services, microservices), each adding its problems to one list.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::observe::Observed;
+use super::{HostStatus, InstanceStatus, MicroserviceStatus, ServiceStatus, Status};
+use crate::fleet::{Fleet, Host, Instance};
+use crate::ops::converge::long_running;
+use crate::ops::wait::Poll;
+use crate::render::{self, UnitKind, INSTANCES_DIR};
+
+/// A view from Traefik (server URL -> state) or Prometheus (target -> health).
+type View = Poll<BTreeMap<String, String>>;
+
+/// What every host showed, by host name (`None`: not reached).
+pub(super) struct Observations<'o> {
+    pub observed: &'o BTreeMap<String, Option<Observed>>,
+    /// Why each host that could not be reached could not.
+    pub unreachable: &'o BTreeMap<String, String>,
+}
+
+impl<'o> Observations<'o> {
+    fn of(&self, host: &str) -> Option<&'o Observed> {
+        self.observed.get(host).and_then(Option::as_ref)
+    }
+
+    fn traefik(&self, fleet: &Fleet) -> Option<&'o View> {
+        self.of(&fleet.traefik_host().name).and_then(|o| o.traefik_servers.as_ref())
+    }
+
+    fn prometheus(&self, fleet: &Fleet) -> Option<&'o View> {
+        fleet.monitoring_host().and_then(|h| self.of(&h.name)).and_then(|o| o.prometheus_targets.as_ref())
+    }
+
+    fn service_targets(&self, fleet: &Fleet) -> Option<&'o View> {
+        fleet.monitoring_host().and_then(|h| self.of(&h.name)).and_then(|o| o.service_targets.as_ref())
+    }
+}
+
+pub(super) fn assemble(fleet: &Fleet, seen: &Observations) -> Status {
+    let mut problems = Vec::new();
+    let hosts = fleet.hosts.iter().map(|host| host_status(fleet, host, seen, &mut problems)).collect();
+    let (traefik, prometheus) = (seen.traefik(fleet), seen.prometheus(fleet));
+    let instances = fleet.instances().map(|i| instance_status(fleet, i, seen.of(&i.host), traefik, prometheus, &mut problems)).collect();
+    problems.extend(strays(fleet, traefik, prometheus));
+    let services = services(fleet, seen, &mut problems);
+    let microservices = microservices(fleet, seen, &mut problems);
+    Status {
+        workspace: fleet.workspace.name.clone(),
+        release: fleet.workspace.release.to_string(),
+        url: fleet.workspace.root_url.clone(),
+        healthy: problems.is_empty(),
+        problems,
+        hosts,
+        instances,
+        services,
+        lock: None,
+        microservices,
+    }
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+/// A host's line: reached or not, files that drifted, containers and instance directories the
+/// inventory does not describe there.
+fn host_status(fleet: &Fleet, host: &Host, seen: &Observations, problems: &mut Vec<String>) -> HostStatus {
+    let mut status = HostStatus {
+        name: host.name.clone(),
+        address: host.address.clone(),
+        roles: host.roles.iter().map(|r| r.name().to_string()).collect(),
+        reachable: seen.of(&host.name).is_some(),
+        error: seen.unreachable.get(&host.name).cloned(),
+        files_checked: 0,
+        files_differing: Vec::new(),
+        files_missing: Vec::new(),
+        unexpected_containers: Vec::new(),
+        unexpected_units: Vec::new(),
+    };
+    let Some(o) = seen.of(&host.name) else {
+        problems.push(format!("{}: unreachable: {}", host.name, status.error.clone().unwrap_or_default()));
+        return status;
+    };
+    if let Some(error) = &o.error {
+        problems.push(format!("{}: could not look at everything: {error}", host.name));
+        status.error = Some(error.clone());
+    }
+    status.files_checked = o.files_checked;
+    status.files_differing = o.files_differing.clone();
+    status.files_missing = o.files_missing.clone();
+    for path in &o.files_differing {
+        problems.push(format!("{}: {path} differs from what the inventory renders (run `rcfleet up`)", host.name));
+    }
+    for path in &o.files_missing {
+        problems.push(format!("{}: {path} is missing (run `rcfleet up`)", host.name));
+    }
+    let units = render::host_units(fleet, host);
+    for container in &o.containers {
+        let expected = units.iter().any(|u| u.name == container.unit && u.services().contains(&container.service.as_str()));
+        if !expected {
+            let what = format!("{}/{} ({}, {})", container.unit, container.service, short(&container.id), container.state);
+            problems.push(format!("{}: unexpected container {what}: the inventory has no such unit here", host.name));
+            status.unexpected_containers.push(what);
+        }
+    }
+    for dir in &o.unit_dirs {
+        if !host.instances.iter().any(|i| &i.name == dir) {
+            problems.push(format!("{}: unexpected instance directory {INSTANCES_DIR}/{dir}", host.name));
+            status.unexpected_units.push(format!("{INSTANCES_DIR}/{dir}"));
+        }
+    }
+    status
+}
+
+/// An instance's line: its container, readiness and version on its host (`o`, `None` when
+/// the host was not reached), and what Traefik and Prometheus make of it.
+fn instance_status(
+    fleet: &Fleet,
+    instance: &Instance,
+    o: Option<&Observed>,
+    traefik: Option<&View>,
+    prometheus: Option<&View>,
+    problems: &mut Vec<String>,
+) -> InstanceStatus {
+    let expected_image = fleet.images.rocketchat.to_string();
+    let release = fleet.workspace.release.to_string();
+    let container = o.and_then(|o| o.containers.iter().find(|c| c.unit == instance.name && c.service == "rocketchat"));
+    let (ready, version) = o.and_then(|o| o.instances.get(&instance.name)).cloned().unwrap_or((Err("host unreachable".into()), None));
+    let mut own = Vec::new();
+    let state = match (o, container) {
+        (None, _) => "unknown".to_string(),
+        (Some(_), None) => {
+            own.push("no container (run `rcfleet up`)".to_string());
+            "missing".to_string()
+        }
+        (Some(_), Some(c)) => {
+            if !c.running() {
+                own.push(format!("container {} is {}", short(&c.id), c.state));
+            }
+            if c.image != expected_image {
+                own.push(format!("runs image {}, the inventory says {expected_image}", c.image));
+            }
+            c.state.clone()
+        }
+    };
+    if o.is_some() {
+        if let Err(why) = &ready {
+            own.push(format!("not ready ({why})"));
+        }
+        if let Some(version) = version.as_ref().filter(|v| **v != release) {
+            own.push(format!("reports version {version}, the inventory says {release}"));
+        }
+    }
+    let traefik_state = match traefik {
+        Some(Ok(servers)) => servers.get(&instance.url()).cloned().unwrap_or_else(|| "absent".into()),
+        _ => "unknown".into(),
+    };
+    if traefik_state != "UP" && traefik_state != "unknown" {
+        own.push(format!("{traefik_state} in Traefik"));
+    }
+    let prometheus_state = target_health(fleet, prometheus, &instance.metrics_target());
+    if fleet.monitoring_host().is_some() && prometheus_state != "up" && prometheus_state != "unknown" {
+        own.push(format!("Prometheus target {prometheus_state}"));
+    }
+    problems.extend(own.iter().map(|p| format!("{}: {p}", instance.name)));
+    InstanceStatus {
+        name: instance.name.clone(),
+        host: instance.host.clone(),
+        url: instance.url(),
+        container: state,
+        container_id: container.map(|c| short(&c.id)),
+        image: container.map(|c| c.image.clone()),
+        ready: ready.is_ok(),
+        version,
+        traefik: traefik_state,
+        prometheus: prometheus_state,
+        problems: own,
+    }
+}
+
+/// A target's health in Prometheus' view: `absent` when it is not there (or nothing monitors
+/// the fleet), `unknown` when Prometheus was not asked or did not answer.
+fn target_health(fleet: &Fleet, prometheus: Option<&View>, target: &str) -> String {
+    match prometheus {
+        Some(Ok(targets)) => targets.get(target).cloned().unwrap_or_else(|| "absent".into()),
+        _ if fleet.monitoring_host().is_none() => "absent".into(),
+        _ => "unknown".into(),
+    }
+}
+
+/// Servers Traefik sends requests to and targets Prometheus scrapes that are no instance of
+/// the inventory, and whether their APIs answered at all.
+fn strays(fleet: &Fleet, traefik: Option<&View>, prometheus: Option<&View>) -> Vec<String> {
+    let mut problems = Vec::new();
+    match traefik {
+        Some(Ok(servers)) => {
+            let known: BTreeSet<String> = fleet.instances().map(|i| i.url()).collect();
+            for url in servers.keys().filter(|u| !known.contains(*u)) {
+                problems.push(format!("traefik: sends requests to {url}, which is no instance of the inventory"));
+            }
+        }
+        Some(Err(why)) => problems.push(format!("traefik: its API did not answer: {why}")),
+        None => {}
+    }
+    match prometheus {
+        Some(Ok(targets)) => {
+            let known: BTreeSet<String> = fleet.instances().map(|i| i.metrics_target()).collect();
+            for target in targets.keys().filter(|t| !known.contains(*t)) {
+                problems.push(format!("prometheus: scrapes {target}, which is no instance of the inventory"));
+            }
+        }
+        Some(Err(why)) => problems.push(format!("prometheus: its API did not answer: {why}")),
+        None => {}
+    }
+    problems
+}
+
+/// One line per long-running service container of the fleet's own units (MongoDB, NATS,
+/// Prometheus, Grafana, Traefik): its container and what its health check said.
+fn services(fleet: &Fleet, seen: &Observations, problems: &mut Vec<String>) -> Vec<ServiceStatus> {
+    let mut services = Vec::new();
+    for unit in render::units(fleet).into_iter().filter(|u| !matches!(u.kind, UnitKind::Instance | UnitKind::Service)) {
+        let o = seen.of(&unit.host);
+        for service in long_running(&unit) {
+            let container = o.and_then(|o| o.containers.iter().find(|c| c.unit == unit.name && c.service == service));
+            let health = o.and_then(|o| o.health.get(service)).cloned();
+            let (container_state, health, healthy) = match (o, container, health) {
+                (None, _, _) => ("unknown".to_string(), "host unreachable".to_string(), false),
+                (Some(_), None, _) => ("missing".to_string(), "no container".to_string(), false),
+                (Some(_), Some(c), Some(Ok(said))) => (c.state.clone(), said, c.running()),
+                (Some(_), Some(c), Some(Err(seen))) => (c.state.clone(), seen, false),
+                (Some(_), Some(c), None) => (c.state.clone(), "-".to_string(), c.running()),
+            };
+            if !healthy && o.is_some() {
+                problems.push(format!("{service}: {} on {}, {health}", container_state, unit.host));
+            }
+            services.push(ServiceStatus {
+                name: service.to_string(),
+                host: unit.host.clone(),
+                container: container_state,
+                container_id: container.map(|c| short(&c.id)),
+                health,
+                healthy,
+            });
+        }
+    }
+    services
+}
+
+/// One line per microservice container: its container, image tag, `/health`, Prometheus target.
+fn microservices(fleet: &Fleet, seen: &Observations, problems: &mut Vec<String>) -> Vec<MicroserviceStatus> {
+    let release = fleet.workspace.release.to_string();
+    let targets = seen.service_targets(fleet);
+    let mut list = Vec::new();
+    for wanted in crate::microservices::containers(fleet) {
+        let o = seen.of(&wanted.host);
+        let container = o.and_then(|o| o.containers.iter().find(|c| c.unit == wanted.name));
+        let health = o.and_then(|o| o.microservices.get(&wanted.name)).cloned().unwrap_or(Err("host unreachable".into()));
+        let mut own = Vec::new();
+        let state = match (o, container) {
+            (None, _) => "unknown".to_string(),
+            (Some(_), None) => {
+                own.push("no container (run `rcfleet up`)".to_string());
+                "missing".to_string()
+            }
+            (Some(_), Some(c)) => {
+                if !c.running() {
+                    own.push(format!("container {} is {}", short(&c.id), c.state));
+                }
+                c.state.clone()
+            }
+        };
+        let version = container.and_then(|c| c.image.rsplit_once(':')).map(|(_, tag)| tag.to_string());
+        if o.is_some() {
+            if let Err(why) = &health {
+                own.push(format!("not healthy ({why})"));
+            }
+            if let Some(version) = version.as_deref().filter(|v| *v != release) {
+                own.push(format!("runs {version}, the inventory says {release}"));
+            }
+        }
+        let prometheus = target_health(fleet, targets, &wanted.metrics_target());
+        if fleet.monitoring_host().is_some() && prometheus != "up" && prometheus != "unknown" {
+            own.push(format!("Prometheus target {prometheus}"));
+        }
+        problems.extend(own.iter().map(|p| format!("{}: {p}", wanted.name)));
+        list.push(MicroserviceStatus {
+            name: wanted.name.clone(),
+            service: wanted.service.name().to_string(),
+            host: wanted.host.clone(),
+            url: wanted.url(),
+            container: state,
+            container_id: container.map(|c| short(&c.id)),
+            image: container.map(|c| c.image.clone()),
+            version,
+            health: match &health {
+                Ok(()) => "ok".to_string(),
+                Err(why) => why.clone(),
+            },
+            healthy: health.is_ok() && container.is_some_and(|c| c.running()),
+            prometheus,
+        });
+    }
+    list
+}
