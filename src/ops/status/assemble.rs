@@ -306,3 +306,148 @@ fn microservices(fleet: &Fleet, seen: &Observations, problems: &mut Vec<String>)
     }
     list
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::probe::Container;
+
+    fn fleet() -> Fleet {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/three-app-hosts.toml")).unwrap();
+        crate::inventory::parse(&text, std::path::Path::new("three-app-hosts.toml")).unwrap()
+    }
+
+    fn container(unit: &str, service: &str, image: &str, state: &str) -> Container {
+        let id = format!("{unit}-{service}-0123456789abcdef");
+        Container { id, unit: unit.into(), service: service.into(), image: image.into(), state: state.into(), created: 0 }
+    }
+
+    /// What a fleet deployed and serving as the inventory says shows.
+    fn healthy(fleet: &Fleet) -> BTreeMap<String, Option<Observed>> {
+        let mut observed: BTreeMap<String, Option<Observed>> =
+            fleet.hosts.iter().map(|h| (h.name.clone(), Some(Observed { files_checked: 3, ..Observed::default() }))).collect();
+        let release = fleet.workspace.release.to_string();
+        for instance in fleet.instances() {
+            let o = observed_on(&mut observed, &instance.host);
+            o.containers.push(container(&instance.name, "rocketchat", &fleet.images.rocketchat.to_string(), "running"));
+            o.instances.insert(instance.name.clone(), (Ok(()), Some(release.clone())));
+            o.unit_dirs.push(instance.name.clone());
+        }
+        for unit in render::units(fleet).into_iter().filter(|u| !matches!(u.kind, UnitKind::Instance | UnitKind::Service)) {
+            for service in long_running(&unit) {
+                let o = observed_on(&mut observed, &unit.host);
+                o.containers.push(container(&unit.name, service, "image:1", "running"));
+                o.health.insert(service.to_string(), Ok("ok".to_string()));
+            }
+        }
+        let servers = fleet.instances().map(|i| (i.url(), "UP".to_string())).collect();
+        observed_on(&mut observed, &fleet.traefik_host().name).traefik_servers = Some(Ok(servers));
+        let targets = fleet.instances().map(|i| (i.metrics_target(), "up".to_string())).collect();
+        observed_on(&mut observed, &fleet.monitoring_host().unwrap().name).prometheus_targets = Some(Ok(targets));
+        observed
+    }
+
+    fn report(fleet: &Fleet, observed: &BTreeMap<String, Option<Observed>>, unreachable: &[(&str, &str)]) -> Status {
+        let unreachable = unreachable.iter().map(|(h, why)| (h.to_string(), why.to_string())).collect();
+        assemble(fleet, &Observations { observed, unreachable: &unreachable })
+    }
+
+    fn observed_on<'o>(observed: &'o mut BTreeMap<String, Option<Observed>>, host: &str) -> &'o mut Observed {
+        observed.get_mut(host).unwrap().as_mut().unwrap()
+    }
+
+    #[test]
+    fn a_fleet_as_the_inventory_says_is_healthy() {
+        let fleet = fleet();
+        let status = report(&fleet, &healthy(&fleet), &[]);
+        assert_eq!(status.problems, Vec::<String>::new());
+        assert!(status.healthy);
+        assert_eq!(status.instances.len(), 6);
+        assert!(status.instances.iter().all(|i| i.ready && i.traefik == "UP" && i.prometheus == "up" && i.container == "running"));
+        assert!(status.services.iter().all(|s| s.healthy), "{:?}", status.services);
+    }
+
+    #[test]
+    fn an_unreachable_host_makes_its_instances_unknown_and_only_it_a_problem() {
+        let fleet = fleet();
+        let mut observed = healthy(&fleet);
+        observed.insert("app2".into(), None);
+        let status = report(&fleet, &observed, &[("app2", "cannot connect")]);
+        assert_eq!(status.problems, ["app2: unreachable: cannot connect"]);
+        let app2: Vec<&InstanceStatus> = status.instances.iter().filter(|i| i.host == "app2").collect();
+        assert!(app2.iter().all(|i| i.container == "unknown" && !i.ready), "{app2:?}");
+        let host = status.hosts.iter().find(|h| h.name == "app2").unwrap();
+        assert_eq!((host.reachable, host.error.as_deref()), (false, Some("cannot connect")));
+    }
+
+    #[test]
+    fn a_stopped_instance_is_named_in_every_problem_it_causes() {
+        let fleet = fleet();
+        let mut observed = healthy(&fleet);
+        let app1 = observed_on(&mut observed, "app1");
+        app1.containers[0].state = "exited".into();
+        app1.instances.insert("app1-0".into(), (Err("nothing answers on 10.0.0.31:3000".into()), None));
+        let traefik = fleet.traefik_host().name.clone();
+        let url = fleet.instances().next().unwrap().url();
+        if let Some(Ok(servers)) = &mut observed_on(&mut observed, &traefik).traefik_servers {
+            servers.insert(url, "DOWN".into());
+        }
+        let status = report(&fleet, &observed, &[]);
+        assert_eq!(
+            status.problems,
+            [
+                "app1-0: container app1-0-rocke is exited",
+                "app1-0: not ready (nothing answers on 10.0.0.31:3000)",
+                "app1-0: DOWN in Traefik",
+            ]
+        );
+        assert!(!status.healthy);
+    }
+
+    #[test]
+    fn drift_and_strays_are_problems_of_the_host_or_the_service() {
+        let fleet = fleet();
+        let mut observed = healthy(&fleet);
+        let app3 = observed_on(&mut observed, "app3");
+        app3.files_differing.push("rocketchat/app3-0/compose.yml".into());
+        app3.files_missing.push("rocketchat/app3-1/.env".into());
+        app3.containers.push(container("app3-7", "rocketchat", "x", "created"));
+        app3.unit_dirs.push("app3-9".into());
+        let traefik = fleet.traefik_host().name.clone();
+        if let Some(Ok(servers)) = &mut observed_on(&mut observed, &traefik).traefik_servers {
+            servers.insert("http://10.9.9.9:3000".into(), "UP".into());
+        }
+        let monitoring = fleet.monitoring_host().unwrap().name.clone();
+        observed_on(&mut observed, &monitoring).prometheus_targets = Some(Err("Prometheus' API does not answer yet".into()));
+        let status = report(&fleet, &observed, &[]);
+        let app3_problems: Vec<&String> = status.problems.iter().filter(|p| p.starts_with("app3:")).collect();
+        assert_eq!(
+            app3_problems,
+            [
+                "app3: rocketchat/app3-0/compose.yml differs from what the inventory renders (run `rcfleet up`)",
+                "app3: rocketchat/app3-1/.env is missing (run `rcfleet up`)",
+                "app3: unexpected container app3-7/rocketchat (app3-7-rocke, created): the inventory has no such unit here",
+                "app3: unexpected instance directory rocketchat/app3-9",
+            ]
+        );
+        assert!(status.problems.contains(&"traefik: sends requests to http://10.9.9.9:3000, which is no instance of the inventory".to_string()));
+        assert!(status.problems.contains(&"prometheus: its API did not answer: Prometheus' API does not answer yet".to_string()));
+        assert!(status.instances.iter().all(|i| i.prometheus == "unknown"), "an unanswered Prometheus knows nothing");
+        assert_eq!(status.hosts.iter().find(|h| h.name == "app3").unwrap().unexpected_units, ["rocketchat/app3-9"]);
+    }
+
+    #[test]
+    fn a_service_without_its_container_or_health_is_a_problem() {
+        let fleet = fleet();
+        let mut observed = healthy(&fleet);
+        let db = fleet.database_host().name.clone();
+        let o = observed_on(&mut observed, &db);
+        o.health.insert("mongodb".into(), Err("no PRIMARY yet (\"db:27017\" SECONDARY)".into()));
+        o.containers.retain(|c| c.service != "nats");
+        let status = report(&fleet, &observed, &[]);
+        assert_eq!(
+            status.problems,
+            ["mongodb: running on db, no PRIMARY yet (\"db:27017\" SECONDARY)", "nats: missing on db, no container"]
+        );
+    }
+}
