@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use bollard::models::ContainerSummary;
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde_json::Value;
 
@@ -11,7 +12,7 @@ use super::secrets::{self, MongoLogin, MARK};
 use super::wait::Poll;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Instance};
-use crate::remote::{Argv, Connection};
+use crate::remote::{Argv, Connection, HttpResponse, Request, DOCKER_SOCKET};
 
 /// One rcfleet container on a host.
 #[derive(Debug, Clone)]
@@ -32,32 +33,63 @@ impl Container {
     }
 }
 
+/// The label every container rcfleet starts carries, naming the workspace (fleet).
+const FLEET_LABEL: &str = "io.rcfleet.fleet";
+
 /// Every container of this workspace on a host (running or not), found by rcfleet's labels.
 pub fn containers(remote: &Hosts, fleet: &Fleet, conn: &Connection) -> Result<Vec<Container>> {
     remote.block_on(async {
         let docker = conn.docker().await?;
-        let filters = HashMap::from([("label".to_string(), vec![format!("io.rcfleet.fleet={}", fleet.workspace.name)])]);
+        let filters = HashMap::from([("label".to_string(), vec![format!("{FLEET_LABEL}={}", fleet.workspace.name)])]);
         let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
         let list = docker
             .list_containers(Some(options))
             .await
             .map_err(|e| Error::failed(format!("{}: listing containers through the Docker API failed: {e}", conn.name())))?;
-        Ok(list
-            .into_iter()
-            .map(|c| {
-                let labels = c.labels.unwrap_or_default();
-                let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
-                Container {
-                    id: c.id.unwrap_or_default(),
-                    unit: label("io.rcfleet.unit"),
-                    service: label("com.docker.compose.service"),
-                    image: c.image.unwrap_or_default(),
-                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
-                    created: c.created.unwrap_or_default(),
-                }
-            })
-            .collect())
+        Ok(workspace_containers(fleet, list))
     })
+}
+
+/// The Docker Engine API request listing every container of a host (`GET /containers/json`,
+/// unversioned: the daemon's own version), for [`containers_in_answer`].
+pub fn containers_request() -> Request {
+    Request::get_unix(DOCKER_SOCKET, "/containers/json?all=1")
+}
+
+/// The workspace's containers in the Engine API's answer to [`containers_request`].
+pub fn containers_in_answer(fleet: &Fleet, response: &HttpResponse) -> std::result::Result<Vec<Container>, String> {
+    if response.status != 200 {
+        return Err(format!("the Docker Engine API answered {}: {}", response.status, one_line(&response.body)));
+    }
+    let list: Vec<ContainerSummary> =
+        serde_json::from_str(&response.body).map_err(|e| format!("the Docker Engine API gave unexpected JSON: {e}"))?;
+    Ok(workspace_containers(fleet, list))
+}
+
+/// The containers labelled as this workspace's, in rcfleet's terms.
+fn workspace_containers(fleet: &Fleet, list: Vec<ContainerSummary>) -> Vec<Container> {
+    list.into_iter()
+        .filter_map(|c| {
+            let labels = c.labels.unwrap_or_default();
+            if labels.get(FLEET_LABEL) != Some(&fleet.workspace.name) {
+                return None;
+            }
+            let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
+            Some(Container {
+                id: c.id.unwrap_or_default(),
+                unit: label("io.rcfleet.unit"),
+                service: label("com.docker.compose.service"),
+                image: c.image.unwrap_or_default(),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                created: c.created.unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// A body on one short line, for messages.
+fn one_line(body: &str) -> String {
+    body.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(120).collect()
 }
 
 /// The running container of `service` in `unit`, if any.
@@ -105,7 +137,7 @@ pub fn readiness_path(fleet: &Fleet) -> &'static str {
 /// Whether the instance answers its readiness endpoint with 200, asked from its own host: one
 /// sample, for waits that go on until it is ready.
 pub fn instance_ready(remote: &Hosts, fleet: &Fleet, instance: &Instance) -> Result<Poll<()>> {
-    Ok(match readiness(remote, fleet, instance)? {
+    Ok(match readiness(remote, fleet, instance) {
         Readiness::Ready => Ok(()),
         Readiness::Refused(seen) | Readiness::Silent(seen) => Err(seen),
     })
@@ -122,25 +154,45 @@ pub fn instance_ready(remote: &Hosts, fleet: &Fleet, instance: &Instance) -> Res
 pub const READINESS_SAMPLES: u32 = 3;
 const READINESS_SAMPLE_GAP: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Whether the instance is ready, judged over up to [`READINESS_SAMPLES`] samples: ready at the
-/// first 200; not ready when every sample was refused (the last reason is kept) or at once when
-/// nothing answers (a closed port does not flap).
+/// Whether the instance is ready, judged over up to [`READINESS_SAMPLES`] samples (see
+/// [`steady_readiness`]).
 pub fn instance_ready_steady(remote: &Hosts, fleet: &Fleet, instance: &Instance) -> Result<Poll<()>> {
-    let mut last = String::new();
-    for sample in 1..=READINESS_SAMPLES {
-        match readiness(remote, fleet, instance)? {
-            Readiness::Ready => return Ok(Ok(())),
-            Readiness::Silent(seen) => return Ok(Err(seen)),
-            Readiness::Refused(seen) => last = seen,
+    Ok(steady_readiness(1, |_| vec![readiness(remote, fleet, instance)]).remove(0))
+}
+
+/// Whether each of `count` instances is ready, judged over up to [`READINESS_SAMPLES`]
+/// samples: ready at the first 200; not ready when every sample was refused (the last reason
+/// is kept) or at once when nothing answers (a closed port does not flap). `sample` is given
+/// the indices still refusing and returns one sample of each, in that order; those of one
+/// round are asked together.
+pub fn steady_readiness(count: usize, mut sample: impl FnMut(&[usize]) -> Vec<Readiness>) -> Vec<Poll<()>> {
+    let mut judged: Vec<Option<Poll<()>>> = vec![None; count];
+    let mut refusing: Vec<(usize, String)> = (0..count).map(|i| (i, String::new())).collect();
+    for round in 1..=READINESS_SAMPLES {
+        let indices: Vec<usize> = refusing.iter().map(|(i, _)| *i).collect();
+        let mut still = Vec::new();
+        for (index, seen) in indices.iter().copied().zip(sample(&indices)) {
+            match seen {
+                Readiness::Ready => judged[index] = Some(Ok(())),
+                Readiness::Silent(seen) => judged[index] = Some(Err(seen)),
+                Readiness::Refused(seen) => still.push((index, seen)),
+            }
         }
-        if sample < READINESS_SAMPLES {
+        refusing = still;
+        if refusing.is_empty() {
+            break;
+        }
+        if round < READINESS_SAMPLES {
             std::thread::sleep(READINESS_SAMPLE_GAP);
         }
     }
-    Ok(Err(format!("{last} ({READINESS_SAMPLES} times in a row)")))
+    for (index, last) in refusing {
+        judged[index] = Some(Err(format!("{last} ({READINESS_SAMPLES} times in a row)")));
+    }
+    judged.into_iter().map(|j| j.expect("every instance judged")).collect()
 }
 
-enum Readiness {
+pub enum Readiness {
     Ready,
     /// It answered, not with 200: what it said.
     Refused(String),
@@ -148,23 +200,33 @@ enum Readiness {
     Silent(String),
 }
 
-fn readiness(remote: &Hosts, fleet: &Fleet, instance: &Instance) -> Result<Readiness> {
+fn readiness(remote: &Hosts, fleet: &Fleet, instance: &Instance) -> Readiness {
     let conn = remote.host(&instance.host);
-    let path = readiness_path(fleet);
     let http = match remote.http(conn.name(), &instance.private_address, instance.port) {
         Ok(http) => http,
-        Err(err) => return Ok(Readiness::Silent(err.to_string())),
+        Err(err) => return Readiness::Silent(err.to_string()),
     };
-    Ok(match remote.block_on(http.get(path)) {
-        Ok(response) if response.status == 200 => Readiness::Ready,
-        Ok(response) => {
+    readiness_in_answer(fleet, instance, remote.block_on(http.get(readiness_path(fleet))).ok())
+}
+
+/// The request asking an instance whether it is ready, from its own host.
+pub fn readiness_request(fleet: &Fleet, instance: &Instance) -> Request {
+    Request::get(&instance.private_address, instance.port, readiness_path(fleet))
+}
+
+/// What the instance's answer to its readiness path (`None`: no answer) says.
+pub fn readiness_in_answer(fleet: &Fleet, instance: &Instance, response: Option<HttpResponse>) -> Readiness {
+    let path = readiness_path(fleet);
+    match response {
+        Some(response) if response.status == 200 => Readiness::Ready,
+        Some(response) => {
             // The body says why (`/readyz` names the failed check); kept short and on one line.
-            let body: String = response.body.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(120).collect();
+            let body = one_line(&response.body);
             let said = if body.is_empty() { String::new() } else { format!(": {body}") };
             Readiness::Refused(format!("{path} answered {}{said}", response.status))
         }
-        Err(_) => Readiness::Silent(format!("nothing answers on {}:{}", instance.private_address, instance.port)),
-    })
+        None => Readiness::Silent(format!("nothing answers on {}:{}", instance.private_address, instance.port)),
+    }
 }
 
 /// The version an instance reports in `rocketchat_info{version="X.Y.Z"}` on its metrics port.
@@ -172,11 +234,21 @@ pub fn instance_version(remote: &Hosts, instance: &Instance) -> Result<Option<St
     let conn = remote.host(&instance.host);
     let http = remote.http(conn.name(), &instance.private_address, instance.metrics_port)?;
     let Ok(response) = remote.block_on(http.get("/metrics")) else { return Ok(None) };
-    Ok(response.body.lines().find(|line| line.starts_with("rocketchat_info{")).and_then(|line| {
+    Ok(version_in_metrics(&response.body))
+}
+
+/// The request for an instance's metrics, where it reports its version.
+pub fn metrics_request(instance: &Instance) -> Request {
+    Request::get(&instance.private_address, instance.metrics_port, "/metrics")
+}
+
+/// The version in `rocketchat_info{version="X.Y.Z"}` of a metrics page.
+pub fn version_in_metrics(metrics: &str) -> Option<String> {
+    metrics.lines().find(|line| line.starts_with("rocketchat_info{")).and_then(|line| {
         let start = line.find("version=\"")? + "version=\"".len();
         let end = line[start..].find('"')? + start;
         Some(line[start..end].to_string())
-    }))
+    })
 }
 
 /// The last `lines` lines a unit's container printed, for failure reports.
@@ -228,6 +300,11 @@ pub fn mongo_primary(conn: &Connection, fleet: &Fleet, mongodb_container: &str, 
         }))
 }
 
+/// Where Traefik's API tells its view of the Rocket.Chat service (on the Traefik host's 127.0.0.1).
+const TRAEFIK_SERVICE: &str = "/api/http/services/rocketchat@file";
+/// Where Prometheus' API lists its targets.
+const PROMETHEUS_TARGETS: &str = "/api/v1/targets?state=active";
+
 /// Traefik's view of the Rocket.Chat service: server URL -> `UP`/`DOWN`, from its API on the
 /// Traefik host's 127.0.0.1 (reached through SSH). Empty when the service is not loaded.
 pub fn traefik_servers(remote: &Hosts, fleet: &Fleet) -> Result<Poll<BTreeMap<String, String>>> {
@@ -236,15 +313,29 @@ pub fn traefik_servers(remote: &Hosts, fleet: &Fleet) -> Result<Poll<BTreeMap<St
         Ok(http) => http,
         Err(err) => return Ok(Err(err.to_string())),
     };
-    let response = match remote.block_on(http.get("/api/http/services/rocketchat@file")) {
-        Ok(response) => response,
-        Err(_) => return Ok(Err(format!("Traefik's API on 127.0.0.1:{} does not answer", fleet.traefik.api_port))),
+    let answer = remote.block_on(http.get(TRAEFIK_SERVICE)).ok();
+    traefik_servers_in_answer(fleet, answer).map_err(|e| Error::failed(format!("{}: {e}", conn.name())))
+}
+
+/// The request for Traefik's view of the Rocket.Chat service, asked on the Traefik host.
+pub fn traefik_request(fleet: &Fleet) -> Request {
+    Request::get("127.0.0.1", fleet.traefik.api_port, TRAEFIK_SERVICE)
+}
+
+/// Traefik's answer (`None`: no answer) to [`traefik_request`] as server URL -> state; an
+/// error when the answer is not Traefik's JSON.
+pub fn traefik_servers_in_answer(
+    fleet: &Fleet,
+    response: Option<HttpResponse>,
+) -> std::result::Result<Poll<BTreeMap<String, String>>, String> {
+    let Some(response) = response else {
+        return Ok(Err(format!("Traefik's API on 127.0.0.1:{} does not answer", fleet.traefik.api_port)));
     };
     if response.status == 404 {
         return Ok(Ok(BTreeMap::new()));
     }
-    let service: Value = serde_json::from_str(&response.body)
-        .map_err(|e| Error::failed(format!("{}: Traefik's API gave unexpected JSON: {e}", conn.name())))?;
+    let service: Value =
+        serde_json::from_str(&response.body).map_err(|e| format!("Traefik's API gave unexpected JSON: {e}"))?;
     let mut servers: BTreeMap<String, String> = BTreeMap::new();
     for server in service["loadBalancer"]["servers"].as_array().into_iter().flatten() {
         if let Some(url) = server["url"].as_str() {
@@ -273,9 +364,21 @@ pub fn prometheus_job_targets(remote: &Hosts, fleet: &Fleet, job: &str) -> Resul
         Ok(http) => http,
         Err(err) => return Ok(Err(err.to_string())),
     };
-    let answer: Value = match remote.block_on(http.get_json("/api/v1/targets?state=active")) {
-        Ok(answer) => answer,
-        Err(_) => return Ok(Err("Prometheus' API does not answer yet".to_string())),
+    Ok(prometheus_targets_in_answer(remote.block_on(http.get(PROMETHEUS_TARGETS)).ok(), job))
+}
+
+/// The request for Prometheus' targets, asked on the monitoring host `host`.
+pub fn prometheus_request(fleet: &Fleet, host: &crate::fleet::Host) -> Request {
+    Request::get(&host.private_address, fleet.monitoring.prometheus_port, PROMETHEUS_TARGETS)
+}
+
+/// The targets of `job` in Prometheus' answer (`None`: no answer) to [`prometheus_request`].
+pub fn prometheus_targets_in_answer(response: Option<HttpResponse>, job: &str) -> Poll<BTreeMap<String, String>> {
+    let answer: Value = match response {
+        Some(response) if (200..300).contains(&response.status) => {
+            serde_json::from_str(&response.body).map_err(|_| "Prometheus' API does not answer yet".to_string())?
+        }
+        _ => return Err("Prometheus' API does not answer yet".to_string()),
     };
     let mut targets = BTreeMap::new();
     for target in answer["data"]["activeTargets"].as_array().into_iter().flatten() {
@@ -285,22 +388,36 @@ pub fn prometheus_job_targets(remote: &Hosts, fleet: &Fleet, job: &str) -> Resul
             }
         }
     }
-    Ok(Ok(targets))
+    Ok(targets)
 }
 
 /// Whether an HTTP service on the host answers `path` with 200, asked from the host itself:
 /// `Ok(())`, or what was seen instead. Never an error: a service that does not answer is a fact.
 pub fn http_ok(remote: &Hosts, conn: &Connection, address: &str, port: u16, path: &str) -> Poll<()> {
     let http = remote.http(conn.name(), address, port).map_err(|err| err.to_string())?;
-    match remote.block_on(http.get(path)) {
-        Ok(response) if response.status == 200 => Ok(()),
-        Ok(response) => Err(format!("{path} answered {}", response.status)),
-        Err(_) => Err(format!("nothing answers on {address}:{port}")),
+    ok_in_answer(remote.block_on(http.get(path)).ok(), address, port, path)
+}
+
+/// Whether a service's answer (`None`: no answer) to `GET path` on `address:port` was a 200.
+pub fn ok_in_answer(response: Option<HttpResponse>, address: &str, port: u16, path: &str) -> Poll<()> {
+    match response {
+        Some(response) if response.status == 200 => Ok(()),
+        Some(response) => Err(format!("{path} answered {}", response.status)),
+        None => Err(format!("nothing answers on {address}:{port}")),
     }
 }
 
 /// The names of the directories in `dir` on the host (empty when it does not exist).
 pub fn directories(conn: &Connection, dir: &str) -> Result<Vec<String>> {
+    Ok(directories_in(&conn.run(&directories_argv(dir))?.stdout_text()))
+}
+
+/// The command listing the directories in `dir`, one name a line, for [`directories_in`].
+pub fn directories_argv(dir: &str) -> Argv {
     let script = r#"[ -d "$1" ] || exit 0; for d in "$1"/*/; do [ -d "$d" ] && basename -- "$d"; done; true"#;
-    Ok(conn.run(&Argv::script(script, &[dir]).step(format!("listing {dir}")))?.stdout_text().lines().map(str::to_string).collect())
+    Argv::script(script, &[dir]).step(format!("listing {dir}"))
+}
+
+pub fn directories_in(output: &str) -> Vec<String> {
+    output.lines().map(str::to_string).collect()
 }

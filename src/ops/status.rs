@@ -6,24 +6,26 @@
 //! services: MongoDB's member state, NATS, Prometheus, Grafana, Traefik. Every problem is one
 //! line naming its subject; no problem means healthy.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod assemble;
+mod observe;
+
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::converge::long_running;
-use super::probe::{self, Container};
-use super::report::Outcome;
-use super::secrets;
-use super::wait::Poll;
-use super::hosts::{Hosts, CONCURRENCY};
+use self::assemble::Observations;
+use self::observe::Observed;
+use super::hosts::CONCURRENCY;
 use super::lock;
+use super::report::Outcome;
 use super::run::{Run, RunOptions, Secrets, WhenUnreachable};
+use super::secrets;
 use crate::error::Result;
-use crate::fleet::{Fleet, Host, Role};
-use crate::remote::{self, ConnectOptions, Connection};
-use crate::render::{self, Artifact, HostArtifacts, UnitKind, INSTANCES_DIR};
+use crate::fleet::Host;
+use crate::remote::{self, ConnectOptions};
+use crate::render::HostArtifacts;
 
 /// The whole report; `--json` prints it as is (field names are a stable interface).
 #[derive(Debug, Serialize)]
@@ -134,13 +136,13 @@ pub fn status(inventory_path: &Path, connect: &ConnectOptions) -> Result<Status>
     let work: Vec<(&Host, &HostArtifacts)> = fleet.hosts.iter().zip(&run.artifacts).collect();
     let results = remote::fan_out(&work, CONCURRENCY, |(h, _)| h.name.clone(), |(host, files)| {
         match remote.try_host(&host.name) {
-            Some(conn) => Ok(Some(observe(&fleet, &remote, conn, host, &files.files, login.as_ref()))),
+            Some(conn) => Ok(Some(observe::observe(fleet, conn, host, &files.files, login.as_ref()))),
             None => Ok(None),
         }
     });
     let observed: BTreeMap<String, Option<Observed>> =
         results.into_iter().map(|(name, result)| (name, result.unwrap_or(None))).collect();
-    let mut status = assemble(&fleet, &observed, &unreachable);
+    let mut status = assemble::assemble(&fleet, &Observations { observed: &observed, unreachable: &unreachable });
     if let Some(db) = remote.try_host(&fleet.database_host().name) {
         if let Some(holder) = lock::read(&fleet, db)? {
             // A run that died half-way (killed, machine lost) left work to finish: say which
@@ -153,367 +155,6 @@ pub fn status(inventory_path: &Path, connect: &ConnectOptions) -> Result<Status>
         }
     }
     Ok(status)
-}
-
-/// What one reachable host showed.
-#[derive(Default)]
-struct Observed {
-    error: Option<String>,
-    containers: Vec<Container>,
-    files_checked: usize,
-    files_differing: Vec<String>,
-    files_missing: Vec<String>,
-    unit_dirs: Vec<String>,
-    /// Instance name -> (ready or what was seen, version).
-    instances: BTreeMap<String, (Poll<()>, Option<String>)>,
-    /// Service name -> health.
-    health: BTreeMap<String, Poll<String>>,
-    /// Microservice container name -> its `/health`.
-    microservices: BTreeMap<String, Poll<()>>,
-    /// Prometheus' view of the microservices' targets (on the monitoring host).
-    service_targets: Option<Poll<BTreeMap<String, String>>>,
-    traefik_servers: Option<Poll<BTreeMap<String, String>>>,
-    prometheus_targets: Option<Poll<BTreeMap<String, String>>>,
-}
-
-fn observe(
-    fleet: &Fleet,
-    remote: &Hosts,
-    conn: &Connection,
-    host: &Host,
-    files: &[Artifact],
-    login: Option<&secrets::MongoLogin>,
-) -> Observed {
-    let mut seen = Observed::default();
-    let mut fail = |what: &str, err: crate::error::Error| {
-        let text = format!("{what}: {}", err);
-        seen_error(&mut seen.error, text);
-    };
-    match probe::containers(remote, fleet, conn) {
-        Ok(containers) => seen.containers = containers,
-        Err(err) => fail("containers", err),
-    }
-    let deploy_dir = render::deploy_dir(fleet);
-    let paths: Vec<String> = files.iter().map(|f| format!("{deploy_dir}/{}", f.path)).collect();
-    match conn.file_states(&paths) {
-        Ok(states) => {
-            seen.files_checked = files.len();
-            for (file, state) in files.iter().zip(states) {
-                match state {
-                    None => seen.files_missing.push(file.path.clone()),
-                    Some(state) if !state.holds(file.content.as_bytes(), file.mode) => seen.files_differing.push(file.path.clone()),
-                    Some(_) => {}
-                }
-            }
-        }
-        Err(err) => fail("files", err),
-    }
-    match probe::directories(conn, &format!("{deploy_dir}/{INSTANCES_DIR}")) {
-        Ok(dirs) => seen.unit_dirs = dirs,
-        Err(err) => fail("files", err),
-    }
-    for instance in &host.instances {
-        let ready = probe::instance_ready_steady(remote, fleet, instance).unwrap_or_else(|err| Err(err.to_string()));
-        let version = probe::instance_version(remote, instance).unwrap_or(None);
-        seen.instances.insert(instance.name.clone(), (ready, version));
-    }
-    for container in crate::microservices::containers(fleet).iter().filter(|c| c.host == host.name) {
-        seen.microservices.insert(container.name.clone(), super::services::health(remote, conn, container));
-    }
-    let private = &host.private_address;
-    if host.has_role(Role::Database) {
-        let mongo = match probe::running(&seen.containers, &render::database_unit(fleet).name, "mongodb") {
-            Some(mongodb) => match probe::mongo_primary(conn, fleet, &mongodb.id, login) {
-                Ok(Ok(primary)) => Ok(format!("PRIMARY at {primary}")),
-                Ok(Err(seen)) => Err(seen),
-                Err(err) => Err(err.to_string()),
-            },
-            None => Err("not running".to_string()),
-        };
-        seen.health.insert("mongodb".into(), mongo);
-        let nats = probe::http_ok(remote, conn, private, fleet.nats.monitor_port, "/healthz").map(|()| "ok".to_string());
-        seen.health.insert("nats".into(), nats);
-    }
-    if host.has_role(Role::Monitoring) {
-        let ready = probe::http_ok(remote, conn, private, fleet.monitoring.prometheus_port, "/-/ready");
-        seen.health.insert("prometheus".into(), ready.map(|()| "ok".to_string()));
-        let grafana = probe::http_ok(remote, conn, private, fleet.monitoring.grafana_port, "/api/health");
-        seen.health.insert("grafana".into(), grafana.map(|()| "ok".to_string()));
-        seen.prometheus_targets = Some(probe::prometheus_targets(remote, fleet).unwrap_or_else(|err| Err(err.to_string())));
-        if fleet.microservices.enabled {
-            let targets = probe::prometheus_job_targets(remote, fleet, "rocketchat-services");
-            seen.service_targets = Some(targets.unwrap_or_else(|err| Err(err.to_string())));
-        }
-    }
-    if host.has_role(Role::Traefik) {
-        let ping = probe::http_ok(remote, conn, "127.0.0.1", fleet.traefik.api_port, "/ping");
-        seen.health.insert("traefik".into(), ping.map(|()| "ok".to_string()));
-        seen.traefik_servers = Some(probe::traefik_servers(remote, fleet).unwrap_or_else(|err| Err(err.to_string())));
-    }
-    seen
-}
-
-fn seen_error(slot: &mut Option<String>, text: String) {
-    match slot {
-        Some(existing) => existing.push_str(&format!("; {text}")),
-        None => *slot = Some(text),
-    }
-}
-
-fn short(id: &str) -> String {
-    id.chars().take(12).collect()
-}
-
-fn assemble(fleet: &Fleet, observed: &BTreeMap<String, Option<Observed>>, unreachable: &BTreeMap<String, String>) -> Status {
-    let mut problems = Vec::new();
-    let seen = |host: &str| observed.get(host).and_then(Option::as_ref);
-    let traefik_host = &fleet.traefik_host().name;
-    let traefik: Option<&Poll<BTreeMap<String, String>>> = seen(traefik_host).and_then(|o| o.traefik_servers.as_ref());
-    let prometheus = fleet.monitoring_host().and_then(|h| seen(&h.name)).and_then(|o| o.prometheus_targets.as_ref());
-
-    let mut hosts = Vec::new();
-    for host in &fleet.hosts {
-        let mut status = HostStatus {
-            name: host.name.clone(),
-            address: host.address.clone(),
-            roles: host.roles.iter().map(|r| r.name().to_string()).collect(),
-            reachable: seen(&host.name).is_some(),
-            error: unreachable.get(&host.name).cloned(),
-            files_checked: 0,
-            files_differing: Vec::new(),
-            files_missing: Vec::new(),
-            unexpected_containers: Vec::new(),
-            unexpected_units: Vec::new(),
-        };
-        match seen(&host.name) {
-            None => problems.push(format!("{}: unreachable: {}", host.name, status.error.clone().unwrap_or_default())),
-            Some(o) => {
-                if let Some(error) = &o.error {
-                    problems.push(format!("{}: could not look at everything: {error}", host.name));
-                    status.error = Some(error.clone());
-                }
-                status.files_checked = o.files_checked;
-                status.files_differing = o.files_differing.clone();
-                status.files_missing = o.files_missing.clone();
-                for path in &o.files_differing {
-                    problems.push(format!("{}: {path} differs from what the inventory renders (run `rcfleet up`)", host.name));
-                }
-                for path in &o.files_missing {
-                    problems.push(format!("{}: {path} is missing (run `rcfleet up`)", host.name));
-                }
-                let units = render::host_units(fleet, host);
-                for container in &o.containers {
-                    let expected = units.iter().any(|u| u.name == container.unit && u.services().contains(&container.service.as_str()));
-                    if !expected {
-                        let what = format!("{}/{} ({}, {})", container.unit, container.service, short(&container.id), container.state);
-                        problems.push(format!("{}: unexpected container {what}: the inventory has no such unit here", host.name));
-                        status.unexpected_containers.push(what);
-                    }
-                }
-                for dir in &o.unit_dirs {
-                    if !host.instances.iter().any(|i| &i.name == dir) {
-                        problems.push(format!("{}: unexpected instance directory {INSTANCES_DIR}/{dir}", host.name));
-                        status.unexpected_units.push(format!("{INSTANCES_DIR}/{dir}"));
-                    }
-                }
-            }
-        }
-        hosts.push(status);
-    }
-
-    let expected_image = fleet.images.rocketchat.to_string();
-    let release = fleet.workspace.release.to_string();
-    let mut instances = Vec::new();
-    for instance in fleet.instances() {
-        let o = seen(&instance.host);
-        let container = o.and_then(|o| o.containers.iter().find(|c| c.unit == instance.name && c.service == "rocketchat"));
-        let (ready, version) = o.and_then(|o| o.instances.get(&instance.name)).cloned().unwrap_or((Err("host unreachable".into()), None));
-        let mut own = Vec::new();
-        let state = match (o, container) {
-            (None, _) => "unknown".to_string(),
-            (Some(_), None) => {
-                own.push("no container (run `rcfleet up`)".to_string());
-                "missing".to_string()
-            }
-            (Some(_), Some(c)) => {
-                if !c.running() {
-                    own.push(format!("container {} is {}", short(&c.id), c.state));
-                }
-                if c.image != expected_image {
-                    own.push(format!("runs image {}, the inventory says {expected_image}", c.image));
-                }
-                c.state.clone()
-            }
-        };
-        if o.is_some() {
-            if let Err(why) = &ready {
-                own.push(format!("not ready ({why})"));
-            }
-            if let Some(version) = &version {
-                if version != &release {
-                    own.push(format!("reports version {version}, the inventory says {release}"));
-                }
-            }
-        }
-        let traefik_state = match traefik {
-            Some(Ok(servers)) => servers.get(&instance.url()).cloned().unwrap_or_else(|| "absent".into()),
-            _ => "unknown".into(),
-        };
-        if traefik_state != "UP" && traefik_state != "unknown" {
-            own.push(format!("{traefik_state} in Traefik"));
-        }
-        let prometheus_state = match prometheus {
-            Some(Ok(targets)) => targets.get(&instance.metrics_target()).cloned().unwrap_or_else(|| "absent".into()),
-            _ if fleet.monitoring_host().is_none() => "absent".into(),
-            _ => "unknown".into(),
-        };
-        if fleet.monitoring_host().is_some() && prometheus_state != "up" && prometheus_state != "unknown" {
-            own.push(format!("Prometheus target {}", prometheus_state));
-        }
-        problems.extend(own.iter().map(|p| format!("{}: {p}", instance.name)));
-        instances.push(InstanceStatus {
-            name: instance.name.clone(),
-            host: instance.host.clone(),
-            url: instance.url(),
-            container: state,
-            container_id: container.map(|c| short(&c.id)),
-            image: container.map(|c| c.image.clone()),
-            ready: ready.is_ok(),
-            version,
-            traefik: traefik_state,
-            prometheus: prometheus_state,
-            problems: own,
-        });
-    }
-    match traefik {
-        Some(Ok(servers)) => {
-            let known: BTreeSet<String> = fleet.instances().map(|i| i.url()).collect();
-            for url in servers.keys().filter(|u| !known.contains(*u)) {
-                problems.push(format!("traefik: sends requests to {url}, which is no instance of the inventory"));
-            }
-        }
-        Some(Err(why)) => problems.push(format!("traefik: its API did not answer: {why}")),
-        None => {}
-    }
-    match prometheus {
-        Some(Ok(targets)) => {
-            let known: BTreeSet<String> = fleet.instances().map(|i| i.metrics_target()).collect();
-            for target in targets.keys().filter(|t| !known.contains(*t)) {
-                problems.push(format!("prometheus: scrapes {target}, which is no instance of the inventory"));
-            }
-        }
-        Some(Err(why)) => problems.push(format!("prometheus: its API did not answer: {why}")),
-        None => {}
-    }
-
-    let mut services = Vec::new();
-    for unit in render::units(fleet).into_iter().filter(|u| !matches!(u.kind, UnitKind::Instance | UnitKind::Service)) {
-        let o = seen(&unit.host);
-        for service in long_running(&unit) {
-            let container = o.and_then(|o| o.containers.iter().find(|c| c.unit == unit.name && c.service == service));
-            let health = o.and_then(|o| o.health.get(service)).cloned();
-            let (container_state, health, healthy) = match (o, container, health) {
-                (None, _, _) => ("unknown".to_string(), "host unreachable".to_string(), false),
-                (Some(_), None, _) => ("missing".to_string(), "no container".to_string(), false),
-                (Some(_), Some(c), Some(Ok(said))) => (c.state.clone(), said, c.running()),
-                (Some(_), Some(c), Some(Err(seen))) => (c.state.clone(), seen, false),
-                (Some(_), Some(c), None) => (c.state.clone(), "-".to_string(), c.running()),
-            };
-            if !healthy && o.is_some() {
-                problems.push(format!("{service}: {} on {}, {health}", container_state, unit.host));
-            }
-            services.push(ServiceStatus {
-                name: service.to_string(),
-                host: unit.host.clone(),
-                container: container_state,
-                container_id: container.map(|c| short(&c.id)),
-                health,
-                healthy,
-            });
-        }
-    }
-
-    let service_targets =
-        fleet.monitoring_host().and_then(|h| seen(&h.name)).and_then(|o| o.service_targets.as_ref());
-    let microservices = microservices(fleet, &seen, service_targets, &release, &mut problems);
-
-    Status {
-        workspace: fleet.workspace.name.clone(),
-        release,
-        url: fleet.workspace.root_url.clone(),
-        healthy: problems.is_empty(),
-        problems,
-        hosts,
-        instances,
-        services,
-        lock: None,
-        microservices,
-    }
-}
-
-/// One line per microservice container: its container, image tag, `/health`, Prometheus target.
-fn microservices<'o>(
-    fleet: &Fleet,
-    seen: &dyn Fn(&str) -> Option<&'o Observed>,
-    targets: Option<&Poll<BTreeMap<String, String>>>,
-    release: &str,
-    problems: &mut Vec<String>,
-) -> Vec<MicroserviceStatus> {
-    let mut list = Vec::new();
-    for wanted in crate::microservices::containers(fleet) {
-        let o = seen(&wanted.host);
-        let container = o.and_then(|o| o.containers.iter().find(|c| c.unit == wanted.name));
-        let health = o.and_then(|o| o.microservices.get(&wanted.name)).cloned().unwrap_or(Err("host unreachable".into()));
-        let mut own = Vec::new();
-        let state = match (o, container) {
-            (None, _) => "unknown".to_string(),
-            (Some(_), None) => {
-                own.push("no container (run `rcfleet up`)".to_string());
-                "missing".to_string()
-            }
-            (Some(_), Some(c)) => {
-                if !c.running() {
-                    own.push(format!("container {} is {}", short(&c.id), c.state));
-                }
-                c.state.clone()
-            }
-        };
-        let version = container.and_then(|c| c.image.rsplit_once(':')).map(|(_, tag)| tag.to_string());
-        if o.is_some() {
-            if let Err(why) = &health {
-                own.push(format!("not healthy ({why})"));
-            }
-            if let Some(version) = version.as_deref().filter(|v| *v != release) {
-                own.push(format!("runs {version}, the inventory says {release}"));
-            }
-        }
-        let prometheus = match targets {
-            Some(Ok(targets)) => targets.get(&wanted.metrics_target()).cloned().unwrap_or_else(|| "absent".into()),
-            _ if fleet.monitoring_host().is_none() => "absent".into(),
-            _ => "unknown".into(),
-        };
-        if fleet.monitoring_host().is_some() && prometheus != "up" && prometheus != "unknown" {
-            own.push(format!("Prometheus target {prometheus}"));
-        }
-        problems.extend(own.iter().map(|p| format!("{}: {p}", wanted.name)));
-        list.push(MicroserviceStatus {
-            name: wanted.name.clone(),
-            service: wanted.service.name().to_string(),
-            host: wanted.host.clone(),
-            url: wanted.url(),
-            container: state,
-            container_id: container.map(|c| short(&c.id)),
-            image: container.map(|c| c.image.clone()),
-            version,
-            health: match &health {
-                Ok(()) => "ok".to_string(),
-                Err(why) => why.clone(),
-            },
-            healthy: health.is_ok() && container.is_some_and(|c| c.running()),
-            prometheus,
-        });
-    }
-    list
 }
 
 impl Outcome for Status {

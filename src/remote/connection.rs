@@ -91,7 +91,7 @@ pub enum Uploaded {
 pub struct Connection {
     target: Target,
     /// The limit of a command that sets none of its own (`ssh.command_timeout_seconds`).
-    command_timeout: Duration,
+    pub(super) command_timeout: Duration,
     ssh: Mutex<Ssh>,
     verbose: bool,
     pub(crate) compose: OnceLock<super::docker::ComposeCli>,
@@ -127,7 +127,7 @@ impl Connection {
         &self.target.name
     }
 
-    fn lock(&self) -> MutexGuard<'_, Ssh> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Ssh> {
         self.ssh.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -151,7 +151,7 @@ impl Connection {
             .channel_session()
             .map_err(|e| fail(format!("cannot open a session channel: {e}; check the connection to the host")))?;
         channel
-            .exec(&format!("{command}; printf '\\n{EXIT_MARK}%d\\n' \"$?\" >&2"))
+            .exec(&with_exit_mark(&command))
             .map_err(|e| fail(format!("the host refused to start the command: {e}")))?;
         ssh.session.set_blocking(false);
         let echo = (self.verbose && options.stream).then(|| self.target.name.clone());
@@ -187,24 +187,11 @@ impl Connection {
         // Dropped while non-blocking: freeing a channel still open never waits.
         drop(channel);
         ssh.session.set_blocking(true);
-        let (stdout, mut stderr) = drained.map_err(fail)?;
+        let (stdout, stderr) = drained.map_err(fail)?;
         if let Some(Err(e)) = closed {
             return Err(fail(format!("the channel did not close cleanly: {e}")));
         }
-        let status = match take_exit_mark(&mut stderr) {
-            Some(status) => status,
-            None => match signal {
-                Some(signal) => 128 + signal_number(&signal),
-                None => {
-                    return Err(fail(
-                        "the channel closed without an exit status, so the command may not have finished \
-                         (sshd's ChannelTimeout, or the connection dropped); check the host and run again"
-                            .to_string(),
-                    ))
-                }
-            },
-        };
-        Ok(Output { status, stdout, stderr })
+        finished(stdout, stderr, signal).map_err(fail)
     }
 
     /// Runs a command that must succeed; a non-zero status becomes an error quoting its stderr.
@@ -469,6 +456,27 @@ impl LineEcho {
             self.print(&self.partial);
         }
     }
+}
+
+/// The command line sent to sshd: `command`, then its exit status printed as the mark
+/// [`take_exit_mark`] reads back.
+pub(crate) fn with_exit_mark(command: &str) -> String {
+    format!("{command}; printf '\\n{EXIT_MARK}%d\\n' \"$?\" >&2")
+}
+
+/// The finished command's [`Output`], from what its channel carried and the signal sshd
+/// reported, if any; an error when nothing says how it ended.
+pub(crate) fn finished(stdout: Vec<u8>, mut stderr: Vec<u8>, signal: Option<String>) -> std::result::Result<Output, String> {
+    let status = match (take_exit_mark(&mut stderr), signal) {
+        (Some(status), _) => status,
+        (None, Some(signal)) => 128 + signal_number(&signal),
+        (None, None) => {
+            return Err("the channel closed without an exit status, so the command may not have finished \
+                        (sshd's ChannelTimeout, or the connection dropped); check the host and run again"
+                .to_string())
+        }
+    };
+    Ok(Output { status, stdout, stderr })
 }
 
 /// Removes the `\n__rcfleet_exit=N\n` the wrapper appended and returns N. It is looked for

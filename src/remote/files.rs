@@ -54,12 +54,21 @@ impl Connection {
     /// The state of each file at `paths` (absolute), `None` where there is no file; in one
     /// round trip.
     pub fn file_states(&self, paths: &[String]) -> Result<Vec<Option<FileState>>> {
-        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-        let output = self.run(&Argv::script(STATE_SCRIPT, &refs).step("reading the state of files"))?.stdout_text();
-        let mut states: Vec<Option<FileState>> = output.lines().map(FileState::parse).collect();
-        states.resize(paths.len(), None);
-        Ok(states)
+        Ok(file_states_in(paths, &self.run(&file_states_argv(paths))?.stdout_text()))
     }
+}
+
+/// The command printing the state of each file at `paths`, for [`file_states_in`].
+pub fn file_states_argv(paths: &[String]) -> Argv {
+    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    Argv::script(STATE_SCRIPT, &refs).step("reading the state of files")
+}
+
+/// Each path's state in the output of [`file_states_argv`], `None` where there is no file.
+pub fn file_states_in(paths: &[String], output: &str) -> Vec<Option<FileState>> {
+    let mut states: Vec<Option<FileState>> = output.lines().map(FileState::parse).collect();
+    states.resize(paths.len(), None);
+    states
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@
 //! one command at a time (each tunnel has a session of its own).
 
 mod argv;
+mod bundle;
+mod channels;
 mod connection;
 mod docker;
 mod files;
@@ -32,9 +34,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 pub use argv::{shell_quote, Argv};
+pub use bundle::Bundle;
+pub use channels::{Answer, Request};
 pub use connection::{ConnectOptions, Connection, ExecOptions, Output, Stream, Uploaded};
 pub use docker::{Compose, ComposeCli, HttpResponse, HttpTunnel, DOCKER_SOCKET};
-pub use files::{sha256_hex, FileState};
+pub use files::{file_states_argv, file_states_in, sha256_hex, FileState};
 pub use target::{how_to_reach, Origin, Origins, Reach, SSH_CONFIG_ENV};
 pub use tunnel::{LocalEndpoint, Tunnel};
 
