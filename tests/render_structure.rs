@@ -560,7 +560,7 @@ fn helpers_render_the_subset_they_are_given() {
     let all: Vec<_> = fleet.instances().collect();
     let draining = all[1];
     let in_service: Vec<_> = all.iter().copied().filter(|i| i.name != draining.name).collect();
-    let text = render::traefik_dynamic(&fleet, &in_service).unwrap();
+    let text = render::traefik_dynamic(&fleet, &in_service, &[]).unwrap();
     let parsed: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
     let urls: Vec<String> = at(&parsed, &["http", "services", "rocketchat", "loadBalancer", "servers"])
         .as_sequence()
@@ -571,7 +571,7 @@ fn helpers_render_the_subset_they_are_given() {
     assert_eq!(urls, in_service.iter().map(|i| i.url()).collect::<Vec<_>>());
     assert!(!urls.contains(&draining.url()));
 
-    let empty: yaml_serde::Value = yaml_serde::from_str(&render::traefik_dynamic(&fleet, &[]).unwrap()).unwrap();
+    let empty: yaml_serde::Value = yaml_serde::from_str(&render::traefik_dynamic(&fleet, &[], &[]).unwrap()).unwrap();
     assert!(at(&empty, &["http", "services", "rocketchat", "loadBalancer", "servers"])
         .as_sequence()
         .unwrap()

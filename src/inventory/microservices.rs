@@ -9,7 +9,7 @@
 //! [microservices.replicas]                   # default 1 each; ddp-streamer is sized above
 //! presence = 2
 //! [microservices.placement]                  # default: spread over the rocketchat hosts
-//! ddp-streamer = ["app1", "app2"]
+//! ddp-streamer = ["app1", "app2"]         # in turn, replica by replica
 //! ```
 
 use std::collections::BTreeMap;
@@ -181,10 +181,10 @@ fn placement(section: &Section, hosts: &[Host], problems: &mut Problems) -> BTre
         let Some(names) = table.strings(name, true, problems) else { continue };
         let mut chosen = Vec::new();
         for (host, span) in names {
+            // A host listed twice takes two turns: `add-instance --service S --host H` writes
+            // one host per replica.
             if !hosts.iter().any(|h| h.name == host) {
                 problems.report(span, &key, format!("{host:?} is not a host of this inventory; use the name of a [[hosts]] entry"));
-            } else if chosen.contains(&host) {
-                problems.report(span, &key, format!("host {host:?} is listed twice"));
             } else {
                 chosen.push(host);
             }

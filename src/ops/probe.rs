@@ -231,12 +231,18 @@ pub fn mongo_primary(conn: &Connection, fleet: &Fleet, mongodb_container: &str, 
 /// Traefik's view of the Rocket.Chat service: server URL -> `UP`/`DOWN`, from its API on the
 /// Traefik host's 127.0.0.1 (reached through SSH). Empty when the service is not loaded.
 pub fn traefik_servers(remote: &Hosts, fleet: &Fleet) -> Result<Poll<BTreeMap<String, String>>> {
+    traefik_service_servers(remote, fleet, "rocketchat")
+}
+
+/// Traefik's view of the servers of its file-provided service `service` (`rocketchat`,
+/// `ddp-streamer`): URL -> `UP`/`DOWN`; empty when Traefik has no such service.
+pub fn traefik_service_servers(remote: &Hosts, fleet: &Fleet, service: &str) -> Result<Poll<BTreeMap<String, String>>> {
     let conn = remote.host(&fleet.traefik_host().name);
     let http = match remote.http(conn.name(), "127.0.0.1", fleet.traefik.api_port) {
         Ok(http) => http,
         Err(err) => return Ok(Err(err.to_string())),
     };
-    let response = match remote.block_on(http.get("/api/http/services/rocketchat@file")) {
+    let response = match remote.block_on(http.get(&format!("/api/http/services/{service}@file"))) {
         Ok(response) => response,
         Err(_) => return Ok(Err(format!("Traefik's API on 127.0.0.1:{} does not answer", fleet.traefik.api_port))),
     };
