@@ -83,8 +83,10 @@ fn microservices_run_behind_traefik_and_are_healthy() {
     // One more ddp-streamer, on app1: started, healthy, in Traefik's /websocket route, nothing
     // else restarted; then taken away again.
     let running_before = running_containers(&lab);
+    let started = Instant::now();
     let added = rcfleet(&["add-instance", "-i", inventory, "--service", "ddp-streamer", "--host", "app1", "--json"]);
     assert!(added.status.success(), "add-instance --service failed:\n{}", text(&added));
+    eprintln!("add-instance --service ddp-streamer: {:.1} s", started.elapsed().as_secs_f64());
     let added = json(&added);
     assert_eq!(added["added"][0]["name"], "ddp-streamer-3", "{added:#}");
     assert_eq!(added["added"][0]["host"], "app1", "{added:#}");
@@ -98,7 +100,9 @@ fn microservices_run_behind_traefik_and_are_healthy() {
     let streamers = status["microservices"].as_array().unwrap().iter().filter(|m| m["service"] == "ddp-streamer").count();
     assert_eq!(streamers, 4, "{:#}", status["microservices"]);
 
+    let started = Instant::now();
     let removed = rcfleet(&["remove-instance", "-i", inventory, "--service", "ddp-streamer", "--json"]);
+    eprintln!("remove-instance --service ddp-streamer: {:.1} s", started.elapsed().as_secs_f64());
     assert!(removed.status.success(), "remove-instance --service failed:\n{}", text(&removed));
     assert_eq!(json(&removed)["removed"][0]["name"], "ddp-streamer-3");
     assert_eq!(running_containers(&lab), running_before, "remove-instance --service took away exactly the new one");
@@ -117,7 +121,9 @@ fn microservices_run_behind_traefik_and_are_healthy() {
         "[microservices]\nenabled = true\nservices = [\"account\", \"authorization\", \"presence\", \"ddp-streamer\", \"omnichannel-transcript\"]\n",
     );
     std::fs::write(inventory, edited).unwrap();
+    let started = Instant::now();
     let up = rcfleet(&["up", "-i", inventory, "--json"]);
+    eprintln!("up removing queue-worker: {:.1} s", started.elapsed().as_secs_f64());
     assert!(up.status.success(), "up without queue-worker failed:\n{}", text(&up));
     for host in ["app1", "app2", "app3"] {
         let left = lab.run(host, "docker ps -aq --filter label=io.rcfleet.fleet=lab --filter label=io.rcfleet.unit=queue-worker-0 | wc -l");
