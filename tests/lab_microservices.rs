@@ -118,20 +118,20 @@ fn microservices_run_behind_traefik_and_are_healthy() {
     // longer lists it.
     let edited = std::fs::read_to_string(inventory).unwrap().replace(
         "[microservices]\nenabled = true\n",
-        "[microservices]\nenabled = true\nservices = [\"account\", \"authorization\", \"presence\", \"ddp-streamer\", \"omnichannel-transcript\"]\n",
+        "[microservices]\nenabled = true\nservices = [\"account\", \"authorization\", \"presence\", \"ddp-streamer\", \"queue-worker\"]\n",
     );
     std::fs::write(inventory, edited).unwrap();
     let started = Instant::now();
     let up = rcfleet(&["up", "-i", inventory, "--json"]);
-    eprintln!("up removing queue-worker: {:.1} s", started.elapsed().as_secs_f64());
-    assert!(up.status.success(), "up without queue-worker failed:\n{}", text(&up));
+    eprintln!("up removing omnichannel-transcript: {:.1} s", started.elapsed().as_secs_f64());
+    assert!(up.status.success(), "up without omnichannel-transcript failed:\n{}", text(&up));
     for host in ["app1", "app2", "app3"] {
-        let left = lab.run(host, "docker ps -aq --filter label=io.rcfleet.fleet=lab --filter label=io.rcfleet.unit=queue-worker-0 | wc -l");
-        assert_eq!(left.trim(), "0", "{host}: queue-worker-0 is still there");
+        let left = lab.run(host, "docker ps -aq --filter label=io.rcfleet.fleet=lab --filter label=io.rcfleet.unit=omnichannel-transcript-0 | wc -l");
+        assert_eq!(left.trim(), "0", "{host}: omnichannel-transcript-0 is still there");
     }
-    assert_eq!(running_containers(&lab).len(), running_before.len() - 1, "exactly queue-worker-0 went");
+    assert_eq!(running_containers(&lab).len(), running_before.len() - 1, "exactly omnichannel-transcript-0 went");
     let status = json(&rcfleet(&["status", "-i", inventory, "--json"]));
-    assert!(status["microservices"].as_array().unwrap().iter().all(|m| m["service"] != "queue-worker"));
+    assert!(status["microservices"].as_array().unwrap().iter().all(|m| m["service"] != "omnichannel-transcript"));
 
     // `upgrade` moves the services with the instances (all at once here, to keep the file short).
     let started = Instant::now();

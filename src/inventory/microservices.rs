@@ -114,6 +114,16 @@ fn services(section: &Section, release: &Release, problems: &mut Problems) -> Ve
         }
     }
     services.sort();
+    // omnichannel-transcript waits on the bus for queue-worker before it starts
+    // (`dependencies` in Rocket.Chat's ee/apps/omnichannel-transcript/src/service.ts).
+    if services.contains(&Service::OmnichannelTranscript) && !services.contains(&Service::QueueWorker) {
+        problems.report(
+            section.value_span("services"),
+            &key,
+            "omnichannel-transcript waits for queue-worker on the bus and never starts without it; add \"queue-worker\" \
+             or remove \"omnichannel-transcript\"",
+        );
+    }
     services
 }
 
