@@ -138,11 +138,14 @@ impl Microservices {
 pub const DEFAULT_REPOSITORY: &str = "docker.io/rocketchat";
 
 /// First HTTP (`PORT`, `/health`, ddp-streamer's WebSocket) and metrics (`MS_METRICS_PORT`)
-/// ports of the service containers on a host, counted up per container. Away from the
-/// instances' 3000+ and 9458+ (every image defaults to 3000 and 9458, reference A.9) and from
-/// NATS' 4222.
+/// ports of the service containers on a host. Away from the instances' 3000+ and 9458+ (every
+/// image defaults to 3000 and 9458, reference A.9) and from NATS' 4222.
 pub const FIRST_SERVICE_PORT: u16 = 3100;
 pub const FIRST_SERVICE_METRICS_PORT: u16 = 9600;
+/// Each service has a block of this many ports per host (its n-th container on a host takes
+/// the block's n-th port), so adding or removing a service's last container never moves
+/// another container to another port (which would recreate it).
+pub const PORTS_PER_SERVICE: u16 = 100;
 
 /// One service container: which service, where, and its ports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,10 +171,21 @@ impl ServiceContainer {
     }
 }
 
+/// The host of replica `replica` of `service`: with `[microservices.placement]` the listed hosts
+/// in turn (a host listed twice takes two turns), else the `rocketchat` hosts in turn, each
+/// service starting one host further than the one before so that single services spread out.
+/// Only the service and the replica's number decide, so adding or removing a service's last
+/// replica leaves every other container where it is.
+fn host_of<'a>(ms: &'a Microservices, app_hosts: &[&'a str], service: Service, replica: usize) -> &'a str {
+    match ms.placement.get(&service).filter(|hosts| !hosts.is_empty()) {
+        Some(hosts) => hosts[replica % hosts.len()].as_str(),
+        None => app_hosts[(service as usize + replica) % app_hosts.len()],
+    }
+}
+
 /// Every service container of the fleet (none when microservices are off), services in
-/// [`Service::ALL`] order. A service with `[microservices.placement]` cycles over its hosts;
-/// the others are dealt over the `rocketchat` hosts one container after another, so single
-/// services spread out instead of piling onto the first host. Ports count up per host.
+/// [`Service::ALL`] order, replicas in order. Ports: the service's block on the host
+/// ([`PORTS_PER_SERVICE`]), the n-th container of that service on that host its n-th port.
 pub fn containers(fleet: &Fleet) -> Vec<ServiceContainer> {
     let ms = &fleet.microservices;
     let app_hosts: Vec<&str> = fleet.hosts_with(Role::Rocketchat).map(|h| h.name.as_str()).collect();
@@ -179,26 +193,19 @@ pub fn containers(fleet: &Fleet) -> Vec<ServiceContainer> {
     if !ms.enabled || app_hosts.is_empty() {
         return containers;
     }
-    let mut dealt = 0usize;
-    let mut per_host: BTreeMap<String, u16> = BTreeMap::new();
     for &service in &ms.services {
+        let mut per_host: BTreeMap<&str, u16> = BTreeMap::new();
+        let block = service as u16 * PORTS_PER_SERVICE;
         for replica in 0..ms.replicas_of(service) as usize {
-            let host = match ms.placement.get(&service).filter(|hosts| !hosts.is_empty()) {
-                Some(hosts) => hosts[replica % hosts.len()].as_str(),
-                None => {
-                    dealt += 1;
-                    app_hosts[(dealt - 1) % app_hosts.len()]
-                }
-            };
-            let Some(host) = fleet.host(host) else { continue };
-            let k = per_host.entry(host.name.clone()).or_default();
+            let Some(host) = fleet.host(host_of(ms, &app_hosts, service, replica)) else { continue };
+            let k = per_host.entry(host.name.as_str()).or_default();
             containers.push(ServiceContainer {
                 service,
                 name: format!("{service}-{replica}"),
                 host: host.name.clone(),
                 private_address: host.private_address.clone(),
-                port: FIRST_SERVICE_PORT.saturating_add(*k),
-                metrics_port: FIRST_SERVICE_METRICS_PORT.saturating_add(*k),
+                port: FIRST_SERVICE_PORT.saturating_add(block + *k),
+                metrics_port: FIRST_SERVICE_METRICS_PORT.saturating_add(block + *k),
             });
             *k += 1;
         }
@@ -242,10 +249,15 @@ mod tests {
         assert_eq!(names.len(), all.len(), "names are unique in the fleet (they are the containers' host names)");
         for host in ["app1", "app2"] {
             let mine: Vec<&ServiceContainer> = all.iter().filter(|c| c.host == host).collect();
-            assert_eq!(mine.len(), 6, "{host}: dealt evenly");
+            assert!(mine.len() >= 5, "{host}: spread over the app hosts, got {}", mine.len());
             let ports: std::collections::BTreeSet<u16> = mine.iter().flat_map(|c| [c.port, c.metrics_port]).collect();
-            assert_eq!(ports.len(), 12, "{host}: every port once");
-            assert!(ports.iter().all(|p| *p >= FIRST_SERVICE_PORT && !(9458..9460).contains(p)));
+            assert_eq!(ports.len(), 2 * mine.len(), "{host}: every port once");
+            assert!(ports.iter().all(|p| *p >= FIRST_SERVICE_PORT && !(9458..9560).contains(p)));
+        }
+        for service in [Service::Account, Service::Presence, Service::DdpStreamer] {
+            let hosts: std::collections::BTreeSet<&str> =
+                all.iter().filter(|c| c.service == service).map(|c| c.host.as_str()).collect();
+            assert_eq!(hosts.len(), 2, "{service}: its replicas spread over both app hosts");
         }
         assert_eq!(
             fleet.microservices.image(Service::DdpStreamer, &fleet.workspace.release).to_string(),
@@ -255,6 +267,32 @@ mod tests {
         assert!(containers(&fleet).iter().filter(|c| c.service == Service::Presence).all(|c| c.host == "app2"));
         fleet.microservices.enabled = false;
         assert!(containers(&fleet).is_empty());
+    }
+
+    #[test]
+    fn one_more_replica_moves_no_other_container() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/microservices.toml")).unwrap();
+        let mut fleet = crate::inventory::parse(&text, std::path::Path::new("microservices.toml")).unwrap();
+        let before = containers(&fleet);
+        fleet.microservices.ddp_streamers += 1;
+        fleet.microservices.replicas.insert(Service::Account, 3);
+        let after = containers(&fleet);
+        assert_eq!(after.len(), before.len() + 2);
+        for old in &before {
+            assert!(after.contains(old), "{} moved", old.name);
+        }
+        let new_ones: Vec<&str> = after.iter().filter(|c| !before.contains(c)).map(|c| c.name.as_str()).collect();
+        assert_eq!(new_ones, ["account-2", "ddp-streamer-5"]);
+    }
+
+    #[test]
+    fn a_host_listed_twice_takes_two_turns() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/microservices.toml")).unwrap();
+        let mut fleet = crate::inventory::parse(&text, std::path::Path::new("microservices.toml")).unwrap();
+        fleet.microservices.placement.insert(Service::DdpStreamer, vec!["app1".into(), "app2".into(), "app1".into()]);
+        let hosts: Vec<String> =
+            containers(&fleet).into_iter().filter(|c| c.service == Service::DdpStreamer).map(|c| c.host).collect();
+        assert_eq!(hosts, ["app1", "app2", "app1", "app1", "app2"]);
     }
 
     #[test]

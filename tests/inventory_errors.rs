@@ -185,6 +185,7 @@ fn corpus() -> Vec<Case> {
         case("microservices image repository", licensed("[microservices]\nenabled = true\nrepository = \"Registry/RC\"\n"), 27, "microservices.repository", "is not an image repository"),
         case("app host named like a microservice", licensed("[microservices]\nenabled = true\n").replace("name = \"app1\"", "name = \"presence\""), 26, "microservices.enabled", "has the name of a microservice"),
         case("microservice placed on an unknown host", licensed("[microservices]\nenabled = true\n[microservices.placement]\npresence = [\"app9\"]\n"), 28, "microservices.placement.presence", "\"app9\" is not a host"),
+        case("omnichannel-transcript without queue-worker", licensed("[microservices]\nenabled = true\nservices = [\"presence\", \"omnichannel-transcript\"]\n"), 27, "microservices.services", "waits for queue-worker"),
         case("domain with a backtick", replaced("domain = \"chat.example.com\"", "domain = \"chat`id`.example.com\""), 23, "traefik.domain", "not a domain name"),
     ]
 }

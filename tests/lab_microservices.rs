@@ -80,6 +80,59 @@ fn microservices_run_behind_traefik_and_are_healthy() {
         assert_eq!(host["unchanged"], true, "host changed on a converged up: {host}");
     }
 
+    // One more ddp-streamer, on app1: started, healthy, in Traefik's /websocket route, nothing
+    // else restarted; then taken away again.
+    let running_before = running_containers(&lab);
+    let started = Instant::now();
+    let added = rcfleet(&["add-instance", "-i", inventory, "--service", "ddp-streamer", "--host", "app1", "--json"]);
+    assert!(added.status.success(), "add-instance --service failed:\n{}", text(&added));
+    eprintln!("add-instance --service ddp-streamer: {:.1} s", started.elapsed().as_secs_f64());
+    let added = json(&added);
+    assert_eq!(added["added"][0]["name"], "ddp-streamer-3", "{added:#}");
+    assert_eq!(added["added"][0]["host"], "app1", "{added:#}");
+    assert_eq!(added["ddp_streamers_in_traefik"].as_object().map(|m| m.len()), Some(4), "{added:#}");
+    let running_after = running_containers(&lab);
+    assert!(running_before.is_subset(&running_after), "a container was restarted by add-instance --service");
+    assert_eq!(running_after.len(), running_before.len() + 1);
+    let edited = std::fs::read_to_string(inventory).unwrap();
+    assert!(edited.contains("ddp_streamers = 4"), "{edited}");
+    let status = json(&rcfleet(&["status", "-i", inventory, "--json"]));
+    let streamers = status["microservices"].as_array().unwrap().iter().filter(|m| m["service"] == "ddp-streamer").count();
+    assert_eq!(streamers, 4, "{:#}", status["microservices"]);
+
+    let started = Instant::now();
+    let removed = rcfleet(&["remove-instance", "-i", inventory, "--service", "ddp-streamer", "--json"]);
+    eprintln!("remove-instance --service ddp-streamer: {:.1} s", started.elapsed().as_secs_f64());
+    assert!(removed.status.success(), "remove-instance --service failed:\n{}", text(&removed));
+    assert_eq!(json(&removed)["removed"][0]["name"], "ddp-streamer-3");
+    assert_eq!(running_containers(&lab), running_before, "remove-instance --service took away exactly the new one");
+    let (status, frames) = ddp_connect(&lab).expect("WebSocket through Traefik after removing a ddp-streamer");
+    assert!(status == 101 && frames.iter().any(|f| f.contains("\"msg\":\"connected\"")), "{status} {frames:?}");
+
+    let unknown = rcfleet(&["add-instance", "-i", inventory, "--service", "ddp-streamers"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    let said = text(&unknown);
+    assert!(said.contains(inventory) && said.contains("ddp-streamer, queue-worker"), "{said}");
+
+    // A service taken out of the inventory: `up` stops and removes its container; status no
+    // longer lists it.
+    let edited = std::fs::read_to_string(inventory).unwrap().replace(
+        "[microservices]\nenabled = true\n",
+        "[microservices]\nenabled = true\nservices = [\"account\", \"authorization\", \"presence\", \"ddp-streamer\", \"queue-worker\"]\n",
+    );
+    std::fs::write(inventory, edited).unwrap();
+    let started = Instant::now();
+    let up = rcfleet(&["up", "-i", inventory, "--json"]);
+    eprintln!("up removing omnichannel-transcript: {:.1} s", started.elapsed().as_secs_f64());
+    assert!(up.status.success(), "up without omnichannel-transcript failed:\n{}", text(&up));
+    for host in ["app1", "app2", "app3"] {
+        let left = lab.run(host, "docker ps -aq --filter label=io.rcfleet.fleet=lab --filter label=io.rcfleet.unit=omnichannel-transcript-0 | wc -l");
+        assert_eq!(left.trim(), "0", "{host}: omnichannel-transcript-0 is still there");
+    }
+    assert_eq!(running_containers(&lab).len(), running_before.len() - 1, "exactly omnichannel-transcript-0 went");
+    let status = json(&rcfleet(&["status", "-i", inventory, "--json"]));
+    assert!(status["microservices"].as_array().unwrap().iter().all(|m| m["service"] != "omnichannel-transcript"));
+
     // `upgrade` moves the services with the instances (all at once here, to keep the file short).
     let started = Instant::now();
     let upgrade = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--strategy", "recreate", "--skip-backup"]);
@@ -91,6 +144,17 @@ fn microservices_run_behind_traefik_and_are_healthy() {
     }
     let (status, frames) = ddp_connect(&lab).expect("WebSocket through Traefik after the upgrade");
     assert!(status == 101 && frames.iter().any(|f| f.contains("\"msg\":\"connected\"")), "{status} {frames:?}");
+}
+
+/// Every running container of the lab fleet on the app hosts, by full ID: a recreated
+/// container has a new one.
+fn running_containers(lab: &Lab) -> std::collections::BTreeSet<String> {
+    ["app1", "app2", "app3"]
+        .iter()
+        .flat_map(|host| {
+            lab.run(host, "docker ps -q --no-trunc --filter label=io.rcfleet.fleet=lab").lines().map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The lab's inventory with a licence carrying `scalability` and every service from the lab's

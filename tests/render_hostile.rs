@@ -170,7 +170,7 @@ fn hostile_domain_stays_one_traefik_rule_and_never_shows_a_template() {
     fleet.traefik.domain = "evil`) || Host(`other".into();
     let problems = bad_input(render::render(&fleet, &secrets_for(&fleet)));
     assert!(problems.iter().any(|p| p.starts_with("traefik.domain:") && p.contains("backtick")), "{problems:?}");
-    assert!(render::traefik_dynamic(&fleet, &[]).is_err());
+    assert!(render::traefik_dynamic(&fleet, &[], &[]).is_err());
 }
 
 #[test]

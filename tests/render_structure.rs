@@ -560,7 +560,7 @@ fn helpers_render_the_subset_they_are_given() {
     let all: Vec<_> = fleet.instances().collect();
     let draining = all[1];
     let in_service: Vec<_> = all.iter().copied().filter(|i| i.name != draining.name).collect();
-    let text = render::traefik_dynamic(&fleet, &in_service).unwrap();
+    let text = render::traefik_dynamic(&fleet, &in_service, &[]).unwrap();
     let parsed: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
     let urls: Vec<String> = at(&parsed, &["http", "services", "rocketchat", "loadBalancer", "servers"])
         .as_sequence()
@@ -571,7 +571,7 @@ fn helpers_render_the_subset_they_are_given() {
     assert_eq!(urls, in_service.iter().map(|i| i.url()).collect::<Vec<_>>());
     assert!(!urls.contains(&draining.url()));
 
-    let empty: yaml_serde::Value = yaml_serde::from_str(&render::traefik_dynamic(&fleet, &[]).unwrap()).unwrap();
+    let empty: yaml_serde::Value = yaml_serde::from_str(&render::traefik_dynamic(&fleet, &[], &[]).unwrap()).unwrap();
     assert!(at(&empty, &["http", "services", "rocketchat", "loadBalancer", "servers"])
         .as_sequence()
         .unwrap()
@@ -581,4 +581,25 @@ fn helpers_render_the_subset_they_are_given() {
     assert_eq!(targets.as_sequence().unwrap().len(), in_service.len());
     let none: yaml_serde::Value = yaml_serde::from_str(&render::prometheus_targets(&[]).unwrap()).unwrap();
     assert!(none.as_sequence().unwrap().is_empty());
+}
+
+#[test]
+fn websocket_route_lists_only_the_streamers_given() {
+    let (_, fleet) = fleets().into_iter().find(|(name, _)| *name == "microservices").unwrap();
+    let instances: Vec<_> = fleet.instances().collect();
+    // None ready (a fleet switching to microservices): no /websocket router, so WebSocket and
+    // SockJS stay with the instances.
+    let none: yaml_serde::Value = yaml_serde::from_str(&render::traefik_dynamic(&fleet, &instances, &[]).unwrap()).unwrap();
+    assert!(at(&none, &["http", "routers"]).get("ddp-streamer").is_none(), "{none:?}");
+    assert!(at(&none, &["http", "services"]).get("ddp-streamer").is_none(), "{none:?}");
+    let streamers = render::ddp_streamers(&fleet);
+    let ready = vec![&streamers[1]];
+    let one: yaml_serde::Value = yaml_serde::from_str(&render::traefik_dynamic(&fleet, &instances, &ready).unwrap()).unwrap();
+    let urls: Vec<&str> = at(&one, &["http", "services", "ddp-streamer", "loadBalancer", "servers"])
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|s| str_at(s, &["url"]))
+        .collect();
+    assert_eq!(urls, [streamers[1].url().as_str()]);
 }

@@ -208,6 +208,49 @@ pub fn remove_instance(text: &str, host: &str, index: u32) -> Result<String> {
     Ok(document.to_string())
 }
 
+/// `text` with `count` containers of the microservice `service`: `ddp_streamers` for
+/// ddp-streamer (a `concurrent_users` sizing gives way to the number), else
+/// `[microservices.replicas]`; with `placement`, `[microservices.placement]` of the service set
+/// to it (one host per replica, in order).
+pub fn set_service_replicas(text: &str, service: &str, count: u32, placement: Option<&[String]>) -> Result<String> {
+    let mut document = document(text)?;
+    let microservices = document
+        .get_mut("microservices")
+        .and_then(Item::as_table_like_mut)
+        .ok_or_else(|| Error::bad_input("the inventory has no [microservices] table; add one with enabled = true and run `rcfleet up`"))?;
+    let count = Value::from(i64::from(count));
+    if service == "ddp-streamer" {
+        microservices.remove("concurrent_users");
+        set_or_add(microservices, "ddp_streamers", count);
+    } else {
+        set_or_add(sub_table(microservices, "replicas")?, service, count);
+    }
+    if let Some(hosts) = placement {
+        let list: Array = hosts.iter().map(String::as_str).collect();
+        set_or_add(sub_table(microservices, "placement")?, service, Value::Array(list));
+    }
+    Ok(document.to_string())
+}
+
+/// `table.<key>`, a table made (as `[parent.key]`) when missing.
+fn sub_table<'t>(table: &'t mut dyn toml_edit::TableLike, key: &str) -> Result<&'t mut dyn toml_edit::TableLike> {
+    table
+        .entry(key)
+        .or_insert_with(|| Item::Table(Table::new()))
+        .as_table_like_mut()
+        .ok_or_else(|| Error::bad_input(format!("microservices.{key} in the inventory is not a table")))
+}
+
+/// `table.<key> = value`, replaced in place (keeping its comment) or added.
+fn set_or_add(table: &mut dyn toml_edit::TableLike, key: &str, value: Value) {
+    match table.get_mut(key) {
+        Some(item) => replace_value(item, value),
+        None => {
+            table.insert(key, Item::Value(value));
+        }
+    }
+}
+
 /// Reads the inventory file, with the usual message when it cannot be read.
 pub fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|err| {
@@ -577,5 +620,19 @@ domain = "chat.example.com"
         let db = INVENTORY.replace("roles = [\"database\", \"monitoring\", \"traefik\"]", "roles = [\"database\", \"monitoring\", \"traefik\"]\nretired = [0]");
         let err = crate::inventory::parse(&db, Path::new("inventory.toml")).unwrap_err().to_string();
         assert!(err.contains("hosts[0].retired: only hosts with the \"rocketchat\" role"), "{err}");
+    }
+
+    #[test]
+    fn service_replicas_are_written_where_the_inventory_reads_them() {
+        let text = "[workspace]\nname = \"chat\"\n\n[microservices]\nenabled = true # on\nconcurrent_users = 900\n";
+        let edited = set_service_replicas(text, "ddp-streamer", 4, Some(&["app1".into(), "app1".into()])).unwrap();
+        assert!(edited.contains("ddp_streamers = 4") && !edited.contains("concurrent_users"), "{edited}");
+        assert!(edited.contains("enabled = true # on"), "{edited}");
+        assert!(edited.contains("[microservices.placement]\nddp-streamer = [\"app1\", \"app1\"]"), "{edited}");
+        let edited = set_service_replicas(&edited, "presence", 2, None).unwrap();
+        assert!(edited.contains("[microservices.replicas]\npresence = 2"), "{edited}");
+        let again = set_service_replicas(&edited, "presence", 3, None).unwrap();
+        assert!(again.contains("presence = 3") && !again.contains("presence = 2"), "{again}");
+        assert!(set_service_replicas("[workspace]\n", "presence", 2, None).is_err());
     }
 }

@@ -9,7 +9,7 @@
 //! [microservices.replicas]                   # default 1 each; ddp-streamer is sized above
 //! presence = 2
 //! [microservices.placement]                  # default: spread over the rocketchat hosts
-//! ddp-streamer = ["app1", "app2"]
+//! ddp-streamer = ["app1", "app2"]         # in turn, replica by replica
 //! ```
 
 use std::collections::BTreeMap;
@@ -114,6 +114,16 @@ fn services(section: &Section, release: &Release, problems: &mut Problems) -> Ve
         }
     }
     services.sort();
+    // omnichannel-transcript waits on the bus for queue-worker before it starts
+    // (`dependencies` in Rocket.Chat's ee/apps/omnichannel-transcript/src/service.ts).
+    if services.contains(&Service::OmnichannelTranscript) && !services.contains(&Service::QueueWorker) {
+        problems.report(
+            section.value_span("services"),
+            &key,
+            "omnichannel-transcript waits for queue-worker on the bus and never starts without it; add \"queue-worker\" \
+             or remove \"omnichannel-transcript\"",
+        );
+    }
     services
 }
 
@@ -181,10 +191,10 @@ fn placement(section: &Section, hosts: &[Host], problems: &mut Problems) -> BTre
         let Some(names) = table.strings(name, true, problems) else { continue };
         let mut chosen = Vec::new();
         for (host, span) in names {
+            // A host listed twice takes two turns: `add-instance --service S --host H` writes
+            // one host per replica.
             if !hosts.iter().any(|h| h.name == host) {
                 problems.report(span, &key, format!("{host:?} is not a host of this inventory; use the name of a [[hosts]] entry"));
-            } else if chosen.contains(&host) {
-                problems.report(span, &key, format!("host {host:?} is listed twice"));
             } else {
                 chosen.push(host);
             }

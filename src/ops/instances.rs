@@ -28,7 +28,11 @@ pub fn write_traefik(fleet: &Fleet, remote: &Hosts, in_service: &[&Instance]) ->
             "refusing to write an empty server list to Traefik: that would take the whole workspace out of service",
         ));
     }
-    let file = Artifact::public(TRAEFIK_DYNAMIC_PATH, render::traefik_dynamic(fleet, in_service)?);
+    // ddp-streamers only once they answer `/health`: until then WebSocket and SockJS stay with
+    // the instances (switching to microservices fails no request).
+    let streamers = super::services::ready_ddp_streamers(fleet, remote);
+    let streamers: Vec<&crate::microservices::ServiceContainer> = streamers.iter().collect();
+    let file = Artifact::public(TRAEFIK_DYNAMIC_PATH, render::traefik_dynamic(fleet, in_service, &streamers)?);
     let lb = remote.host(&fleet.traefik_host().name);
     Ok(!send_files(lb, &render::deploy_dir(fleet), &[file])?.is_empty())
 }

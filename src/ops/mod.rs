@@ -27,6 +27,7 @@ pub mod rollout;
 pub mod run;
 pub mod restore;
 pub mod secrets;
+pub mod service_replicas;
 pub mod services;
 pub mod status;
 pub mod up;

@@ -73,7 +73,9 @@ pub fn bring_back(fleet: &Fleet, remote: &Hosts, store: &Store, report: &Reporte
 /// those, all UP.
 fn set_traefik(fleet: &Fleet, remote: &Hosts, report: &Reporter, in_service: &[&Instance]) -> Result<()> {
     let lb = remote.host(&fleet.traefik_host().name);
-    let content = render::traefik_dynamic(fleet, in_service)?;
+    let streamers = super::services::ready_ddp_streamers(fleet, remote);
+    let streamers: Vec<&crate::microservices::ServiceContainer> = streamers.iter().collect();
+    let content = render::traefik_dynamic(fleet, in_service, &streamers)?;
     let path = format!("{}/{}", render::deploy_dir(fleet), render::TRAEFIK_DYNAMIC_PATH);
     lb.upload(&path, content.as_bytes(), render::PUBLIC_MODE, None)?;
     let expected: BTreeSet<String> = in_service.iter().map(|i| i.url()).collect();

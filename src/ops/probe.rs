@@ -300,26 +300,35 @@ pub fn mongo_primary(conn: &Connection, fleet: &Fleet, mongodb_container: &str, 
         }))
 }
 
-/// Where Traefik's API tells its view of the Rocket.Chat service (on the Traefik host's 127.0.0.1).
-const TRAEFIK_SERVICE: &str = "/api/http/services/rocketchat@file";
+/// Where Traefik's API tells its view of its file-provided service `service` (on the Traefik
+/// host's 127.0.0.1).
+fn traefik_service_path(service: &str) -> String {
+    format!("/api/http/services/{service}@file")
+}
 /// Where Prometheus' API lists its targets.
 const PROMETHEUS_TARGETS: &str = "/api/v1/targets?state=active";
 
 /// Traefik's view of the Rocket.Chat service: server URL -> `UP`/`DOWN`, from its API on the
 /// Traefik host's 127.0.0.1 (reached through SSH). Empty when the service is not loaded.
 pub fn traefik_servers(remote: &Hosts, fleet: &Fleet) -> Result<Poll<BTreeMap<String, String>>> {
+    traefik_service_servers(remote, fleet, "rocketchat")
+}
+
+/// Traefik's view of the servers of its file-provided service `service` (`rocketchat`,
+/// `ddp-streamer`): URL -> `UP`/`DOWN`; empty when Traefik has no such service.
+pub fn traefik_service_servers(remote: &Hosts, fleet: &Fleet, service: &str) -> Result<Poll<BTreeMap<String, String>>> {
     let conn = remote.host(&fleet.traefik_host().name);
     let http = match remote.http(conn.name(), "127.0.0.1", fleet.traefik.api_port) {
         Ok(http) => http,
         Err(err) => return Ok(Err(err.to_string())),
     };
-    let answer = remote.block_on(http.get(TRAEFIK_SERVICE)).ok();
+    let answer = remote.block_on(http.get(&traefik_service_path(service))).ok();
     traefik_servers_in_answer(fleet, answer).map_err(|e| Error::failed(format!("{}: {e}", conn.name())))
 }
 
 /// The request for Traefik's view of the Rocket.Chat service, asked on the Traefik host.
 pub fn traefik_request(fleet: &Fleet) -> Request {
-    Request::get("127.0.0.1", fleet.traefik.api_port, TRAEFIK_SERVICE)
+    Request::get("127.0.0.1", fleet.traefik.api_port, &traefik_service_path("rocketchat"))
 }
 
 /// Traefik's answer (`None`: no answer) to [`traefik_request`] as server URL -> state; an

@@ -13,9 +13,12 @@ use super::report::Reporter;
 use super::wait::{self, Poll};
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
-use crate::microservices::{self, ServiceContainer};
-use crate::remote::{self, Connection};
-use crate::render::{self, HostArtifacts};
+use crate::microservices::{self, Service, ServiceContainer};
+use crate::remote::{self, Argv, Connection};
+use crate::render::{self, HostArtifacts, SERVICES_DIR};
+
+/// The compose service of every service unit (`compose/service.yml.hbs`).
+const SERVICE: &str = "service";
 
 /// Starts or updates every service container whose files changed or that is not running, in
 /// parallel across hosts, then waits until every one answers `/health`. Returns, per host,
@@ -66,6 +69,15 @@ pub fn move_services(fleet: &Fleet, remote: &Hosts, files: &[HostArtifacts], rep
     converge_services(fleet, remote, &changed, &deploy_dir, report)
 }
 
+/// The fleet's ddp-streamers that answer `/health` now (asked from their own hosts; those on
+/// hosts this run did not reach are left out): the ones Traefik may send WebSockets to.
+pub fn ready_ddp_streamers(fleet: &Fleet, remote: &Hosts) -> Vec<ServiceContainer> {
+    render::ddp_streamers(fleet)
+        .into_iter()
+        .filter(|c| remote.try_host(&c.host).is_some_and(|conn| health(remote, conn, c).is_ok()))
+        .collect()
+}
+
 /// `/health` of one service container, asked from its own host.
 pub fn health(remote: &Hosts, conn: &Connection, container: &ServiceContainer) -> Poll<()> {
     probe::http_ok(remote, conn, &container.private_address, container.port, "/health")
@@ -84,4 +96,54 @@ fn wait_healthy(fleet: &Fleet, remote: &Hosts, conn: &Connection, container: &Se
             Err(Error::failed(format!("{}: {err}\n  {story}", container.host)))
         }
     }
+}
+
+/// Stops and removes the service containers of the units `names` on `conn`'s host (found by
+/// rcfleet's labels; `restart: unless-stopped` keeps a stopped one stopped) and their
+/// directories. Returns what was done, one line per unit.
+pub fn remove_containers(fleet: &Fleet, remote: &Hosts, conn: &Connection, names: &[&str], report: &Reporter) -> Result<Vec<String>> {
+    let deploy_dir = render::deploy_dir(fleet);
+    let found = probe::containers(remote, fleet, conn)?;
+    let mut done = Vec::new();
+    for name in names {
+        let ids: Vec<&str> = found.iter().filter(|c| c.unit == *name && c.service == SERVICE).map(|c| c.id.as_str()).collect();
+        let dir = format!("{deploy_dir}/{SERVICES_DIR}/{name}");
+        if !ids.is_empty() {
+            // Moleculer leaves the bus on SIGTERM; 10 s is Docker's own default grace.
+            conn.run(&Argv::new("docker").args(["stop", "--time", "10"]).args(ids.iter().copied()).step(format!("stopping {name}")))?;
+            conn.run(&Argv::new("docker").args(["rm"]).args(ids.iter().copied()).step(format!("removing {name}")))?;
+        }
+        conn.run(&Argv::new("rm").args(["-rf", "--", &dir]))?;
+        report.step("service", conn.name(), format!("{name} stopped and removed ({dir})"));
+        done.push(format!("removed {name} and {dir}"));
+    }
+    Ok(done)
+}
+
+/// `up`: the service containers on the fleet's hosts that the inventory no longer has there (a
+/// service taken out, fewer replicas, microservices switched off, a host changed) are stopped
+/// and removed, after Traefik's route has left them. Only containers with rcfleet's labels for
+/// this workspace and a service unit's compose service are touched.
+pub fn remove_unwanted(fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<Vec<(String, Vec<String>)>> {
+    let wanted: BTreeSet<(String, String)> =
+        microservices::containers(fleet).into_iter().map(|c| (c.host, c.name)).collect();
+    let mut done = Vec::new();
+    for host in &fleet.hosts {
+        let Some(conn) = remote.try_host(&host.name) else { continue };
+        let unwanted: BTreeSet<String> = probe::containers(remote, fleet, conn)?
+            .into_iter()
+            .filter(|c| c.service == SERVICE && !wanted.contains(&(host.name.clone(), c.unit.clone())))
+            .map(|c| c.unit)
+            .collect();
+        if unwanted.is_empty() {
+            continue;
+        }
+        let names: Vec<&str> = unwanted.iter().map(String::as_str).collect();
+        if names.iter().any(|n| n.starts_with(Service::DdpStreamer.name())) {
+            // WebSocket clients of a streamer that left Traefik's route finish or reconnect.
+            super::instances::drain(report, Duration::from_secs(fleet.upgrade.drain_seconds), &names);
+        }
+        done.push((host.name.clone(), remove_containers(fleet, remote, conn, &names, report)?));
+    }
+    Ok(done)
 }

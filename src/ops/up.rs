@@ -135,6 +135,11 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     let mut published = Changes::new();
     let traefik_servers = publish_traefik(&full_fleet, &remote, &report, &listed, &mut published)?;
     let prometheus_targets = publish_prometheus(&full_fleet, &remote, &report, &mut published)?;
+    // Service containers the inventory no longer has: out of Traefik's route by now (it lists
+    // only the fleet's ddp-streamers), so they go without failing a request.
+    for (host, removed) in super::services::remove_unwanted(&fleet, &remote, &report)? {
+        published.entry(host).or_default().extend(removed);
+    }
     for (host, host_changes) in published {
         for change in host_changes {
             record(&host, change);

@@ -27,10 +27,12 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host};
 
-pub use layout::{audit_log, backups_dir, lock_file, secrets_file, INSTANCES_DIR};
-pub use monitoring::{grafana_root_url, prometheus_targets, PROMETHEUS_TARGETS_PATH};
+pub use layout::{audit_log, backups_dir, lock_file, secrets_file, INSTANCES_DIR, SERVICES_DIR};
+pub use monitoring::{
+    grafana_root_url, prometheus_service_targets, prometheus_targets, PROMETHEUS_SERVICE_TARGETS_PATH, PROMETHEUS_TARGETS_PATH,
+};
 pub use secrets::{credential, Generated, Redacted, SecretSource};
-pub use traefik::{traefik_dynamic, TRAEFIK_DYNAMIC_PATH};
+pub use traefik::{ddp_streamers, traefik_dynamic, TRAEFIK_DYNAMIC_PATH};
 pub use units::{
     database_unit, deploy_dir, host_units, instance_unit, monitoring_unit, one_shot, service_unit, traefik_unit, units,
     Unit, UnitKind,

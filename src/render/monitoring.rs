@@ -15,6 +15,19 @@ use crate::microservices;
 /// what Prometheus scrapes; Prometheus notices by itself.
 pub const PROMETHEUS_TARGETS_PATH: &str = "monitoring/prometheus/file_sd/rocketchat.yml";
 
+/// The microservices' file_sd targets file, relative to the deploy dir.
+pub const PROMETHEUS_SERVICE_TARGETS_PATH: &str = "monitoring/prometheus/file_sd/services.yml";
+
+/// The file_sd targets file of the service containers (moleculer's reporter, `MS_METRICS`):
+/// one target group per container; an empty list without microservices.
+pub fn prometheus_service_targets(fleet: &Fleet) -> Result<String> {
+    let groups: Vec<_> = microservices::containers(fleet)
+        .iter()
+        .map(|c| json!({ "target": c.metrics_target(), "service": c.service.name(), "container": c.name, "host": c.host }))
+        .collect();
+    templates::render("file-sd-services", &json!({ "groups": groups }))
+}
+
 /// The file_sd targets file for `instances`: one target group per instance, labelled with
 /// `instance_name` and `host`.
 pub fn prometheus_targets(instances: &[&Instance]) -> Result<String> {
@@ -54,17 +67,10 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
     let instances: Vec<&Instance> = fleet.instances().collect();
     let targets = Artifact::public(format!("{dir}/prometheus/file_sd/rocketchat.yml"), prometheus_targets(&instances)?);
     debug_assert_eq!(targets.path, PROMETHEUS_TARGETS_PATH);
-    // The services' targets are fixed by the inventory (no draining), so written with the unit.
-    let service_targets = fleet.microservices.enabled.then(|| -> Result<Artifact> {
-        let groups: Vec<_> = microservices::containers(fleet)
-            .iter()
-            .map(|c| json!({ "target": c.metrics_target(), "service": c.service.name(), "container": c.name, "host": c.host }))
-            .collect();
-        Ok(Artifact::public(
-            format!("{dir}/prometheus/file_sd/services.yml"),
-            templates::render("file-sd-services", &json!({ "groups": groups }))?,
-        ))
-    });
+    // Written with the unit also when microservices are off (an empty list), so that a fleet
+    // switched back to the monolith stops scraping the services.
+    let service_targets = Artifact::public(format!("{dir}/prometheus/file_sd/services.yml"), prometheus_service_targets(fleet)?);
+    debug_assert_eq!(service_targets.path, PROMETHEUS_SERVICE_TARGETS_PATH);
 
     let datasource = Artifact::public(
         format!("{dir}/grafana/provisioning/datasources/prometheus.yml"),
@@ -108,7 +114,7 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
         }),
     )?;
 
-    let mut files = vec![
+    Ok(vec![
         Artifact::public(unit.compose_file(), compose),
         prometheus_config,
         alerts,
@@ -117,9 +123,8 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
         dashboards,
         dashboard,
         password,
-    ];
-    files.extend(service_targets.transpose()?);
-    Ok(files)
+        service_targets,
+    ])
 }
 
 /// Grafana's public URL (`GF_SERVER_ROOT_URL`): the workspace's root URL plus `/grafana/`, the

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{digest, labels, templates, Artifact, Unit};
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Instance, Tls};
-use crate::microservices::{self, Service};
+use crate::microservices::{self, Service, ServiceContainer};
 
 /// The dynamic file listing the Rocket.Chat servers, relative to the deploy dir: rewrite it
 /// (atomically, `*.tmp` then rename) to add, drain or remove instances; Traefik notices by itself.
@@ -19,8 +19,10 @@ const CERT_IN_CONTAINER: &str = "/etc/traefik/certs/cert.pem";
 const KEY_IN_CONTAINER: &str = "/etc/traefik/certs/key.pem";
 
 /// The dynamic Rocket.Chat file with exactly `instances_in_service` behind the router (e.g.
-/// every instance but the one being drained).
-pub fn traefik_dynamic(fleet: &Fleet, instances_in_service: &[&Instance]) -> Result<String> {
+/// every instance but the one being drained) and, in microservices mode, `ddp_streamers` behind
+/// the `/websocket` and `/sockjs` router. Without ddp-streamers that router is left out, so
+/// WebSocket and SockJS stay with the instances (a streamer is listed only once it is ready).
+pub fn traefik_dynamic(fleet: &Fleet, instances_in_service: &[&Instance], ddp_streamers: &[&ServiceContainer]) -> Result<String> {
     let servers: Vec<String> = instances_in_service.iter().map(|instance| instance.url()).collect();
     let rule = host_rule(fleet)?;
     let mut data = router(fleet, rule.clone());
@@ -28,11 +30,7 @@ pub fn traefik_dynamic(fleet: &Fleet, instances_in_service: &[&Instance]) -> Res
     // Microservices: WebSocket and SockJS go to the ddp-streamers, the rest to the instances
     // (Rocket.Chat's Helm chart ingress and CI compose labels; reference A.6). Traefik tries
     // longer rules first, so this router wins over the plain host rule.
-    let ddp_streamers: Vec<String> = microservices::containers(fleet)
-        .iter()
-        .filter(|c| c.service == Service::DdpStreamer)
-        .map(|c| c.url())
-        .collect();
+    let ddp_streamers: Vec<String> = ddp_streamers.iter().map(|c| c.url()).collect();
     data["ddp"] = if ddp_streamers.is_empty() {
         json!(null)
     } else {
@@ -43,6 +41,11 @@ pub fn traefik_dynamic(fleet: &Fleet, instances_in_service: &[&Instance]) -> Res
     };
     data["secure_cookie"] = json!(!matches!(fleet.traefik.tls, Tls::None));
     templates::render("traefik-rocketchat", &data)
+}
+
+/// Every ddp-streamer of the fleet (none when microservices are off).
+pub fn ddp_streamers(fleet: &Fleet) -> Vec<ServiceContainer> {
+    microservices::containers(fleet).into_iter().filter(|c| c.service == Service::DdpStreamer).collect()
 }
 
 /// ``Host(`domain`)``. Traefik's rule syntax has no escape inside backticks.
@@ -94,9 +97,14 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit) -> Result<Vec<Artifact>> 
         )?,
     );
 
+    // The file as it is once everything is ready (`up` publishes it step by step).
     let instances: Vec<&Instance> = fleet.instances().collect();
-    let mut files =
-        vec![Artifact::public(format!("{dir}/dynamic/rocketchat.yml"), traefik_dynamic(fleet, &instances)?)];
+    let streamers = ddp_streamers(fleet);
+    let streamers: Vec<&ServiceContainer> = streamers.iter().collect();
+    let mut files = vec![Artifact::public(
+        format!("{dir}/dynamic/rocketchat.yml"),
+        traefik_dynamic(fleet, &instances, &streamers)?,
+    )];
     debug_assert_eq!(files[0].path, TRAEFIK_DYNAMIC_PATH);
 
     if let Some(monitoring) = fleet.monitoring_host() {
