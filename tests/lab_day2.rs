@@ -3,7 +3,7 @@
 //! (stopping an instance's container makes Prometheus fire RocketChatInstanceDown), hooks (a
 //! failing `pre-upgrade` stops the upgrade with nothing changed; `post-upgrade` sees the new
 //! release) and `prune` (after two upgrades, `--keep 1` removes the older Rocket.Chat images
-//! and nothing rcfleet did not create; `--dry-run` changes nothing).
+//! and nothing rcfleet did not create, and backups beyond `[backup] keep`; `--dry-run` changes nothing).
 
 mod lab_support;
 
@@ -202,6 +202,21 @@ fn prune_removes_only_old_rocketchat_images(lab: &Lab, _dir: &Path, inventory: &
     lab.run(&app1, &format!("docker tag {image} someone/else:8.0.0 && docker create --name stranger {image} >/dev/null && docker volume create stranger-data >/dev/null"));
     lab.run(&app1, &format!("docker create --name leftover --label io.rcfleet.fleet=lab --label io.rcfleet.unit=app1-7 --label com.docker.compose.service=rocketchat someone/else:8.0.0 >/dev/null"));
 
+    // Two backups taken under the default keep, then `[backup] keep = 1`: prune deletes the older.
+    let mut backups = Vec::new();
+    for note in ["first", "second"] {
+        // Archives are named to the second.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let taken = rcfleet(&["backup", "-i", inventory, "--note", note, "--json"]);
+        assert!(taken.status.success(), "{}", text(&taken));
+        let path = json(&taken)["path"].as_str().expect("the archive's path").to_string();
+        backups.push(path.rsplit('/').next().unwrap().to_string());
+    }
+    let with_keep = format!("{}\n[backup]\nkeep = 1\n", std::fs::read_to_string(inventory).unwrap());
+    std::fs::write(inventory, with_keep).unwrap();
+    let backups_dir = "/opt/rcfleet/lab/backups";
+    let archive_names = || lab.run("db", &format!("ls {backups_dir} | grep 'archive.gz$' | sort || true"));
+
     let dry = rcfleet(&["prune", "-i", inventory, "--keep", "1", "--dry-run", "--json"]);
     assert!(dry.status.success(), "{}", text(&dry));
     let plan = json(&dry);
@@ -212,12 +227,18 @@ fn prune_removes_only_old_rocketchat_images(lab: &Lab, _dir: &Path, inventory: &
     assert_eq!(host["containers"], serde_json::json!(["app1-7/rocketchat"]), "{plan}");
     assert_eq!(rocketchat_images(lab, &app1), ["8.0.0", "8.0.1", "8.1.0"], "--dry-run removed something");
     assert!(lab.sh(&app1, "docker inspect leftover >/dev/null").status.success(), "--dry-run removed the leftover");
+    let db = plan["hosts"].as_array().unwrap().iter().find(|h| h["host"] == "db").unwrap();
+    let listed: Vec<&str> = db["backups"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
+    assert!(listed.contains(&backups[0].as_str()) && !listed.contains(&backups[1].as_str()), "only backups beyond keep 1: {plan}");
+    assert!(archive_names().contains(&backups[0]), "--dry-run deleted a backup");
 
     let pruned = rcfleet(&["prune", "-i", inventory, "--keep", "1"]);
     assert!(pruned.status.success(), "{}", text(&pruned));
     let said = stdout(&pruned);
     assert!(said.lines().any(|l| l.starts_with("app1 ") && l.contains("removed 1 image(s)") && l.contains("rocket.chat:8.0.1")), "{said}");
     assert!(said.lines().any(|l| l.starts_with("app2 ") && l.contains("removed 2 image(s)")), "{said}");
+    assert!(said.lines().any(|l| l.starts_with("db ") && l.contains(&backups[0])), "{said}");
+    assert_eq!(archive_names().trim(), backups[1], "the newest backup stays, the rest go");
     assert_eq!(rocketchat_images(lab, &app1), ["8.0.0", "8.1.0"], "8.0.0 stays: a container uses it");
     for host in app_hosts(lab).iter().skip(1) {
         assert_eq!(rocketchat_images(lab, host), ["8.1.0"], "{host}: only the newest release stays");
@@ -232,6 +253,8 @@ fn prune_removes_only_old_rocketchat_images(lab: &Lab, _dir: &Path, inventory: &
     assert!(!lab.sh(&app1, "docker inspect leftover >/dev/null 2>&1").status.success(), "rcfleet's leftover container stayed");
     let audit = lab.run(&app1, "cat /opt/rcfleet/lab/audit.log");
     assert!(audit.contains("rcfleet prune\tpruned image") && audit.contains("pruned stopped container app1-7/rocketchat"), "{audit}");
+    let db_audit = lab.run("db", "cat /opt/rcfleet/lab/audit.log");
+    assert!(db_audit.contains(&format!("pruned backup {}", backups[0])), "{db_audit}");
     let servers = lab_support::traefik_servers(lab);
     assert!(servers.len() == 2 && servers.values().all(|s| s == "UP"), "the fleet still serves after prune: {servers:?}");
     lab.run(&app1, "docker rm stranger >/dev/null; docker rmi someone/else:8.0.0 >/dev/null; docker volume rm stranger-data >/dev/null");
