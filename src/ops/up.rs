@@ -108,6 +108,10 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
         }
     }
 
+    for (host, change) in super::exporters::converge(&fleet, &remote, &changed, &deploy_dir, &report)? {
+        record(&host, change);
+    }
+
     stop_if_asked("the database and monitoring are up; instances and Traefik were not changed")?;
     let plan = plan_instances(&fleet, &remote, &artifacts, &deploy_dir)?;
     for (host, host_changes) in start_instances(&fleet, &remote, &artifacts, &plan.start, &deploy_dir, &report)? {
