@@ -286,6 +286,12 @@ pub struct Images {
     pub prometheus: Image,
     pub grafana: Image,
     pub traefik: Image,
+    /// Runs on every host: its disks, memory and load for Prometheus.
+    pub node_exporter: Image,
+    /// Probes NATS' monitoring endpoint for Prometheus (the monitoring host).
+    pub blackbox_exporter: Image,
+    /// `[monitoring.alertmanager]`: sends Prometheus' alerts on (the monitoring host).
+    pub alertmanager: Image,
     /// Runs `mongodump` for the upgrade's backup: the MongoDB server image is not documented
     /// to contain the Database Tools, a separate package.
     pub mongodb_tools: Image,
@@ -358,6 +364,21 @@ pub struct MonitoringSettings {
     /// How long an instance must be down or not ready before its alert fires.
     pub alert_for: String,
     pub grafana_admin_password: Option<SecretRef>,
+    /// The node exporter's port on every host (bound to its private address).
+    pub node_exporter_port: u16,
+    /// The blackbox exporter's port on the monitoring host (it probes NATS' `/healthz`).
+    pub blackbox_port: u16,
+    /// `[monitoring.alertmanager]`; `None`: alerts stay in Prometheus (and Grafana).
+    pub alertmanager: Option<AlertmanagerSettings>,
+}
+
+/// `[monitoring.alertmanager]`: Alertmanager on the monitoring host, Prometheus' alerts sent to
+/// a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertmanagerSettings {
+    pub port: u16,
+    /// The webhook's URL usually holds a token: a secret reference, never printed.
+    pub webhook_url: SecretRef,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -415,6 +436,9 @@ impl Fleet {
         }
         if let Some(password) = &self.monitoring.grafana_admin_password {
             found.insert(("monitoring.grafana_admin_password".to_string(), password.clone()));
+        }
+        if let Some(alertmanager) = &self.monitoring.alertmanager {
+            found.insert(("monitoring.alertmanager.webhook_url".to_string(), alertmanager.webhook_url.clone()));
         }
         for (key, reference) in [
             ("mongodb.admin_password", &self.mongodb.admin_password),
@@ -535,7 +559,10 @@ impl Fleet {
             key: key.to_string(),
             unit: unit.map(str::to_string),
         };
-        let mut listeners = vec![listener(host.ssh.port_or_default(), "SSH", &format!("hosts[{index}].ssh.port"), None)];
+        let mut listeners = vec![
+            listener(host.ssh.port_or_default(), "SSH", &format!("hosts[{index}].ssh.port"), None),
+            listener(self.monitoring.node_exporter_port, "node exporter", "monitoring.node_exporter_port", Some("node-exporter")),
+        ];
         if host.has_role(Role::Database) {
             listeners.push(listener(self.mongodb.port, "MongoDB", "mongodb.port", Some("database")));
             listeners.push(listener(self.nats.port, "NATS", "nats.port", Some("database")));
@@ -545,6 +572,11 @@ impl Fleet {
             let unit = Some("monitoring");
             listeners.push(listener(self.monitoring.prometheus_port, "Prometheus", "monitoring.prometheus_port", unit));
             listeners.push(listener(self.monitoring.grafana_port, "Grafana", "monitoring.grafana_port", unit));
+            listeners.push(listener(self.monitoring.blackbox_port, "blackbox exporter", "monitoring.blackbox_port", unit));
+            if let Some(alertmanager) = &self.monitoring.alertmanager {
+                let key = "monitoring.alertmanager.port";
+                listeners.push(listener(alertmanager.port, "Alertmanager", key, Some("alertmanager")));
+            }
         }
         if host.has_role(Role::Traefik) {
             let unit = Some("traefik");

@@ -68,7 +68,13 @@ fn status_is_healthy_then_names_every_problem() {
     }
     let services: Vec<(&str, bool)> =
         document["services"].as_array().unwrap().iter().map(|s| (s["name"].as_str().unwrap(), s["healthy"].as_bool().unwrap())).collect();
-    assert_eq!(services, [("mongodb", true), ("nats", true), ("prometheus", true), ("grafana", true), ("traefik", true)]);
+    let (nodes, services): (Vec<_>, Vec<_>) = services.into_iter().partition(|(name, _)| *name == "node-exporter");
+    assert_eq!(
+        services,
+        [("mongodb", true), ("nats", true), ("mongodb-probe", true), ("prometheus", true), ("grafana", true), ("blackbox-exporter", true), ("traefik", true)]
+    );
+    assert_eq!(nodes.len(), document["hosts"].as_array().unwrap().len(), "one node exporter per host: {}", document["services"]);
+    assert!(nodes.iter().all(|(_, healthy)| *healthy), "{}", document["services"]);
     assert!(document["services"][0]["health"].as_str().unwrap().starts_with("PRIMARY"), "{}", document["services"][0]);
     for host in document["hosts"].as_array().unwrap() {
         assert_eq!(host["reachable"], true, "{host}");

@@ -41,10 +41,12 @@ fn hosts_come_in_inventory_order_with_sorted_files() {
 }
 
 #[test]
-fn only_env_files_and_the_grafana_password_are_secret_and_0600() {
+fn only_env_files_the_grafana_password_and_alertmanagers_webhook_are_secret_and_0600() {
     check_every_fleet(|_, _, hosts| {
         for file in hosts.iter().flat_map(|h| &h.files) {
-            let secret = file.path.ends_with(".env") || file.path.ends_with("/grafana-admin-password");
+            let secret = file.path.ends_with(".env")
+                || file.path.ends_with("/grafana-admin-password")
+                || file.path == "alertmanager/alertmanager.yml";
             assert_eq!(file.secret, secret, "{}", file.path);
             assert_eq!(file.mode, if secret { 0o600 } else { 0o644 }, "{}", file.path);
         }

@@ -55,8 +55,39 @@ pub const MONGODB_TOOLS: DefaultImage = DefaultImage {
     tag: Some("8.2"),
 };
 
+/// The Prometheus project's own images (its quay.io organisation, as its READMEs name them).
+pub const NODE_EXPORTER: DefaultImage = DefaultImage {
+    key: "node_exporter",
+    component: "Prometheus node exporter",
+    repository: "quay.io/prometheus/node-exporter",
+    tag: Some("v1.9.1"),
+};
+pub const BLACKBOX_EXPORTER: DefaultImage = DefaultImage {
+    key: "blackbox_exporter",
+    component: "Prometheus blackbox exporter",
+    repository: "quay.io/prometheus/blackbox-exporter",
+    tag: Some("v0.27.0"),
+};
+pub const ALERTMANAGER: DefaultImage = DefaultImage {
+    key: "alertmanager",
+    component: "Alertmanager",
+    repository: "quay.io/prometheus/alertmanager",
+    tag: Some("v0.28.1"),
+};
+
 /// Every default image, in the order of `[images]`.
-pub const IMAGES: [&DefaultImage; 7] = [&ROCKETCHAT, &MONGODB, &NATS, &PROMETHEUS, &GRAFANA, &TRAEFIK, &MONGODB_TOOLS];
+pub const IMAGES: [&DefaultImage; 10] = [
+    &ROCKETCHAT,
+    &MONGODB,
+    &NATS,
+    &PROMETHEUS,
+    &GRAFANA,
+    &TRAEFIK,
+    &MONGODB_TOOLS,
+    &NODE_EXPORTER,
+    &BLACKBOX_EXPORTER,
+    &ALERTMANAGER,
+];
 
 /// The MongoDB image tag for a `major.minor` version: the official image's tag scheme.
 pub fn mongodb_tag(version: &str) -> String {

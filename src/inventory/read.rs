@@ -451,6 +451,9 @@ fn images(top: &Section, release: &Release, mongodb_version: &str, problems: &mu
         grafana: image(&defaults::GRAFANA, defaults::GRAFANA.tag),
         traefik: image(&defaults::TRAEFIK, defaults::TRAEFIK.tag),
         mongodb_tools: image(&defaults::MONGODB_TOOLS, defaults::MONGODB_TOOLS.tag),
+        node_exporter: image(&defaults::NODE_EXPORTER, defaults::NODE_EXPORTER.tag),
+        blackbox_exporter: image(&defaults::BLACKBOX_EXPORTER, defaults::BLACKBOX_EXPORTER.tag),
+        alertmanager: image(&defaults::ALERTMANAGER, defaults::ALERTMANAGER.tag),
     }
 }
 
@@ -575,10 +578,21 @@ fn monitoring(top: &Section, problems: &mut Problems) -> MonitoringSettings {
             retention: "15d".into(),
             alert_for: "5m".into(),
             grafana_admin_password: None,
+            node_exporter_port: 9100,
+            blackbox_port: 9115,
+            alertmanager: None,
         };
     };
     section.reject_unknown_keys(&schema::names(schema::MONITORING), problems);
+    let alertmanager = section.table("alertmanager", false, problems).map(|table| {
+        table.reject_unknown_keys(&schema::names(schema::ALERTMANAGER), problems);
+        let webhook_url = table.secret("webhook_url", true, problems);
+        (table.port("port", 9093, problems).unwrap_or(9093), webhook_url)
+    });
     MonitoringSettings {
+        node_exporter_port: section.port("node_exporter_port", 9100, problems).unwrap_or(9100),
+        blackbox_port: section.port("blackbox_port", 9115, problems).unwrap_or(9115),
+        alertmanager: alertmanager.and_then(|(port, webhook_url)| Some(AlertmanagerSettings { port, webhook_url: webhook_url? })),
         prometheus_port: section.port("prometheus_port", 9090, problems).unwrap_or(9090),
         grafana_port: section.port("grafana_port", 5050, problems).unwrap_or(5050),
         retention: checked_or(&section, "retention", "15d", values::retention, problems),

@@ -99,6 +99,9 @@ pub const IMAGES: &[Key] = &[
     key("grafana", Kind::Table(IMAGE), "Grafana image."),
     key("traefik", Kind::Table(IMAGE), "Traefik image."),
     key("mongodb_tools", Kind::Table(IMAGE), "Image that runs mongodump for the upgrade's backup."),
+    key("node_exporter", Kind::Table(IMAGE), "Prometheus node exporter image (every host)."),
+    key("blackbox_exporter", Kind::Table(IMAGE), "Prometheus blackbox exporter image (probes NATS)."),
+    key("alertmanager", Kind::Table(IMAGE), "Alertmanager image ([monitoring.alertmanager])."),
 ];
 
 pub const TLS: &[Key] = &[
@@ -141,6 +144,14 @@ pub const MONITORING: &[Key] = &[
     key("retention", Kind::String, "How long Prometheus keeps data, e.g. \"15d\"."),
     key("alert_for", Kind::String, "How long a condition must hold before its alert fires, e.g. \"5m\" (default 5m)."),
     key("grafana_admin_password", Kind::Secret, "Grafana's admin password (generated when absent)."),
+    key("node_exporter_port", Kind::Port, "The node exporter's port on every host (default 9100)."),
+    key("blackbox_port", Kind::Port, "The blackbox exporter's port on the monitoring host (default 9115)."),
+    key("alertmanager", Kind::Table(ALERTMANAGER), "Alertmanager on the monitoring host, sending alerts to a webhook."),
+];
+
+pub const ALERTMANAGER: &[Key] = &[
+    required("webhook_url", Kind::Secret, "Secret reference to the URL Alertmanager posts alerts to (it usually holds a token)."),
+    key("port", Kind::Port, "Alertmanager's port on the monitoring host (default 9093)."),
 ];
 
 pub const UPGRADE: &[Key] = &[

@@ -173,22 +173,33 @@ done"#;
 
 /// Deletes the oldest archives (and their records) beyond `[backup] keep`.
 fn prune(fleet: &Fleet, db: &Connection, report: &Reporter) -> Result<Vec<String>> {
-    let list = archives(fleet, db)?;
-    let excess = list.len().saturating_sub(fleet.backup.keep as usize);
-    let old: Vec<&Archive> = list.iter().take(excess).collect();
+    let old = beyond_keep(fleet, db)?;
     if old.is_empty() {
         return Ok(Vec::new());
     }
+    delete(db, &old)?;
+    let names: Vec<String> = old.iter().map(|a| a.name().to_string()).collect();
+    report.step("backup", db.name(), format!("retention (keep {}): deleted {}", fleet.backup.keep, names.join(", ")));
+    Ok(names)
+}
+
+/// The oldest archives beyond `[backup] keep`, oldest first: what retention deletes.
+pub fn beyond_keep(fleet: &Fleet, db: &Connection) -> Result<Vec<Archive>> {
+    let list = archives(fleet, db)?;
+    let excess = list.len().saturating_sub(fleet.backup.keep as usize);
+    Ok(list.into_iter().take(excess).collect())
+}
+
+/// Deletes `old` archives and their records.
+pub fn delete(db: &Connection, old: &[Archive]) -> Result<()> {
     let mut args: Vec<String> = Vec::new();
-    for archive in &old {
+    for archive in old {
         args.push(archive.path.clone());
         args.push(format!("{}.json", archive.path));
     }
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     db.run(&Argv::script(r#"rm -f -- "$@""#, &refs))?;
-    let names: Vec<String> = old.iter().map(|a| a.name().to_string()).collect();
-    report.step("backup", db.name(), format!("retention (keep {}): deleted {}", fleet.backup.keep, names.join(", ")));
-    Ok(names)
+    Ok(())
 }
 
 /// Copies `archive` into `dir` on this machine, streamed (never held in memory), 0600, kept

@@ -142,6 +142,8 @@ fn step_name(unit: &Unit) -> &'static str {
     match unit.kind {
         UnitKind::Database => "database",
         UnitKind::Monitoring => "monitoring",
+        UnitKind::Alertmanager => "alertmanager",
+        UnitKind::NodeExporter => "node-exporter",
         UnitKind::Traefik => "traefik",
         UnitKind::Instance => "instance",
         UnitKind::Service => "service",

@@ -165,9 +165,10 @@ mod tests {
         assert_eq!(found("mongodb-init").unwrap(), ("db".into(), "database".into(), "mongodb-init".into()));
         assert_eq!(found("grafana").unwrap(), ("mon".into(), "monitoring".into(), "grafana".into()));
         assert_eq!(found("traefik").unwrap(), ("edge".into(), "traefik".into(), "traefik".into()));
+        assert_eq!(found("blackbox-exporter").unwrap(), ("mon".into(), "monitoring".into(), "blackbox-exporter".into()));
         assert_eq!(found("app2-1").unwrap(), ("app2".into(), "app2-1".into(), "rocketchat".into()));
         let unknown = found("rocketchat").unwrap_err().to_string();
-        assert!(unknown.contains("neither an instance (app1-0,") && unknown.contains("nats, prometheus, grafana, traefik)"), "{unknown}");
+        assert!(unknown.contains("neither an instance (app1-0,") && unknown.contains("nats, mongodb-probe, prometheus, grafana, blackbox-exporter, alertmanager, node-exporter, traefik)"), "{unknown}");
 
         let mut without_monitoring = fleet.clone();
         without_monitoring.hosts.retain(|h| h.name != "mon");

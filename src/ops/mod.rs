@@ -8,6 +8,7 @@ pub mod converge;
 pub mod disk;
 pub mod exec;
 pub mod export;
+pub mod exporters;
 pub mod grafana;
 pub mod hooks;
 pub mod hosts;

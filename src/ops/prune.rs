@@ -2,8 +2,9 @@
 //! else: Rocket.Chat images (the inventory's repository) older than the newest N releases on the
 //! host, stopped containers labelled for this fleet whose unit the host no longer has, and
 //! unused volumes of this fleet's compose projects that the host no longer has. The inventory's
-//! release and whatever a container uses always stay. `--dry-run` lists and changes nothing.
-//! Upgrade backups are not pruned: the inventory has no `[backup] keep` to say how many to keep.
+//! release and whatever a container uses always stay. On the database host, backups beyond
+//! `[backup] keep` go too (the oldest first, as after each new backup). `--dry-run` lists and
+//! changes nothing.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -12,6 +13,7 @@ use bollard::query_parameters::{ListContainersOptionsBuilder, ListImagesOptionsB
 use serde_json::json;
 
 use super::audit;
+use super::backup::{self, Archive};
 use super::hosts::Hosts;
 use super::report::Outcome;
 use super::run::{Run, RunOptions};
@@ -44,11 +46,15 @@ pub struct HostPrune {
     /// `(unit/service, container id)`.
     pub containers: Vec<(String, String)>,
     pub volumes: Vec<String>,
+    /// Backups beyond `[backup] keep` (database host only), oldest first.
+    pub backups: Vec<Archive>,
 }
 
 pub struct PruneOutcome {
     pub dry_run: bool,
     pub keep: usize,
+    /// `[backup] keep`.
+    pub backup_keep: u32,
     pub hosts: Vec<HostPrune>,
 }
 
@@ -74,7 +80,7 @@ fn survey(fleet: &Fleet, remote: &Hosts, host: &Host, keep: usize) -> Result<Hos
     let units: HashSet<String> = crate::render::host_units(fleet, host).into_iter().map(|u| u.name).collect();
     let projects: HashSet<String> = units.iter().map(|u| fleet.project_name(u)).collect();
     let repository = &fleet.images.rocketchat.repository;
-    remote.block_on(async {
+    let plan = remote.block_on(async {
         let docker = conn.docker().await?;
         let every = ListContainersOptionsBuilder::default().all(true).build();
         let containers = docker.list_containers(Some(every)).await.map_err(|e| docker_error(&host.name, "listing containers", e))?;
@@ -136,15 +142,20 @@ fn survey(fleet: &Fleet, remote: &Hosts, host: &Host, keep: usize) -> Result<Hos
             })
             .map(|v| v.name)
             .collect();
-        Ok(HostPrune { host: host.name.clone(), images, containers: leftovers, volumes })
-    })
+        Ok(HostPrune { host: host.name.clone(), images, containers: leftovers, volumes, backups: Vec::new() })
+    })?;
+    let mut plan = plan;
+    if host.name == fleet.database_host().name {
+        plan.backups = backup::beyond_keep(fleet, conn)?;
+    }
+    Ok(plan)
 }
 
 /// Removes what `survey` chose on one host and writes it to the host's audit trail.
 fn remove(fleet: &Fleet, remote: &Hosts, plan: &HostPrune) -> Result<()> {
     let conn = remote.host(&plan.host);
     let mut changes: Vec<String> = Vec::new();
-    let result = remote.block_on(async {
+    let result: Result<()> = remote.block_on(async {
         let docker = conn.docker().await?;
         for (name, id) in &plan.containers {
             docker.remove_container(id, None).await.map_err(|e| docker_error(&plan.host, &format!("removing container {name}"), e))?;
@@ -162,6 +173,13 @@ fn remove(fleet: &Fleet, remote: &Hosts, plan: &HostPrune) -> Result<()> {
             let no_options: Option<bollard::query_parameters::RemoveVolumeOptions> = None;
             docker.remove_volume(volume, no_options).await.map_err(|e| docker_error(&plan.host, &format!("removing volume {volume}"), e))?;
             changes.push(format!("pruned volume {volume}"));
+        }
+        Ok(())
+    });
+    let result = result.and_then(|()| {
+        if !plan.backups.is_empty() {
+            backup::delete(conn, &plan.backups)?;
+            changes.extend(plan.backups.iter().map(|a| format!("pruned backup {}", a.name())));
         }
         Ok(())
     });
@@ -189,7 +207,7 @@ pub fn prune(inventory_path: &Path, options: &PruneOptions) -> Result<PruneOutco
         }
         hosts.push(plan);
     }
-    Ok(PruneOutcome { dry_run: options.dry_run, keep: options.keep, hosts })
+    Ok(PruneOutcome { dry_run: options.dry_run, keep: options.keep, backup_keep: fleet.backup.keep, hosts })
 }
 
 fn mib(bytes: u64) -> String {
@@ -200,6 +218,10 @@ impl HostPrune {
     /// The images' sizes as Docker reports them; layers shared with a kept image stay on disk.
     fn image_bytes(&self) -> u64 {
         self.images.iter().map(|i| i.bytes).sum()
+    }
+
+    fn backup_bytes(&self) -> u64 {
+        self.backups.iter().map(|a| a.bytes).sum()
     }
 }
 
@@ -220,13 +242,17 @@ impl Outcome for PruneOutcome {
             if !host.volumes.is_empty() {
                 parts.push(format!("{} unused volume(s) ({})", host.volumes.len(), host.volumes.join(", ")));
             }
+            if !host.backups.is_empty() {
+                let names: Vec<&str> = host.backups.iter().map(|a| a.name()).collect();
+                parts.push(format!("{} backup(s) beyond [backup] keep, {} ({})", names.len(), backup::size(host.backup_bytes()), names.join(", ")));
+            }
             let what = if parts.is_empty() { "nothing to remove".to_string() } else { format!("{verb} {}", parts.join("; ")) };
             text.push_str(&format!("{:<10} {what}\n", host.host));
         }
         text.push_str(&format!(
-            "kept the newest {} Rocket.Chat release(s) on each host, the inventory's release and every image a container uses; \
-             backups are not pruned (no [backup] keep in the inventory)\n",
-            self.keep
+            "kept the newest {} Rocket.Chat release(s) on each host, the inventory's release, every image a container uses \
+             and the newest {} backup(s) ([backup] keep)\n",
+            self.keep, self.backup_keep
         ));
         if self.dry_run {
             text.push_str("dry run: nothing was changed\n");
@@ -238,12 +264,14 @@ impl Outcome for PruneOutcome {
         json!({
             "dry_run": self.dry_run,
             "keep": self.keep,
+            "backup_keep": self.backup_keep,
             "hosts": self.hosts.iter().map(|h| json!({
                 "host": h.host,
                 "images": h.images.iter().map(|i| json!({ "image": i.reference, "bytes": i.bytes })).collect::<Vec<_>>(),
                 "image_bytes": h.image_bytes(),
                 "containers": h.containers.iter().map(|(name, _)| name).collect::<Vec<_>>(),
                 "volumes": h.volumes,
+                "backups": h.backups.iter().map(|a| json!({ "name": a.name(), "bytes": a.bytes })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         })
     }

@@ -102,6 +102,10 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
         }
     }
 
+    for (host, change) in super::exporters::converge(&fleet, &remote, &changed, &deploy_dir, &report)? {
+        record(&host, change);
+    }
+
     stop_if_asked("the database and monitoring are up; instances and Traefik were not changed")?;
     let plan = plan_instances(&run)?;
     for (host, host_changes) in start_instances(&run, &plan.start)? {

@@ -26,7 +26,17 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
             }),
         )?,
     );
-    let mut files = vec![script.clone()];
+    let probe = Artifact::public(
+        format!("{}/mongodb-probe.js", unit.dir),
+        templates::render(
+            "mongodb-probe",
+            &json!({
+                "uri": format!("mongodb://127.0.0.1:{port}/?directConnection=true&serverSelectionTimeoutMS=5000"),
+                "replica_set": fleet.mongodb.replica_set,
+            }),
+        )?,
+    );
+    let mut files = vec![script.clone(), probe.clone()];
     if fleet.mongodb.auth {
         let keyfile = credential(fleet, secrets, Generated::MongoKeyfile)?;
         let env = env_file(&[(Generated::MongoKeyfile, "MONGODB_KEYFILE", keyfile)])?;
@@ -56,6 +66,9 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
             },
             "labels": labels(fleet, unit),
             "init_digest": digest(&[&script]),
+            "probe_digest": digest(&[&probe]),
+            // Relative to this unit's folder, like every bind in these compose files.
+            "probe_textfile_volume": format!("../{}/textfile:/textfile", super::units::NODE_EXPORTER_DIR),
             "nats_digest": nats_digest,
             "auth": { "mongodb": fleet.mongodb.auth, "nats": fleet.nats.auth },
             "mongodb": {

@@ -6,11 +6,13 @@
 //! per compose unit (see [`units`]): `database/`, `monitoring/`, `traefik/`,
 //! `rocketchat/<instance>/`, `services/<service>-<n>/`.
 
+mod alertmanager;
 mod database;
 mod envfile;
 pub mod helm;
 mod layout;
 mod monitoring;
+mod node_exporter;
 mod rocketchat;
 mod scalar;
 mod secrets;
@@ -27,6 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host};
 
+pub use alertmanager::ALERTMANAGER_CONFIG_PATH;
 pub use layout::{audit_log, backups_dir, lock_file, secrets_file, INSTANCES_DIR, SERVICES_DIR};
 pub use monitoring::{
     grafana_root_url, prometheus_service_targets, prometheus_targets, PROMETHEUS_SERVICE_TARGETS_PATH, PROMETHEUS_TARGETS_PATH,
@@ -34,8 +37,8 @@ pub use monitoring::{
 pub use secrets::{credential, Generated, Redacted, SecretSource};
 pub use traefik::{ddp_streamers, traefik_dynamic, TRAEFIK_DYNAMIC_PATH};
 pub use units::{
-    database_unit, deploy_dir, host_units, instance_unit, monitoring_unit, one_shot, service_unit, traefik_unit, units,
-    Unit, UnitKind,
+    alertmanager_unit, database_unit, deploy_dir, host_units, instance_unit, monitoring_unit, node_exporter_unit, one_shot,
+    service_unit, traefik_unit, units, Unit, UnitKind,
 };
 
 /// Mode of files without secrets.
@@ -109,6 +112,8 @@ fn render_host(
         let rendered = match unit.kind {
             UnitKind::Database => database::render(fleet, host, &unit, secrets),
             UnitKind::Monitoring => monitoring::render(fleet, host, &unit, secrets),
+            UnitKind::Alertmanager => alertmanager::render(fleet, host, &unit, secrets),
+            UnitKind::NodeExporter => node_exporter::render(fleet, host, &unit),
             UnitKind::Traefik => traefik::render(fleet, host, &unit),
             UnitKind::Instance => {
                 let instance = host.instances.iter().find(|i| i.name == unit.name).expect("unit from this host");

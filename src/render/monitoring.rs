@@ -1,5 +1,6 @@
-//! The monitoring unit: Prometheus (Rocket.Chat targets through `file_sd`, Traefik, itself;
-//! the alert rules of `prometheus/alerts.yml.hbs`)
+//! The monitoring unit: Prometheus (Rocket.Chat targets through `file_sd`, Traefik, itself,
+//! every host's node exporter, NATS through the blackbox exporter, Alertmanager when
+//! configured; the alert rules of `prometheus/alerts.yml.hbs`)
 //! and Grafana (provisioned Prometheus datasource, our dashboard, admin password only through
 //! a 0600 file, from the inventory or generated), both bound to the monitoring host's private address.
 
@@ -57,12 +58,26 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
             &json!({
                 "traefik_target": format!("{}:{}", traefik.private_address, fleet.traefik.metrics_port),
                 "prometheus_target": format!("{address}:{}", monitoring.prometheus_port),
+                "blackbox_target": format!("{address}:{}", monitoring.blackbox_port),
+                "nats_healthz": format!("http://{}:{}/healthz", fleet.database_host().private_address, fleet.nats.monitor_port),
+                "alertmanager_target": monitoring.alertmanager.as_ref().map(|a| format!("{address}:{}", a.port)),
             }),
         )?,
     );
     let alerts = Artifact::public(
         format!("{dir}/prometheus/alerts.yml"),
         templates::render("prometheus-alerts", &json!({ "alert_for": monitoring.alert_for }))?,
+    );
+    let blackbox = Artifact::public(format!("{dir}/blackbox/blackbox.yml"), templates::render("blackbox", &json!({}))?);
+    // Every host of the inventory; written with the unit, like the services' targets.
+    let node_groups: Vec<_> = fleet
+        .hosts
+        .iter()
+        .map(|h| json!({ "target": format!("{}:{}", h.private_address, monitoring.node_exporter_port), "host": h.name }))
+        .collect();
+    let node_targets = Artifact::public(
+        format!("{dir}/prometheus/file_sd/node/hosts.yml"),
+        templates::render("file-sd-nodes", &json!({ "groups": node_groups }))?,
     );
     let instances: Vec<&Instance> = fleet.instances().collect();
     let targets = Artifact::public(format!("{dir}/prometheus/file_sd/rocketchat.yml"), prometheus_targets(&instances)?);
@@ -97,12 +112,17 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
             "images": {
                 "prometheus": fleet.images.prometheus.to_string(),
                 "grafana": fleet.images.grafana.to_string(),
+                "blackbox_exporter": fleet.images.blackbox_exporter.to_string(),
             },
             "labels": labels(fleet, unit),
             "prometheus": {
                 "retention_flag": format!("--storage.tsdb.retention.time={}", monitoring.retention),
                 "listen_flag": format!("--web.listen-address={address}:{}", monitoring.prometheus_port),
                 "digest": digest(&[&prometheus_config, &alerts]),
+            },
+            "blackbox": {
+                "listen_flag": format!("--web.listen-address={address}:{}", monitoring.blackbox_port),
+                "digest": digest(&[&blackbox]),
             },
             "grafana": {
                 "address": address,
@@ -119,6 +139,8 @@ pub fn render(fleet: &Fleet, host: &Host, unit: &Unit, secrets: &dyn SecretSourc
         prometheus_config,
         alerts,
         targets,
+        node_targets,
+        blackbox,
         datasource,
         dashboards,
         dashboard,

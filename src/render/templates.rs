@@ -17,6 +17,8 @@ use crate::error::{Error, Result};
 const COMPOSE: &[(&str, &str)] = &[
     ("database", include_str!("../../compose/database.yml.hbs")),
     ("monitoring", include_str!("../../compose/monitoring.yml.hbs")),
+    ("alertmanager", include_str!("../../compose/alertmanager.yml.hbs")),
+    ("node-exporter", include_str!("../../compose/node-exporter.yml.hbs")),
     ("rocketchat", include_str!("../../compose/rocketchat.yml.hbs")),
     ("service", include_str!("../../compose/service.yml.hbs")),
     ("traefik", include_str!("../../compose/traefik.yml.hbs")),
@@ -24,6 +26,10 @@ const COMPOSE: &[(&str, &str)] = &[
 const PLAIN: &[(&str, &str)] = &[
     ("replica-set", include_str!("../../compose/replica-set.js.hbs")),
     ("nats-conf", include_str!("../../compose/nats.conf.hbs")),
+    ("mongodb-probe", include_str!("../../compose/mongodb-probe.js.hbs")),
+    ("alertmanager-config", include_str!("../../prometheus/alertmanager.yml.hbs")),
+    ("blackbox", include_str!("../../prometheus/blackbox.yml.hbs")),
+    ("file-sd-nodes", include_str!("../../prometheus/file-sd-nodes.yml.hbs")),
     ("traefik-static", include_str!("../../traefik/static.yml.hbs")),
     ("prometheus", include_str!("../../prometheus/prometheus.yml.hbs")),
     ("file-sd", include_str!("../../prometheus/file-sd.yml.hbs")),

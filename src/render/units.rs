@@ -11,8 +11,12 @@ use crate::microservices::{self, ServiceContainer};
 pub enum UnitKind {
     /// MongoDB, its replica-set initiation, NATS.
     Database,
-    /// Prometheus and Grafana.
+    /// Prometheus, Grafana and the blackbox exporter (which probes NATS for Prometheus).
     Monitoring,
+    /// Alertmanager, on the monitoring host when `[monitoring.alertmanager]` is given.
+    Alertmanager,
+    /// The node exporter, on every host.
+    NodeExporter,
     /// The load balancer.
     Traefik,
     /// One Rocket.Chat instance.
@@ -23,14 +27,23 @@ pub enum UnitKind {
 
 impl UnitKind {
     /// Every kind, in start order.
-    pub const ALL: [UnitKind; 5] =
-        [UnitKind::Database, UnitKind::Monitoring, UnitKind::Traefik, UnitKind::Instance, UnitKind::Service];
+    pub const ALL: [UnitKind; 7] = [
+        UnitKind::Database,
+        UnitKind::Monitoring,
+        UnitKind::Alertmanager,
+        UnitKind::NodeExporter,
+        UnitKind::Traefik,
+        UnitKind::Instance,
+        UnitKind::Service,
+    ];
 
     /// The compose service names in a unit of this kind, in start order.
     pub fn services(self) -> &'static [&'static str] {
         match self {
-            UnitKind::Database => &["mongodb-keyfile", "mongodb", "mongodb-init", "nats"],
-            UnitKind::Monitoring => &["prometheus", "grafana"],
+            UnitKind::Database => &["mongodb-keyfile", "mongodb", "mongodb-init", "nats", "mongodb-probe"],
+            UnitKind::Monitoring => &["prometheus", "grafana", "blackbox-exporter"],
+            UnitKind::Alertmanager => &["alertmanager"],
+            UnitKind::NodeExporter => &["node-exporter"],
             UnitKind::Traefik => &["traefik"],
             UnitKind::Instance => &["rocketchat"],
             UnitKind::Service => &["service"],
@@ -41,7 +54,9 @@ impl UnitKind {
     pub fn role(self) -> Role {
         match self {
             UnitKind::Database => Role::Database,
-            UnitKind::Monitoring => Role::Monitoring,
+            UnitKind::Monitoring | UnitKind::Alertmanager => Role::Monitoring,
+            // Every host runs one; the database host always exists.
+            UnitKind::NodeExporter => Role::Database,
             UnitKind::Traefik => Role::Traefik,
             UnitKind::Instance | UnitKind::Service => Role::Rocketchat,
         }
@@ -78,7 +93,9 @@ impl Unit {
         match self.kind {
             // The Database Tools image too, so an upgrade's backup never waits for a pull.
             UnitKind::Database => vec![images.mongodb.clone(), images.nats.clone(), images.mongodb_tools.clone()],
-            UnitKind::Monitoring => vec![images.prometheus.clone(), images.grafana.clone()],
+            UnitKind::Monitoring => vec![images.prometheus.clone(), images.grafana.clone(), images.blackbox_exporter.clone()],
+            UnitKind::Alertmanager => vec![images.alertmanager.clone()],
+            UnitKind::NodeExporter => vec![images.node_exporter.clone()],
             UnitKind::Traefik => vec![images.traefik.clone()],
             UnitKind::Instance => vec![images.rocketchat.clone()],
             UnitKind::Service => self
@@ -122,6 +139,22 @@ pub fn monitoring_unit(fleet: &Fleet) -> Option<Unit> {
     Some(unit(fleet, UnitKind::Monitoring, "monitoring", &host.name, "monitoring".into()))
 }
 
+/// Alertmanager's unit, when the inventory has `[monitoring.alertmanager]` and a monitoring host.
+pub fn alertmanager_unit(fleet: &Fleet) -> Option<Unit> {
+    fleet.monitoring.alertmanager.as_ref()?;
+    let host = fleet.monitoring_host()?;
+    Some(unit(fleet, UnitKind::Alertmanager, "alertmanager", &host.name, "alertmanager".into()))
+}
+
+/// The node exporter's unit on `host` (every host has one).
+pub fn node_exporter_unit(fleet: &Fleet, host: &Host) -> Unit {
+    unit(fleet, UnitKind::NodeExporter, "node-exporter", &host.name, NODE_EXPORTER_DIR.into())
+}
+
+/// The node exporter's folder on every host; its `textfile/` holds metrics other units write
+/// for it (the database host's MongoDB probe).
+pub const NODE_EXPORTER_DIR: &str = "node-exporter";
+
 pub fn traefik_unit(fleet: &Fleet) -> Unit {
     unit(fleet, UnitKind::Traefik, "traefik", &fleet.traefik_host().name, "traefik".into())
 }
@@ -134,8 +167,8 @@ pub fn service_unit(fleet: &Fleet, container: &ServiceContainer) -> Unit {
     unit(fleet, UnitKind::Service, &container.name, &container.host, format!("{SERVICES_DIR}/{}", container.name))
 }
 
-/// The units on `host`: database, monitoring, traefik (those it has), its instances, then its
-/// service containers.
+/// The units on `host`: database, monitoring, alertmanager, traefik (those it has), the node
+/// exporter, its instances, then its service containers.
 pub fn host_units(fleet: &Fleet, host: &Host) -> Vec<Unit> {
     let mut units = Vec::new();
     if host.has_role(Role::Database) {
@@ -143,10 +176,12 @@ pub fn host_units(fleet: &Fleet, host: &Host) -> Vec<Unit> {
     }
     if host.has_role(Role::Monitoring) {
         units.push(unit(fleet, UnitKind::Monitoring, "monitoring", &host.name, "monitoring".into()));
+        units.extend(alertmanager_unit(fleet));
     }
     if host.has_role(Role::Traefik) {
         units.push(unit(fleet, UnitKind::Traefik, "traefik", &host.name, "traefik".into()));
     }
+    units.push(node_exporter_unit(fleet, host));
     units.extend(host.instances.iter().map(|instance| instance_unit(fleet, instance)));
     let services = microservices::containers(fleet);
     units.extend(services.iter().filter(|c| c.host == host.name).map(|c| service_unit(fleet, c)));

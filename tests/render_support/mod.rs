@@ -106,6 +106,7 @@ pub fn known_secrets() -> Values {
         .with("BIG_MAIL_URL", "smtp://big-mail-5555@mail.example")
         .with("BIG_MONGO_APP_PASSWORD", "big:mongo/app@pw-6666")
         .with("BIG_NATS_PASSWORD", "BigNatsPw7777")
+        .with("BIG_ALERT_WEBHOOK", "https://chat.example.com/hooks/big-alert-token-9999")
         .with("SCALED_LICENSE", "scaled-license-scalability-8888")
 }
 
