@@ -200,7 +200,12 @@ fn start(ssh: &Ssh, request: &Request, deadline: Instant) -> std::result::Result
             Err(e) => return Err(format!("sending the request failed: {e}")),
         }
     }
-    retry(session, fd, deadline, || channel.send_eof()).map_err(|e| format!("sending the request failed: {e}"))?;
+    // A command's input ends here. An HTTP request is not half-closed: Node's HTTP server
+    // (Rocket.Chat) drops the requests it is still answering when the client's side ends
+    // (`httpAllowHalfOpen` is off by default); `Connection: close` makes the server end instead.
+    if matches!(request.0, Kind::Exec { .. }) {
+        retry(session, fd, deadline, || channel.send_eof()).map_err(|e| format!("sending the request failed: {e}"))?;
+    }
     Ok(channel)
 }
 

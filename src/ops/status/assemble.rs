@@ -8,6 +8,7 @@ use super::observe::Observed;
 use super::{HostStatus, InstanceStatus, MicroserviceStatus, ServiceStatus, Status};
 use crate::fleet::{Fleet, Host, Instance};
 use crate::ops::converge::long_running;
+use crate::ops::probe::Container;
 use crate::ops::wait::Poll;
 use crate::render::{self, UnitKind, INSTANCES_DIR};
 
@@ -130,22 +131,10 @@ fn instance_status(
     let container = o.and_then(|o| o.containers.iter().find(|c| c.unit == instance.name && c.service == "rocketchat"));
     let (ready, version) = o.and_then(|o| o.instances.get(&instance.name)).cloned().unwrap_or((Err("host unreachable".into()), None));
     let mut own = Vec::new();
-    let state = match (o, container) {
-        (None, _) => "unknown".to_string(),
-        (Some(_), None) => {
-            own.push("no container (run `rcfleet up`)".to_string());
-            "missing".to_string()
-        }
-        (Some(_), Some(c)) => {
-            if !c.running() {
-                own.push(format!("container {} is {}", short(&c.id), c.state));
-            }
-            if c.image != expected_image {
-                own.push(format!("runs image {}, the inventory says {expected_image}", c.image));
-            }
-            c.state.clone()
-        }
-    };
+    let state = container_state(o.is_some(), container, &mut own);
+    if let Some(c) = container.filter(|c| c.image != expected_image) {
+        own.push(format!("runs image {}, the inventory says {expected_image}", c.image));
+    }
     if o.is_some() {
         if let Err(why) = &ready {
             own.push(format!("not ready ({why})"));
@@ -178,6 +167,24 @@ fn instance_status(
         traefik: traefik_state,
         prometheus: prometheus_state,
         problems: own,
+    }
+}
+
+/// A unit's container as shown: Docker's state, `unknown` when its host was not reached,
+/// `missing` when there is none; what is wrong with it goes to `own`.
+fn container_state(reached: bool, container: Option<&Container>, own: &mut Vec<String>) -> String {
+    match (reached, container) {
+        (false, _) => "unknown".to_string(),
+        (true, None) => {
+            own.push("no container (run `rcfleet up`)".to_string());
+            "missing".to_string()
+        }
+        (true, Some(c)) => {
+            if !c.running() {
+                own.push(format!("container {} is {}", short(&c.id), c.state));
+            }
+            c.state.clone()
+        }
     }
 }
 
@@ -260,19 +267,7 @@ fn microservices(fleet: &Fleet, seen: &Observations, problems: &mut Vec<String>)
         let container = o.and_then(|o| o.containers.iter().find(|c| c.unit == wanted.name));
         let health = o.and_then(|o| o.microservices.get(&wanted.name)).cloned().unwrap_or(Err("host unreachable".into()));
         let mut own = Vec::new();
-        let state = match (o, container) {
-            (None, _) => "unknown".to_string(),
-            (Some(_), None) => {
-                own.push("no container (run `rcfleet up`)".to_string());
-                "missing".to_string()
-            }
-            (Some(_), Some(c)) => {
-                if !c.running() {
-                    own.push(format!("container {} is {}", short(&c.id), c.state));
-                }
-                c.state.clone()
-            }
-        };
+        let state = container_state(o.is_some(), container, &mut own);
         let version = container.and_then(|c| c.image.rsplit_once(':')).map(|(_, tag)| tag.to_string());
         if o.is_some() {
             if let Err(why) = &health {
@@ -310,7 +305,6 @@ fn microservices(fleet: &Fleet, seen: &Observations, problems: &mut Vec<String>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::probe::Container;
 
     fn fleet() -> Fleet {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/three-app-hosts.toml")).unwrap();
