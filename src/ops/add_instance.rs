@@ -72,6 +72,8 @@ pub fn add_instance(inventory_path: &Path, options: &AddOptions) -> Result<Insta
 
     let report = Reporter::new(inventory_path, "add-instance");
     let remote = Hosts::connect_fleet(&fleet, &options.connect, &report)?;
+    // The instances that run stay on the ports their hosts record (new ones start on their primary pair).
+    let fleet = super::slots::current(&fleet, &remote)?;
     let names: Vec<&str> = added.iter().map(|i| i.name.as_str()).collect();
     let command = format!("rcfleet add-instance {}", names.join(" "));
     let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), &command, None)?;

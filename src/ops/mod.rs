@@ -26,6 +26,7 @@ pub mod report;
 pub mod rollout;
 pub mod restore;
 pub mod secrets;
+pub mod slots;
 pub mod services;
 pub mod status;
 pub mod up;

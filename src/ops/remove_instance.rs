@@ -43,6 +43,11 @@ pub fn remove_instance(inventory_path: &Path, options: &RemoveOptions) -> Result
 
     let report = Reporter::new(inventory_path, "remove-instance");
     let remote = Hosts::connect_fleet(&before, &options.connect, &report)?;
+    // Each instance on the ports its host records (a start-first upgrade alternates them).
+    let before = super::slots::current(&before, &remote)?;
+    let fleet = super::slots::current(&fleet, &remote)?;
+    let removed: Vec<Instance> =
+        removed.iter().map(|r| before.instances().find(|i| i.name == r.name).unwrap_or(r).clone()).collect();
     let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), &command, None)?;
     let deploy_dir = render::deploy_dir(&fleet);
     let remaining: Vec<&Instance> = fleet.instances().collect();
@@ -67,7 +72,7 @@ pub fn remove_instance(inventory_path: &Path, options: &RemoveOptions) -> Result
                 instance.host, instance.name
             )));
         }
-        conn.run(&crate::remote::Argv::new("rm").args(["-rf", "--", &dir]))?;
+        conn.run(&crate::remote::Argv::new("rm").args(["-rf", "--", &dir, &super::slots::file(&before, instance)]))?;
         report.step("instance", &instance.host, format!("{} stopped and removed ({dir})", instance.name));
         changes.entry(instance.host.clone()).or_default().push(format!("removed {} and {dir}", instance.name));
     }

@@ -41,6 +41,8 @@ pub fn restore(inventory_path: &Path, options: &RestoreOptions, confirm: impl Fn
     let fleet = inventory::load(inventory_path)?;
     let report = Reporter::new(inventory_path, "restore");
     let remote = Hosts::connect_fleet(&fleet, &options.connect, &report)?;
+    // Each instance on the ports its host records (a start-first upgrade alternates them).
+    let fleet = super::slots::current(&fleet, &remote)?;
     let db = remote.host(&fleet.database_host().name);
     let all = backup::archives(&fleet, db)?;
     let archive = find(&all, &options.archive).ok_or_else(|| {

@@ -88,6 +88,11 @@ pub struct InstanceStatus {
     pub name: String,
     pub host: String,
     pub url: String,
+    /// The HTTP and metrics ports it listens on now.
+    pub port: u16,
+    pub metrics_port: u16,
+    /// `primary` or `spare`: which of its two port pairs (a start-first upgrade alternates them).
+    pub slot: String,
     /// Docker's state (`running`, `exited`, ...), `missing`, or `unknown` (host unreachable).
     pub container: String,
     pub container_id: Option<String>,
@@ -119,6 +124,8 @@ pub fn status(inventory_path: &Path, connect: &ConnectOptions) -> Result<Status>
     render::render(&fleet, &secrets::Store::preview())?;
     let hosts: Vec<&Host> = fleet.hosts.iter().collect();
     let (remote, unreachable) = Hosts::connect_reachable(&hosts, connect)?;
+    // Each instance on the ports its host records (a start-first upgrade alternates them).
+    let fleet = super::slots::current(&fleet, &remote)?;
     let unreachable: BTreeMap<String, String> = unreachable.into_iter().collect();
     // The generated secrets, for comparing the files that hold them (by hash) and for logging
     // in to MongoDB; without them (database host unreachable, never brought up) secret files
@@ -311,7 +318,8 @@ fn assemble(fleet: &Fleet, observed: &BTreeMap<String, Option<Observed>>, unreac
                     }
                 }
                 for dir in &o.unit_dirs {
-                    if !host.instances.iter().any(|i| &i.name == dir) {
+                    let expected = format!("{INSTANCES_DIR}/{dir}");
+                    if !host.instances.iter().any(|i| render::instance_unit(fleet, i).dir == expected) {
                         problems.push(format!("{}: unexpected instance directory {INSTANCES_DIR}/{dir}", host.name));
                         status.unexpected_units.push(format!("{INSTANCES_DIR}/{dir}"));
                     }
@@ -375,6 +383,9 @@ fn assemble(fleet: &Fleet, observed: &BTreeMap<String, Option<Observed>>, unreac
             name: instance.name.clone(),
             host: instance.host.clone(),
             url: instance.url(),
+            port: instance.port,
+            metrics_port: instance.metrics_port,
+            slot: instance.slot.name().to_string(),
             container: state,
             container_id: container.map(|c| short(&c.id)),
             image: container.map(|c| c.image.clone()),
@@ -537,14 +548,15 @@ impl Outcome for Status {
             out.push_str(&format!("{:<8}  {:<16}  {:<20}  {reachable:<9}  {files}\n", host.name, host.address, host.roles.join(",")));
         }
         out.push_str(&format!(
-            "\n{:<10}  {:<8}  {:<10}  {:<5}  {:<10}  {:<7}  {}\n",
-            "INSTANCE", "HOST", "CONTAINER", "READY", "VERSION", "TRAEFIK", "PROMETHEUS"
+            "\n{:<10}  {:<8}  {:<10}  {:<10}  {:<5}  {:<10}  {:<7}  {}\n",
+            "INSTANCE", "HOST", "PORTS", "CONTAINER", "READY", "VERSION", "TRAEFIK", "PROMETHEUS"
         ));
         for i in &self.instances {
             let ready = if i.ready { "yes" } else { "no" };
             let version = i.version.as_deref().unwrap_or("-");
+            let ports = format!("{}/{}", i.port, i.metrics_port);
             out.push_str(&format!(
-                "{:<10}  {:<8}  {:<10}  {ready:<5}  {version:<10}  {:<7}  {}\n",
+                "{:<10}  {:<8}  {ports:<10}  {:<10}  {ready:<5}  {version:<10}  {:<7}  {}\n",
                 i.name, i.host, i.container, i.traefik, i.prometheus
             ));
         }

@@ -61,6 +61,8 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
         report.warn(warning);
     }
     let (remote, unreachable) = connect(&full_fleet, options, &report)?;
+    // Each instance on the ports its host records (a start-first upgrade alternates them).
+    let full_fleet = super::slots::current(&full_fleet, &remote)?;
     // App hosts that cannot be reached are left out of this run, so the rest of the fleet still
     // converges; the run then fails naming them. Their instances stay in Traefik's and
     // Prometheus' lists, which are rendered from the whole inventory: an SSH problem on the
@@ -435,6 +437,8 @@ fn roll_changes(full_fleet: &Fleet, remote: &Hosts, artifacts: &[HostArtifacts],
         forward_only: None,
         on_progress: None,
         finish: "run `rcfleet up` again",
+        start_first: false,
+        moved: Default::default(),
     };
     rollout.rolling(&batches).map_err(|story| Error::failed(format!("replacing changed instances stopped.\n{story}")))?;
     Ok(replace.to_vec())

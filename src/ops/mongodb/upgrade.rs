@@ -154,6 +154,8 @@ pub fn upgrade(inventory_path: &Path, options: &MongoUpgradeOptions) -> Result<M
     let fleet = inventory::load(inventory_path)?;
     let report = Reporter::new(inventory_path, "mongodb upgrade");
     let remote = Hosts::connect_fleet(&fleet, &options.connect, &report)?;
+    // Each instance on the ports its host records (a start-first upgrade alternates them).
+    let fleet = crate::ops::slots::current(&fleet, &remote)?;
     let db = remote.host(&fleet.database_host().name);
     let store = Store::load(&fleet, db)?;
     let login = secrets::mongo_admin(&fleet, &store)?;
