@@ -76,6 +76,13 @@ pub struct Rollout<'a> {
 
 type Timings = (Vec<(String, f64)>, Vec<(String, f64)>);
 
+/// The old containers of a start-first batch, out of Traefik since `left_traefik`.
+struct Retire {
+    old: Vec<Instance>,
+    left_traefik: Instant,
+    drain: Duration,
+}
+
 /// Why replacing a batch stopped, and whether any of its instances had been touched.
 struct Failure {
     /// False when Traefik never confirmed the drain: the batch still serves, untouched.
@@ -99,8 +106,30 @@ impl<'a> Rollout<'a> {
     }
 
     /// Canary then batches. On failure, see [`Recovery`] and `forward_only`; the error says
-    /// what happened to each instance and how to go on.
+    /// what happened to each instance and how to go on. Start-first drains and stops a batch's
+    /// old containers in the background while the next batch boots, so a batch costs
+    /// max(boot, drain) instead of boot + drain.
     pub fn rolling(&self, batches: &[Vec<&'a Instance>]) -> std::result::Result<Timings, String> {
+        std::thread::scope(|scope| {
+            let handles = std::cell::RefCell::new(Vec::new());
+            let retire_later = |old: Retire| handles.borrow_mut().push(scope.spawn(move || self.retire(old)));
+            let wait_retired = || {
+                for handle in handles.borrow_mut().drain(..) {
+                    let _ = handle.join();
+                }
+            };
+            let result = self.rolling_with(batches, &retire_later, &wait_retired);
+            wait_retired();
+            result
+        })
+    }
+
+    fn rolling_with(
+        &self,
+        batches: &[Vec<&'a Instance>],
+        retire_later: &dyn Fn(Retire),
+        wait_retired: &dyn Fn(),
+    ) -> std::result::Result<Timings, String> {
         let mut in_service: Vec<&Instance> = self.old.instances().collect();
         let mut phases = Vec::new();
         let mut timings = Vec::new();
@@ -121,7 +150,12 @@ impl<'a> Rollout<'a> {
                 self.finish
             ));
             let started = Instant::now();
-            match self.swap(batch, &mut in_service, Side::New, &label) {
+            let result = self.swap(batch, &mut in_service, Side::New, &label, retire_later);
+            if result.is_err() {
+                // Recovery may start instances on the ports the retiring ones still hold.
+                wait_retired();
+            }
+            match result {
                 Ok(times) => {
                     timings.extend(times);
                     phases.push((label, started.elapsed().as_secs_f64()));
@@ -233,16 +267,20 @@ impl<'a> Rollout<'a> {
         }
     }
 
-    /// Replaces `batch` with `side`'s release the way this rollout does it.
+    /// Replaces `batch` with `side`'s release the way this rollout does it; start-first hands
+    /// the old containers to `retire`.
     fn swap(
         &self,
         batch: &[&'a Instance],
         in_service: &mut Vec<&'a Instance>,
         side: Side,
         label: &str,
+        retire: &dyn Fn(Retire),
     ) -> std::result::Result<Vec<(String, f64)>, Failure> {
         if self.start_first {
-            self.replace_start_first(batch, in_service, side, label)
+            let (times, old) = self.replace_start_first(batch, in_service, side, label)?;
+            retire(old);
+            Ok(times)
         } else {
             self.replace(batch, in_service, side, label)
         }
@@ -258,16 +296,16 @@ impl<'a> Rollout<'a> {
 
     /// Start-first: `side`'s release starts on each instance's other port pair beside the old
     /// container; once all are ready, Traefik lists both, confirmed UP; then the old ones leave
-    /// Traefik, drain and stop. Returns each instance's time from start to old one stopped.
-    /// Until the old ones leave Traefik a failure removes the new containers only
-    /// (`touched: false`: the batch still serves as it was).
+    /// Traefik. Returns each instance's time from start to old one out of Traefik, and the old
+    /// containers, to drain and stop ([`Rollout::retire`]). Until the old ones leave Traefik a
+    /// failure removes the new containers only (`touched: false`: the batch serves as it was).
     fn replace_start_first(
         &self,
         batch: &[&'a Instance],
         in_service: &mut Vec<&'a Instance>,
         side: Side,
         label: &str,
-    ) -> std::result::Result<Vec<(String, f64)>, Failure> {
+    ) -> std::result::Result<(Vec<(String, f64)>, Retire), Failure> {
         let fleet = self.fleet(side);
         let release = &fleet.workspace.release;
         let started = Instant::now();
@@ -297,15 +335,22 @@ impl<'a> Rollout<'a> {
         for instance in &new {
             slots::record(fleet, self.remote.host(&instance.host), instance, instance.slot).map_err(|e| touched(e.to_string()))?;
         }
-        let drained: Vec<&str> = batch.iter().map(|i| i.name.as_str()).collect();
-        drain(self.report, Duration::from_secs(fleet.upgrade.drain_seconds), &drained);
-        let stopped = remote::fan_out(&old, CONCURRENCY, |i| i.name.clone(), |instance| self.remove_unit(instance));
-        if let Err(err) = remote::all_succeeded(stopped) {
-            self.report.warn(format!("the new {} serve, but stopping the old containers failed: {err}", names(batch)));
-        }
         let seconds = started.elapsed().as_secs_f64();
         self.report.step("upgrade", "", format!("{label}: {} on {release} on their other ports ({seconds:.1} s)", names(batch)));
-        Ok(batch.iter().map(|i| (i.name.clone(), seconds)).collect())
+        let times = batch.iter().map(|i| (i.name.clone(), seconds)).collect();
+        Ok((times, Retire { old, left_traefik: Instant::now(), drain: Duration::from_secs(fleet.upgrade.drain_seconds) }))
+    }
+
+    /// Lets requests in flight to `retiring`'s containers finish, then stops and removes them.
+    /// The new ones serve already: a failure here is a warning.
+    fn retire(&self, retiring: Retire) {
+        std::thread::sleep(retiring.drain.saturating_sub(retiring.left_traefik.elapsed()));
+        let refs: Vec<&Instance> = retiring.old.iter().collect();
+        let stopped = remote::fan_out(&retiring.old, CONCURRENCY, |i| i.name.clone(), |instance| self.remove_unit(instance));
+        match remote::all_succeeded(stopped) {
+            Ok(_) => self.report.step("drain", "", format!("old {} drained ({} s) and stopped", names(&refs), retiring.drain.as_secs())),
+            Err(err) => self.report.warn(format!("the new {} serve, but stopping the old containers failed: {err}", names(&refs))),
+        }
     }
 
     /// After a failed start: removes the new containers of `new`; returns `failure` with what
@@ -382,7 +427,7 @@ impl<'a> Rollout<'a> {
 
     /// Puts `batch` back on the old release and into Traefik; says how that went.
     fn restore(&self, batch: &[&'a Instance], in_service: &mut Vec<&'a Instance>, what: &str) -> String {
-        match self.swap(batch, in_service, Side::Old, "rollback") {
+        match self.swap(batch, in_service, Side::Old, "rollback", &|old| self.retire(old)) {
             Ok(_) => format!("rolled back ({what}): {} on {} and back in Traefik", names(batch), self.old.workspace.release),
             Err(Failure { message: failure, .. }) => format!(
                 "rolling back {} ({what}) failed: {failure}; they stay out of Traefik. Fix the host, then run `rcfleet up` \

@@ -16,12 +16,13 @@ struct HostMemory {
     available_mib: u64,
     /// The most memory one of its running instances uses; `None` when none reports it.
     per_instance_mib: Option<u64>,
-    /// Instances of this host one batch starts at once.
+    /// Instances of this host that run twice at once: one batch booting beside its old
+    /// containers while the batch before it drains.
     at_once: u64,
 }
 
-/// `Ok(why)` when every app host has MemAvailable for `batch` more instances (as large as its
-/// largest running one), `Err(why not)` otherwise, naming the host.
+/// `Ok(why)` when every app host has MemAvailable for two batches more instances (as large as
+/// its largest running one), `Err(why not)` otherwise, naming the host.
 pub fn start_first_fits(fleet: &Fleet, remote: &Hosts, batch: u32) -> Result<std::result::Result<String, String>> {
     let hosts: Vec<&Host> = fleet.hosts_with(Role::Rocketchat).collect();
     let looked = remote::fan_out(&hosts, CONCURRENCY, |h| h.name.clone(), |host| {
@@ -41,7 +42,7 @@ pub fn start_first_fits(fleet: &Fleet, remote: &Hosts, batch: u32) -> Result<std
         }
         fits.push(format!("{name} {}/{need} MiB", memory.available_mib));
     }
-    Ok(Ok(format!("memory available/needed for one more instance per batch: {}", fits.join(", "))))
+    Ok(Ok(format!("memory available/needed for the instances two batches run twice: {}", fits.join(", "))))
 }
 
 fn host_memory(fleet: &Fleet, remote: &Hosts, conn: &Connection, host: &Host, batch: u32) -> Result<HostMemory> {
@@ -72,6 +73,6 @@ fn host_memory(fleet: &Fleet, remote: &Hosts, conn: &Connection, host: &Host, ba
     Ok(HostMemory {
         available_mib: available_kib / 1024,
         per_instance_mib: per_instance.map(|bytes| bytes.div_ceil(1024 * 1024)),
-        at_once: u64::from(batch).min(host.instances.len() as u64),
+        at_once: (2 * u64::from(batch)).min(host.instances.len() as u64),
     })
 }
