@@ -675,6 +675,23 @@ mod tests {
     }
 
     #[test]
+    fn an_instance_alternates_between_its_port_pairs() {
+        let primary = Instance {
+            name: "app1-1".into(),
+            host: "app1".into(),
+            index: 1,
+            private_address: "10.0.0.31".into(),
+            port: 3001,
+            metrics_port: 9459,
+            slot: Slot::Primary,
+        };
+        let spare = primary.on_slot(Slot::Spare);
+        assert_eq!((spare.port, spare.metrics_port, spare.slot), (4001, 10459, Slot::Spare));
+        assert_eq!(spare.on_slot(spare.slot.other()), primary);
+        assert_eq!(primary.on_slot(Slot::Primary), primary);
+    }
+
+    #[test]
     fn percent_encoding_keeps_unreserved_only() {
         assert_eq!(percent_encode("Ab9-._~"), "Ab9-._~");
         assert_eq!(percent_encode("p@ss:w/d?#%"), "p%40ss%3Aw%2Fd%3F%23%25");
