@@ -217,6 +217,48 @@ pub struct JumpHost {
     pub port: Option<u16>,
 }
 
+/// Which of its two port pairs an instance listens on. A start-first upgrade starts the new
+/// release on the other pair beside the running one, so the pair alternates with each
+/// upgrade; the host records the current one (`ops::slots`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Slot {
+    /// `port + index`, `metrics_port + index`: where `up` first starts an instance.
+    #[default]
+    Primary,
+    /// The same plus [`SPARE_PORT_OFFSET`].
+    Spare,
+}
+
+impl Slot {
+    pub fn other(self) -> Slot {
+        match self {
+            Slot::Primary => Slot::Spare,
+            Slot::Spare => Slot::Primary,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Slot::Primary => "primary",
+            Slot::Spare => "spare",
+        }
+    }
+
+    fn offset(self) -> u16 {
+        match self {
+            Slot::Primary => 0,
+            Slot::Spare => SPARE_PORT_OFFSET,
+        }
+    }
+}
+
+/// How far an instance's spare ports lie above its primary ones. A host runs at most 100
+/// instances (`instances` is 1 to 100), so the spare range `port + 1000 ..` never meets the
+/// primary range of the same host, and with the defaults (4000.., 10458..) none of the other
+/// listeners (microservices from 3100 and 9600, NATS 4222, ...); the listener check refuses
+/// any collision.
+pub const SPARE_PORT_OFFSET: u16 = 1000;
+
 /// One Rocket.Chat instance: a container with host networking on one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
@@ -226,11 +268,19 @@ pub struct Instance {
     pub index: u32,
     /// The address other hosts (Traefik, Prometheus) use to reach it.
     pub private_address: String,
+    /// The ports it listens on now, those of `slot`.
     pub port: u16,
     pub metrics_port: u16,
+    pub slot: Slot,
 }
 
 impl Instance {
+    /// The same instance listening on `slot`'s ports.
+    pub fn on_slot(&self, slot: Slot) -> Instance {
+        let shift = |port: u16| port - self.slot.offset() + slot.offset();
+        Instance { port: shift(self.port), metrics_port: shift(self.metrics_port), slot, ..self.clone() }
+    }
+
     /// The URL Traefik sends requests to.
     pub fn url(&self) -> String {
         format!("http://{}:{}", self.private_address, self.port)
@@ -381,8 +431,31 @@ pub struct AlertmanagerSettings {
     pub webhook_url: SecretRef,
 }
 
+/// `upgrade.strategy`: how a rolling upgrade replaces an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UpgradeStrategy {
+    /// Start-first where every app host has the memory for one more instance per batch,
+    /// stop-first elsewhere (`ops::upgrade::strategy`).
+    Auto,
+    /// Start the new release on the spare ports beside the old instance, then drain and stop the old.
+    StartFirst,
+    /// Drain and stop the old instance, then start the new release on the same ports.
+    StopFirst,
+}
+
+impl UpgradeStrategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            UpgradeStrategy::Auto => "auto",
+            UpgradeStrategy::StartFirst => "start-first",
+            UpgradeStrategy::StopFirst => "stop-first",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpgradePolicy {
+    pub strategy: UpgradeStrategy,
     pub batch_size: u32,
     pub drain_seconds: u64,
     pub readiness_timeout_seconds: u64,
@@ -520,6 +593,17 @@ impl Fleet {
         format!("{scheme}://{login}{}:{}", self.database_host().private_address, self.nats.port)
     }
 
+    /// The same fleet with each instance named in `slots` on that slot's ports.
+    pub fn with_slots(&self, slots: &BTreeMap<String, Slot>) -> Fleet {
+        let mut fleet = self.clone();
+        for instance in fleet.hosts.iter_mut().flat_map(|h| h.instances.iter_mut()) {
+            if let Some(slot) = slots.get(&instance.name) {
+                *instance = instance.on_slot(*slot);
+            }
+        }
+        fleet
+    }
+
     /// The compose project name for a unit on a host, e.g. `chat-database`, `chat-app1-0`.
     pub fn project_name(&self, unit: &str) -> String {
         format!("{}-{}", self.workspace.name, unit)
@@ -587,12 +671,14 @@ impl Fleet {
             listeners.push(listener(self.traefik.api_port, "Traefik API", "traefik.api_port", unit));
             listeners.push(listener(self.traefik.metrics_port, "Traefik metrics", "traefik.metrics_port", unit));
         }
-        for instance in &host.instances {
+        // Both port pairs of every instance: a start-first upgrade opens the one not in use.
+        for instance in host.instances.iter().flat_map(|i| [i.on_slot(Slot::Primary), i.on_slot(Slot::Spare)]) {
             let unit = Some(instance.name.as_str());
-            listeners.push(listener(instance.port, &format!("instance {}", instance.name), &format!("hosts[{index}].port"), unit));
+            let spare = if instance.slot == Slot::Spare { " (spare, for start-first upgrades)" } else { "" };
+            listeners.push(listener(instance.port, &format!("instance {}{spare}", instance.name), &format!("hosts[{index}].port"), unit));
             listeners.push(listener(
                 instance.metrics_port,
-                &format!("instance {} metrics", instance.name),
+                &format!("instance {} metrics{spare}", instance.name),
                 &format!("hosts[{index}].metrics_port"),
                 unit,
             ));
@@ -618,6 +704,23 @@ mod tests {
         for bad in ["8.1", "8.1.0.1", "v8.1.0", "8.1.0-beta", "08.1.0", "latest", "", "8.x", "8.1.0-rc."] {
             assert!(Release::parse(bad).is_none(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn an_instance_alternates_between_its_port_pairs() {
+        let primary = Instance {
+            name: "app1-1".into(),
+            host: "app1".into(),
+            index: 1,
+            private_address: "10.0.0.31".into(),
+            port: 3001,
+            metrics_port: 9459,
+            slot: Slot::Primary,
+        };
+        let spare = primary.on_slot(Slot::Spare);
+        assert_eq!((spare.port, spare.metrics_port, spare.slot), (4001, 10459, Slot::Spare));
+        assert_eq!(spare.on_slot(spare.slot.other()), primary);
+        assert_eq!(primary.on_slot(Slot::Primary), primary);
     }
 
     #[test]

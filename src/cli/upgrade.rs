@@ -15,7 +15,10 @@ pub struct UpgradeArgs {
     /// Instances replaced at a time after the canary (default: upgrade.batch_size, else 1).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub batch: Option<u32>,
-    /// `rolling` keeps serving; `recreate` stops every instance first (announced downtime).
+    /// `rolling` keeps serving, start-first or stop-first as `upgrade.strategy` says (auto:
+    /// start-first where every app host has the memory for it); `start-first` starts each new
+    /// instance on its spare ports before the old one stops; `stop-first` stops it first;
+    /// `recreate` stops every instance first (announced downtime).
     #[arg(long, value_enum, default_value = "rolling")]
     pub strategy: Strategy,
     /// Allow moving to an older release (database migrations cannot be undone).

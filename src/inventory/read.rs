@@ -291,11 +291,15 @@ fn instances(section: &Section, host: &str, private_address: &str, rocketchat: b
     let port = section.port("port", 3000, problems).unwrap_or(3000);
     let metrics_port = section.port("metrics_port", 9458, problems).unwrap_or(9458);
     for (key, first) in [("port", port), ("metrics_port", metrics_port)] {
-        if u32::from(first) + count.saturating_sub(1) > 65535 {
+        // The spare ports (start-first upgrades) lie SPARE_PORT_OFFSET above.
+        if u32::from(first) + count.saturating_sub(1) + u32::from(SPARE_PORT_OFFSET) > 65535 {
             problems.report(
                 section.value_span(key),
                 &section.key_path(key),
-                format!("{count} instances from port {first} run past 65535; choose a lower first port"),
+                format!(
+                    "{count} instances from port {first}, with their spare ports {SPARE_PORT_OFFSET} above, run past \
+                     65535; choose a lower first port"
+                ),
             );
             return Vec::new();
         }
@@ -310,6 +314,7 @@ fn instances(section: &Section, host: &str, private_address: &str, rocketchat: b
             private_address: private_address.to_string(),
             port: port + index as u16,
             metrics_port: metrics_port + index as u16,
+            slot: Slot::Primary,
         })
         .collect()
 }
@@ -602,11 +607,22 @@ fn monitoring(top: &Section, problems: &mut Problems) -> MonitoringSettings {
 }
 
 fn upgrade(top: &Section, problems: &mut Problems) -> UpgradePolicy {
-    let mut policy = UpgradePolicy { batch_size: 1, drain_seconds: 10, readiness_timeout_seconds: 300 };
+    let mut policy =
+        UpgradePolicy { strategy: UpgradeStrategy::Auto, batch_size: 1, drain_seconds: 10, readiness_timeout_seconds: 300 };
     let Some(section) = top.table("upgrade", false, problems) else {
         return policy;
     };
     section.reject_unknown_keys(&schema::names(schema::UPGRADE), problems);
+    match section.string("strategy", false, problems).as_deref() {
+        None | Some("auto") => {}
+        Some("start-first") => policy.strategy = UpgradeStrategy::StartFirst,
+        Some("stop-first") => policy.strategy = UpgradeStrategy::StopFirst,
+        Some(other) => problems.report(
+            section.value_span("strategy"),
+            &section.key_path("strategy"),
+            format!("unknown strategy {other:?}; use \"auto\", \"start-first\" (needs memory for one more instance per host) or \"stop-first\""),
+        ),
+    }
     if let Some(n) = section.number_in("batch_size", 1..=100, 1, problems) {
         policy.batch_size = n as u32;
     }

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 /// How often rcfleet looks again at something it waits for (readiness, Traefik's view):
 /// each look is one HTTP request through an open tunnel, and every wait sits on the path of a
 /// rolling upgrade, so a short interval saves real time per instance.
-pub const POLL: Duration = Duration::from_millis(150);
+pub const POLL: Duration = Duration::from_millis(100);
 use crate::fleet::{Fleet, Host, Instance};
 use crate::remote::{Argv, Connection, ExecOptions};
 use crate::render::{self, Artifact, HostArtifacts, Unit, UnitKind};
@@ -106,8 +106,13 @@ pub fn converge_unit(
 ) -> Result<Option<String>> {
     let prefix = format!("{}/", unit.dir);
     let changed_files: Vec<&String> = changed.get(&unit.host).into_iter().flatten().filter(|p| p.starts_with(&prefix)).collect();
-    let containers: Vec<probe::Container> =
-        probe::containers(remote, fleet, conn)?.into_iter().filter(|c| c.unit == unit.name).collect();
+    // A changed file means `compose up` anyway: the containers are listed only to say why
+    // otherwise (one Docker API round trip less per instance of a rollout).
+    let containers: Vec<probe::Container> = if changed_files.is_empty() {
+        probe::containers(remote, fleet, conn)?.into_iter().filter(|c| c.unit == unit.name && c.project == unit.project).collect()
+    } else {
+        Vec::new()
+    };
     let running: BTreeSet<&str> = containers.iter().filter(|c| c.running()).map(|c| c.service.as_str()).collect();
     let missing: Vec<&str> = long_running(unit).into_iter().filter(|s| !running.contains(s)).collect();
     if changed_files.is_empty() && missing.is_empty() {
@@ -127,7 +132,7 @@ pub fn converge_unit(
             tail.join("\n    ")
         )));
     }
-    let what = if missing.is_empty() {
+    let what = if !changed_files.is_empty() {
         format!("{} updated ({} file(s) changed)", unit.name, changed_files.len())
     } else if running.is_empty() {
         format!("{} started", unit.name)
@@ -161,15 +166,19 @@ pub fn wait_ready(fleet: &Fleet, remote: &Hosts, conn: &Connection, instance: &I
             report.step("instance", &instance.host, format!("{} ready at {}", instance.name, instance.url()));
             Ok(())
         }
-        Err(err) => Err(Error::failed(format!("{}: {}\n  {}", instance.host, err, container_story(fleet, remote, conn, &instance.name)?))),
+        Err(err) => {
+            let project = render::instance_unit(fleet, instance).project;
+            Err(Error::failed(format!("{}: {}\n  {}", instance.host, err, container_story(fleet, remote, conn, &instance.name, Some(&project))?)))
+        }
     }
 }
 
-/// What became of the container of `unit` on the host, for an error: its state and last log
+/// What became of the container of `unit` on the host (of its compose `project` when given:
+/// an instance has two during a start-first upgrade), for an error: its state and last log
 /// lines, or that it does not exist.
-pub fn container_story(fleet: &Fleet, remote: &Hosts, conn: &Connection, unit: &str) -> Result<String> {
+pub fn container_story(fleet: &Fleet, remote: &Hosts, conn: &Connection, unit: &str, project: Option<&str>) -> Result<String> {
     let containers = probe::containers(remote, fleet, conn)?;
-    Ok(match containers.iter().find(|c| c.unit == unit) {
+    Ok(match containers.iter().find(|c| c.unit == unit && project.is_none_or(|p| c.project == p)) {
         Some(container) => format!(
             "container {} is {}; its last lines:\n{}",
             &container.id[..12.min(container.id.len())],

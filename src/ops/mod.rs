@@ -29,6 +29,7 @@ pub mod run;
 pub mod restore;
 pub mod secrets;
 pub mod service_replicas;
+pub mod slots;
 pub mod services;
 pub mod status;
 pub mod up;

@@ -19,6 +19,8 @@ use crate::remote::{Argv, Connection, HttpResponse, Request, DOCKER_SOCKET};
 pub struct Container {
     pub id: String,
     pub unit: String,
+    /// Its compose project: an instance has two during a start-first upgrade (`render::instance_unit`).
+    pub project: String,
     pub service: String,
     pub image: String,
     /// Docker's state: `running`, `exited`, `created`, ...
@@ -78,6 +80,7 @@ fn workspace_containers(fleet: &Fleet, list: Vec<ContainerSummary>) -> Vec<Conta
             Some(Container {
                 id: c.id.unwrap_or_default(),
                 unit: label("io.rcfleet.unit"),
+                project: label("com.docker.compose.project"),
                 service: label("com.docker.compose.service"),
                 image: c.image.unwrap_or_default(),
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),

@@ -46,6 +46,11 @@ pub fn remove_instance(inventory_path: &Path, options: &RemoveOptions) -> Result
         &RunOptions { lock: Some(command.clone()), ..RunOptions::new("remove-instance", &options.connect) },
     )?;
     let (before, remote, report, deploy_dir) = (&run.fleet, &run.hosts, &run.report, &run.deploy_dir);
+    // Each instance on the ports its host records (a start-first upgrade alternates them; the
+    // run's fleet already is).
+    let fleet = super::slots::current(&fleet, remote)?;
+    let removed: Vec<Instance> =
+        removed.iter().map(|r| before.instances().find(|i| i.name == r.name).unwrap_or(r).clone()).collect();
     let remaining: Vec<&Instance> = fleet.instances().collect();
     let mut changes: BTreeMap<String, Vec<String>> = BTreeMap::new();
 
@@ -68,7 +73,7 @@ pub fn remove_instance(inventory_path: &Path, options: &RemoveOptions) -> Result
                 instance.host, instance.name
             )));
         }
-        conn.run(&crate::remote::Argv::new("rm").args(["-rf", "--", &dir]))?;
+        conn.run(&crate::remote::Argv::new("rm").args(["-rf", "--", &dir, &super::slots::file(&before, instance)]))?;
         report.step("instance", &instance.host, format!("{} stopped and removed ({dir})", instance.name));
         changes.entry(instance.host.clone()).or_default().push(format!("removed {} and {dir}", instance.name));
     }

@@ -3,15 +3,23 @@
 //! recreate → wait until ready and reporting the release → back into Traefik, canary first and
 //! then batch by batch, or all at once with `recreate`. When a batch fails, the way back
 //! depends on [`Recovery`] and on whether the old side may still start (see `forward_only`).
+//!
+//! Start-first ([`Rollout::start_first`]) turns each replacement around: the new side starts on
+//! the instance's other port pair beside the running container, and only once it is ready and
+//! UP in Traefik does the old one leave Traefik, drain and stop. Capacity never drops, and a
+//! batch that fails only loses its new containers.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::fleet::{Fleet, Instance};
+use crate::fleet::{Fleet, Instance, Slot};
 use crate::ops::converge::{converge_unit, send_files, unit_files, wait_ready};
 use crate::ops::probe;
 use crate::ops::hosts::{Hosts, CONCURRENCY};
 use crate::ops::instances::{drain, publish_traefik, write_traefik, Changes};
+use crate::ops::slots;
 use crate::ops::report::Reporter;
 use crate::ops::wait::{self, Poll};
 use crate::remote;
@@ -60,9 +68,20 @@ pub struct Rollout<'a> {
     pub on_progress: Option<OnProgress<'a>>,
     /// How the operator finishes the change after a stop, e.g. "run the same upgrade again".
     pub finish: &'a str,
+    /// Start the new side on the spare ports before the old side stops (see the module doc).
+    pub start_first: bool,
+    /// Instances that start-first moved to their other slot in this run (name → slot now).
+    pub moved: Mutex<BTreeMap<String, Slot>>,
 }
 
 type Timings = (Vec<(String, f64)>, Vec<(String, f64)>);
+
+/// The old containers of a start-first batch, out of Traefik since `left_traefik`.
+struct Retire {
+    old: Vec<Instance>,
+    left_traefik: Instant,
+    drain: Duration,
+}
 
 /// Why replacing a batch stopped, and whether any of its instances had been touched.
 struct Failure {
@@ -87,8 +106,30 @@ impl<'a> Rollout<'a> {
     }
 
     /// Canary then batches. On failure, see [`Recovery`] and `forward_only`; the error says
-    /// what happened to each instance and how to go on.
+    /// what happened to each instance and how to go on. Start-first drains and stops a batch's
+    /// old containers in the background while the next batch boots, so a batch costs
+    /// max(boot, drain) instead of boot + drain.
     pub fn rolling(&self, batches: &[Vec<&'a Instance>]) -> std::result::Result<Timings, String> {
+        std::thread::scope(|scope| {
+            let handles = std::cell::RefCell::new(Vec::new());
+            let retire_later = |old: Retire| handles.borrow_mut().push(scope.spawn(move || self.retire(old)));
+            let wait_retired = || {
+                for handle in handles.borrow_mut().drain(..) {
+                    let _ = handle.join();
+                }
+            };
+            let result = self.rolling_with(batches, &retire_later, &wait_retired);
+            wait_retired();
+            result
+        })
+    }
+
+    fn rolling_with(
+        &self,
+        batches: &[Vec<&'a Instance>],
+        retire_later: &dyn Fn(Retire),
+        wait_retired: &dyn Fn(),
+    ) -> std::result::Result<Timings, String> {
         let mut in_service: Vec<&Instance> = self.old.instances().collect();
         let mut phases = Vec::new();
         let mut timings = Vec::new();
@@ -109,7 +150,12 @@ impl<'a> Rollout<'a> {
                 self.finish
             ));
             let started = Instant::now();
-            match self.replace(batch, &mut in_service, Side::New, &label) {
+            let result = self.swap(batch, &mut in_service, Side::New, &label, retire_later);
+            if result.is_err() {
+                // Recovery may start instances on the ports the retiring ones still hold.
+                wait_retired();
+            }
+            match result {
                 Ok(times) => {
                     timings.extend(times);
                     phases.push((label, started.elapsed().as_secs_f64()));
@@ -118,6 +164,20 @@ impl<'a> Rollout<'a> {
                     if let Some(on_progress) = self.on_progress {
                         on_progress(&replaced, &[]);
                     }
+                }
+                Err(Failure { touched: false, message }) if self.start_first => {
+                    let mut story = vec![format!(
+                        "{label} ({}) failed on the spare ports: {message}. Its new containers were removed; the old \
+                         ones never stopped and keep serving",
+                        names(batch)
+                    )];
+                    if let Some(why) = self.forward_only.and_then(|forward_only| forward_only()) {
+                        story.push(format!("Note: {why}"));
+                    }
+                    story.extend(self.recover(&[], &done, &mut in_service));
+                    story.extend(self.settle(&mut in_service));
+                    story.push(self.state_line(&in_service));
+                    return Err(story.join("\n"));
                 }
                 Err(Failure { touched: false, message }) => {
                     return Err(format!(
@@ -145,21 +205,33 @@ impl<'a> Rollout<'a> {
     }
 
     /// After `batch` failed with `done` replaced before it: goes back as [`Recovery`] says,
-    /// unless the old side must not start again. Says what it did.
+    /// unless the old side must not start again. Says what it did. An empty `batch`: the
+    /// failing batch needs nothing (start-first never stopped it).
     fn recover(&self, batch: &[&'a Instance], done: &[&Vec<&'a Instance>], in_service: &mut Vec<&'a Instance>) -> Vec<String> {
         let replaced: Vec<&str> = done.iter().flat_map(|b| b.iter().map(|i| i.name.as_str())).collect();
+        if batch.is_empty() && replaced.is_empty() {
+            return Vec::new();
+        }
         let held = match self.recovery {
             Recovery::Hold => Some(format!("fix the cause and {}", self.finish)),
             Recovery::RollBack { .. } => self.forward_only.and_then(|forward_only| forward_only()),
         };
         if let Some(why) = held {
-            let mut story = vec![format!("{} stay out of Traefik and were not put back on the old side: {why}", names(batch))];
+            let mut story = Vec::new();
+            if !batch.is_empty() {
+                story.push(format!("{} stay out of Traefik and were not put back on the old side: {why}", names(batch)));
+            } else if self.recovery != Recovery::Hold {
+                story.push(format!("replaced instances were not put back on the old side: {why}"));
+            }
             if !replaced.is_empty() {
                 story.push(format!("{} were replaced before and keep serving", replaced.join(", ")));
             }
             return story;
         }
-        let mut story = vec![self.restore(batch, in_service, "the failing batch")];
+        let mut story = Vec::new();
+        if !batch.is_empty() {
+            story.push(self.restore(batch, in_service, "the failing batch"));
+        }
         match self.recovery {
             Recovery::RollBack { all: true } => {
                 for earlier in done.iter().rev() {
@@ -193,6 +265,116 @@ impl<'a> Rollout<'a> {
                 Err(story.join("\n"))
             }
         }
+    }
+
+    /// Replaces `batch` with `side`'s release the way this rollout does it; start-first hands
+    /// the old containers to `retire`.
+    fn swap(
+        &self,
+        batch: &[&'a Instance],
+        in_service: &mut Vec<&'a Instance>,
+        side: Side,
+        label: &str,
+        retire: &dyn Fn(Retire),
+    ) -> std::result::Result<Vec<(String, f64)>, Failure> {
+        if self.start_first {
+            let (times, old) = self.replace_start_first(batch, in_service, side, label)?;
+            retire(old);
+            Ok(times)
+        } else {
+            self.replace(batch, in_service, side, label)
+        }
+    }
+
+    /// `instance` on the port pair it listens on now.
+    fn current(&self, instance: &Instance) -> Instance {
+        match self.moved.lock().unwrap_or_else(|p| p.into_inner()).get(&instance.name) {
+            Some(slot) => instance.on_slot(*slot),
+            None => instance.clone(),
+        }
+    }
+
+    /// Start-first: `side`'s release starts on each instance's other port pair beside the old
+    /// container; once all are ready, Traefik lists both, confirmed UP; then the old ones leave
+    /// Traefik. Returns each instance's time from start to old one out of Traefik, and the old
+    /// containers, to drain and stop ([`Rollout::retire`]). Until the old ones leave Traefik a
+    /// failure removes the new containers only (`touched: false`: the batch serves as it was).
+    fn replace_start_first(
+        &self,
+        batch: &[&'a Instance],
+        in_service: &mut Vec<&'a Instance>,
+        side: Side,
+        label: &str,
+    ) -> std::result::Result<(Vec<(String, f64)>, Retire), Failure> {
+        let fleet = self.fleet(side);
+        let release = &fleet.workspace.release;
+        let started = Instant::now();
+        let old: Vec<Instance> = batch.iter().map(|i| self.current(i)).collect();
+        let new: Vec<Instance> = old.iter().map(|i| i.on_slot(i.slot.other())).collect();
+        self.report.step("start", "", format!("{label}: {} starting on {release} beside the running ones", names(batch)));
+        let results = remote::fan_out(&new, CONCURRENCY, |i| i.name.clone(), |instance| self.deploy_on(instance, side));
+        if let Err(err) = remote::all_succeeded(results) {
+            return Err(Failure { touched: false, message: self.remove_new(&new, err.to_string()) });
+        }
+        let serving: Vec<Instance> = in_service.iter().map(|i| self.current(i)).collect();
+        let both: Vec<&Instance> = serving.iter().chain(&new).collect();
+        if let Err(err) = publish_traefik(self.old, self.remote, self.report, &both, &mut Changes::new()) {
+            let put_back = match self.set_traefik(in_service) {
+                Ok(()) => String::new(),
+                Err(e) => format!("; putting Traefik's list back failed too: {e}"),
+            };
+            let message = format!("Traefik did not take {} on their new ports: {err}{put_back}", names(batch));
+            return Err(Failure { touched: false, message: self.remove_new(&new, message) });
+        }
+        {
+            let mut moved = self.moved.lock().unwrap_or_else(|p| p.into_inner());
+            moved.extend(new.iter().map(|i| (i.name.clone(), i.slot)));
+        }
+        let touched = |message: String| Failure { touched: true, message };
+        self.set_traefik(in_service).map_err(|e| touched(format!("taking the old {} out of Traefik: {}", names(batch), e)))?;
+        for instance in &new {
+            slots::record(fleet, self.remote.host(&instance.host), instance, instance.slot).map_err(|e| touched(e.to_string()))?;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        self.report.step("upgrade", "", format!("{label}: {} on {release} on their other ports ({seconds:.1} s)", names(batch)));
+        let times = batch.iter().map(|i| (i.name.clone(), seconds)).collect();
+        Ok((times, Retire { old, left_traefik: Instant::now(), drain: Duration::from_secs(fleet.upgrade.drain_seconds) }))
+    }
+
+    /// Lets requests in flight to `retiring`'s containers finish, then stops and removes them.
+    /// The new ones serve already: a failure here is a warning.
+    fn retire(&self, retiring: Retire) {
+        std::thread::sleep(retiring.drain.saturating_sub(retiring.left_traefik.elapsed()));
+        let refs: Vec<&Instance> = retiring.old.iter().collect();
+        let stopped = remote::fan_out(&retiring.old, CONCURRENCY, |i| i.name.clone(), |instance| self.remove_unit(instance));
+        match remote::all_succeeded(stopped) {
+            Ok(_) => self.report.step("drain", "", format!("old {} drained ({} s) and stopped", names(&refs), retiring.drain.as_secs())),
+            Err(err) => self.report.warn(format!("the new {} serve, but stopping the old containers failed: {err}", names(&refs))),
+        }
+    }
+
+    /// After a failed start: removes the new containers of `new`; returns `failure` with what
+    /// could not be removed.
+    fn remove_new(&self, new: &[Instance], failure: String) -> String {
+        let removed = remote::fan_out(new, CONCURRENCY, |i| i.name.clone(), |instance| self.remove_unit(instance));
+        match remote::all_succeeded(removed) {
+            Ok(_) => failure,
+            Err(err) => format!("{failure}; removing the new containers failed too: {err}"),
+        }
+    }
+
+    /// Brings down `instance`'s compose project on its slot and removes its folder.
+    fn remove_unit(&self, instance: &Instance) -> Result<()> {
+        let unit = render::instance_unit(self.old, instance);
+        let conn = self.remote.host(&instance.host);
+        let dir = format!("{}/{}", render::deploy_dir(self.old), unit.dir);
+        let script = r#"[ -f "$1/compose.yml" ] || exit 0; shift; "$@""#;
+        let down = conn.compose(&dir, &unit.project)?.down();
+        let mut args = vec![dir.as_str()];
+        args.extend(down.as_slice().iter().map(String::as_str));
+        conn.run(&remote::Argv::script(script, &args))?;
+        conn.run(&remote::Argv::new("rm").args(["-rf", "--", &dir]))?;
+        Ok(())
     }
 
     /// Drain `batch` from Traefik, recreate it on `side`'s release, wait, put it back. Returns
@@ -245,7 +427,7 @@ impl<'a> Rollout<'a> {
 
     /// Puts `batch` back on the old release and into Traefik; says how that went.
     fn restore(&self, batch: &[&'a Instance], in_service: &mut Vec<&'a Instance>, what: &str) -> String {
-        match self.replace(batch, in_service, Side::Old, "rollback") {
+        match self.swap(batch, in_service, Side::Old, "rollback", &|old| self.retire(old)) {
             Ok(_) => format!("rolled back ({what}): {} on {} and back in Traefik", names(batch), self.old.workspace.release),
             Err(Failure { message: failure, .. }) => format!(
                 "rolling back {} ({what}) failed: {failure}; they stay out of Traefik. Fix the host, then run `rcfleet up` \
@@ -259,13 +441,18 @@ impl<'a> Rollout<'a> {
     /// Sends the instance's files for `side`, recreates it, waits until it is ready and its
     /// metrics report `side`'s release.
     fn deploy(&self, instance: &Instance, side: Side) -> Result<()> {
+        self.deploy_on(&self.current(instance), side)
+    }
+
+    /// [`Rollout::deploy`] for `instance` on the port pair it carries.
+    fn deploy_on(&self, instance: &Instance, side: Side) -> Result<()> {
         let fleet = self.fleet(side);
         let files = match side {
             Side::New => self.new_files,
             Side::Old => self.old_files,
         };
         let unit = render::instance_unit(fleet, instance);
-        let unit_files = unit_files(files, &unit);
+        let unit_files = instance_files(fleet, files, instance)?;
         let conn = self.remote.host(&instance.host);
         let deploy_dir = render::deploy_dir(fleet);
         let written = send_files(conn, &deploy_dir, &unit_files)?;
@@ -286,7 +473,9 @@ impl<'a> Rollout<'a> {
     /// Writes Traefik's dynamic file listing `in_service` and waits until Traefik's API shows
     /// exactly those, all UP (but those on hosts this run could not reach).
     fn set_traefik(&self, in_service: &[&Instance]) -> Result<()> {
-        publish_traefik(self.old, self.remote, self.report, in_service, &mut Changes::new()).map(|_| ())
+        let current: Vec<Instance> = in_service.iter().map(|i| self.current(i)).collect();
+        let current: Vec<&Instance> = current.iter().collect();
+        publish_traefik(self.old, self.remote, self.report, &current, &mut Changes::new()).map(|_| ())
     }
 
     /// After a failure: takes out of Traefik every listed instance that is not ready (its host
@@ -295,7 +484,7 @@ impl<'a> Rollout<'a> {
         // Instances on hosts this run could not reach are Traefik's health check's to judge.
         let listed: Vec<&Instance> = in_service.iter().copied().filter(|i| self.remote.try_host(&i.host).is_some()).collect();
         let ready = remote::fan_out(&listed, CONCURRENCY, |i| i.name.clone(), |instance| {
-            probe::instance_ready_steady(self.remote, self.old, instance)
+            probe::instance_ready_steady(self.remote, self.old, &self.current(instance))
         });
         let not_ready: Vec<String> = ready
             .into_iter()
@@ -314,7 +503,13 @@ impl<'a> Rollout<'a> {
 
     /// Writes Traefik's dynamic file listing `in_service`, without waiting for Traefik.
     fn write_traefik(&self, in_service: &[&Instance]) -> Result<()> {
-        write_traefik(self.old, self.remote, in_service).map(|_| ())
+        let current: Vec<Instance> = in_service.iter().map(|i| self.current(i)).collect();
+        write_traefik(self.old, self.remote, &current.iter().collect::<Vec<_>>()).map(|_| ())
+    }
+
+    /// `fleet` with the moves of this run: where its instances listen now.
+    pub fn as_moved(&self, fleet: &Fleet) -> Fleet {
+        fleet.with_slots(&self.moved.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The report when Ctrl-C stopped the rollout between batches.
@@ -351,6 +546,24 @@ impl<'a> Rollout<'a> {
             format!("Now: {} in Traefik; out of Traefik: {}.", in_service.len(), out.join(", "))
         }
     }
+}
+
+/// The files of `instance`'s unit on the port pair it carries: those rendered for it when it
+/// is on the slot `files` were rendered for, else rendered again for its other slot.
+fn instance_files(fleet: &Fleet, files: &[HostArtifacts], instance: &Instance) -> Result<Vec<render::Artifact>> {
+    let unit = render::instance_unit(fleet, instance);
+    let rendered = unit_files(files, &unit);
+    if !rendered.is_empty() {
+        return Ok(rendered);
+    }
+    // Every instance has the same instance.env; take it from the host's rendered files.
+    let env = files
+        .iter()
+        .filter(|h| h.host == instance.host)
+        .flat_map(|h| &h.files)
+        .find(|f| f.path.ends_with("/instance.env"))
+        .ok_or_else(|| Error::failed(format!("{}: no rendered instance.env (a bug in rcfleet)", instance.host)))?;
+    render::instance_files(fleet, instance, &env.content)
 }
 
 fn names(batch: &[&Instance]) -> String {

@@ -13,6 +13,7 @@ use super::lock;
 use super::preflight;
 use super::report::Reporter;
 use super::secrets::Store;
+use super::slots;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Role};
 use crate::inventory;
@@ -123,6 +124,8 @@ impl Run {
             }
         }
         let (hosts, unreachable) = connect(&fleet, options, &report)?;
+        // Each instance on the ports its host records (a start-first upgrade alternates them).
+        let fleet = slots::current(&fleet, &hosts)?;
         let whole = fleet.clone();
         let mut fleet = fleet;
         if options.when_unreachable == WhenUnreachable::CarryOnWithoutAppHosts {

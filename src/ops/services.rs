@@ -92,7 +92,7 @@ fn wait_healthy(fleet: &Fleet, remote: &Hosts, conn: &Connection, container: &Se
             Ok(())
         }
         Err(err) => {
-            let story = container_story(fleet, remote, conn, &container.name)?;
+            let story = container_story(fleet, remote, conn, &container.name, None)?;
             Err(Error::failed(format!("{}: {err}\n  {story}", container.host)))
         }
     }

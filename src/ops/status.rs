@@ -90,6 +90,11 @@ pub struct InstanceStatus {
     pub name: String,
     pub host: String,
     pub url: String,
+    /// The HTTP and metrics ports it listens on now.
+    pub port: u16,
+    pub metrics_port: u16,
+    /// `primary` or `spare`: which of its two port pairs (a start-first upgrade alternates them).
+    pub slot: String,
     /// Docker's state (`running`, `exited`, ...), `missing`, or `unknown` (host unreachable).
     pub container: String,
     pub container_id: Option<String>,
@@ -178,14 +183,15 @@ impl Outcome for Status {
             out.push_str(&format!("{:<8}  {:<16}  {:<20}  {reachable:<9}  {files}\n", host.name, host.address, host.roles.join(",")));
         }
         out.push_str(&format!(
-            "\n{:<10}  {:<8}  {:<10}  {:<5}  {:<10}  {:<7}  {}\n",
-            "INSTANCE", "HOST", "CONTAINER", "READY", "VERSION", "TRAEFIK", "PROMETHEUS"
+            "\n{:<10}  {:<8}  {:<10}  {:<10}  {:<5}  {:<10}  {:<7}  {}\n",
+            "INSTANCE", "HOST", "PORTS", "CONTAINER", "READY", "VERSION", "TRAEFIK", "PROMETHEUS"
         ));
         for i in &self.instances {
             let ready = if i.ready { "yes" } else { "no" };
             let version = i.version.as_deref().unwrap_or("-");
+            let ports = format!("{}/{}", i.port, i.metrics_port);
             out.push_str(&format!(
-                "{:<10}  {:<8}  {:<10}  {ready:<5}  {version:<10}  {:<7}  {}\n",
+                "{:<10}  {:<8}  {ports:<10}  {:<10}  {ready:<5}  {version:<10}  {:<7}  {}\n",
                 i.name, i.host, i.container, i.traefik, i.prometheus
             ));
         }

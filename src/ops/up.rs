@@ -391,6 +391,8 @@ fn roll_changes(run: &Run, replace: &[Instance]) -> Result<Vec<Instance>> {
         forward_only: None,
         on_progress: None,
         finish: "run `rcfleet up` again",
+        start_first: false,
+        moved: Default::default(),
     };
     rollout.rolling(&batches).map_err(|story| Error::failed(format!("replacing changed instances stopped.\n{story}")))?;
     Ok(replace.to_vec())

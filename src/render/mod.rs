@@ -94,6 +94,13 @@ pub fn render(fleet: &Fleet, secrets: &dyn SecretSource) -> Result<Vec<HostArtif
     Ok(hosts)
 }
 
+/// The files of one instance's unit on its current slot, with `instance_env` (the same for
+/// every instance, as [`render`] made it) as its `instance.env`.
+pub fn instance_files(fleet: &Fleet, instance: &crate::fleet::Instance, instance_env: &str) -> Result<Vec<Artifact>> {
+    let host = fleet.host(&instance.host).ok_or_else(|| Error::failed(format!("no host {} in the fleet (a bug in rcfleet)", instance.host)))?;
+    rocketchat::render(fleet, host, instance, &instance_unit(fleet, instance), Some(instance_env))
+}
+
 /// The env files shared by every unit of a kind (`None`: their problems are already reported).
 struct EnvFiles<'a> {
     instance: Option<&'a str>,

@@ -3,7 +3,7 @@
 //! name is defined once.
 
 use super::layout::{INSTANCES_DIR, SERVICES_DIR};
-use crate::fleet::{Fleet, Host, Image, Instance, Role};
+use crate::fleet::{Fleet, Host, Image, Instance, Role, Slot};
 use crate::microservices::{self, ServiceContainer};
 
 /// What a unit runs.
@@ -159,8 +159,22 @@ pub fn traefik_unit(fleet: &Fleet) -> Unit {
     unit(fleet, UnitKind::Traefik, "traefik", &fleet.traefik_host().name, "traefik".into())
 }
 
+/// The unit of an instance on its current slot. On the spare slot it is a compose project of
+/// its own (`<instance>-b`, in its own folder), so that both can run side by side during a
+/// start-first upgrade; the unit (and the container's `io.rcfleet.unit` label) keeps the
+/// instance's name.
 pub fn instance_unit(fleet: &Fleet, instance: &Instance) -> Unit {
-    unit(fleet, UnitKind::Instance, &instance.name, &instance.host, format!("{INSTANCES_DIR}/{}", instance.name))
+    let folder = match instance.slot {
+        Slot::Primary => instance.name.clone(),
+        Slot::Spare => format!("{}-b", instance.name),
+    };
+    Unit {
+        kind: UnitKind::Instance,
+        name: instance.name.clone(),
+        host: instance.host.clone(),
+        project: fleet.project_name(&folder),
+        dir: format!("{INSTANCES_DIR}/{folder}"),
+    }
 }
 
 pub fn service_unit(fleet: &Fleet, container: &ServiceContainer) -> Unit {

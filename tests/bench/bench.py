@@ -172,7 +172,9 @@ def bench_upgrade(rcfleet, runs, converged_per_run):
                                  "--out", str(load_out), "--max-seconds", "900"])
         try:
             time.sleep(2)  # the load is steady before the upgrade starts
-            up = timed(base + ["--json", "upgrade", "--release", TO_RELEASE], label="upgrade")
+            # BENCH_STRATEGY=start-first|stop-first: that strategy instead of the inventory's.
+            strategy = ["--strategy", os.environ["BENCH_STRATEGY"]] if os.environ.get("BENCH_STRATEGY") else []
+            up = timed(base + ["--json", "upgrade", "--release", TO_RELEASE] + strategy, label="upgrade")
             time.sleep(2)
         finally:
             stop_file.touch()
@@ -186,7 +188,9 @@ def bench_upgrade(rcfleet, runs, converged_per_run):
         phases = {p["phase"]: p["seconds"] for p in outcome["phases"]}
         per_instance = {i["instance"]: i["seconds"] for i in outcome["instances"]}
         batches = 1 + -(-(instances - 1) // batch)  # canary, then ceil((n-1)/batch)
-        floor = batches * (drain + BOOT_SECONDS)
+        # Start-first boots the new instance while the old one still serves, then drains it.
+        start_first = os.environ.get("BENCH_STRATEGY") == "start-first"
+        floor = batches * (max(drain, BOOT_SECONDS) if start_first else drain + BOOT_SECONDS)
         prepull = phases.get("pre-pull", 0.0)
         backup = phases.get("backup", 0.0)
         overhead = (up.wall - floor - prepull) / instances

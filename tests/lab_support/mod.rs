@@ -283,7 +283,10 @@ pub fn versions(lab: &Lab) -> Vec<String> {
     let mut versions = Vec::new();
     for host in ["app1", "app2", "app3"] {
         for port in [9458, 9459] {
-            let (_, body) = http_get(&format!("{}:{port}", lab.addr(host)), lab.addr(host), "/metrics").expect("metrics");
+            // On the spare port (1000 above) after a start-first upgrade moved it.
+            let (_, body) = http_get(&format!("{}:{port}", lab.addr(host)), lab.addr(host), "/metrics")
+                .or_else(|_| http_get(&format!("{}:{}", lab.addr(host), port + 1000), lab.addr(host), "/metrics"))
+                .expect("metrics");
             let line = body.lines().find(|l| l.starts_with("rocketchat_info{")).expect("rocketchat_info").to_string();
             versions.push(line.split("version=\"").nth(1).and_then(|v| v.split('"').next()).unwrap().to_string());
         }

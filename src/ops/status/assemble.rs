@@ -108,7 +108,9 @@ fn host_status(fleet: &Fleet, host: &Host, seen: &Observations, problems: &mut V
         }
     }
     for dir in &o.unit_dirs {
-        if !host.instances.iter().any(|i| &i.name == dir) {
+        // A start-first upgrade moves an instance to a unit directory of its own (its spare ports).
+        let expected = format!("{INSTANCES_DIR}/{dir}");
+        if !host.instances.iter().any(|i| render::instance_unit(fleet, i).dir == expected) {
             problems.push(format!("{}: unexpected instance directory {INSTANCES_DIR}/{dir}", host.name));
             status.unexpected_units.push(format!("{INSTANCES_DIR}/{dir}"));
         }
@@ -159,6 +161,9 @@ fn instance_status(
         name: instance.name.clone(),
         host: instance.host.clone(),
         url: instance.url(),
+        port: instance.port,
+        metrics_port: instance.metrics_port,
+        slot: instance.slot.name().to_string(),
         container: state,
         container_id: container.map(|c| short(&c.id)),
         image: container.map(|c| c.image.clone()),
@@ -313,7 +318,7 @@ mod tests {
 
     fn container(unit: &str, service: &str, image: &str, state: &str) -> Container {
         let id = format!("{unit}-{service}-0123456789abcdef");
-        Container { id, unit: unit.into(), service: service.into(), image: image.into(), state: state.into(), created: 0 }
+        Container { id, unit: unit.into(), project: String::new(), service: service.into(), image: image.into(), state: state.into(), created: 0 }
     }
 
     /// What a fleet deployed and serving as the inventory says shows.

@@ -10,6 +10,7 @@
 //! The inventory's `release` is rewritten only after success; then the microservice
 //! containers (if any) move to the new release too.
 
+mod capacity;
 mod guards;
 mod migrations;
 
@@ -27,7 +28,7 @@ use super::run::{Run, RunOptions, Secrets};
 use super::secrets;
 use crate::compat;
 use crate::error::{Error, Result};
-use crate::fleet::{Fleet, Host, Instance, Release, Role};
+use crate::fleet::{Fleet, Host, Instance, Release, Role, UpgradeStrategy};
 use crate::inventory;
 use crate::registry::{self, ReleaseSpec};
 use crate::remote::{self, ConnectOptions};
@@ -37,10 +38,54 @@ use super::rollout::{self, Recovery, Rollout};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Strategy {
-    /// Canary, then batches; the workspace keeps serving.
+    /// Canary, then batches, start-first or stop-first as `upgrade.strategy` says (default
+    /// auto: start-first where every app host has the memory for it).
     Rolling,
+    /// Canary, then batches; each new instance starts on its spare ports beside the old one,
+    /// which leaves only once the new one is UP in Traefik (no capacity lost).
+    StartFirst,
+    /// Canary, then batches; each old instance is drained and stopped, then the new one starts
+    /// on its ports (one instance's capacity less per batch).
+    StopFirst,
     /// Stop every instance, then start them all on the new release (announced downtime).
     Recreate,
+}
+
+/// How this run replaces instances, decided once before the canary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    StartFirst,
+    StopFirst,
+    Recreate,
+}
+
+impl Way {
+    fn name(self) -> &'static str {
+        match self {
+            Way::StartFirst => "start-first",
+            Way::StopFirst => "stop-first",
+            Way::Recreate => "recreate",
+        }
+    }
+}
+
+/// The way to replace instances, and why: the command line's, else the inventory's, else
+/// (auto) start-first when every app host has the memory for a batch more instances.
+fn choose_way(fleet: &Fleet, remote: &Hosts, strategy: Strategy, batch: u32) -> Result<(Way, String)> {
+    let configured = match strategy {
+        Strategy::Recreate => return Ok((Way::Recreate, "--strategy recreate".to_string())),
+        Strategy::StartFirst => return Ok((Way::StartFirst, "--strategy start-first".to_string())),
+        Strategy::StopFirst => return Ok((Way::StopFirst, "--strategy stop-first".to_string())),
+        Strategy::Rolling => fleet.upgrade.strategy,
+    };
+    Ok(match configured {
+        UpgradeStrategy::StartFirst => (Way::StartFirst, "upgrade.strategy = \"start-first\"".to_string()),
+        UpgradeStrategy::StopFirst => (Way::StopFirst, "upgrade.strategy = \"stop-first\"".to_string()),
+        UpgradeStrategy::Auto => match capacity::start_first_fits(fleet, remote, batch)? {
+            Ok(why) => (Way::StartFirst, format!("auto: {why}")),
+            Err(why) => (Way::StopFirst, format!("auto: {why}")),
+        },
+    })
 }
 
 pub struct UpgradeOptions {
@@ -107,8 +152,11 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
     // An earlier run of this upgrade that died: its lock says how far it got.
     let resumed = resumed_progress(&run, &target)?;
     let verdicts = run_guards(&run, &target, options, login.as_ref(), &resumed.in_flight)?;
-    let batches = resumed.batches(&fleet, options.batch.unwrap_or(fleet.upgrade.batch_size));
-    let steps = plan_steps(&fleet, &new_fleet, &batches, options);
+    let batch_size = options.batch.unwrap_or(fleet.upgrade.batch_size);
+    let batches = resumed.batches(&fleet, batch_size);
+    let (way, why) = choose_way(fleet, remote, options.strategy, batch_size)?;
+    report.step("strategy", "", format!("{} ({why})", way.name()));
+    let steps = plan_steps(&fleet, &new_fleet, &batches, options, way, &why);
     phases.push(("checks".to_string(), started.elapsed().as_secs_f64()));
     let outcome = |phases, instances, backup, log| UpgradeOutcome {
         from: current.clone(),
@@ -201,11 +249,18 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
         forward_only: Some(&forward_only),
         on_progress: Some(&on_progress),
         finish: "run the same upgrade again",
+        start_first: way == Way::StartFirst,
+        moved: Default::default(),
     };
-    let result = match options.strategy {
-        Strategy::Rolling => rollout.rolling(&batches),
-        Strategy::Recreate => rollout.recreate(),
+    let result = match way {
+        Way::StartFirst | Way::StopFirst => rollout.rolling(&batches),
+        Way::Recreate => rollout.recreate(),
     };
+    // Where the instances listen now, whatever happened: Prometheus follows them.
+    let new_fleet = rollout.as_moved(&new_fleet);
+    if result.is_err() && !rollout.moved.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+        let _ = super::instances::publish_prometheus(&rollout.as_moved(&fleet), &remote, &report, &mut Default::default());
+    }
     let (rollout_phases, instances) = result.map_err(|failure| {
         let backup_line = match &backup {
             Some(path) => format!("\nThe backup taken before the upgrade is {}:{path}.", fleet.database_host().name),
@@ -238,9 +293,11 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
             ))
         })?;
     }
-    // Every instance was restarted: wait until Prometheus has scraped each again, so the
-    // upgrade ends on a fleet that monitoring sees whole. Its silence is worth a warning only.
-    if let Err(err) = confirm_prometheus(&new_fleet, &remote, &report) {
+    // Every instance was restarted (start-first: on its other ports, which Prometheus' targets
+    // now name): wait until Prometheus has scraped each again, so the upgrade ends on a fleet
+    // that monitoring sees whole. Its silence is worth a warning only.
+    let published = super::instances::publish_prometheus(&new_fleet, &remote, &report, &mut Default::default());
+    if let Err(err) = published.and_then(|_| confirm_prometheus(&new_fleet, &remote, &report)) {
         report.step("prometheus", "", format!("WARNING: {}", err));
     }
     phases.push(("total".to_string(), started.elapsed().as_secs_f64()));
@@ -446,7 +503,7 @@ fn prepull(new_fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<()> {
     Ok(())
 }
 
-fn plan_steps(fleet: &Fleet, new_fleet: &Fleet, batches: &[Vec<&Instance>], options: &UpgradeOptions) -> Vec<String> {
+fn plan_steps(fleet: &Fleet, new_fleet: &Fleet, batches: &[Vec<&Instance>], options: &UpgradeOptions, way: Way, why: &str) -> Vec<String> {
     let db = &fleet.database_host().name;
     let to = &new_fleet.workspace.release;
     let mut steps = vec![format!("hold the deploy lock on {db} throughout")];
@@ -458,8 +515,22 @@ fn plan_steps(fleet: &Fleet, new_fleet: &Fleet, batches: &[Vec<&Instance>], opti
     let app_hosts: Vec<&str> = fleet.hosts_with(Role::Rocketchat).map(|h| h.name.as_str()).collect();
     steps.push(format!("pull {} on {}", new_fleet.images.rocketchat, app_hosts.join(", ")));
     let drain = fleet.upgrade.drain_seconds;
-    match options.strategy {
-        Strategy::Rolling => {
+    steps.push(format!("replace instances {} ({why})", way.name()));
+    match way {
+        Way::StartFirst => {
+            for (index, batch) in batches.iter().enumerate() {
+                let names: Vec<String> = batch.iter().map(|i| {
+                    let next = i.on_slot(i.slot.other());
+                    format!("{} (ports {}/{} -> {}/{})", i.name, i.port, i.metrics_port, next.port, next.metrics_port)
+                }).collect();
+                let label = if index == 0 { "canary".to_string() } else { format!("batch {index}") };
+                steps.push(format!(
+                    "{label}: {}: start {to} beside the running one, wait until ready and reporting {to}, into Traefik beside it (confirmed UP), old one out of Traefik (confirmed), wait {drain} s, stop the old one",
+                    names.join(", ")
+                ));
+            }
+        }
+        Way::StopFirst => {
             for (index, batch) in batches.iter().enumerate() {
                 let names: Vec<&str> = batch.iter().map(|i| i.name.as_str()).collect();
                 let label = if index == 0 { "canary".to_string() } else { format!("batch {index}") };
@@ -469,7 +540,7 @@ fn plan_steps(fleet: &Fleet, new_fleet: &Fleet, batches: &[Vec<&Instance>], opti
                 ));
             }
         }
-        Strategy::Recreate => {
+        Way::Recreate => {
             steps.push("take every instance out of Traefik: the workspace is DOWN from here".to_string());
             steps.push(format!("stop every instance, start all on {to}, wait until all are ready and report {to}"));
             steps.push("put every instance back into Traefik (confirmed UP)".to_string());
