@@ -88,7 +88,7 @@ def upgrade_rows(u):
 def fanout_rows(f):
     rows = []
     if f.get("lab_up_s") is not None:
-        rows.append((f"(setup) lab up, {f['lab_app_hosts']} app hosts: wall, memory used",
+        rows.append((f"(setup) lab up, {f['lab_app_hosts']} app hosts: wall, RSS of its idle processes",
                      f"{f['lab_up_s']:.0f}s, {f['lab_memory_mib']:.0f} MiB", ""))
     for n, row in f["sizes"].items():
         sm = row["summary"]
