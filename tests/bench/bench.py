@@ -534,6 +534,8 @@ def main():
         res[name] = fn(*args)
         res["section_seconds"][name] = round(time.monotonic() - t0, 1)
         log(f"{name}: {res['section_seconds'][name]}s")
+        # Written after each section too, so that a later failure keeps what was measured.
+        Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
     try:
         if "plan" in sections:
             section("plan", bench_plan, a.rcfleet, a.plan_runs, a.runs)  # --out writes 1600 files: --runs times
