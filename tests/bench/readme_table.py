@@ -142,11 +142,12 @@ def render_table(res):
 
 def header(res):
     m = res["machine"]
-    load = "/".join(f"{x:g}" for x in m["loadavg_at_start"])
+    load = "/".join(f"{x:g}" for x in m["loadavg_at_start"])  # 1, 5 and 15 minutes
     if m.get("loadavg_at_end"):
         load += " at the start, " + "/".join(f"{x:g}" for x in m["loadavg_at_end"]) + " at the end"
     sections = ", ".join(f"{k} {v:.0f}s" for k, v in res.get("section_seconds", {}).items())
-    return (f"Run {res['date']} at revision `{res['revision']}` ({res['seconds']:.0f} s in all"
+    total = f"{res['seconds']:.0f} s in all" if "seconds" in res else "interrupted; sections done"
+    return (f"Run {res['date']} at revision `{res['revision']}` ({total}"
             + (f": {sections}" if sections else "") + f"; `{res.get('command', 'tests/bench/run')}`).\n"
             f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, Linux {m['kernel']}, "
             f"load average (1/5/15 min) {load}.")
