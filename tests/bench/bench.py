@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""rcfleet benchmark against the lab (issue 9). Run through tests/bench/run (as root).
+"""rcfleet benchmark against the lab (issues 9, 17). Run through tests/bench/run (as root).
 
 Sections (each figure: median of several runs, with min and max):
-  upgrade  rolling upgrade 8.0.0 -> 8.1.0 on 3 app hosts x 2 instances, stand-in boot and drain
-           fixed: total, floor (per batch drain + boot), pre-pull, overhead per instance; failed
-           requests through Traefik under steady load meanwhile; cold and converged `up` on the
-           same 1 db + 1 lb + 3 app lab
-  fanout   `rcfleet status` on 1, 4 and 16 app hosts beside a sequential ssh loop and ansible
-           ad-hoc gathering the containers and their state on every host
+  upgrade  on 3 app hosts x 2 instances, stand-in boot and drain fixed, both strategies
+           (start-first and stop-first, when `rcfleet upgrade --help` lists them) one release
+           step each on the same fleet: total, floor, pre-pull, overhead per instance; failed
+           requests through Traefik under steady load, and the capacity held (the minimum
+           number of instances UP in Traefik's API, sampled every 100 ms); cold and converged
+           `up` on the same 5 hosts (1 db + 1 lb + 3 app)
+  fanout   `rcfleet status` on 1, 4, 16, 32 app hosts beside a sequential ssh loop and ansible
+           ad-hoc gathering the containers and their state on every host; one lab, grown
   plan     `rcfleet plan` on a generated inventory of 200 app hosts x 4 instances
-Peak memory (max RSS, /usr/bin/time -v) of every rcfleet run is recorded.
+Peak memory (max RSS, /usr/bin/time -v) of every rcfleet run is recorded. The results go to
+target/bench/results.json; tests/bench/readme_table.py renders the table from it (printed here,
+and put in the README by that script).
 
 Traffic goes only to the lab's own addresses (its bridge) and loopback.
 """
@@ -29,6 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from readme_table import GOALS, render_table  # noqa: E402  (the table is rendered from results.json)
+
 ROOT = Path(__file__).resolve().parents[2]
 LAB = Path(os.environ.get("BENCH_LAB", ROOT / "tests/lab/lab"))
 OUT = ROOT / "target/bench"
@@ -36,17 +43,11 @@ LAB_NAME = os.environ.get("BENCH_LAB_NAME", "bench")
 
 BOOT_SECONDS = 5
 FROM_RELEASE = "8.0.0"
-TO_RELEASE = "8.1.0"
+# Upgrade steps from FROM_RELEASE, one per strategy measured on the same fleet.
+UPGRADE_STEPS = ["8.0.1", "8.1.0"]
 LOAD_RATE = 20.0
+CAPACITY_INTERVAL = 0.1
 
-GOALS = {
-    "upgrade_overhead_per_instance_s": ("<", 1.5),
-    "status_ratio_16_1": ("<=", 1.5),
-    "up_converged_s": ("<=", 2.0),
-    "upgrade_failed_requests": ("==", 0),
-    "plan_200x4_wall_s": ("<", 1.0),
-    "plan_200x4_peak_mib": ("<", 100.0),
-}
 
 
 def log(msg):
@@ -137,11 +138,69 @@ def app_hosts(env):
 
 
 # ---------------------------------------------------------------------------------------------
-# 1, 3, 4: upgrade under load, cold and converged up
+# upgrade under load (both strategies), cold and converged up
 
 
-def bench_upgrade(rcfleet, runs, converged_per_run):
-    results = {"runs": []}
+def upgrade_strategies(rcfleet):
+    """The strategies to measure: start-first and stop-first when `rcfleet upgrade --help` lists
+    them, else the one upgrade rcfleet has (rolling, whose floor is stop-first's), run without
+    --strategy. Returns [(name, flag or None)]."""
+    text = sh([rcfleet, "upgrade", "--help"], check=False).stdout
+    if "start-first" in text and "stop-first" in text:
+        return [("start-first", True), ("stop-first", True)]
+    return [("rolling", False)]
+
+
+def floor_seconds(strategy, batches, drain, boot):
+    # stop-first: each batch is drained, then replaced, then boots. start-first: the new release
+    # boots beside the old instance and the old one drains after, so a batch waits for the longer.
+    per_batch = max(drain, boot) if strategy == "start-first" else drain + boot
+    return batches * per_batch
+
+
+def background(cmd, stop_file):
+    stop_file.unlink(missing_ok=True)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def finish(proc, stop_file):
+    stop_file.touch()
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # our own child, by pid
+        out, _ = proc.communicate()
+    return out
+
+
+def upgrade_under_load(rcfleet, env, strategy, flag, release, tag):
+    """One upgrade with a paced load through Traefik and Traefik's UP count sampled meanwhile."""
+    inv = env["LAB_INVENTORY"]
+    lb = env["LAB_ADDR_LB"]
+    load_stop, load_out, cap_stop = OUT / f"load-{tag}.stop", OUT / f"load-{tag}.json", OUT / f"capacity-{tag}.stop"
+    load_out.unlink(missing_ok=True)
+    load = background([sys.executable, str(ROOT / "tests/bench/loadgen.py"),
+                       "--url", f"http://{lb}/api/info", "--host", env["LAB_DOMAIN"],
+                       "--rate", str(LOAD_RATE), "--stop-file", str(load_stop),
+                       "--out", str(load_out), "--max-seconds", "900"], load_stop)
+    # Traefik's API listens on the lb host's loopback only: the sampler runs in its namespaces.
+    capacity = background([str(LAB), "exec", "--name", LAB_NAME, "lb", "--", "python3",
+                           str(ROOT / "tests/bench/capacity.py"), "--interval", str(CAPACITY_INTERVAL),
+                           "--stop-file", str(cap_stop), "--max-seconds", "900"], cap_stop)
+    try:
+        time.sleep(2)  # the load is steady and the sampler has a baseline before the upgrade starts
+        cmd = [rcfleet, "-i", inv, "--json", "upgrade", "--release", release]
+        up = timed(cmd + (["--strategy", strategy] if flag else []), label=f"upgrade {strategy}")
+        time.sleep(2)
+    finally:
+        finish(load, load_stop)
+        cap_text = finish(capacity, cap_stop)
+    return up, json.loads(load_out.read_text()), json.loads(cap_text.strip().splitlines()[-1])
+
+
+def bench_upgrade(rcfleet, runs, converged_per_run, strategies):
+    per = {name: {"flag": flag, "runs": []} for name, flag in strategies}
+    common = []
     for run in range(runs):
         log(f"upgrade run {run + 1}/{runs}: lab 1 db + 1 lb + 3 app")
         env = lab_up(3)
@@ -159,84 +218,72 @@ def bench_upgrade(rcfleet, runs, converged_per_run):
             c = timed(base + ["up"], label="converged up")
             conv.append(c)
             log(f"  converged up {c.wall:.2f}s, peak {c.peak_mib:.1f} MiB")
+        common.append({"cold_up_s": cold.wall, "cold_up_peak_mib": cold.peak_mib,
+                       "converged_up_s": [c.wall for c in conv], "converged_up_peak_mib": [c.peak_mib for c in conv],
+                       "upgrade_peak_mib": []})
 
-        # Steady load through Traefik while upgrading.
-        lb = env["LAB_ADDR_LB"]
-        stop_file = OUT / f"load-{run}.stop"
-        load_out = OUT / f"load-{run}.json"
-        for p in (stop_file, load_out):
-            p.unlink(missing_ok=True)
-        load = subprocess.Popen([sys.executable, str(ROOT / "tests/bench/loadgen.py"),
-                                 "--url", f"http://{lb}/api/info", "--host", env["LAB_DOMAIN"],
-                                 "--rate", str(LOAD_RATE), "--stop-file", str(stop_file),
-                                 "--out", str(load_out), "--max-seconds", "900"])
-        try:
-            time.sleep(2)  # the load is steady before the upgrade starts
-            # BENCH_STRATEGY=start-first|stop-first: that strategy instead of the inventory's.
-            strategy = ["--strategy", os.environ["BENCH_STRATEGY"]] if os.environ.get("BENCH_STRATEGY") else []
-            up = timed(base + ["--json", "upgrade", "--release", TO_RELEASE] + strategy, label="upgrade")
-            time.sleep(2)
-        finally:
-            stop_file.touch()
-            try:
-                load.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                load.kill()  # our own child, by pid
-                load.wait()
-        loadres = json.loads(load_out.read_text())
-        outcome = json.loads(up.stdout)
-        phases = {p["phase"]: p["seconds"] for p in outcome["phases"]}
-        per_instance = {i["instance"]: i["seconds"] for i in outcome["instances"]}
-        batches = 1 + -(-(instances - 1) // batch)  # canary, then ceil((n-1)/batch)
-        # Start-first boots the new instance while the old one still serves, then drains it.
-        start_first = os.environ.get("BENCH_STRATEGY") == "start-first"
-        floor = batches * (max(drain, BOOT_SECONDS) if start_first else drain + BOOT_SECONDS)
-        prepull = phases.get("pre-pull", 0.0)
-        backup = phases.get("backup", 0.0)
-        overhead = (up.wall - floor - prepull) / instances
-        r = {
-            "cold_up_s": cold.wall, "cold_up_peak_mib": cold.peak_mib,
-            "converged_up_s": [c.wall for c in conv], "converged_up_peak_mib": [c.peak_mib for c in conv],
-            "upgrade_wall_s": up.wall, "upgrade_total_phase_s": phases.get("total"),
-            "upgrade_peak_mib": up.peak_mib,
-            "instances": instances, "batches": batches, "drain_s": drain, "boot_s": BOOT_SECONDS,
-            "floor_s": floor, "prepull_s": prepull, "backup_s": backup, "checks_s": phases.get("checks"),
-            "overhead_per_instance_s": overhead, "phases": outcome["phases"], "instance_seconds": per_instance,
-            "log": outcome.get("log"),
-            "load": {k: loadres[k] for k in ("target_rate", "seconds", "sent", "ok", "failed", "rate", "ok_rate",
-                                               "latency_p50_ms", "latency_max_ms", "failures")},
-        }
-        # The run log, for profiling the overhead (copied: the lab's folder goes with it).
+        # Both strategies on this one fleet, one release step each; which goes first alternates
+        # from run to run so that neither always has the same step.
+        order = strategies if run % 2 == 0 else list(reversed(strategies))
+        current = FROM_RELEASE
+        for (name, flag), release in zip(order, UPGRADE_STEPS[-len(order):]):
+            up, loadres, cap = upgrade_under_load(rcfleet, env, name, flag, release, f"{name}-{run}")
+            outcome = json.loads(up.stdout)
+            phases = {p["phase"]: p["seconds"] for p in outcome.get("phases", [])}
+            batches = 1 + -(-(instances - 1) // batch)  # canary, then ceil((n-1)/batch)
+            floor = floor_seconds(name, batches, drain, BOOT_SECONDS)
+            prepull = phases.get("pre-pull", 0.0)
+            overhead = (up.wall - floor - prepull) / instances
+            r = {
+                "from": current, "to": release, "upgrade_wall_s": up.wall, "upgrade_peak_mib": up.peak_mib,
+                "instances": instances, "batches": batches, "drain_s": drain, "boot_s": BOOT_SECONDS,
+                "floor_s": floor, "prepull_s": prepull, "backup_s": phases.get("backup", 0.0),
+                "overhead_per_instance_s": overhead, "phases": outcome.get("phases"),
+                "instance_seconds": {i["instance"]: i["seconds"] for i in outcome.get("instances", [])},
+                "capacity": cap,
+                "load": {k: loadres[k] for k in ("target_rate", "seconds", "sent", "ok", "failed", "rate", "ok_rate",
+                                                   "latency_p50_ms", "latency_max_ms", "failures")},
+            }
+            common[-1]["upgrade_peak_mib"].append(up.peak_mib)
+            log(f"  upgrade {name} {current}->{release}: {up.wall:.2f}s (floor {floor}s, pre-pull {prepull:.2f}s), "
+                f"overhead/instance {overhead:.2f}s, peak {up.peak_mib:.1f} MiB; load {loadres['sent']} sent, "
+                f"{loadres['failed']} failed; Traefik UP min {cap['min_up']} max {cap['max_up']} of {instances}")
+            per[name]["runs"].append(r)
+            current = release
+        # The run logs, for profiling the overhead (copied: the lab's folder goes with it).
         logs = Path(inv).parent / ".rcfleet" / "logs"
         if logs.is_dir():
             dest = OUT / "logs" / f"upgrade-run{run + 1}"
             shutil.rmtree(dest, ignore_errors=True)
             shutil.copytree(logs, dest)
-            r["logs_copy"] = str(dest.relative_to(ROOT))
-        log(f"  upgrade {up.wall:.2f}s (floor {floor}s, pre-pull {prepull:.2f}s, backup {backup:.2f}s), "
-            f"overhead/instance {overhead:.2f}s, peak {up.peak_mib:.1f} MiB; "
-            f"load {loadres['sent']} sent, {loadres['failed']} failed, {loadres['rate']}/s")
-        results["runs"].append(r)
-    rs = results["runs"]
-    results["summary"] = {
-        "cold_up_s": stats([r["cold_up_s"] for r in rs]),
-        "converged_up_s": stats([v for r in rs for v in r["converged_up_s"]]),
-        "upgrade_wall_s": stats([r["upgrade_wall_s"] for r in rs]),
-        "floor_s": stats([r["floor_s"] for r in rs]),
-        "prepull_s": stats([r["prepull_s"] for r in rs]),
-        "backup_s": stats([r["backup_s"] for r in rs]),
-        "overhead_per_instance_s": stats([r["overhead_per_instance_s"] for r in rs]),
-        "failed_requests": stats([r["load"]["failed"] for r in rs]),
-        "requests_sent": stats([r["load"]["sent"] for r in rs]),
-        "request_rate": stats([r["load"]["rate"] for r in rs]),
-        "peak_mib_up": stats([r["cold_up_peak_mib"] for r in rs] + [v for r in rs for v in r["converged_up_peak_mib"]]),
-        "peak_mib_upgrade": stats([r["upgrade_peak_mib"] for r in rs]),
+    for st in per.values():
+        rs = st["runs"]
+        st["summary"] = {
+            "upgrade_wall_s": stats([r["upgrade_wall_s"] for r in rs]),
+            "floor_s": stats([r["floor_s"] for r in rs]),
+            "prepull_s": stats([r["prepull_s"] for r in rs]),
+            "backup_s": stats([r["backup_s"] for r in rs]),
+            "overhead_per_instance_s": stats([r["overhead_per_instance_s"] for r in rs]),
+            "failed_requests": stats([r["load"]["failed"] for r in rs]),
+            "requests_sent": stats([r["load"]["sent"] for r in rs]),
+            "request_rate": stats([r["load"]["rate"] for r in rs]),
+            "capacity_min_up": stats([r["capacity"]["min_up"] for r in rs]),
+        }
+    return {
+        "strategies_ran": [name for name, _ in strategies],
+        "strategies": per,
+        "runs": common,
+        "summary": {
+            "cold_up_s": stats([c["cold_up_s"] for c in common]),
+            "converged_up_s": stats([v for c in common for v in c["converged_up_s"]]),
+            "peak_mib_up": stats([c["cold_up_peak_mib"] for c in common] + [v for c in common for v in c["converged_up_peak_mib"]]),
+            "peak_mib_upgrade": stats([v for c in common for v in c["upgrade_peak_mib"]]),
+        },
     }
-    return results
 
 
 # ---------------------------------------------------------------------------------------------
-# 2: fan-out
+# fan-out
 
 
 DOCKER_PS = "docker ps -a --format '{{.Names}} {{.State}} {{.Status}}'"
@@ -288,28 +335,66 @@ def ansible_setup(env, venv):
     return cmd, aenv
 
 
+def subset_inventory(full_text, n):
+    """The lab inventory with app hosts app1..appN only (the [[hosts]] tables of the others cut)."""
+    parts = re.split(r"(?m)^(?=\[\[hosts\]\]|\[images\])", full_text)
+
+    def keep(part):
+        m = re.search(r'(?m)^name = "app(\d+)"', part) if part.startswith("[[hosts]]") else None
+        return m is None or int(m.group(1)) <= n
+    return "".join(p for p in parts if keep(p))
+
+
+def lab_rss_mib():
+    """Resident memory of the lab's own processes (sshd, dockerd, containerd, registry: each
+    names the lab's run or state folder on its command line), summed. Not the machine's free
+    memory, which the other work on it moves by more than the lab takes."""
+    marks = (f"/rcfleet-lab/{LAB_NAME}/", f"/.lab/{LAB_NAME}/")
+    kib = 0
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if any(m in cmdline for m in marks):
+                m = re.search(r"VmRSS:\s+(\d+)", (proc / "status").read_text())
+                kib += int(m.group(1)) if m else 0
+        except (OSError, ValueError):
+            continue  # not a process, or gone meanwhile
+    return kib / 1024
+
+
 def bench_fanout(rcfleet, sizes, runs, venv):
-    results = {"sizes": {}}
+    """One lab with the largest size's app hosts (full hosts: `status` asks each host's Docker
+    engine, which --light hosts do not run), grown size by size: for N app hosts the inventory
+    lists app1..appN and `up` deploys the hosts added since the last size, so the hosts beyond
+    N run sshd and an idle Docker engine only and no command touches them."""
+    sizes = sorted(sizes)
+    top = sizes[-1]
+    log(f"fan-out: one lab of 1 db + 1 lb + {top} app hosts, grown through sizes {sizes}")
+    t0 = time.monotonic()
+    env = lab_up(top)
+    results = {"lab_app_hosts": top, "lab_up_s": time.monotonic() - t0, "lab_memory_mib": lab_rss_mib(), "sizes": {}}
+    inv = env["LAB_INVENTORY"]
+    set_boot_seconds(inv, 0)
+    full = Path(inv).read_text()
     for n in sizes:
-        log(f"fan-out: lab 1 db + 1 lb + {n} app (full hosts, deployed with up)")
-        env = lab_up(n)
-        inv = env["LAB_INVENTORY"]
-        set_boot_seconds(inv, 0)
-        cold = timed([rcfleet, "-i", inv, "up"], label=f"up ({n} app hosts)")
-        log(f"  up {cold.wall:.1f}s")
-        acmd, aenv = ansible_setup(env, venv) if venv else (None, None)
-        row = {"hosts": len(env["LAB_HOSTS"].split()), "status": [], "status_peak_mib": [], "ssh_loop": [],
-               "ansible": [], "cold_up_s": cold.wall, "status_healthy": []}
+        Path(inv).write_text(subset_inventory(full, n))
+        hosts = ["db", "lb"] + [f"app{k}" for k in range(1, n + 1)]
+        senv = dict(env, LAB_HOSTS=" ".join(hosts))
+        up = timed([rcfleet, "-i", inv, "up"], label=f"up ({n} app hosts)")
+        log(f"  {n} app hosts: up (deploying the added hosts) {up.wall:.1f}s")
+        acmd, aenv = ansible_setup(senv, venv) if venv else (None, None)
+        row = {"hosts": len(hosts), "up_s": up.wall, "status": [], "status_peak_mib": [], "status_cpu_s": [],
+               "status_healthy": [], "ssh_loop": [], "ansible": []}
         for rep in range(runs):
             s = timed([rcfleet, "-i", inv, "--json", "status"], ok=(0, 3), label="status")
             row["status"].append(s.wall)
             row["status_peak_mib"].append(s.peak_mib)
-            row.setdefault("status_cpu_s", []).append(s.cpu)
+            row["status_cpu_s"].append(s.cpu)
             try:
                 row["status_healthy"].append(json.loads(s.stdout).get("healthy"))
             except json.JSONDecodeError:
                 row["status_healthy"].append(None)
-            l = timed(ssh_loop_cmd(env), label="ssh loop")
+            l = timed(ssh_loop_cmd(senv), label="ssh loop")
             row["ssh_loop"].append(l.wall)
             if acmd:
                 try:
@@ -323,25 +408,29 @@ def bench_fanout(rcfleet, sizes, runs, venv):
                     acmd = None
             if rep == 0:
                 row["ssh_loop_sample"] = l.stdout[:2000]
-            log(f"  rep {rep + 1}: status {s.wall:.2f}s (cpu {s.cpu or 0:.2f}s)  ssh loop {l.wall:.2f}s"
-                + (f"  ansible {row['ansible'][-1]:.2f}s" if acmd else ""))
+            log(f"  rep {rep + 1}: status {s.wall:.2f}s (cpu {s.cpu or 0:.2f}s, {s.peak_mib:.1f} MiB)  "
+                f"ssh loop {l.wall:.2f}s" + (f"  ansible {row['ansible'][-1]:.2f}s" if acmd else ""))
         row["summary"] = {k: stats(row[k]) for k in ("status", "ssh_loop", "ansible", "status_peak_mib")}
         # Ratios within this run: per repetition, then the median.
         row["ratio_ssh_loop_to_status"] = stats([l / s for l, s in zip(row["ssh_loop"], row["status"])])
         if row["ansible"] and len(row["ansible"]) == len(row["status"]):
             row["ratio_ansible_to_status"] = stats([a / s for a, s in zip(row["ansible"], row["status"])])
         results["sizes"][str(n)] = row
-    if "1" in results["sizes"] and "16" in results["sizes"]:
-        one, sixteen = results["sizes"]["1"], results["sizes"]["16"]
-        results["ratio_16_1"] = {
-            tool: stats([b / a for a, b in zip(one[tool], sixteen[tool])])
-            for tool in ("status", "ssh_loop", "ansible") if one[tool] and len(one[tool]) == len(sixteen[tool])
-        }
+    Path(inv).write_text(full)
+    results["ratios"] = {}
+    one = results["sizes"].get("1")
+    for big in ("16", "32"):
+        other = results["sizes"].get(big)
+        if one and other:
+            results["ratios"][f"{big}/1"] = {
+                tool: stats([b / a for a, b in zip(one[tool], other[tool])])
+                for tool in ("status", "ssh_loop", "ansible") if one[tool] and len(one[tool]) == len(other[tool])
+            }
     return results
 
 
 # ---------------------------------------------------------------------------------------------
-# 5: plan at scale
+# plan at scale
 
 
 def plan_inventory(path, app_hosts=200, instances=4):
@@ -358,7 +447,7 @@ def plan_inventory(path, app_hosts=200, instances=4):
     path.write_text(head + "\n".join(hosts) + "\n" + tail)
 
 
-def bench_plan(rcfleet, runs):
+def bench_plan(rcfleet, runs, out_runs):
     d = OUT / "plan-200x4"
     d.mkdir(parents=True, exist_ok=True)
     inv = d / "inventory.toml"
@@ -373,7 +462,7 @@ def bench_plan(rcfleet, runs):
     log(f"plan 200x4: {statistics.median(walls):.3f}s, {statistics.median(peaks):.1f} MiB, {size} bytes out")
     # With --out: every file of every host rendered and written (what a reviewer would diff).
     out_walls, out_peaks, files = [], [], 0
-    for _ in range(runs):
+    for _ in range(out_runs):
         out_dir = d / "out"
         shutil.rmtree(out_dir, ignore_errors=True)
         r = timed([rcfleet, "-i", str(inv), "plan", "--out", str(out_dir)], env=env, label="plan --out")
@@ -389,78 +478,6 @@ def bench_plan(rcfleet, runs):
 
 # ---------------------------------------------------------------------------------------------
 # report
-
-
-def fmt(s, unit="s", digits=2):
-    if not s:
-        return "n/a"
-    f = f"{{:.{digits}f}}"
-    if s["n"] == 1:
-        return f"{f.format(s['median'])}{unit}"
-    return f"{f.format(s['median'])}{unit} ({f.format(s['min'])}–{f.format(s['max'])})"
-
-
-def check(goal, value):
-    if value is None:
-        return "n/a"
-    op, limit = GOALS[goal]
-    ok = {"<": value < limit, "<=": value <= limit, "==": value == limit}[op]
-    return f"{'met' if ok else 'MISSED'} ({op} {limit:g})"
-
-
-def table(res):
-    rows = [("measure", "median (min–max)", "goal")]
-    u = res.get("upgrade")
-    if u:
-        s = u["summary"]
-        r0 = u["runs"][0]
-        rows += [
-            (f"upgrade {FROM_RELEASE}->{TO_RELEASE}, 3 app x 2, boot {BOOT_SECONDS}s, drain {r0['drain_s']}s: total",
-             fmt(s["upgrade_wall_s"]), ""),
-            (f"  floor ({r0['batches']} batches x (drain + boot))", fmt(s["floor_s"]), ""),
-            ("  pre-pull", fmt(s["prepull_s"]), ""),
-            ("  backup (counted in overhead)", fmt(s["backup_s"]), ""),
-            ("  overhead per instance", fmt(s["overhead_per_instance_s"]),
-             check("upgrade_overhead_per_instance_s", s["overhead_per_instance_s"]["median"])),
-            (f"failed requests during upgrade ({LOAD_RATE:g}/s offered)", fmt(s["failed_requests"], "", 0),
-             check("upgrade_failed_requests", s["failed_requests"]["max"])),
-            ("  request rate held", fmt(s["request_rate"], "/s", 1), ""),
-            ("up, cold (1 db + 1 lb + 3 app)", fmt(s["cold_up_s"]), ""),
-            ("up, converged", fmt(s["converged_up_s"]), check("up_converged_s", s["converged_up_s"]["median"])),
-        ]
-    f = res.get("fanout")
-    if f:
-        for n, row in f["sizes"].items():
-            sm = row["summary"]
-            rows.append((f"status, {n} app host(s) ({row['hosts']} hosts)", fmt(sm["status"]), ""))
-            rows.append(("  ssh loop (sequential)", fmt(sm["ssh_loop"]),
-                         f"x{row['ratio_ssh_loop_to_status']['median']:.2f} of status"))
-            if sm["ansible"] and "ratio_ansible_to_status" in row:
-                rows.append(("  ansible ad-hoc", fmt(sm["ansible"]),
-                             f"x{row['ratio_ansible_to_status']['median']:.2f} of status"))
-        for tool, r in f.get("ratio_16_1", {}).items():
-            rows.append((f"ratio 16/1 app hosts: {tool}", fmt(r, "", 2),
-                         check("status_ratio_16_1", r["median"]) if tool == "status" else ""))
-    p = res.get("plan")
-    if p:
-        rows.append(("plan, 200 app hosts x 4 instances: wall", fmt(p["wall_s"], "s", 3),
-                     check("plan_200x4_wall_s", p["wall_s"]["median"])))
-        rows.append(("  peak memory", fmt(p["peak_mib"], " MiB", 1), check("plan_200x4_peak_mib", p["peak_mib"]["median"])))
-        rows.append((f"plan --out (writes all {p['out_files']} files): wall", fmt(p["out_wall_s"], "s", 3), ""))
-        rows.append(("  peak memory", fmt(p["out_peak_mib"], " MiB", 1), ""))
-    if u:
-        rows.append(("peak memory: up", fmt(u["summary"]["peak_mib_up"], " MiB", 1), ""))
-        rows.append(("peak memory: upgrade", fmt(u["summary"]["peak_mib_upgrade"], " MiB", 1), ""))
-    if f:
-        peaks = [v for row in f["sizes"].values() for v in row["status_peak_mib"]]
-        rows.append(("peak memory: status (1-16 app hosts)", fmt(stats(peaks), " MiB", 1), ""))
-    w = [max(len(r[i]) for r in rows) for i in range(3)]
-    out = []
-    for i, r in enumerate(rows):
-        out.append(f"| {r[0]:<{w[0]}} | {r[1]:<{w[1]}} | {r[2]:<{w[2]}} |")
-        if i == 0:
-            out.append(f"|{'-' * (w[0] + 2)}|{'-' * (w[1] + 2)}|{'-' * (w[2] + 2)}|")
-    return "\n".join(out)
 
 
 def machine():
@@ -483,13 +500,22 @@ def machine():
             "loadavg_at_start": [round(x, 2) for x in load]}
 
 
+def revision():
+    """The git short hash, with -dirty when tracked files differ from it (--rev: that revision)."""
+    if os.environ.get("BENCH_REV"):
+        return os.environ["BENCH_REV"]
+    rev = sh(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=False).stdout.strip()
+    dirty = sh(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], check=False).stdout.strip()
+    return rev + ("-dirty" if dirty else "")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append", choices=["upgrade", "fanout", "plan"], help="run only these sections")
     ap.add_argument("--runs", type=int, default=3, help="runs of each long measurement (default 3)")
     ap.add_argument("--plan-runs", type=int, default=7)
     ap.add_argument("--converged-per-run", type=int, default=3)
-    ap.add_argument("--sizes", default="1,4,16", help="app hosts for the fan-out (default 1,4,16)")
+    ap.add_argument("--sizes", default="1,4,16,32", help="app hosts for the fan-out (default 1,4,16,32)")
     ap.add_argument("--no-ansible", action="store_true")
     ap.add_argument("--rcfleet", required=True)
     ap.add_argument("--venv", default=str(OUT / "venv"))
@@ -498,29 +524,38 @@ def main():
     sections = a.only or ["upgrade", "fanout", "plan"]
     OUT.mkdir(parents=True, exist_ok=True)
     res = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "machine": machine(), "rcfleet": a.rcfleet,
-           "commit": os.environ.get("BENCH_REV") or
-                     sh(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=False).stdout.strip() + " + working tree",
-           "goals": {k: f"{op} {v}" for k, (op, v) in GOALS.items()}}
+           "command": "tests/bench/run " + shlex.join(sys.argv[3:] if sys.argv[1:2] == ["--rcfleet"] else sys.argv[1:]),
+           "machine": machine(), "rcfleet": a.rcfleet, "revision": revision(),
+           "goals": {k: f"{op} {v}" for k, (op, v) in GOALS.items()}, "section_seconds": {}}
     started = time.monotonic()
+
+    def section(name, fn, *args):
+        t0 = time.monotonic()
+        res[name] = fn(*args)
+        res["section_seconds"][name] = round(time.monotonic() - t0, 1)
+        log(f"{name}: {res['section_seconds'][name]}s")
+        # Written after each section too, so that a later failure keeps what was measured.
+        Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
     try:
         if "plan" in sections:
-            res["plan"] = bench_plan(a.rcfleet, a.plan_runs)
+            section("plan", bench_plan, a.rcfleet, a.plan_runs, a.runs)  # --out writes 1600 files: --runs times
         if "upgrade" in sections:
-            res["upgrade"] = bench_upgrade(a.rcfleet, a.runs, a.converged_per_run)
+            section("upgrade", bench_upgrade, a.rcfleet, a.runs, a.converged_per_run, upgrade_strategies(a.rcfleet))
         if "fanout" in sections:
             venv = None if a.no_ansible else Path(a.venv)
             sizes = [int(x) for x in a.sizes.split(",")]
-            res["fanout"] = bench_fanout(a.rcfleet, sizes, a.runs, venv)
+            section("fanout", bench_fanout, a.rcfleet, sizes, a.runs, venv)
     finally:
         if "upgrade" in sections or "fanout" in sections:
             lab_down()
     res["seconds"] = round(time.monotonic() - started, 1)
-    res["table"] = table(res)
+    res["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    res["table"] = render_table(res)
     Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
     print(res["table"])
     print(f"\nmachine: {res['machine']['cpu']}, {res['machine']['cores']} cores, {res['machine']['memory']}; "
-          f"{res['date']}; commit {res['commit']}; {res['seconds']}s\nJSON: {a.out}")
+          f"{res['date']}; revision {res['revision']}; {res['seconds']}s {res['section_seconds']}\nJSON: {a.out}\n"
+          "README: tests/bench/readme_table.py puts this table in README.md")
 
 
 if __name__ == "__main__":
