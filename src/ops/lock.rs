@@ -102,14 +102,8 @@ impl Progress {
     }
 }
 
-/// The held lock; released when dropped.
-pub struct DeployLock<'c> {
-    conn: &'c Connection,
-    held: Held,
-}
-
-/// A lock this run holds, apart from the connection it was taken through: whoever keeps it
-/// releases it ([`DeployLock`] when dropped, `ops::Run` when the run ends).
+/// The lock this run holds, apart from the connection it was taken through: the run that keeps
+/// it releases it when it ends (`ops::Run`).
 pub struct Held {
     path: String,
     holder: Holder,
@@ -146,11 +140,6 @@ impl Held {
             );
         }
     }
-}
-
-/// Takes the lock on the database host, or refuses with the holder's details; see [`take`].
-pub fn acquire<'c>(fleet: &Fleet, db: &'c Connection, command: &str, release: Option<String>) -> Result<DeployLock<'c>> {
-    Ok(DeployLock { conn: db, held: take(fleet, db, command, release)? })
 }
 
 /// Takes the lock on the database host, or refuses with the holder's details. The lock of a run
@@ -290,12 +279,6 @@ impl Outcome for Released {
             Released::Kept(holder) => json!({ "released": false, "holder": holder }),
             Released::Released(holder) => json!({ "released": true, "holder": holder }),
         }
-    }
-}
-
-impl Drop for DeployLock<'_> {
-    fn drop(&mut self) {
-        self.held.release(self.conn);
     }
 }
 

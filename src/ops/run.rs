@@ -110,7 +110,8 @@ impl Run {
         Run::open_with(inventory, fleet, options)
     }
 
-    /// Opens a run over `fleet`, read from `inventory` (edited: `add-instance`).
+    /// Opens a run over `fleet`, read from `inventory` but not as the file says now (`add-instance`:
+    /// as edited; `remove-instance`: as before the edit).
     pub fn open_with(inventory: &Path, fleet: Fleet, options: &RunOptions) -> Result<Run> {
         // Generated secrets as placeholders: a value no file can carry is bad input (exit 2).
         render::render(&fleet, &Store::preview())?;
@@ -154,13 +155,15 @@ impl Run {
         if let Some(check) = options.check {
             check(&run.fleet, &run.hosts)?;
         }
-        let db = run.hosts.try_host(&run.fleet.database_host().name);
-        run.secrets = match (options.secrets, db) {
-            (Secrets::Skip, _) => return Ok(run),
-            (Secrets::Load, Some(db)) => Store::load(&run.fleet, db)?,
-            (Secrets::LoadOrCreate, Some(db)) => Store::load_or_create(&run.fleet, db, &run.report)?,
-            (Secrets::IfReadable, Some(db)) => Store::read(&run.fleet, db).ok().flatten().unwrap_or_else(Store::preview),
-            (_, None) => Store::preview(),
+        run.secrets = match options.secrets {
+            Secrets::Skip => return Ok(run),
+            Secrets::Load => Store::load(&run.fleet, run.database())?,
+            Secrets::LoadOrCreate => Store::load_or_create(&run.fleet, run.database(), &run.report)?,
+            Secrets::IfReadable => run
+                .hosts
+                .try_host(&run.fleet.database_host().name)
+                .and_then(|db| Store::read(&run.fleet, db).ok().flatten())
+                .unwrap_or_else(Store::preview),
         };
         run.artifacts = render::render(&run.whole, &run.secrets)?
             .into_iter()
