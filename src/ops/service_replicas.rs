@@ -21,11 +21,9 @@ use super::audit;
 use super::converge::{pull_missing_images, send_files, unit_files, POLL};
 use super::hosts::Hosts;
 use super::instances::{drain, edited_is_invalid, publish_traefik, Changes};
-use super::lock;
-use super::preflight;
 use super::probe;
 use super::report::{Outcome, Reporter};
-use super::secrets;
+use super::run::{Run, RunOptions, Secrets};
 use super::services::{converge_services, ready_ddp_streamers, remove_containers};
 use super::wait::{self, Poll};
 use crate::error::{Error, Result};
@@ -70,17 +68,20 @@ pub fn add_replicas(inventory_path: &Path, options: &ReplicaOptions) -> Result<R
     let what = format!("adding {} {service} container(s)", options.count);
     let (fleet, edited) = edited(inventory_path, service, count, placement.as_deref(), &what)?;
     let added = changed_containers(&before, &fleet)?;
-    render::render(&fleet, &secrets::Store::preview())?;
-
-    let report = Reporter::new(inventory_path, "add-instance");
-    let remote = Hosts::connect_fleet(&fleet, &options.connect, &report)?;
     let names: Vec<&str> = added.iter().map(|c| c.name.as_str()).collect();
     let command = format!("rcfleet add-instance --service {service} ({})", names.join(", "));
-    let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), &command, None)?;
-    preflight::run(&fleet, &remote, &report)?;
-    let store = secrets::Store::load(&fleet, remote.host(&fleet.database_host().name))?;
-    let artifacts = render::render(&fleet, &store)?;
-    let deploy_dir = render::deploy_dir(&fleet);
+    let run = Run::open_with(
+        inventory_path,
+        fleet,
+        &RunOptions {
+            lock: Some(command.clone()),
+            preflight: true,
+            // The secrets `up` generated: new containers get the same credentials.
+            secrets: Secrets::Load,
+            ..RunOptions::new("add-instance", &options.connect)
+        },
+    )?;
+    let (fleet, remote, report, artifacts, deploy_dir) = (&run.fleet, &run.hosts, &run.report, &run.artifacts, &run.deploy_dir);
     let mut changes = Changes::new();
 
     // The new containers' files, then every service container converged (only the new ones
@@ -113,7 +114,7 @@ pub fn add_replicas(inventory_path: &Path, options: &ReplicaOptions) -> Result<R
         inventory: inventory_path.to_path_buf(),
         seconds: report.elapsed_seconds(),
         log: report.log_path().map(Path::to_path_buf),
-        fleet,
+        fleet: fleet.clone(),
     })
 }
 
@@ -139,11 +140,15 @@ pub fn remove_replicas(inventory_path: &Path, options: &ReplicaOptions) -> Resul
     let (fleet, edited) = edited(inventory_path, service, current - options.count, None, &what)?;
     let removed = changed_containers(&fleet, &before)?;
 
-    let report = Reporter::new(inventory_path, "remove-instance");
-    let remote = Hosts::connect_fleet(&before, &options.connect, &report)?;
     let names: Vec<&str> = removed.iter().map(|c| c.name.as_str()).collect();
     let command = format!("rcfleet remove-instance --service {service} ({})", names.join(", "));
-    let _lock = lock::acquire(&fleet, remote.host(&fleet.database_host().name), &command, None)?;
+    // Over the fleet as it runs (the containers removed too); the edited one is published.
+    let run = Run::open_with(
+        inventory_path,
+        before,
+        &RunOptions { lock: Some(command.clone()), ..RunOptions::new("remove-instance", &options.connect) },
+    )?;
+    let (before, remote, report) = (&run.fleet, &run.hosts, &run.report);
     let mut changes = Changes::new();
 
     // Out of Traefik's route first, confirmed, and drained: WebSocket clients reconnect to
