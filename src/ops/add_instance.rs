@@ -14,7 +14,7 @@ use super::audit;
 use super::converge::{converge_unit, pull_missing_images, send_files, wait_ready};
 use super::hosts::CONCURRENCY;
 use super::instances::{edited_is_invalid, publish_prometheus, publish_traefik, InstanceChange};
-use super::run::{Run, RunOptions, Secrets};
+use super::run::{Run, RunOptions};
 use crate::error::{Error, Result};
 use crate::fleet::{Host, Instance};
 use crate::inventory::{self, edit};
@@ -67,17 +67,7 @@ pub fn add_instance(inventory_path: &Path, options: &AddOptions) -> Result<Insta
         fleet.instances().filter(|i| before.instances().all(|old| old.name != i.name)).cloned().collect();
     let names: Vec<&str> = added.iter().map(|i| i.name.as_str()).collect();
     let command = format!("rcfleet add-instance {}", names.join(" "));
-    let run = Run::open_with(
-        inventory_path,
-        fleet,
-        &RunOptions {
-            lock: Some(command.clone()),
-            preflight: true,
-            // The secrets `up` generated: new instances get the same credentials.
-            secrets: Secrets::Load,
-            ..RunOptions::new("add-instance", &options.connect)
-        },
-    )?;
+    let run = Run::open_with(inventory_path, fleet, &RunOptions::change("add-instance", command.clone(), &options.connect))?;
     let (fleet, remote, report, artifacts, deploy_dir) = (&run.fleet, &run.hosts, &run.report, &run.artifacts, &run.deploy_dir);
     let mut changes: BTreeMap<String, Vec<String>> = BTreeMap::new();
 

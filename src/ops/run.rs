@@ -81,6 +81,12 @@ impl<'a> RunOptions<'a> {
             secrets: Secrets::Skip,
         }
     }
+
+    /// A change to a fleet `up` brought up (`add-instance`): under the lock `command`, after
+    /// preflight, with the secrets `up` generated, so that what starts gets the same credentials.
+    pub fn change(log_as: &'a str, command: String, connect: &'a ConnectOptions) -> RunOptions<'a> {
+        RunOptions { lock: Some(command), preflight: true, secrets: Secrets::Load, ..RunOptions::new(log_as, connect) }
+    }
 }
 
 pub struct Run {

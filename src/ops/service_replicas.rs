@@ -23,7 +23,7 @@ use super::hosts::Hosts;
 use super::instances::{drain, edited_is_invalid, publish_traefik, Changes};
 use super::probe;
 use super::report::{Outcome, Reporter};
-use super::run::{Run, RunOptions, Secrets};
+use super::run::{Run, RunOptions};
 use super::services::{converge_services, ready_ddp_streamers, remove_containers};
 use super::wait::{self, Poll};
 use crate::error::{Error, Result};
@@ -70,17 +70,7 @@ pub fn add_replicas(inventory_path: &Path, options: &ReplicaOptions) -> Result<R
     let added = changed_containers(&before, &fleet)?;
     let names: Vec<&str> = added.iter().map(|c| c.name.as_str()).collect();
     let command = format!("rcfleet add-instance --service {service} ({})", names.join(", "));
-    let run = Run::open_with(
-        inventory_path,
-        fleet,
-        &RunOptions {
-            lock: Some(command.clone()),
-            preflight: true,
-            // The secrets `up` generated: new containers get the same credentials.
-            secrets: Secrets::Load,
-            ..RunOptions::new("add-instance", &options.connect)
-        },
-    )?;
+    let run = Run::open_with(inventory_path, fleet, &RunOptions::change("add-instance", command.clone(), &options.connect))?;
     let (fleet, remote, report, artifacts, deploy_dir) = (&run.fleet, &run.hosts, &run.report, &run.artifacts, &run.deploy_dir);
     let mut changes = Changes::new();
 
