@@ -203,7 +203,26 @@ pub struct SshSettings {
     pub jump: Option<JumpHost>,
 }
 
+/// How long an ordinary remote command (`docker version`, a file check, the lock) may take:
+/// seconds on a healthy server, so two minutes leaves room for a slow, loaded one.
+const DEFAULT_COMMAND_TIMEOUT_SECONDS: u64 = 120;
+
 impl SshSettings {
+    /// Every key left open: `~/.ssh/config` and OpenSSH's defaults decide (`remote::target`).
+    pub fn open() -> SshSettings {
+        SshSettings {
+            user: None,
+            port: None,
+            identity_file: None,
+            identity_passphrase: None,
+            known_hosts: None,
+            accept_new_host_keys: None,
+            connect_timeout_seconds: 10,
+            command_timeout_seconds: DEFAULT_COMMAND_TIMEOUT_SECONDS,
+            jump: None,
+        }
+    }
+
     /// The port sshd listens on as far as the inventory knows: its own, else OpenSSH's 22.
     pub fn port_or_default(&self) -> u16 {
         self.port.unwrap_or(22)

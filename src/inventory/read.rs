@@ -35,7 +35,7 @@ pub fn fleet(root: &Table, problems: &mut Problems) -> Option<Fleet> {
     top.reject_unknown_keys(&schema::names(schema::TOP), problems);
 
     let workspace = workspace(&top, problems);
-    let ssh_defaults = ssh_settings(top.table("ssh", false, problems).as_ref(), &default_ssh(), problems);
+    let ssh_defaults = ssh_settings(top.table("ssh", false, problems).as_ref(), &SshSettings::open(), problems);
     let (mut hosts, jumps) = hosts(&top, &ssh_defaults, problems);
     resolve_jumps(&mut hosts, jumps, problems);
 
@@ -126,25 +126,6 @@ fn workspace(top: &Section, problems: &mut Problems) -> Workspace {
         release,
         license: section.secret("license", false, problems),
         deploy_dir: checked_or(&section, "deploy_dir", "/opt/rcfleet", values::deploy_dir, problems),
-    }
-}
-
-/// How long an ordinary remote command (`docker version`, a file check, the lock) may take:
-/// seconds on a healthy server, so two minutes leaves room for a slow, loaded one.
-const DEFAULT_COMMAND_TIMEOUT_SECONDS: u64 = 120;
-
-/// Every SSH key left open: `~/.ssh/config` and OpenSSH's defaults decide (`remote::target`).
-fn default_ssh() -> SshSettings {
-    SshSettings {
-        user: None,
-        port: None,
-        identity_file: None,
-        identity_passphrase: None,
-        known_hosts: None,
-        accept_new_host_keys: None,
-        connect_timeout_seconds: 10,
-        command_timeout_seconds: DEFAULT_COMMAND_TIMEOUT_SECONDS,
-        jump: None,
     }
 }
 

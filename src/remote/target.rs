@@ -274,17 +274,7 @@ mod tests {
             address: address.into(),
             private_address: address.into(),
             roles: vec![],
-            ssh: SshSettings {
-                user: None,
-                port: None,
-                identity_file: None,
-                identity_passphrase: None,
-                known_hosts: None,
-                accept_new_host_keys: None,
-                connect_timeout_seconds: 10,
-                command_timeout_seconds: 120,
-                jump: None,
-            },
+            ssh: SshSettings::open(),
             instances: vec![],
         }
     }
