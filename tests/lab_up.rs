@@ -147,6 +147,8 @@ fn push_images_deploys_hosts_that_cannot_reach_the_registry() {
         format!("grafana/grafana:{}", lab.var("LAB_TAG_GRAFANA")),
         format!("mongodb/mongodb-community-server:{}", lab.var("LAB_TAG_MONGODB")),
         format!("mongo:{}", lab.var("LAB_TAG_MONGODB_TOOLS")),
+        format!("prometheus/node-exporter:{}", lab.var("LAB_TAG_NODE_EXPORTER")),
+        format!("prometheus/blackbox-exporter:{}", lab.var("LAB_TAG_BLACKBOX_EXPORTER")),
     ];
     for image in images {
         lab.run("db", &format!("docker pull -q {registry}/{image}"));

@@ -49,9 +49,11 @@ fn rolling_upgrade_under_load_then_a_broken_release_is_rolled_back() {
     traefik_lists_only_ready_instances(&lab);
     eprintln!("rolling upgrade: {ok} requests, 0 failed");
 
-    // A release that never becomes ready: the canary goes back, nobody notices.
+    // A release that never becomes ready: the canary goes back, nobody notices. Stop-first, so
+    // that the canary really is replaced and rolled back (start-first never stops it:
+    // lab_rollout shows that case).
     let load = Load::start(&lab);
-    let broken = rcfleet(&["upgrade", "-i", inventory, "--release", "8.2.0", "--skip-backup"]);
+    let broken = rcfleet(&["upgrade", "-i", inventory, "--release", "8.2.0", "--skip-backup", "--strategy", "stop-first"]);
     let (ok, failed, errors) = load.finish();
     assert_eq!(broken.status.code(), Some(1), "{}", text(&broken));
     let said = text(&broken);

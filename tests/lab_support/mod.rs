@@ -199,7 +199,12 @@ impl Lab {
     pub fn deployed_files(&self) -> BTreeMap<String, String> {
         let mut all = BTreeMap::new();
         for host in self.hosts() {
-            let out = self.run(&host, "find /opt/rcfleet -type f ! -name audit.log -exec stat -c '%n %Y.%Z' {} + 2>/dev/null || true");
+            // Not the audit log, nor the node exporter's text files (the MongoDB probe rewrites
+            // its metric every 15 s): what rcfleet writes only.
+            let out = self.run(
+                &host,
+                "find /opt/rcfleet -type f ! -name audit.log ! -path '*/textfile/*' -exec stat -c '%n %Y.%Z' {} + 2>/dev/null || true",
+            );
             for line in out.lines() {
                 if let Some((path, time)) = line.rsplit_once(' ') {
                     all.insert(format!("{host}:{path}"), time.to_string());
