@@ -166,7 +166,7 @@ fn sshd_down_during_up_leaves_that_host_for_the_next_run() {
         assert_eq!(after.get(id), Some(state), "a container of a host that was already up changed");
     }
     let new: Vec<&String> = after.iter().filter(|(id, _)| !before.contains_key(*id)).map(|(_, (unit, _))| unit).collect();
-    assert_eq!(new.len(), 2, "only app2's two instances should be new: {new:?}");
+    assert_eq!(new.len(), 3, "only app2's containers should be new (its two instances, its node exporter): {new:?}");
     assert!(new.iter().all(|unit| unit.starts_with("app2/")), "{new:?}");
     let report = json(&second);
     for host in report["hosts"].as_array().unwrap() {

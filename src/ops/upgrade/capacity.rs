@@ -1,6 +1,6 @@
 //! Whether a start-first upgrade fits: each app host must have the memory for the new
-//! containers of a batch while the old ones still run. `upgrade.strategy = "auto"` (the
-//! default) picks start-first only when every app host has it.
+//! containers of a batch while the old ones still run. `upgrade.strategy = "auto"` picks
+//! start-first only when every app host has it.
 
 use bollard::query_parameters::StatsOptionsBuilder;
 use futures_util::StreamExt;

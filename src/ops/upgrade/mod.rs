@@ -39,7 +39,7 @@ use super::rollout::{self, Recovery, Rollout};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Strategy {
     /// Canary, then batches, start-first or stop-first as `upgrade.strategy` says (default
-    /// auto: start-first where every app host has the memory for it).
+    /// stop-first; auto: start-first where every app host has the memory for it).
     Rolling,
     /// Canary, then batches; each new instance starts on its spare ports beside the old one,
     /// which leaves only once the new one is UP in Traefik (no capacity lost).
