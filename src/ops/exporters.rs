@@ -41,14 +41,17 @@ pub fn converge(
     }
     if let Some(unit) = render::alertmanager_unit(fleet) {
         let conn = remote.host(&unit.host);
-        let started = converge_unit(fleet, remote, conn, &unit, changed, deploy_dir, report)?;
         let config_written = changed.get(&unit.host).is_some_and(|paths| paths.contains(render::ALERTMANAGER_CONFIG_PATH));
-        // The configuration (the webhook's URL) is not in the service's definition, so compose
-        // leaves a running Alertmanager as it is: SIGHUP makes it read the file again.
-        let just_started = started.as_deref().is_some_and(|what| what.contains("started"));
-        if config_written && !just_started {
+        // The host's clock before compose runs: a container created since read the new file when
+        // it started. One created before runs on the old file: compose leaves it as it is (the
+        // webhook's URL is not in the service's definition), and SIGHUP makes it read the file
+        // again. Never a SIGHUP to a container just started: until Alertmanager has set up its
+        // handler, SIGHUP ends it (a Go program's default), and Docker does not restart it.
+        let before = if config_written { Some(host_clock(conn)?) } else { None };
+        let started = converge_unit(fleet, remote, conn, &unit, changed, deploy_dir, report)?;
+        if let Some(before) = before {
             let container = probe::containers(remote, fleet, conn)?.into_iter().find(|c| c.unit == unit.name && c.running());
-            if let Some(container) = container {
+            if let Some(container) = container.filter(|c| c.created < before) {
                 conn.run(&Argv::new("docker").args(["kill", "--signal", "HUP", &container.id]))?;
                 report.step("alertmanager", &unit.host, "alertmanager re-read its configuration");
                 changes.push((unit.host.clone(), "alertmanager re-read its configuration".to_string()));
@@ -59,4 +62,10 @@ pub fn converge(
         }
     }
     Ok(changes)
+}
+
+/// The host's clock, in seconds since the epoch (Docker's `Created` is on that clock).
+fn host_clock(conn: &remote::Connection) -> Result<i64> {
+    let out = conn.run(&Argv::new("date").arg("+%s"))?.stdout_text();
+    out.trim().parse().map_err(|_| Error::failed(format!("{}: `date +%s` printed {:?}, not a number", conn.name(), out.trim())))
 }
