@@ -178,8 +178,13 @@ fn microservices_run_behind_traefik_and_are_healthy() {
         let instances = images.len() - services;
         assert_eq!(instances, 6, "{step}: {images:?}");
         assert!(images.iter().all(|(_, image)| image.ends_with(":8.1.0")), "{step}: {images:?}");
-        let status = json(&rcfleet(&["status", "-i", inventory, "--json"]));
-        assert_eq!(status["healthy"], true, "{step}: status problems: {:#}", status["problems"]);
+        // Prometheus scrapes a new service container only at its next interval.
+        let mut status = serde_json::Value::Null;
+        let healthy = eventually(90, || {
+            status = json(&rcfleet(&["status", "-i", inventory, "--json"]));
+            status["healthy"] == true
+        });
+        assert!(healthy, "{step}: status problems: {:#}", status["problems"]);
         if enabled {
             assert!(services >= 5, "{step}: services missing: {images:?}");
             let (code, frames) = ddp_connect(&lab).expect("WebSocket through Traefik in microservices mode");
