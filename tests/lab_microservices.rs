@@ -247,8 +247,8 @@ fn microservices_inventory(lab: &Lab, dir: &std::path::Path) -> std::path::PathB
         .expect("the lab's Rocket.Chat repository");
     let mut text = String::new();
     for line in original.lines() {
-        // Every instance of the recreate upgrade waits for the one running the migrations; on a
-        // busy machine that takes longer than the lab's 60 s.
+        // The upgrade's canary runs the migrations before it is ready; on a busy machine that
+        // can take longer than the lab's 60 s.
         let line = if line.starts_with("readiness_timeout_seconds") { "readiness_timeout_seconds = 240" } else { line };
         text.push_str(line);
         text.push('\n');
