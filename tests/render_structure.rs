@@ -605,3 +605,19 @@ fn websocket_route_lists_only_the_streamers_given() {
         .collect();
     assert_eq!(urls, [streamers[1].url().as_str()]);
 }
+
+#[test]
+fn an_instance_on_its_spare_slot_has_a_node_id_of_its_own() {
+    // Start-first: the new container runs beside the old one on the same bus; moleculer's node
+    // ID is host name + PID, so the two must not share a host name.
+    let (_, fleet) = fleets().into_iter().find(|(name, _)| *name == "microservices").unwrap();
+    let primary = fleet.instances().next().unwrap().clone();
+    let spare = primary.on_slot(rcfleet::fleet::Slot::Spare);
+    let hostname = |instance: &rcfleet::fleet::Instance| {
+        let files = render::instance_files(&fleet, instance, "").unwrap();
+        let compose: yaml_serde::Value = yaml_serde::from_str(&files[0].content).unwrap();
+        at(&compose, &["services", "rocketchat", "hostname"]).as_str().unwrap().to_string()
+    };
+    assert_eq!(hostname(&primary), primary.name);
+    assert_eq!(hostname(&spare), format!("{}-spare", primary.name));
+}

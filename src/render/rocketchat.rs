@@ -8,7 +8,7 @@ use super::envfile::{self, Entry, Origin};
 use super::secrets::{credential, Generated};
 use super::{labels, pair, templates, Artifact, Pair, SecretSource, Unit};
 use crate::error::{Error, Result};
-use crate::fleet::{EnvValue, Fleet, Host, Instance, SecretRef};
+use crate::fleet::{EnvValue, Fleet, Host, Instance, SecretRef, Slot};
 
 /// Variables rcfleet sets for every instance; `[rocketchat.env]` may not set them too
 /// (Compose would silently let one win).
@@ -58,9 +58,15 @@ pub fn render(
 /// the host's name and runs node as PID 1, so two instances of one host would both be
 /// `<host>-1` and moleculer stops on the node-ID conflict. Docker gives a host-networked
 /// container its own UTS namespace, so `hostname:` works with `network_mode: host` (checked on
-/// the lab's Docker 20.10). Not set in monolith mode, where containers stay as they were.
+/// the lab's Docker 20.10). A start-first upgrade runs the instance's new container on the
+/// spare ports beside the old one, both on the bus: the spare one gets a name of its own, else
+/// the old one, still in Traefik, would stop on the conflict. Not set in monolith mode, where
+/// containers stay as they were.
 fn hostname(fleet: &Fleet, instance: &Instance) -> Option<String> {
-    fleet.microservices.enabled.then(|| instance.name.clone())
+    fleet.microservices.enabled.then(|| match instance.slot {
+        Slot::Primary => instance.name.clone(),
+        Slot::Spare => format!("{}-{}", instance.name, Slot::Spare.name()),
+    })
 }
 
 /// The moleculer settings every node of the bus shares in microservices mode (Rocket.Chat's
