@@ -64,7 +64,7 @@ fn status_is_healthy_then_names_every_problem() {
         assert_eq!((&i["container"], &i["ready"], &i["version"]), (&"running".into(), &true.into(), &"8.0.0".into()), "{i}");
         assert_eq!((&i["traefik"], &i["prometheus"]), (&"UP".into(), &"up".into()), "{i}");
         let row = table.lines().find(|l| l.starts_with(name)).unwrap_or_default().split_whitespace().collect::<Vec<_>>();
-        assert_eq!(row[1..], [&name[..4], "running", "yes", "8.0.0", "UP", "up"], "{table}");
+        assert_eq!(row[1..], [&name[..4], "3000/9458", "running", "yes", "8.0.0", "UP", "up"], "{table}");
     }
     let services: Vec<(&str, bool)> =
         document["services"].as_array().unwrap().iter().map(|s| (s["name"].as_str().unwrap(), s["healthy"].as_bool().unwrap())).collect();

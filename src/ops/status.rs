@@ -195,9 +195,9 @@ impl Outcome for Status {
                 i.name, i.host, i.container, i.traefik, i.prometheus
             ));
         }
-        out.push_str(&format!("\n{:<10}  {:<8}  {:<10}  {}\n", "SERVICE", "HOST", "CONTAINER", "HEALTH"));
+        out.push_str(&format!("\n{:<17}  {:<8}  {:<10}  {}\n", "SERVICE", "HOST", "CONTAINER", "HEALTH"));
         for s in &self.services {
-            out.push_str(&format!("{:<10}  {:<8}  {:<10}  {}\n", s.name, s.host, s.container, s.health));
+            out.push_str(&format!("{:<17}  {:<8}  {:<10}  {}\n", s.name, s.host, s.container, s.health));
         }
         if !self.microservices.is_empty() {
             out.push_str(&format!(
