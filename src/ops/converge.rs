@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 /// rolling upgrade, so a short interval saves real time per instance.
 pub const POLL: Duration = Duration::from_millis(100);
 use crate::fleet::{Fleet, Host, Instance};
-use crate::remote::{Argv, Connection, ExecOptions};
+use crate::remote::{Answer, Argv, Connection, ExecOptions};
 use crate::render::{self, Artifact, HostArtifacts, Unit, UnitKind};
 
 /// The images of the units on `host`.
@@ -236,8 +236,13 @@ pub fn confirm_prometheus(fleet: &Fleet, remote: &Hosts, report: &Reporter) -> R
     confirm_prometheus_listing(fleet, remote, report, &every_target)
 }
 
-/// Waits until Prometheus has every instance of `fleet` as a target and scrapes at least `up`
+/// Waits until Prometheus has every instance of `fleet` as a target and can scrape at least `up`
 /// (the others, on hosts this run could not reach, are as they are); returns its targets.
+///
+/// A target counts when Prometheus last scraped it `up`, or when its scrape URL answers 200 now,
+/// asked from Prometheus' own host (host networking: the path its next scrape takes). Prometheus
+/// scrapes every 15 s, so a target that just moved or restarted would otherwise hold every
+/// `up` and `upgrade` for up to one scrape interval; the next scrape sees what this request saw.
 pub fn confirm_prometheus_listing(
     fleet: &Fleet,
     remote: &Hosts,
@@ -246,24 +251,53 @@ pub fn confirm_prometheus_listing(
 ) -> Result<BTreeMap<String, String>> {
     let Some(host) = fleet.monitoring_host() else { return Ok(BTreeMap::new()) };
     let listed: BTreeSet<String> = fleet.instances().map(Instance::metrics_target).collect();
-    // Targets are read within a few seconds of the file changing and scraped every 15 s.
-    let targets = wait::until(report, "prometheus", "every instance target up", Duration::from_secs(90), Duration::from_secs(1), || {
+    let mut answering = BTreeSet::new();
+    // Targets are read within a few seconds of the file changing.
+    let targets = wait::until(report, "prometheus", "every instance target scraped", Duration::from_secs(90), Duration::from_secs(1), || {
         Ok::<Poll<_>, Error>(match probe::prometheus_targets(remote, fleet)? {
             Ok(targets) => {
                 let seen: BTreeSet<String> = targets.keys().cloned().collect();
-                let up_now = up.iter().filter(|t| targets.get(*t).is_some_and(|h| h == "up")).count();
-                if seen == listed && up_now == up.len() {
+                let not_up: Vec<&String> = up.iter().filter(|t| targets.get(*t).is_none_or(|h| h != "up")).collect();
+                if seen == listed {
+                    answering = answering_from(fleet, remote, host, &not_up);
+                }
+                let pending = not_up.iter().filter(|t| !answering.contains(**t)).count();
+                if seen == listed && pending == 0 {
                     Ok(targets)
                 } else {
-                    Err(format!("{up_now} of {} targets up, {} of {} listed", up.len(), seen.len(), listed.len()))
+                    Err(format!("{} of {} targets up, {} of {} listed", up.len() - pending, up.len(), seen.len(), listed.len()))
                 }
             }
             Err(seen) => Err(seen),
         })
     })
     .map_err(|err| Error::failed(format!("{}: Prometheus does not scrape every instance: {}", host.name, err)))?;
-    let up_count = targets.values().filter(|h| *h == "up").count();
+    if !answering.is_empty() {
+        report.step(
+            "prometheus",
+            &host.name,
+            format!("{} not scraped since they changed; their metrics answer from {} (Prometheus scrapes every 15 s)", answering.len(), host.name),
+        );
+    }
+    let up_count = targets.values().filter(|h| *h == "up").count() + answering.len();
     report.step("prometheus", &host.name, format!("{up_count}/{} instance targets up", listed.len()));
     Ok(targets)
+}
+
+/// Which of `targets` (instances' metrics addresses) answer their scrape URL with 200, asked in
+/// one batch over the monitoring host's connection.
+fn answering_from(fleet: &Fleet, remote: &Hosts, monitoring: &Host, targets: &[&String]) -> BTreeSet<String> {
+    let instances: Vec<&Instance> = fleet.instances().filter(|i| targets.contains(&&i.metrics_target())).collect();
+    if instances.is_empty() {
+        return BTreeSet::new();
+    }
+    let requests: Vec<_> = instances.iter().map(|instance| probe::metrics_request(instance)).collect();
+    let answers = remote.host(&monitoring.name).batch(&requests);
+    instances
+        .into_iter()
+        .zip(answers)
+        .filter(|(_, answer)| answer.as_ref().is_ok_and(|a| matches!(a, Answer::Get(r) if r.status == 200)))
+        .map(|(instance, _)| instance.metrics_target())
+        .collect()
 }
 

@@ -182,22 +182,32 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
     if crate::interrupt::requested() {
         return Err(Error::failed("stopped by Ctrl-C before anything changed"));
     }
-    let phase = Instant::now();
-    let backup = if options.skip_backup {
-        report.step("backup", &fleet.database_host().name, "skipped (--skip-backup)");
-        None
-    } else {
-        Some(backup(&run, &current, &target, login.as_ref())?)
-    };
-    phases.push(("backup".to_string(), phase.elapsed().as_secs_f64()));
-
-    let phase = Instant::now();
-    prepull(&new_fleet, &remote, &report)?;
-    phases.push(("pre-pull".to_string(), phase.elapsed().as_secs_f64()));
-
-    // Before the canary: how far the database is migrated. A failure after the new release moved
-    // it on cannot be answered by starting the old release again.
-    let before = migrations::read(&fleet, &remote, login.as_ref())?;
+    // The database host takes the backup and reads the migration version while the app hosts
+    // pull the new image: none of it changes what serves, so the three overlap instead of adding up.
+    let (database_side, pulled) = std::thread::scope(|scope| {
+        let pulling = scope.spawn(|| {
+            let phase = Instant::now();
+            prepull(&new_fleet, &remote, &report).map(|()| phase.elapsed().as_secs_f64())
+        });
+        let database_side = (|| {
+            let phase = Instant::now();
+            let backup = if options.skip_backup {
+                report.step("backup", &fleet.database_host().name, "skipped (--skip-backup)");
+                None
+            } else {
+                Some(backup(&run, &current, &target, login.as_ref())?)
+            };
+            let backup_seconds = phase.elapsed().as_secs_f64();
+            // Before the canary: how far the database is migrated. A failure after the new
+            // release moved it on cannot be answered by starting the old release again.
+            let before = migrations::read(&fleet, &remote, login.as_ref())?;
+            Ok::<_, Error>((backup, backup_seconds, before))
+        })();
+        (database_side, pulling.join().expect("the pre-pull thread does not panic"))
+    });
+    let (backup, backup_seconds, before) = database_side?;
+    phases.push(("backup".to_string(), backup_seconds));
+    phases.push(("pre-pull".to_string(), pulled?));
     report.step("migrations", &fleet.database_host().name, format!("the database is at migration version {}", migrations::version(&before)));
     let forward_only = || -> Option<String> {
         let ways_on = ways_on(&fleet, &current, &target, backup.as_deref());
