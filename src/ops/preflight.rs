@@ -67,8 +67,9 @@ pub fn run(fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<Vec<(Stri
 /// v1), CPU architecture, free KiB for the deploy directory, listening sockets.
 const FACTS_SCRIPT: &str = r#"
 echo "docker=$(docker version --format '{{.Server.Version}}' 2>/dev/null)"
-if docker compose version >/dev/null 2>&1; then
-  echo "compose=$(docker compose version --short 2>/dev/null) (v2)"
+# One start of the v2 plugin (each costs a Docker CLI plugin lookup plus the Go binary).
+if v=$(docker compose version --short 2>/dev/null) && [ -n "$v" ]; then
+  echo "compose=$v (v2)"
 elif command -v docker-compose >/dev/null 2>&1; then
   # Compose v1 is a Python program: asking its package for the version skips a slow start-up.
   py=$(sed -n '1s/^#! *//p' "$(command -v docker-compose)" 2>/dev/null)

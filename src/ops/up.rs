@@ -89,9 +89,7 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     if let Some(change) = converge_unit(&fleet, &remote, db_conn, &database, &changed, &deploy_dir, &report)? {
         record(&database.host, change);
     }
-    let admin = secrets::mongo_admin(&fleet, store)?;
-    let mongodb = wait_for_primary(&run, db_conn, admin.as_ref())?;
-    if let Some(change) = secrets::ensure_users(&fleet, db_conn, &mongodb, store)? {
+    if let Some(change) = wait_for_primary(&run, db_conn)? {
         report.step("database", db_conn.name(), &change);
         record(&database.host, change);
     }
@@ -219,18 +217,23 @@ fn prepare_hosts(run: &Run, artifacts: &[HostArtifacts], local_engine: Option<&b
     Ok(done.into_iter().collect())
 }
 
-/// Waits until the replica set has a PRIMARY; returns the mongodb container's id.
-fn wait_for_primary(run: &Run, conn: &Connection, login: Option<&secrets::MongoLogin>) -> Result<String> {
-    let (fleet, remote, report) = (&run.fleet, &run.hosts, &run.report);
-    let (primary, container) = wait::until(report, "database", "replica set PRIMARY", Duration::from_secs(120), Duration::from_millis(500), || {
+/// Waits until the replica set has a PRIMARY, then makes sure MongoDB's users are as the
+/// secrets say (in the same mongosh run when the fleet has an admin login); returns what changed.
+fn wait_for_primary(run: &Run, conn: &Connection) -> Result<Option<String>> {
+    let (fleet, remote, report, store) = (&run.fleet, &run.hosts, &run.report, &run.secrets);
+    let login = secrets::mongo_admin(fleet, store)?;
+    let (primary, change) = wait::until(report, "database", "replica set PRIMARY", Duration::from_secs(120), Duration::from_millis(500), || {
         let Some(mongodb) = probe::mongodb(remote, fleet, conn)? else {
             return Ok(Poll::Err("the mongodb container is not running".to_string()));
         };
-        Ok(probe::mongo_primary(conn, fleet, &mongodb.id, login)?.map(|primary| (primary, mongodb.id.clone())))
+        match secrets::ensure_users_on_primary(fleet, conn, &mongodb.id, store)? {
+            Some(answer) => Ok(answer),
+            None => Ok(probe::mongo_primary(conn, fleet, &mongodb.id, login.as_ref())?.map(|primary| (primary, None))),
+        }
     })
     .map_err(|err| Error::failed(format!("{}: {}; no instance was started or changed", conn.name(), err)))?;
     report.step("database", conn.name(), format!("replica set {} PRIMARY at {primary}", fleet.mongodb.replica_set));
-    Ok(container)
+    Ok(change)
 }
 
 /// `up` refuses to change the running release: that is `rcfleet upgrade`'s job, with its

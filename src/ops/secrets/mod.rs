@@ -18,6 +18,7 @@ pub use listing::{list, show, Listing, Shown};
 
 use super::audit;
 use super::report::Reporter;
+use super::wait::Poll;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, MongoSettings, SecretRef};
 use crate::remote::{Argv, Connection, ExecOptions, Output};
@@ -225,10 +226,20 @@ pub fn refused_login(stderr: &str) -> bool {
     stderr.contains("requires authentication") || stderr.contains("not authorized")
 }
 
-/// Creates rcfleet's admin user (through the localhost exception, the first time) and the
-/// application user, or brings the application user's password and roles up to date. Returns
-/// what changed, if anything. Runs after the replica set has a PRIMARY.
-pub fn ensure_users(fleet: &Fleet, conn: &Connection, container: &str, secrets: &dyn SecretSource) -> Result<Option<String>> {
+/// Once the replica set has a PRIMARY: creates rcfleet's admin user (through the localhost
+/// exception, the first time) and the application user, or brings the application user's
+/// password and roles up to date. `Ok(Ok((primary, change)))`: the PRIMARY member and what
+/// changed, if anything; `Ok(Err(seen))`: no PRIMARY yet (wait and ask again). `None` when the
+/// inventory has no admin login (MongoDB without access control: nothing to create).
+///
+/// One mongosh run for both: each costs a Node start (≈0.6 s on a quiet host), and every `up`
+/// needs both answers.
+pub fn ensure_users_on_primary(
+    fleet: &Fleet,
+    conn: &Connection,
+    container: &str,
+    secrets: &dyn SecretSource,
+) -> Result<Option<Poll<(String, Option<String>)>>> {
     let Some(admin) = mongo_admin(fleet, secrets)? else { return Ok(None) };
     let app_password = credential(fleet, secrets, Generated::MongoAppPassword)?;
     let (a, ap) = (js(admin.user), js(&admin.password));
@@ -239,10 +250,18 @@ pub fn ensure_users(fleet: &Fleet, conn: &Connection, container: &str, secrets: 
         js(&fleet.mongodb.database)
     );
     let script = [
-        "var admin = db.getSiblingDB(\"admin\");".to_string(),
+        "var admin = db.getSiblingDB(\"admin\"); var known = true;".to_string(),
         // AuthenticationFailed (18): no such user yet, so the localhost exception still holds.
+        format!("try {{ admin.auth({a}, {ap}); }} catch (e) {{ if (e.code !== 18) throw e; known = false; }}"),
+        // Before `rs.initiate` this throws (NotYetInitialized): not ready yet, like no PRIMARY.
+        "var members = rs.status().members;".to_string(),
+        "var primary = members.find(function (m) { return m.stateStr === \"PRIMARY\"; });".to_string(),
         format!(
-            "try {{ admin.auth({a}, {ap}); }} catch (e) {{ if (e.code !== 18) throw e; admin.createUser({{user: {a}, pwd: {ap}, roles: [{{role: \"root\", db: \"admin\"}}]}}); admin.auth({a}, {ap}); print(\"{MARK}created \" + {a}); }}"
+            "if (!primary) {{ print(\"{MARK}waiting \" + members.map(function (m) {{ return m.name + \" \" + m.stateStr; }}).join(\", \")); quit(0); }}"
+        ),
+        format!("print(\"{MARK}primary \" + primary.name);"),
+        format!(
+            "if (!known) {{ admin.createUser({{user: {a}, pwd: {ap}, roles: [{{role: \"root\", db: \"admin\"}}]}}); admin.auth({a}, {ap}); print(\"{MARK}created \" + {a}); }}"
         ),
         format!(
             "if (admin.getUser({u}) === null) {{ admin.createUser({{user: {u}, pwd: {up}, roles: {roles}}}); print(\"{MARK}created \" + {u}); }} else {{ admin.updateUser({u}, {{pwd: {up}, roles: {roles}}}); }}"
@@ -252,27 +271,39 @@ pub fn ensure_users(fleet: &Fleet, conn: &Connection, container: &str, secrets: 
     .join("\n");
     let output = mongosh(conn, fleet, container, None, &script)?;
     let lines = marked(&output);
+    let said = output.stderr_text().split_whitespace().collect::<Vec<_>>().join(" ");
+    let primary = lines.iter().find_map(|l| l.strip_prefix("primary ")).map(str::to_string);
+    let refused = refused_login(&said);
+    let Some(primary) = primary.filter(|_| !refused) else {
+        if let Some(states) = lines.iter().find_map(|l| l.strip_prefix("waiting ")) {
+            return Ok(Some(Err(format!("no PRIMARY yet ({states})"))));
+        }
+        if !refused {
+            let seen = format!("{} {said}", output.stdout_text());
+            return Ok(Some(Err(seen.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(160).collect())));
+        }
+        return Err(users_failed(fleet, &said));
+    };
     if !output.success() || !lines.iter().any(|l| l == "ok") {
-        let said = output.stderr_text();
-        let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
-        let hint = if refused_login(&said) {
-            format!(
-                "; MongoDB already has users but refused rcfleet's admin password: the {} on the database host, or \
-                 mongodb.admin_password, must hold the password {} was created with",
-                render::secrets_file(fleet),
-                MongoSettings::ADMIN_USER
-            )
-        } else {
-            String::new()
-        };
-        return Err(Error::failed(format!(
-            "{}: creating MongoDB's users failed: {}{hint}",
-            conn.name(),
-            said.chars().take(300).collect::<String>()
-        )));
+        return Err(users_failed(fleet, &said));
     }
     let created: Vec<String> = lines.iter().filter_map(|l| l.strip_prefix("created ")).map(str::to_string).collect();
-    Ok((!created.is_empty()).then(|| format!("created MongoDB users {}", created.join(", "))))
+    Ok(Some(Ok((primary, (!created.is_empty()).then(|| format!("created MongoDB users {}", created.join(", ")))))))
+}
+
+fn users_failed(fleet: &Fleet, said: &str) -> Error {
+    let hint = if refused_login(said) {
+        format!(
+            "; MongoDB already has users but refused rcfleet's admin password: the {} on the database host, or \
+             mongodb.admin_password, must hold the password {} was created with",
+            render::secrets_file(fleet),
+            MongoSettings::ADMIN_USER
+        )
+    } else {
+        String::new()
+    };
+    // `up` names the host around it.
+    Error::failed(format!("creating MongoDB's users failed: {}{hint}", said.chars().take(300).collect::<String>()))
 }
 
 #[cfg(test)]
