@@ -2,8 +2,9 @@
 //! microservices mode and every service on the app hosts; DDP over WebSocket reaches a
 //! ddp-streamer through Traefik while `GET /` reaches an instance; `status --json` lists every
 //! service container healthy; containers sharing a host do not collide on moleculer's node ID;
-//! `upgrade` under HTTP load through Traefik fails no request and moves every container to the
-//! new release; switching the running fleet monolith -> microservices -> monolith with `up`
+//! `upgrade` under HTTP and WebSocket (DDP) load through Traefik fails no request, refuses no
+//! handshake, cuts no session without a close frame and moves every container to the new
+//! release; switching the running fleet monolith -> microservices -> monolith with `up`
 //! fails no request either. One fleet for the whole file.
 
 mod lab_support;
@@ -138,11 +139,41 @@ fn microservices_run_behind_traefik_and_are_healthy() {
     // `upgrade` under load through Traefik: the instances roll through the engine, the services
     // follow; no request fails and every container ends on the new tag. Start-first: old and new
     // instances share the bus for a while (each needs a node ID of its own).
+    // WebSocket clients through Traefik at the same time: the ddp-streamers move one at a time,
+    // each out of the /websocket route and drained first, so no handshake fails and no session
+    // is cut without a close frame.
     let load = Load::start(&lab);
+    let sockets = DdpLoad::start(&lab, 4);
     let started = Instant::now();
     let upgrade = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup", "--strategy", "start-first"]);
     let (ok, failed, errors) = load.finish();
+    let ddp = sockets.finish();
     assert!(upgrade.status.success(), "upgrade failed:\n{}", text(&upgrade));
+    eprintln!(
+        "WebSocket load during the upgrade: {} DDP sessions completed ({} pings answered), {} closed by the server, {} \
+         handshakes failed, {} cut without a close frame",
+        ddp.completed,
+        ddp.pongs,
+        ddp.closed_by_server.len(),
+        ddp.handshake_failures,
+        ddp.resets
+    );
+    assert_eq!(
+        (ddp.handshake_failures, ddp.resets),
+        (0, 0),
+        "WebSocket handshakes failed or sessions were cut without a close frame during the upgrade: {:?}\n{}",
+        ddp.failures,
+        text(&upgrade)
+    );
+    assert!(ddp.completed > 20, "the WebSocket load hardly ran ({} sessions)", ddp.completed);
+    let said = text(&upgrade);
+    for line in said.lines().skip_while(|l| !l.starts_with("Mixed versions:")).take(6) {
+        eprintln!("  {line}");
+    }
+    assert!(said.contains("Mixed versions: 8.0.0 and 8.1.0 ran side by side for"), "{said}");
+    for n in 0..3 {
+        assert!(said.contains(&format!("  ddp-streamer-{n} ")), "ddp-streamer-{n} not moved one at a time:\n{said}");
+    }
     eprintln!(
         "upgrade to 8.1.0 (rolling) with microservices under load: {:.1} s, {ok} requests answered, {failed} failed",
         started.elapsed().as_secs_f64()
@@ -297,6 +328,11 @@ fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
 
 /// One unfragmented, unmasked server frame (RFC 6455 5.2), as text.
 fn read_text_frame(stream: &mut TcpStream) -> std::io::Result<String> {
+    read_frame(stream).map(|(_, payload)| String::from_utf8_lossy(&payload).into_owned())
+}
+
+/// One unfragmented, unmasked server frame (RFC 6455 5.2): its opcode and payload.
+fn read_frame(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
     let mut header = [0u8; 2];
     stream.read_exact(&mut header)?;
     let length = match header[1] & 0x7f {
@@ -314,15 +350,163 @@ fn read_text_frame(stream: &mut TcpStream) -> std::io::Result<String> {
     };
     let mut payload = vec![0u8; length];
     stream.read_exact(&mut payload)?;
-    Ok(String::from_utf8_lossy(&payload).into_owned())
+    Ok((header[0] & 0x0f, payload))
 }
 
 /// One masked text frame, as a client must send (RFC 6455 5.3); `text` under 126 bytes.
 fn send_text_frame(stream: &mut TcpStream, text: &str) -> std::io::Result<()> {
-    assert!(text.len() < 126);
+    send_frame(stream, OPCODE_TEXT, text.as_bytes())
+}
+
+const OPCODE_TEXT: u8 = 0x1;
+const OPCODE_CLOSE: u8 = 0x8;
+
+/// One masked, final frame of `opcode`; `payload` under 126 bytes.
+fn send_frame(stream: &mut TcpStream, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
+    assert!(payload.len() < 126);
     let mask = [0x12u8, 0x34, 0x56, 0x78];
-    let mut frame = vec![0x81, 0x80 | text.len() as u8];
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
     frame.extend_from_slice(&mask);
-    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     stream.write_all(&frame)
+}
+
+/// What the WebSocket load saw.
+#[derive(Default)]
+struct DdpCounts {
+    /// Sessions that connected, kept up with DDP pings and were closed by the client.
+    completed: usize,
+    pongs: usize,
+    /// Close codes of the sessions the server closed with a close frame (clients reconnect).
+    closed_by_server: Vec<u16>,
+    /// No 101, or no DDP `connected` after `connect`.
+    handshake_failures: usize,
+    /// Sessions that ended without a close frame (EOF, reset, timeout).
+    resets: usize,
+    /// The first failures, as seen.
+    failures: Vec<String>,
+}
+
+/// DDP clients through Traefik's `/websocket`, `clients` in parallel, until stopped: each opens a
+/// WebSocket, sends `connect`, expects `connected`, keeps the session with three DDP pings,
+/// closes it and starts again, as Rocket.Chat's client reconnects.
+struct DdpLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    counts: std::sync::Arc<std::sync::Mutex<DdpCounts>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl DdpLoad {
+    fn start(lab: &Lab, clients: usize) -> DdpLoad {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let counts = std::sync::Arc::new(std::sync::Mutex::new(DdpCounts::default()));
+        let address = format!("{}:80", lab.addr("lb"));
+        let domain = lab.var("LAB_DOMAIN").to_string();
+        let threads = (0..clients)
+            .map(|_| {
+                let (stop, counts, address, domain) = (stop.clone(), counts.clone(), address.clone(), domain.clone());
+                std::thread::spawn(move || {
+                    // Bounded: at most 10 minutes, whatever happens to the test.
+                    let deadline = Instant::now() + Duration::from_secs(600);
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+                        let end = ddp_session(&address, &domain);
+                        let mut counts = counts.lock().unwrap();
+                        match end {
+                            SessionEnd::Completed { pongs } => {
+                                counts.completed += 1;
+                                counts.pongs += pongs;
+                            }
+                            SessionEnd::ClosedByServer(code) => counts.closed_by_server.push(code),
+                            SessionEnd::HandshakeFailed(why) => {
+                                counts.handshake_failures += 1;
+                                counts.note(format!("handshake: {why}"));
+                            }
+                            SessionEnd::Reset(why) => {
+                                counts.resets += 1;
+                                counts.note(format!("no close frame: {why}"));
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        DdpLoad { stop, counts, threads }
+    }
+
+    fn finish(self) -> DdpCounts {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for thread in self.threads {
+            thread.join().unwrap();
+        }
+        std::mem::take(&mut *self.counts.lock().unwrap())
+    }
+}
+
+impl DdpCounts {
+    fn note(&mut self, failure: String) {
+        if self.failures.len() < 10 {
+            self.failures.push(failure);
+        }
+    }
+}
+
+enum SessionEnd {
+    Completed { pongs: usize },
+    ClosedByServer(u16),
+    HandshakeFailed(String),
+    Reset(String),
+}
+
+/// One DDP session through Traefik (see [`DdpLoad`]).
+fn ddp_session(address: &str, domain: &str) -> SessionEnd {
+    let failed = |what: &str, err: std::io::Error| SessionEnd::HandshakeFailed(format!("{what}: {err}"));
+    let mut stream = match TcpStream::connect_timeout(&address.parse().unwrap(), Duration::from_secs(3)) {
+        Ok(stream) => stream,
+        Err(err) => return failed("connect", err),
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!(
+        "GET /websocket HTTP/1.1\r\nHost: {domain}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    if let Err(err) = stream.write_all(request.as_bytes()) {
+        return failed("request", err);
+    }
+    let head = match read_head(&mut stream) {
+        Ok(head) => head,
+        Err(err) => return failed("response", err),
+    };
+    if !head.starts_with("HTTP/1.1 101") {
+        return SessionEnd::HandshakeFailed(head.lines().next().unwrap_or_default().to_string());
+    }
+    // The greeting, then `connected` in reply to `connect`; anything else fails the handshake.
+    let connect = r#"{"msg":"connect","version":"1","support":["1"]}"#;
+    let reply = read_frame(&mut stream).and_then(|_| send_text_frame(&mut stream, connect)).and_then(|_| read_frame(&mut stream));
+    match reply {
+        Ok((OPCODE_TEXT, reply)) if String::from_utf8_lossy(&reply).contains(r#""msg":"connected""#) => {}
+        Ok((opcode, reply)) => {
+            return SessionEnd::HandshakeFailed(format!("no DDP connected: opcode {opcode} {}", String::from_utf8_lossy(&reply)))
+        }
+        Err(err) => return failed("DDP connect", err),
+    }
+    let mut pongs = 0;
+    for id in 0..3 {
+        std::thread::sleep(Duration::from_millis(150));
+        let ping = format!(r#"{{"msg":"ping","id":"{id}"}}"#);
+        if let Err(err) = send_text_frame(&mut stream, &ping) {
+            return SessionEnd::Reset(format!("sending ping {id}: {err}"));
+        }
+        match read_frame(&mut stream) {
+            Ok((OPCODE_TEXT, reply)) if String::from_utf8_lossy(&reply).contains(r#""msg":"pong""#) => pongs += 1,
+            Ok((OPCODE_CLOSE, reason)) => {
+                return SessionEnd::ClosedByServer(reason.get(..2).map_or(1005, |code| u16::from_be_bytes([code[0], code[1]])))
+            }
+            Ok((opcode, reply)) => return SessionEnd::Reset(format!("ping {id}: opcode {opcode} {}", String::from_utf8_lossy(&reply))),
+            Err(err) => return SessionEnd::Reset(format!("ping {id}: {err}")),
+        }
+    }
+    // The client ends the session: close 1000; the server's close frame answers it.
+    let _ = send_frame(&mut stream, OPCODE_CLOSE, &1000u16.to_be_bytes());
+    let _ = read_frame(&mut stream);
+    SessionEnd::Completed { pongs }
 }

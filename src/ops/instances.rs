@@ -14,6 +14,7 @@ use super::hosts::Hosts;
 use super::report::{Outcome, Reporter};
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Instance};
+use crate::microservices::ServiceContainer;
 use crate::render::{self, Artifact, PROMETHEUS_TARGETS_PATH, TRAEFIK_DYNAMIC_PATH};
 
 /// What a run changed, per host, for the audit log.
@@ -23,15 +24,21 @@ pub type Changes = BTreeMap<String, Vec<String>>;
 /// the host), without waiting for Traefik. Returns whether it was written. An empty list is
 /// refused: rcfleet never takes the last instance out of service.
 pub fn write_traefik(fleet: &Fleet, remote: &Hosts, in_service: &[&Instance]) -> Result<bool> {
+    // ddp-streamers only once they answer `/health`: until then WebSocket and SockJS stay with
+    // the instances (switching to microservices fails no request).
+    let streamers = super::services::ready_ddp_streamers(fleet, remote);
+    write_traefik_with(fleet, remote, in_service, &streamers)
+}
+
+/// [`write_traefik`] with exactly `streamers` behind the `/websocket` route (an upgrade takes
+/// one out while it drains).
+pub fn write_traefik_with(fleet: &Fleet, remote: &Hosts, in_service: &[&Instance], streamers: &[ServiceContainer]) -> Result<bool> {
     if in_service.is_empty() {
         return Err(Error::failed(
             "refusing to write an empty server list to Traefik: that would take the whole workspace out of service",
         ));
     }
-    // ddp-streamers only once they answer `/health`: until then WebSocket and SockJS stay with
-    // the instances (switching to microservices fails no request).
-    let streamers = super::services::ready_ddp_streamers(fleet, remote);
-    let streamers: Vec<&crate::microservices::ServiceContainer> = streamers.iter().collect();
+    let streamers: Vec<&ServiceContainer> = streamers.iter().collect();
     let file = Artifact::public(TRAEFIK_DYNAMIC_PATH, render::traefik_dynamic(fleet, in_service, &streamers)?);
     let lb = remote.host(&fleet.traefik_host().name);
     Ok(!send_files(lb, &render::deploy_dir(fleet), &[file])?.is_empty())
@@ -47,7 +54,20 @@ pub fn publish_traefik(
     in_service: &[&Instance],
     changes: &mut Changes,
 ) -> Result<BTreeMap<String, String>> {
-    if write_traefik(fleet, remote, in_service)? {
+    let streamers = super::services::ready_ddp_streamers(fleet, remote);
+    publish_traefik_with(fleet, remote, report, in_service, &streamers, changes)
+}
+
+/// [`publish_traefik`] with exactly `streamers` behind the `/websocket` route.
+pub fn publish_traefik_with(
+    fleet: &Fleet,
+    remote: &Hosts,
+    report: &Reporter,
+    in_service: &[&Instance],
+    streamers: &[ServiceContainer],
+    changes: &mut Changes,
+) -> Result<BTreeMap<String, String>> {
+    if write_traefik_with(fleet, remote, in_service, streamers)? {
         let change = format!("wrote {TRAEFIK_DYNAMIC_PATH} ({} instance(s))", in_service.len());
         report.step("files", &fleet.traefik_host().name, &change);
         changes.entry(fleet.traefik_host().name.clone()).or_default().push(change);

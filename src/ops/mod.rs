@@ -5,6 +5,7 @@ pub mod advice;
 pub mod audit;
 pub mod backup;
 pub mod converge;
+pub mod ddp_roll;
 pub mod disk;
 pub mod exec;
 pub mod export;

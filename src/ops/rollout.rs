@@ -10,7 +10,7 @@
 //! batch that fails only loses its new containers.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -72,6 +72,8 @@ pub struct Rollout<'a> {
     pub start_first: bool,
     /// Instances that start-first moved to their other slot in this run (name → slot now).
     pub moved: Mutex<BTreeMap<String, Slot>>,
+    /// When the first instance was ready on the new side: mixed versions from here on.
+    pub first_ready: OnceLock<Instant>,
 }
 
 type Timings = (Vec<(String, f64)>, Vec<(String, f64)>);
@@ -467,7 +469,11 @@ impl<'a> Rollout<'a> {
                 None => Err("no rocketchat_info yet".to_string()),
             })
         })
-        .map_err(|e| Error::failed(format!("{}: {}", instance.host, e)))
+        .map_err(|e| Error::failed(format!("{}: {}", instance.host, e)))?;
+        if side == Side::New {
+            let _ = self.first_ready.set(Instant::now());
+        }
+        Ok(())
     }
 
     /// Writes Traefik's dynamic file listing `in_service` and waits until Traefik's API shows

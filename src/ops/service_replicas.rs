@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use super::audit;
 use super::converge::{pull_missing_images, send_files, unit_files, POLL};
 use super::hosts::Hosts;
-use super::instances::{drain, edited_is_invalid, publish_traefik, Changes};
+use super::instances::{drain, edited_is_invalid, publish_traefik_with, Changes};
 use super::probe;
 use super::report::{Outcome, Reporter};
 use super::run::{Run, RunOptions};
@@ -241,14 +241,34 @@ fn publish(fleet: &Fleet, remote: &Hosts, report: &Reporter, service: Service, c
 /// Rewrites Traefik's file (the ready ddp-streamers of `fleet` behind `/websocket`) and waits
 /// until Traefik's API lists exactly those.
 fn publish_traefik_route(fleet: &Fleet, remote: &Hosts, report: &Reporter, changes: &mut Changes) -> Result<BTreeMap<String, String>> {
+    publish_ddp_route(fleet, remote, report, &ready_ddp_streamers(fleet, remote), changes)
+}
+
+/// Rewrites Traefik's file with exactly `streamers` behind `/websocket` (and every instance of
+/// `fleet` behind the rest) and waits until Traefik's API lists exactly those, each UP. With
+/// none, the route is left out and the instances take WebSocket and SockJS.
+pub(super) fn publish_ddp_route(
+    fleet: &Fleet,
+    remote: &Hosts,
+    report: &Reporter,
+    streamers: &[ServiceContainer],
+    changes: &mut Changes,
+) -> Result<BTreeMap<String, String>> {
     let instances: Vec<&Instance> = fleet.instances().collect();
-    publish_traefik(fleet, remote, report, &instances, changes)?;
-    let expected: BTreeSet<String> = ready_ddp_streamers(fleet, remote).iter().map(ServiceContainer::url).collect();
+    publish_traefik_with(fleet, remote, report, &instances, streamers, changes)?;
+    let expected: BTreeSet<String> = streamers.iter().map(ServiceContainer::url).collect();
     let host = &fleet.traefik_host().name;
     wait::until(report, "traefik", "the ddp-streamers in Traefik's /websocket route", Duration::from_secs(30), POLL, || {
         Ok::<Poll<_>, Error>(match probe::traefik_service_servers(remote, fleet, "ddp-streamer")? {
-            Ok(servers) if servers.keys().cloned().collect::<BTreeSet<_>>() == expected => Ok(servers),
-            Ok(servers) => Err(format!("Traefik lists {} of {} ddp-streamer(s)", servers.len(), expected.len())),
+            Ok(servers) if servers.keys().cloned().collect::<BTreeSet<_>>() == expected && servers.values().all(|s| s == "UP") => {
+                Ok(servers)
+            }
+            Ok(servers) => Err(format!(
+                "Traefik lists {} of {} ddp-streamer(s), {} UP",
+                servers.keys().filter(|url| expected.contains(*url)).count(),
+                expected.len(),
+                servers.values().filter(|s| *s == "UP").count()
+            )),
             Err(seen) => Err(seen),
         })
     })

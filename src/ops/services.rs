@@ -1,12 +1,14 @@
 //! The microservice containers (`[microservices]`) in `up`: started after the instances, since
 //! every service waits for the monolith's `license` service on the bus before it listens
 //! (Rocket.Chat `NetworkBroker.createService`, dependencies `['license', ...]`), then each one
-//! checked on its `/health` (200 while it can list the bus' nodes).
+//! checked on its `/health` (200 while it can list the bus' nodes). In `upgrade` they follow
+//! the instances to the new release (the ddp-streamers one at a time: `ddp_roll`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::converge::{container_story, converge_unit, send_files, unit_files, POLL};
+use super::ddp_roll;
 use super::hosts::{Hosts, CONCURRENCY};
 use super::probe;
 use super::report::Reporter;
@@ -54,19 +56,30 @@ pub fn converge_services(
     })
 }
 
-/// After the instances moved to another release (`upgrade`): every service container's files
-/// sent (its image tag is the release), then each recreated and waited for, host by host.
-/// Mixed versions on one bus may not understand each other (reference A.2), so this follows
-/// the instances at once.
-pub fn move_services(fleet: &Fleet, remote: &Hosts, files: &[HostArtifacts], report: &Reporter) -> Result<Vec<(String, Vec<String>)>> {
+/// What moving the service containers to another release did.
+pub struct ServicesMoved {
+    /// When the services other than ddp-streamer had all been recreated and were healthy.
+    pub others_moved: Instant,
+    pub streamers: ddp_roll::Rolled,
+}
+
+/// After the instances moved to another release (`upgrade`): the services other than
+/// ddp-streamer recreated together (their files sent, then each recreated and waited for, all
+/// hosts at once), then the ddp-streamers one at a time through Traefik's route
+/// ([`ddp_roll`]). Mixed versions on one bus may not understand each other (reference A.2), so
+/// this follows the instances at once, the services that no client reaches directly in one go.
+pub fn move_services(fleet: &Fleet, remote: &Hosts, files: &[HostArtifacts], report: &Reporter) -> Result<ServicesMoved> {
     let deploy_dir = render::deploy_dir(fleet);
     let mut changed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for container in microservices::containers(fleet) {
+    for container in microservices::containers(fleet).into_iter().filter(|c| c.service != Service::DdpStreamer) {
         let unit = render::service_unit(fleet, &container);
         let written = send_files(remote.host(&unit.host), &deploy_dir, &unit_files(files, &unit))?;
         changed.entry(unit.host.clone()).or_default().extend(written);
     }
-    converge_services(fleet, remote, &changed, &deploy_dir, report)
+    converge_services(fleet, remote, &changed, &deploy_dir, report)?;
+    let others_moved = Instant::now();
+    let streamers = ddp_roll::roll(fleet, remote, files, report)?;
+    Ok(ServicesMoved { others_moved, streamers })
 }
 
 /// The fleet's ddp-streamers that answer `/health` now (asked from their own hosts; those on
@@ -83,7 +96,7 @@ pub fn health(remote: &Hosts, conn: &Connection, container: &ServiceContainer) -
     probe::http_ok(remote, conn, &container.private_address, container.port, "/health")
 }
 
-fn wait_healthy(fleet: &Fleet, remote: &Hosts, conn: &Connection, container: &ServiceContainer, report: &Reporter) -> Result<()> {
+pub(super) fn wait_healthy(fleet: &Fleet, remote: &Hosts, conn: &Connection, container: &ServiceContainer, report: &Reporter) -> Result<()> {
     let timeout = Duration::from_secs(fleet.upgrade.readiness_timeout_seconds);
     let what = format!("{} healthy on {}/health", container.name, container.url());
     match wait::until(report, "service", &what, timeout, POLL, || Ok(health(remote, conn, container))) {

@@ -396,6 +396,7 @@ fn roll_changes(run: &Run, replace: &[Instance]) -> Result<Vec<Instance>> {
         finish: "run `rcfleet up` again",
         start_first: false,
         moved: Default::default(),
+        first_ready: Default::default(),
     };
     rollout.rolling(&batches).map_err(|story| Error::failed(format!("replacing changed instances stopped.\n{story}")))?;
     Ok(replace.to_vec())

@@ -13,6 +13,7 @@
 mod capacity;
 mod guards;
 mod migrations;
+mod window;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -114,6 +115,8 @@ pub struct UpgradeOutcome {
     pub phases: Vec<(String, f64)>,
     /// (instance, seconds from drain to back in Traefik).
     pub instances: Vec<(String, f64)>,
+    /// The old and the new release side by side (after an upgrade that ran).
+    pub window: Option<window::Window>,
     pub log: Option<PathBuf>,
 }
 
@@ -167,6 +170,7 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
         backup,
         phases,
         instances,
+        window: None,
         log,
     };
     if options.dry_run {
@@ -261,6 +265,7 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
         finish: "run the same upgrade again",
         start_first: way == Way::StartFirst,
         moved: Default::default(),
+        first_ready: Default::default(),
     };
     let result = match way {
         Way::StartFirst | Way::StopFirst => rollout.rolling(&batches),
@@ -271,6 +276,9 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
     if result.is_err() && !rollout.moved.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
         let _ = super::instances::publish_prometheus(&rollout.as_moved(&fleet), &remote, &report, &mut Default::default());
     }
+    // The rollout's end: start-first has stopped every old instance by now (a stop-first
+    // rollout stopped its last ones one batch earlier); recreate stopped them all first.
+    let instances_closed = (way != Way::Recreate).then(Instant::now);
     let (rollout_phases, instances) = result.map_err(|failure| {
         let backup_line = match &backup {
             Some(path) => format!("\nThe backup taken before the upgrade is {}:{path}.", fleet.database_host().name),
@@ -293,16 +301,20 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
             inventory_path.display()
         ));
     }
-    // The microservices follow the instances to the new release at once: a bus of mixed
-    // versions may not understand itself. After the inventory edit, so `up` finishes the job.
-    if new_fleet.microservices.enabled {
-        super::services::move_services(&new_fleet, &remote, &new_files, &report).map_err(|err| {
+    // The microservices follow the instances to the new release at once (the ddp-streamers
+    // one at a time, through Traefik's route): a bus of mixed versions may not understand
+    // itself. After the inventory edit, so `up` finishes the job.
+    let services = if new_fleet.microservices.enabled {
+        Some(super::services::move_services(&new_fleet, &remote, &new_files, &report).map_err(|err| {
             Error::failed(format!(
                 "every instance runs {target} and the inventory says so, but moving the microservices failed:\n{err}\n\
                  Run `rcfleet up` to move the rest of them."
             ))
-        })?;
-    }
+        })?)
+    } else {
+        None
+    };
+    let window = window::Window::measure(rollout.first_ready.get().copied(), instances_closed, services);
     // Every instance was restarted (start-first: on its other ports, which Prometheus' targets
     // now name): wait until Prometheus has scraped each again, so the upgrade ends on a fleet
     // that monitoring sees whole. Its silence is worth a warning only.
@@ -311,7 +323,7 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
         report.step("prometheus", "", format!("WARNING: {}", err));
     }
     phases.push(("total".to_string(), started.elapsed().as_secs_f64()));
-    Ok(outcome(phases, instances, backup, report.log_path().map(Path::to_path_buf)))
+    Ok(UpgradeOutcome { window: Some(window), ..outcome(phases, instances, backup, report.log_path().map(Path::to_path_buf)) })
 }
 
 /// The two ways on from a database that `to` migrated and then failed on.
@@ -557,6 +569,7 @@ fn plan_steps(fleet: &Fleet, new_fleet: &Fleet, batches: &[Vec<&Instance>], opti
         }
     }
     steps.push(format!("write release = \"{to}\" to the inventory"));
+    steps.extend(window::steps(fleet, new_fleet));
     steps
 }
 
@@ -602,6 +615,9 @@ impl Outcome for UpgradeOutcome {
         for (instance, seconds) in &self.instances {
             out.push_str(&format!("  {instance:<12} {seconds:>7.1} s\n"));
         }
+        if let Some(window) = &self.window {
+            out.push_str(&window.to_text(&self.from.to_string(), &self.to.to_string()));
+        }
         out
     }
 
@@ -618,6 +634,7 @@ impl Outcome for UpgradeOutcome {
             "backup": self.backup,
             "phases": self.phases.iter().map(|(p, s)| json!({"phase": p, "seconds": s})).collect::<Vec<_>>(),
             "instances": self.instances.iter().map(|(i, s)| json!({"instance": i, "seconds": s})).collect::<Vec<_>>(),
+            "mixed_versions": self.window.as_ref().map(window::Window::to_json),
         })
     }
 }

@@ -73,6 +73,9 @@ async function callIfAvailable(broker, method, params) {
 // `/health` as every service answers it (e.g. presence-service/src/service.ts): `ok` while the
 // broker can list the nodes, 500 `not healthy` otherwise. ddp-streamer answers every other path
 // with SockJS' info document and takes WebSockets on the same port (DDPStreamer.ts).
+// ddp-streamer's WebSocket server, once it listens (DDPStreamer.started()).
+let wss;
+
 function listen(broker) {
 	const server = http.createServer(async (req, res) => {
 		const path = (req.url || '/').split('?')[0];
@@ -99,8 +102,15 @@ function listen(broker) {
 	});
 	if (service.image === 'ddp-streamer-service') {
 		const WebSocket = require('ws');
-		const wss = new WebSocket.Server({ server });
-		wss.on('connection', (ws, req) => attachClient(ws, req.url));
+		wss = new WebSocket.Server({ server });
+		// DDPStreamer.created(): the `users_connected` gauge per node, one up when a Client is
+		// made (Client.ts emits CONNECTED in its constructor), one down when its socket closes.
+		const nodeID = broker.nodeID;
+		wss.on('connection', (ws, req) => {
+			attachClient(ws, req.url);
+			broker.metrics.increment('users_connected', { nodeID }, 1);
+			ws.on('close', () => broker.metrics.decrement('users_connected', { nodeID }, 1));
+		});
 	}
 	server.listen(port, () => log(`${service.image} ${version}: listening on ${port}`));
 }
@@ -117,11 +127,20 @@ async function main() {
 	// Every service but `license` depends on `license` (NetworkBroker.createService), so
 	// broker.start() returns only once the monolith, which runs it, is on the bus;
 	// omnichannel-transcript also waits for queue-worker (its service.ts).
+	if (service.image === 'ddp-streamer-service') {
+		broker.metrics.register({ name: 'users_connected', type: 'gauge', labelNames: ['nodeID'], description: 'Users connected by streamer' });
+	}
 	broker.createService({
 		name: service.moleculerName,
 		dependencies: ['license', ...(service.dependsOn || [])],
 		mixins: [enterpriseCheck(process.env)],
 		actions: { version: () => version },
+		// DDPStreamer.stopped(), run by moleculer's SIGTERM handler (broker.stop()): every
+		// client's socket is terminated (no WebSocket close frame), then the servers close.
+		stopped() {
+			wss?.clients.forEach((client) => client.terminate());
+			wss?.close();
+		},
 	});
 	await broker.start();
 	log(`${service.image} ${version}: node ${broker.nodeID} started (moleculer service '${service.moleculerName}')`);

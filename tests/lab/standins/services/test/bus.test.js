@@ -136,6 +136,31 @@ test('ddp-streamer answers a DDP connect on /websocket with connected', { skip }
 	assert.strictEqual(replies[1].msg, 'connected');
 });
 
+test('ddp-streamer counts open sessions in users_connected and cuts them without a close frame on SIGTERM', { skip }, async () => {
+	const metricsPort = await freePort();
+	const ddp = await service('ddp-streamer-service', { MS_METRICS: 'true', MS_METRICS_PORT: String(metricsPort) });
+	await until('ddp-streamer /health', async () => (await get(ddp.port, '/health')).body === 'ok');
+	const sessions = async () => {
+		const { body } = await get(metricsPort, '/metrics');
+		return body.split('\n').filter((l) => l.startsWith('users_connected{')).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+	};
+	const open = () =>
+		new Promise((resolve, reject) => {
+			const ws = new WebSocket(`ws://127.0.0.1:${ddp.port}/websocket`);
+			ws.on('error', reject);
+			ws.on('open', () => resolve(ws));
+		});
+	const [a, b] = [await open(), await open()];
+	await until('two sessions counted', async () => (await sessions()) === 2);
+	a.close();
+	await until('one session counted', async () => (await sessions()) === 1);
+	// DDPStreamer.stopped(): client.terminate(), so the client sees the socket end with no close frame (1006).
+	const closed = new Promise((resolve) => b.on('close', (code) => resolve(code)));
+	ddp.kill('SIGTERM');
+	assert.strictEqual(await closed, 1006);
+	assert.strictEqual(await ddp.exited, 0);
+});
+
 test('without the scalability module the first of two nodes of a service stops itself', { skip }, async () => {
 	const a = await service('account-service');
 	const b = await service('account-service');
