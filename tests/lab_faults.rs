@@ -283,8 +283,10 @@ fn traefik_refusing_its_configuration_stops_the_upgrade_before_any_instance() {
     let inventory = inventory.as_str();
     let containers = lab.containers();
 
-    lab.run("lb", "printf 'http:\\n  routers: [this is not\\n' > /opt/rcfleet/lab/traefik/dynamic/hand-made.yml");
-    let upgrade = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup"]);
+    let hand_made = "printf 'http:\\n  routers: [this is not\\n' > /opt/rcfleet/lab/traefik/dynamic/hand-made.yml";
+    // Stop-first: the drain is refused, before any instance is touched.
+    lab.run("lb", hand_made);
+    let upgrade = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup", "--strategy", "stop-first"]);
     lab.run("lb", "rm -f /opt/rcfleet/lab/traefik/dynamic/hand-made.yml");
 
     let said = text(&upgrade);
@@ -292,6 +294,20 @@ fn traefik_refusing_its_configuration_stops_the_upgrade_before_any_instance() {
     assert!(said.contains("Traefik did not apply"), "{said}");
     assert!(said.contains("Nothing was stopped"), "{said}");
     assert_eq!(lab.containers(), containers, "an instance was touched although Traefik never drained it");
+    assert!(lab_support::eventually(20, || traefik_servers(&lab).len() == 6), "Traefik does not list all 6 again");
+    traefik_lists_only_ready_instances(&lab);
+    lock_is_free(&lab);
+
+    // Start-first: the canary's new container is refused a place in Traefik; it goes, nothing
+    // was stopped.
+    lab.run("lb", hand_made);
+    let upgrade = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup", "--strategy", "start-first"]);
+    lab.run("lb", "rm -f /opt/rcfleet/lab/traefik/dynamic/hand-made.yml");
+    let said = text(&upgrade);
+    assert_eq!(upgrade.status.code(), Some(1), "{said}");
+    assert!(said.contains("failed on the spare ports") && said.contains("Traefik did not apply"), "{said}");
+    assert!(said.contains("nothing was stopped"), "{said}");
+    assert_eq!(lab.containers(), containers, "an old instance was touched, or the refused new one is left");
     assert!(lab_support::eventually(20, || traefik_servers(&lab).len() == 6), "Traefik does not list all 6 again");
     traefik_lists_only_ready_instances(&lab);
     lock_is_free(&lab);

@@ -167,8 +167,8 @@ impl<'a> Rollout<'a> {
                 }
                 Err(Failure { touched: false, message }) if self.start_first => {
                     let mut story = vec![format!(
-                        "{label} ({}) failed on the spare ports: {message}. Its new containers were removed; the old \
-                         ones never stopped and keep serving",
+                        "{label} ({}) failed on the spare ports: {message}. Its new containers were removed; nothing was \
+                         stopped: the old ones keep serving",
                         names(batch)
                     )];
                     if let Some(why) = self.forward_only.and_then(|forward_only| forward_only()) {
@@ -326,7 +326,7 @@ impl<'a> Rollout<'a> {
                 Ok(()) => String::new(),
                 Err(e) => format!("; putting Traefik's list back failed too: {e}"),
             };
-            let message = format!("Traefik did not take {} on their new ports: {err}{put_back}", names(batch));
+            let message = format!("Traefik did not apply the list with {} on their new ports ({err}){put_back}", names(batch));
             return Err(Failure { touched: false, message: self.remove_new(&new, message) });
         }
         {
