@@ -453,8 +453,8 @@ pub struct AlertmanagerSettings {
 /// `upgrade.strategy`: how a rolling upgrade replaces an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum UpgradeStrategy {
-    /// Start-first where every app host has the memory for one more instance per batch,
-    /// stop-first elsewhere (`ops::upgrade::strategy`).
+    /// The default: start-first when every app host has the memory for the instances two
+    /// batches run twice, else stop-first (`ops::upgrade::capacity`).
     Auto,
     /// Start the new release on the spare ports beside the old instance, then drain and stop the old.
     StartFirst,

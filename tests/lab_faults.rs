@@ -5,6 +5,7 @@
 
 mod lab_support;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,20 +22,34 @@ fn fleet_at_8_0_0(lab: &Lab, dir: &Path) -> String {
 }
 
 
-/// An 8.0.0 fleet whose `rcfleet upgrade --release 8.1.0` gets `signal` once `instance` is out
-/// of Traefik: (inventory, exit code, everything it printed).
-fn upgrade_signalled_at(lab: &Lab, dir: &Path, instance: &str, signal: &str, seconds: u64) -> (String, Option<i32>, String) {
+/// An 8.0.0 fleet whose `rcfleet upgrade --release 8.1.0` (the inventory's strategy) gets
+/// `signal` once it printed `moment` (e.g. "app2-0 out of Traefik"): (inventory, exit code,
+/// everything it printed).
+fn upgrade_signalled_at(lab: &Lab, dir: &Path, moment: &str, signal: &str, seconds: u64) -> (String, Option<i32>, String) {
     let inventory = fleet_at_8_0_0(lab, dir);
     let mut upgrade = Running::start(&["upgrade", "-i", &inventory, "--release", "8.1.0", "--skip-backup"]);
-    upgrade.wait_for(&format!("{instance} out of Traefik"), 240);
+    upgrade.wait_for(moment, 240);
     upgrade.signal(signal);
     let (code, said) = upgrade.finish(seconds);
     (inventory, code, said)
 }
 
 
-
-
+/// Every instance runs in one container (no second one left on its other ports) from one
+/// instance folder, beside its slot file.
+fn one_container_and_folder_per_instance(lab: &Lab) {
+    let mut per_instance: BTreeMap<String, usize> = BTreeMap::new();
+    for (unit, _) in lab.containers().values() {
+        if unit.split('/').nth(1).is_some_and(|name| name.starts_with("app")) {
+            *per_instance.entry(unit.clone()).or_default() += 1;
+        }
+    }
+    assert!(per_instance.len() == 6 && per_instance.values().all(|n| *n == 1), "instance containers: {per_instance:?}");
+    for host in ["app1", "app2", "app3"] {
+        let folders = lab.run(host, "cd /opt/rcfleet/lab/rocketchat && for d in */; do echo \"${d%/}\"; done");
+        assert_eq!(folders.lines().count(), 2, "{host} has other instance folders than its two instances': {folders}");
+    }
+}
 
 #[test]
 fn a_host_lost_mid_upgrade_is_rolled_around_and_the_rerun_finishes() {
@@ -63,22 +78,30 @@ fn a_host_lost_mid_upgrade_is_rolled_around_and_the_rerun_finishes() {
     assert_eq!(versions(&lab), vec!["8.1.0"; 6]);
     assert_eq!(traefik_servers(&lab).len(), 6);
     traefik_lists_only_ready_instances(&lab);
+    one_container_and_folder_per_instance(&lab);
 }
 
 #[test]
 fn an_upgrade_killed_mid_batch_is_named_meanwhile_and_finished_by_the_next_upgrade() {
     let Some(lab) = lab_support::lab() else { return };
     let dir = tempfile::tempdir().unwrap();
-    // Killed with no chance to clean up while app2-0 (third, after app1-0 and app1-1) is out of Traefik.
-    let (inventory, code, _) = upgrade_signalled_at(&lab, dir.path(), "app2-0", "KILL", 30);
+    // Killed with no chance to clean up while app2-0 (third, after app1-0 and app1-1) boots on
+    // the new release: start-first, beside its old container on its spare ports (the slot file
+    // not yet flipped); stop-first, on its own ports, out of Traefik.
+    let (inventory, code, killed) = upgrade_signalled_at(&lab, dir.path(), "app2-0 updated", "KILL", 30);
     let inventory = inventory.as_str();
     assert_eq!(code, None, "rcfleet was not killed");
+    let start_first = killed.contains("start-first (auto:");
 
-    // Meanwhile: status, lock status and up name the unfinished upgrade and its command.
+    // Meanwhile: status, lock status and up name the unfinished upgrade and its command, and
+    // status the second container start-first left beside app2-0.
     let status = rcfleet(&["status", "-i", inventory]);
     let said = text(&status);
     assert_eq!(status.status.code(), Some(3), "{said}");
     assert!(said.contains("was interrupted") && said.contains("Run `rcfleet upgrade --release 8.1.0` again"), "{said}");
+    if start_first {
+        assert!(said.contains("rocketchat/app2-0-b (app2-0's other ports, left by an interrupted start-first upgrade"), "{said}");
+    }
     let lock = rcfleet(&["lock", "status", "-i", inventory]);
     let said = text(&lock);
     assert!(said.contains("replaced to 8.1.0: app1-0, app1-1") && said.contains("in flight: app2-0"), "{said}");
@@ -100,19 +123,24 @@ fn an_upgrade_killed_mid_batch_is_named_meanwhile_and_finished_by_the_next_upgra
     traefik_lists_only_ready_instances(&lab);
     lock_is_free(&lab);
     assert!(std::fs::read_to_string(inventory).unwrap().contains("release = \"8.1.0\""));
+    one_container_and_folder_per_instance(&lab);
 }
 
 #[test]
 fn ctrl_c_mid_upgrade_finishes_the_instance_in_flight() {
     let Some(lab) = lab_support::lab() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (inventory, code, said) = upgrade_signalled_at(&lab, dir.path(), "app1-1", "INT", 300);
+    // Start-first: once app1-1's new container serves and its old one drains; stop-first: while
+    // it is out of Traefik.
+    let (inventory, code, said) = upgrade_signalled_at(&lab, dir.path(), "app1-1 out of Traefik", "INT", 300);
     let inventory = inventory.as_str();
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("stopped by Ctrl-C"), "{said}");
-    assert!(said.contains("app1-1 on 8.1.0, back in Traefik"), "the instance in flight was not finished:\n{said}");
+    assert!(said.contains("app1-1 on 8.1.0"), "the instance in flight was not finished:\n{said}");
     assert_eq!(traefik_servers(&lab).len(), 6, "every instance must be back in Traefik");
     traefik_lists_only_ready_instances(&lab);
+    // Finished means its old container is gone too, and its slot file names the new one's ports.
+    one_container_and_folder_per_instance(&lab);
     lock_is_free(&lab);
     assert!(std::fs::read_to_string(inventory).unwrap().contains("release = \"8.0.0\""));
 
@@ -133,6 +161,7 @@ fn ctrl_c_mid_upgrade_finishes_the_instance_in_flight() {
     assert_eq!(versions(&lab), vec!["8.1.0"; 6]);
     traefik_lists_only_ready_instances(&lab);
     lock_is_free(&lab);
+    one_container_and_folder_per_instance(&lab);
 }
 
 #[test]
@@ -254,8 +283,10 @@ fn traefik_refusing_its_configuration_stops_the_upgrade_before_any_instance() {
     let inventory = inventory.as_str();
     let containers = lab.containers();
 
-    lab.run("lb", "printf 'http:\\n  routers: [this is not\\n' > /opt/rcfleet/lab/traefik/dynamic/hand-made.yml");
-    let upgrade = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup"]);
+    let hand_made = "printf 'http:\\n  routers: [this is not\\n' > /opt/rcfleet/lab/traefik/dynamic/hand-made.yml";
+    // Stop-first: the drain is refused, before any instance is touched.
+    lab.run("lb", hand_made);
+    let upgrade = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup", "--strategy", "stop-first"]);
     lab.run("lb", "rm -f /opt/rcfleet/lab/traefik/dynamic/hand-made.yml");
 
     let said = text(&upgrade);
@@ -263,6 +294,20 @@ fn traefik_refusing_its_configuration_stops_the_upgrade_before_any_instance() {
     assert!(said.contains("Traefik did not apply"), "{said}");
     assert!(said.contains("Nothing was stopped"), "{said}");
     assert_eq!(lab.containers(), containers, "an instance was touched although Traefik never drained it");
+    assert!(lab_support::eventually(20, || traefik_servers(&lab).len() == 6), "Traefik does not list all 6 again");
+    traefik_lists_only_ready_instances(&lab);
+    lock_is_free(&lab);
+
+    // Start-first: the canary's new container is refused a place in Traefik; it goes, nothing
+    // was stopped.
+    lab.run("lb", hand_made);
+    let upgrade = rcfleet(&["upgrade", "-i", inventory, "--release", "8.1.0", "--skip-backup", "--strategy", "start-first"]);
+    lab.run("lb", "rm -f /opt/rcfleet/lab/traefik/dynamic/hand-made.yml");
+    let said = text(&upgrade);
+    assert_eq!(upgrade.status.code(), Some(1), "{said}");
+    assert!(said.contains("failed on the spare ports") && said.contains("Traefik did not apply"), "{said}");
+    assert!(said.contains("nothing was stopped"), "{said}");
+    assert_eq!(lab.containers(), containers, "an old instance was touched, or the refused new one is left");
     assert!(lab_support::eventually(20, || traefik_servers(&lab).len() == 6), "Traefik does not list all 6 again");
     traefik_lists_only_ready_instances(&lab);
     lock_is_free(&lab);

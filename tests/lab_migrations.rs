@@ -7,7 +7,7 @@
 
 mod lab_support;
 
-use lab_support::{eventually, http_get, inventory_at, rcfleet, text, versions};
+use lab_support::{eventually, http_get, inventory_at, json, rcfleet, text, versions};
 
 #[test]
 fn after_an_upgrade_migrated_the_database_the_older_release_refuses_to_start() {
@@ -28,14 +28,18 @@ fn after_an_upgrade_migrated_the_database_the_older_release_refuses_to_start() {
     assert!(said.contains("Migrating from version 800 -> 801") && said.contains("Finished migrating."), "{said}");
 
     // 8.0.0 started by hand on app1 beside the fleet, with the fleet's own settings (other ports).
+    // The instance's folder is the one of the port pair it runs on (start-first alternates them).
     let address = lab.addr("app1").to_string();
-    let old_image = lab.run("app1", "docker inspect --format '{{.Config.Image}}' $(docker ps -q --filter label=io.rcfleet.unit=app1-0)");
-    let old_image = old_image.trim().replace(":8.1.0", ":8.0.0");
+    let inspect = |format: &str| {
+        lab.run("app1", &format!("docker inspect --format '{format}' $(docker ps -q --filter label=io.rcfleet.unit=app1-0)")).trim().to_string()
+    };
+    let old_image = inspect("{{.Config.Image}}").replace(":8.1.0", ":8.0.0");
+    let folder = inspect("{{index .Config.Labels \"com.docker.compose.project.working_dir\"}}");
     lab.run(
         "app1",
         &format!(
             "docker rm -f older-release >/dev/null 2>&1; docker run -d --name older-release --network host \
-             --env-file /opt/rcfleet/lab/rocketchat/app1-0/instance.env -e PORT=3200 -e BIND_IP={address} \
+             --env-file {folder}/instance.env -e PORT=3200 -e BIND_IP={address} \
              -e PROMETHEUS_PORT=9658 {old_image} >/dev/null"
         ),
     );
@@ -53,11 +57,15 @@ fn after_an_upgrade_migrated_the_database_the_older_release_refuses_to_start() {
 
     // The newer release still starts on that database: the lock the refused start left behind
     // belongs to another build, which the real server takes over at once.
+    // On the ports status shows for it (start-first moves it to its spare pair).
+    let status = json(&rcfleet(&["status", "-i", inventory, "--json"]));
+    let app1_1 = status["instances"].as_array().unwrap().iter().find(|i| i["name"] == "app1-1").expect("app1-1 in status").clone();
+    let (port, metrics_port) = (app1_1["port"].as_u64().unwrap(), app1_1["metrics_port"].as_u64().unwrap());
     lab.run("app1", "docker restart -t 2 $(docker ps -q --filter label=io.rcfleet.unit=app1-1) >/dev/null");
-    let ready = eventually(40, || http_get(&format!("{address}:3001"), &address, "/readyz").map(|(status, _)| status == 200).unwrap_or(false));
+    let ready = eventually(40, || http_get(&format!("{address}:{port}"), &address, "/readyz").map(|(status, _)| status == 200).unwrap_or(false));
     assert!(ready, "8.1.0 did not come back on the database 8.0.0 refused");
     // Its metrics server starts a moment after it is ready (after its settings settle).
-    let metrics = eventually(20, || http_get(&format!("{address}:9459"), &address, "/metrics").is_ok());
+    let metrics = eventually(20, || http_get(&format!("{address}:{metrics_port}"), &address, "/metrics").is_ok());
     assert!(metrics, "8.1.0 on app1-1 serves no metrics");
     assert_eq!(versions(&lab), vec!["8.1.0"; 6]);
 }

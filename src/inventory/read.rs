@@ -589,14 +589,14 @@ fn monitoring(top: &Section, problems: &mut Problems) -> MonitoringSettings {
 
 fn upgrade(top: &Section, problems: &mut Problems) -> UpgradePolicy {
     let mut policy =
-        UpgradePolicy { strategy: UpgradeStrategy::StopFirst, batch_size: 1, drain_seconds: 10, readiness_timeout_seconds: 300 };
+        UpgradePolicy { strategy: UpgradeStrategy::Auto, batch_size: 1, drain_seconds: 10, readiness_timeout_seconds: 300 };
     let Some(section) = top.table("upgrade", false, problems) else {
         return policy;
     };
     section.reject_unknown_keys(&schema::names(schema::UPGRADE), problems);
     match section.string("strategy", false, problems).as_deref() {
-        None | Some("stop-first") => {}
-        Some("auto") => policy.strategy = UpgradeStrategy::Auto,
+        None | Some("auto") => {}
+        Some("stop-first") => policy.strategy = UpgradeStrategy::StopFirst,
         Some("start-first") => policy.strategy = UpgradeStrategy::StartFirst,
         Some(other) => problems.report(
             section.value_span("strategy"),

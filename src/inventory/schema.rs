@@ -155,7 +155,7 @@ pub const ALERTMANAGER: &[Key] = &[
 ];
 
 pub const UPGRADE: &[Key] = &[
-    key("strategy", Kind::Choice(&["auto", "start-first", "stop-first"]), "start-first starts the new release on each instance's spare ports (port + 1000) before the old one stops; stop-first (default) drains and stops it first; auto picks start-first where every app host has the memory for one more instance per batch."),
+    key("strategy", Kind::Choice(&["auto", "start-first", "stop-first"]), "auto (default) picks start-first where every app host has the memory for the instances two batches run twice, else stop-first; start-first starts the new release on each instance's spare ports (port + 1000) before the old one stops; stop-first drains and stops it first."),
     key("batch_size", Kind::Integer { min: 1, max: 100 }, "Instances replaced at a time after the canary (default 1)."),
     key("drain_seconds", Kind::Integer { min: 0, max: 3600 }, "Seconds to wait after an instance left Traefik before it is stopped (default 10)."),
     key("readiness_timeout_seconds", Kind::Integer { min: 1, max: 7200 }, "Seconds an instance may take to become ready before the upgrade is rolled back (default 300)."),

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 use super::advice;
 use super::report::Outcome;
-use crate::fleet::{Fleet, SecretRef, Tls};
+use crate::fleet::{Fleet, SecretRef, Tls, UpgradeStrategy};
 use crate::inventory;
 use crate::remote::{how_to_reach, Reach};
 use crate::render::{self, HostArtifacts};
@@ -110,6 +110,7 @@ impl Outcome for Plan {
             fleet.traefik_host().name,
             tls_name(&fleet.traefik.tls)
         );
+        let _ = writeln!(out, "Upgrades: {}", upgrade_policy(fleet));
 
         let mut hosts = vec![vec!["HOST".into(), "SSH".into(), "PRIVATE ADDRESS".into(), "ROLES".into(), "FILES".into()]];
         for ((host, files), reach) in fleet.hosts.iter().zip(&self.artifacts).zip(&self.reach) {
@@ -210,6 +211,11 @@ impl Outcome for Plan {
             "release": fleet.workspace.release.to_string(),
             "root_url": fleet.workspace.root_url,
             "traefik": { "host": fleet.traefik_host().name, "domain": fleet.traefik.domain, "tls": tls_name(&fleet.traefik.tls) },
+            "upgrade": {
+                "strategy": fleet.upgrade.strategy.name(),
+                "batch_size": fleet.upgrade.batch_size,
+                "drain_seconds": fleet.upgrade.drain_seconds,
+            },
             "hosts": hosts,
             "instances": instances,
             "microservices": microservices,
@@ -219,6 +225,20 @@ impl Outcome for Plan {
             "written_to": self.written_to.as_ref().map(|d| d.display().to_string()),
         })
     }
+}
+
+/// How `rcfleet upgrade` will replace instances. `auto` is decided only by the upgrade, from
+/// each app host's memory: `plan` contacts no server.
+fn upgrade_policy(fleet: &Fleet) -> String {
+    let upgrade = &fleet.upgrade;
+    let how = match upgrade.strategy {
+        UpgradeStrategy::Auto => "auto: start-first (each new instance on its spare ports, port + 1000, before the old one \
+                                  stops) if every app host's MemAvailable covers the instances two batches run twice, \
+                                  else stop-first; `rcfleet upgrade` decides and prints why"
+            .to_string(),
+        other => format!("{} (upgrade.strategy)", other.name()),
+    };
+    format!("{how}; batch {}, drain {} s", upgrade.batch_size, upgrade.drain_seconds)
 }
 
 /// Where each host's SSH settings come from: the inventory, ~/.ssh/config or OpenSSH's defaults.

@@ -169,13 +169,16 @@ impl<'a> Rollout<'a> {
                 }
                 Err(Failure { touched: false, message }) if self.start_first => {
                     let mut story = vec![format!(
-                        "{label} ({}) failed on the spare ports: {message}. Its new containers were removed; the old \
-                         ones never stopped and keep serving",
+                        "{label} ({}) failed on the spare ports: {message}. Its new containers were removed; nothing was \
+                         stopped: the old ones keep serving",
                         names(batch)
                     )];
                     if let Some(why) = self.forward_only.and_then(|forward_only| forward_only()) {
                         story.push(format!("Note: {why}"));
                     }
+                    // First out of Traefik with what does not answer (a lost host): going back
+                    // waits for Traefik to see every listed instance UP.
+                    story.extend(self.settle(&mut in_service));
                     story.extend(self.recover(&[], &done, &mut in_service));
                     story.extend(self.settle(&mut in_service));
                     story.push(self.state_line(&in_service));
@@ -325,7 +328,7 @@ impl<'a> Rollout<'a> {
                 Ok(()) => String::new(),
                 Err(e) => format!("; putting Traefik's list back failed too: {e}"),
             };
-            let message = format!("Traefik did not take {} on their new ports: {err}{put_back}", names(batch));
+            let message = format!("Traefik did not apply the list with {} on their new ports ({err}){put_back}", names(batch));
             return Err(Failure { touched: false, message: self.remove_new(&new, message) });
         }
         {
@@ -337,6 +340,13 @@ impl<'a> Rollout<'a> {
         for instance in &new {
             slots::record(fleet, self.remote.host(&instance.host), instance, instance.slot).map_err(|e| touched(e.to_string()))?;
         }
+        // The point an interruption finds the batch at most often: the new ones serve, recorded;
+        // the old ones drain. An interrupted run's successor removes what is left of them.
+        self.report.step(
+            "drain",
+            "",
+            format!("{label}: old {} out of Traefik; the new ones serve; stopping the old ones in {} s", names(batch), fleet.upgrade.drain_seconds),
+        );
         let seconds = started.elapsed().as_secs_f64();
         self.report.step("upgrade", "", format!("{label}: {} on {release} on their other ports ({seconds:.1} s)", names(batch)));
         let times = batch.iter().map(|i| (i.name.clone(), seconds)).collect();
@@ -367,16 +377,7 @@ impl<'a> Rollout<'a> {
 
     /// Brings down `instance`'s compose project on its slot and removes its folder.
     fn remove_unit(&self, instance: &Instance) -> Result<()> {
-        let unit = render::instance_unit(self.old, instance);
-        let conn = self.remote.host(&instance.host);
-        let dir = format!("{}/{}", render::deploy_dir(self.old), unit.dir);
-        let script = r#"[ -f "$1/compose.yml" ] || exit 0; shift; "$@""#;
-        let down = conn.compose(&dir, &unit.project)?.down();
-        let mut args = vec![dir.as_str()];
-        args.extend(down.as_slice().iter().map(String::as_str));
-        conn.run(&remote::Argv::script(script, &args))?;
-        conn.run(&remote::Argv::new("rm").args(["-rf", "--", &dir]))?;
-        Ok(())
+        slots::remove_unit(self.old, self.remote.host(&instance.host), instance)
     }
 
     /// Drain `batch` from Traefik, recreate it on `side`'s release, wait, put it back. Returns

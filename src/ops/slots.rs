@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 
 use super::hosts::{Hosts, CONCURRENCY};
+use super::probe;
+use super::report::Reporter;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Instance, Slot};
 use crate::remote::{self, Argv, Connection};
@@ -56,4 +58,61 @@ fn read_host(fleet: &Fleet, host: &Host, conn: &Connection) -> Result<Vec<(Strin
 pub fn record(fleet: &Fleet, conn: &Connection, instance: &Instance, slot: Slot) -> Result<()> {
     let content = format!("{}\n", slot.name());
     conn.upload(&file(fleet, instance), content.as_bytes(), render::PUBLIC_MODE, None).map(|_| ())
+}
+
+/// Brings down `instance`'s compose project on the slot it carries and removes its folder.
+pub fn remove_unit(fleet: &Fleet, conn: &Connection, instance: &Instance) -> Result<()> {
+    let unit = render::instance_unit(fleet, instance);
+    let dir = format!("{}/{}", render::deploy_dir(fleet), unit.dir);
+    let script = r#"[ -f "$1/compose.yml" ] || exit 0; shift; "$@""#;
+    let down = conn.compose(&dir, &unit.project)?.down();
+    let mut args = vec![dir.as_str()];
+    args.extend(down.as_slice().iter().map(String::as_str));
+    conn.run(&Argv::script(script, &args))?;
+    conn.run(&Argv::new("rm").args(["-rf", "--", &dir]))?;
+    Ok(())
+}
+
+/// Removes what an interrupted start-first upgrade left on instances' other port pair: the
+/// unit folder (and its container) beside the one the slot file names, e.g. a new release
+/// that never got into Traefik, or an old one whose drain was cut short. `fleet` carries the
+/// recorded slots. Left alone: the instances in `keep` (an interrupted upgrade redoes them
+/// and takes over what stands there) and any leftover Traefik still lists (the rollout drops
+/// it from the list before it touches the instance). Returns (host, what was removed).
+pub fn remove_leftovers(fleet: &Fleet, remote: &Hosts, report: &Reporter, keep: &[String]) -> Result<Vec<(String, String)>> {
+    let hosts: Vec<&Host> =
+        fleet.hosts.iter().filter(|h| !h.instances.is_empty() && remote.try_host(&h.name).is_some()).collect();
+    let looked = remote::fan_out(&hosts, CONCURRENCY, |h| h.name.clone(), |host| {
+        let folders = probe::directories(remote.host(&host.name), &format!("{}/{INSTANCES_DIR}", render::deploy_dir(fleet)))?;
+        Ok(host
+            .instances
+            .iter()
+            .filter(|i| !keep.contains(&i.name))
+            .map(|i| i.on_slot(i.slot.other()))
+            .filter(|other| folders.iter().any(|f| render::instance_unit(fleet, other).dir == format!("{INSTANCES_DIR}/{f}")))
+            .collect::<Vec<Instance>>())
+    });
+    let leftovers: Vec<Instance> = remote::all_succeeded(looked)?.into_iter().flat_map(|(_, found)| found).collect();
+    if leftovers.is_empty() || remote.try_host(&fleet.traefik_host().name).is_none() {
+        return Ok(Vec::new());
+    }
+    // Traefik's own view, not its file: a leftover it routes to stays until the rollout moves on.
+    let Ok(listed) = probe::traefik_servers(remote, fleet)? else { return Ok(Vec::new()) };
+    let unlisted: Vec<Instance> = leftovers.into_iter().filter(|other| !listed.contains_key(&other.url())).collect();
+    let removed = remote::fan_out(&unlisted, CONCURRENCY, |i| i.name.clone(), |other| {
+        remove_unit(fleet, remote.host(&other.host), other)?;
+        let serving = other.on_slot(other.slot.other());
+        let line = format!(
+            "{}: removed {} (ports {}/{}), left by an interrupted start-first upgrade; it serves on {}/{}",
+            other.name,
+            render::instance_unit(fleet, other).dir,
+            other.port,
+            other.metrics_port,
+            serving.port,
+            serving.metrics_port
+        );
+        report.step("leftover", &other.host, &line);
+        Ok((other.host.clone(), line))
+    });
+    Ok(remote::all_succeeded(removed)?.into_iter().map(|(_, removed)| removed).collect())
 }

@@ -142,6 +142,11 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     for (host, removed) in super::services::remove_unwanted(&fleet, &remote, &report)? {
         published.entry(host).or_default().extend(removed);
     }
+    // A start-first upgrade that stopped half-way (its run failed): what it left on the other
+    // ports is out of Traefik's list now.
+    for (host, removed) in super::slots::remove_leftovers(&fleet, &remote, &report, &[])? {
+        published.entry(host).or_default().push(removed);
+    }
     for (host, host_changes) in published {
         for change in host_changes {
             record(&host, change);

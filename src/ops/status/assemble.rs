@@ -111,7 +111,16 @@ fn host_status(fleet: &Fleet, host: &Host, seen: &Observations, problems: &mut V
         // A start-first upgrade moves an instance to a unit directory of its own (its spare ports).
         let expected = format!("{INSTANCES_DIR}/{dir}");
         if !host.instances.iter().any(|i| render::instance_unit(fleet, i).dir == expected) {
-            problems.push(format!("{}: unexpected instance directory {INSTANCES_DIR}/{dir}", host.name));
+            let other_slot = host.instances.iter().find(|i| render::instance_unit(fleet, &i.on_slot(i.slot.other())).dir == expected);
+            let why = match other_slot {
+                Some(i) => format!(
+                    " ({}'s other ports, left by an interrupted start-first upgrade; the next `rcfleet upgrade` or \
+                     `rcfleet up` removes it)",
+                    i.name
+                ),
+                None => String::new(),
+            };
+            problems.push(format!("{}: unexpected instance directory {INSTANCES_DIR}/{dir}{why}", host.name));
             status.unexpected_units.push(format!("{INSTANCES_DIR}/{dir}"));
         }
     }
@@ -130,7 +139,13 @@ fn instance_status(
 ) -> InstanceStatus {
     let expected_image = fleet.images.rocketchat.to_string();
     let release = fleet.workspace.release.to_string();
-    let container = o.and_then(|o| o.containers.iter().find(|c| c.unit == instance.name && c.service == "rocketchat"));
+    // The container on the instance's recorded ports: an interrupted start-first upgrade may
+    // have left a second one with its name on the other pair.
+    let project = render::instance_unit(fleet, instance).project;
+    let container = o.and_then(|o| {
+        let named: Vec<&Container> = o.containers.iter().filter(|c| c.unit == instance.name && c.service == "rocketchat").collect();
+        named.iter().find(|c| c.project == project).or(named.first()).copied()
+    });
     let (ready, version) = o.and_then(|o| o.instances.get(&instance.name)).cloned().unwrap_or((Err("host unreachable".into()), None));
     let mut own = Vec::new();
     let state = container_state(o.is_some(), container, &mut own);
@@ -448,5 +463,32 @@ mod tests {
             status.problems,
             ["mongodb: running on db, no PRIMARY yet (\"db:27017\" SECONDARY)", "nats: missing on db, no container"]
         );
+    }
+
+    #[test]
+    fn what_an_interrupted_start_first_upgrade_left_is_named_and_not_taken_for_the_instance() {
+        let fleet = fleet();
+        let mut observed = healthy(&fleet);
+        let image = fleet.images.rocketchat.to_string();
+        let app1 = observed_on(&mut observed, "app1");
+        // The instance's own container (its recorded, primary ports) comes second in Docker's list.
+        let own = app1.containers.iter().position(|c| c.unit == "app1-0").unwrap();
+        app1.containers[own].project = fleet.project_name("app1-0");
+        let mut leftover = container("app1-0", "rocketchat", "registry/rocket.chat:0.0.1", "running");
+        leftover.id = "leftover-0123456789".into();
+        leftover.project = fleet.project_name("app1-0-b");
+        app1.containers.insert(0, leftover);
+        app1.unit_dirs.push("app1-0-b".into());
+        let status = report(&fleet, &observed, &[]);
+        let app1_problems: Vec<&String> = status.problems.iter().filter(|p| p.starts_with("app1")).collect();
+        assert_eq!(
+            app1_problems,
+            [
+                "app1: unexpected instance directory rocketchat/app1-0-b (app1-0's other ports, left by an interrupted \
+                 start-first upgrade; the next `rcfleet upgrade` or `rcfleet up` removes it)"
+            ]
+        );
+        let app1_0 = status.instances.iter().find(|i| i.name == "app1-0").unwrap();
+        assert_eq!(app1_0.image.as_deref(), Some(image.as_str()));
     }
 }

@@ -40,7 +40,7 @@ use super::rollout::{self, Recovery, Rollout};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Strategy {
     /// Canary, then batches, start-first or stop-first as `upgrade.strategy` says (default
-    /// stop-first; auto: start-first where every app host has the memory for it).
+    /// auto: start-first where every app host has the memory for it, else stop-first).
     Rolling,
     /// Canary, then batches; each new instance starts on its spare ports beside the old one,
     /// which leaves only once the new one is UP in Traefik (no capacity lost).
@@ -251,6 +251,11 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
             report.warn(format!("could not write the progress into the deploy lock: {}", err));
         }
     };
+    // What an interrupted start-first run left beside instances it is not redoing holds the
+    // ports this run starts their new release on. Left there, the rollout takes it over.
+    if let Err(err) = super::slots::remove_leftovers(fleet, remote, report, &resumed.in_flight) {
+        report.warn(format!("removing what an interrupted start-first upgrade left failed: {err}"));
+    }
     let new_files = render::render(&new_fleet, store)?;
     let rollout = Rollout {
         old: &fleet,
