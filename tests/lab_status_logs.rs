@@ -51,8 +51,13 @@ fn status_is_healthy_then_names_every_problem() {
     let Some(lab) = lab_support::lab() else { return };
     let (_dir, inventory) = deployed(&lab);
     // On a loaded machine a readiness check can miss once; a fresh fleet must settle healthy.
-    let settled = lab_support::eventually(30, || rcfleet(&["status", "-i", &inventory]).status.code() == Some(0));
-    assert!(settled, "a fresh fleet never reported healthy");
+    // `up` waits for each instance's metrics to answer, not for Prometheus' next scrape (every
+    // 15 s): until that scrape a target is "unknown", which status counts as no problem.
+    let settled = lab_support::eventually(45, || {
+        let output = rcfleet(&["status", "-i", &inventory, "--json"]);
+        output.status.code() == Some(0) && json(&output)["instances"].as_array().unwrap().iter().all(|i| i["prometheus"] == "up")
+    });
+    assert!(settled, "a fresh fleet never reported healthy and scraped");
 
     let (code, table, document) = status(&inventory);
     assert_eq!(code, 0, "a fresh fleet is not healthy:\n{table}");
