@@ -291,19 +291,19 @@ pub fn ensure_users_on_primary(
     Ok(Some(Ok((primary, (!created.is_empty()).then(|| format!("created MongoDB users {}", created.join(", ")))))))
 }
 
-fn users_failed(fleet: &Fleet, said: &str) -> Error {
-    let hint = if refused_login(said) {
-        format!(
-            "; MongoDB already has users but refused rcfleet's admin password: the {} on the database host, or \
+fn users_failed(fleet: &Fleet, stderr: &str) -> Error {
+    let said: String = stderr.chars().take(300).collect();
+    // `up` names the host around it.
+    if refused_login(stderr) {
+        // Worded as `probe::mongo_primary` words it: the same cause, whichever run finds it.
+        return Error::failed(format!(
+            "MongoDB refused rcfleet's admin login ({said}): MongoDB already has users, and {} on the database host, or \
              mongodb.admin_password, must hold the password {} was created with",
             render::secrets_file(fleet),
             MongoSettings::ADMIN_USER
-        )
-    } else {
-        String::new()
-    };
-    // `up` names the host around it.
-    Error::failed(format!("creating MongoDB's users failed: {}{hint}", said.chars().take(300).collect::<String>()))
+        ));
+    }
+    Error::failed(format!("creating MongoDB's users failed: {said}"))
 }
 
 #[cfg(test)]
