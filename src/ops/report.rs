@@ -198,6 +198,16 @@ impl Reporter {
         }
     }
 
+    /// How long one phase took since `started`, in the run log only: where a run's time goes,
+    /// to the millisecond, without more lines on the operator's screen.
+    pub fn phase_time(&self, phase: &str, started: Instant) {
+        if self.silent {
+            return;
+        }
+        let took = started.elapsed().as_secs_f64();
+        self.write_log(&format!("[{:>6.1}s] {:<11} {phase}: {took:.3} s", self.elapsed_seconds(), "time"));
+    }
+
     fn write_log(&self, text: &str) {
         if let Some(file) = self.log.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             let _ = writeln!(file, "{text}");

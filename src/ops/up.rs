@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -72,6 +72,10 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     )?;
     let (fleet, full_fleet, remote, report, store) = (&run.fleet, &run.whole, &run.hosts, &run.report, &run.secrets);
     let (artifacts, deploy_dir, unreachable) = (&run.artifacts, &run.deploy_dir, &run.unreachable);
+    // Each phase's time goes to the run log (`time` lines): where a converged run spends it.
+    let phase = std::cell::Cell::new(Instant::now());
+    let timed = |name: &str| report.phase_time(name, phase.replace(Instant::now()));
+    timed("connect, preflight, lock, release check");
 
     let local_engine = if options.push_images { Some(push_images::local_engine(&remote)?) } else { None };
     // Instances' files go with their instance (below), Traefik's server list and Prometheus'
@@ -79,6 +83,7 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     // or send users to one that is not ready.
     let shared = without_published_files(&fleet, &artifacts);
     let changed = prepare_hosts(&run, &shared, local_engine.as_ref())?;
+    timed("images and files");
     stop_if_asked("images and files were sent; no container was changed")?;
     let mut changes: BTreeMap<String, Vec<String>> =
         changed.iter().map(|(host, files)| (host.clone(), files.iter().map(|f| format!("wrote {f}")).collect())).collect();
@@ -89,10 +94,12 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     if let Some(change) = converge_unit(&fleet, &remote, db_conn, &database, &changed, &deploy_dir, &report)? {
         record(&database.host, change);
     }
+    timed("database unit");
     if let Some(change) = wait_for_primary(&run, db_conn)? {
         report.step("database", db_conn.name(), &change);
         record(&database.host, change);
     }
+    timed("replica set PRIMARY and users");
     if let Some(monitoring) = render::monitoring_unit(&fleet) {
         let conn = remote.host(&monitoring.host);
         if let Some(change) = converge_unit(&fleet, &remote, conn, &monitoring, &changed, &deploy_dir, &report)? {
@@ -103,14 +110,17 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     for (host, change) in super::exporters::converge(&fleet, &remote, &changed, &deploy_dir, &report)? {
         record(&host, change);
     }
+    timed("monitoring and exporters");
 
     stop_if_asked("the database and monitoring are up; instances and Traefik were not changed")?;
     let plan = plan_instances(&run)?;
+    timed("instances looked at (files, containers, readiness)");
     for (host, host_changes) in start_instances(&run, &plan.start)? {
         for change in host_changes {
             record(&host, change);
         }
     }
+    timed("instances started");
 
     stop_if_asked("every instance is ready; Traefik was not changed")?;
     let traefik = render::traefik_unit(&fleet);
@@ -122,6 +132,7 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
             record(&instance.host, format!("{} replaced (drained, recreated, ready, back in Traefik)", instance.name));
         }
     }
+    timed("Traefik unit and changed instances");
     // Microservices join the bus once the monolith serves `license` there: after every instance,
     // the replaced ones too (a fleet switched to microservices gets its first monolith in
     // microservices mode only through the rollout).
@@ -131,12 +142,15 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
             record(&host, change);
         }
     }
+    timed("microservices");
     // Every instance of the inventory, also on hosts this run could not when_unreachable: an SSH problem on
     // the operator's side must not take serving capacity away.
     let listed: Vec<&Instance> = full_fleet.instances().collect();
     let mut published = Changes::new();
     let traefik_servers = publish_traefik(&full_fleet, &remote, &report, &listed, &mut published)?;
+    timed("Traefik's server list confirmed");
     let prometheus_targets = publish_prometheus(&full_fleet, &remote, &report, &mut published)?;
+    timed("Prometheus' targets confirmed");
     // Service containers the inventory no longer has: out of Traefik's route by now (it lists
     // only the fleet's ddp-streamers), so they go without failing a request.
     for (host, removed) in super::services::remove_unwanted(&fleet, &remote, &report)? {
@@ -147,6 +161,7 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     for (host, removed) in super::slots::remove_leftovers(&fleet, &remote, &report, &[])? {
         published.entry(host).or_default().push(removed);
     }
+    timed("leftover services and slots");
     for (host, host_changes) in published {
         for change in host_changes {
             record(&host, change);
@@ -158,6 +173,7 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
             record(&host.name, change);
         }
     }
+    timed("Grafana admin password");
 
     for host in &fleet.hosts {
         let host_changes = changes.get(&host.name).cloned().unwrap_or_default();
@@ -166,6 +182,7 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
             report.step("done", &host.name, "unchanged");
         }
     }
+    timed("audit records");
     if !unreachable.is_empty() {
         let lines: Vec<String> = unreachable.iter().map(|(host, why)| format!("  {host}: {why}")).collect();
         return Err(Error::failed(format!(
