@@ -68,10 +68,21 @@ def stats(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values), "runs": values}
 
 
+def machine_busy_seconds():
+    """CPU seconds the whole machine spent busy since boot (every core, every process: the lab's
+    sshd and Docker engines too), from /proc/stat's first line."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 class Timed:
-    def __init__(self, wall, rc, stdout, stderr, maxrss_kib, cpu=None):
+    def __init__(self, wall, rc, stdout, stderr, maxrss_kib, cpu=None, machine_cpu=None):
         self.wall, self.rc, self.stdout, self.stderr, self.maxrss_kib = wall, rc, stdout, stderr, maxrss_kib
         self.cpu = cpu  # user + system seconds
+        # The whole machine's busy CPU seconds meanwhile: on the lab the servers' side (sshd,
+        # dockerd, containers) shares the same cores as the command.
+        self.machine_cpu = machine_cpu
 
     @property
     def peak_mib(self):
@@ -82,14 +93,16 @@ def timed(cmd, ok=(0,), env=None, label=None):
     """Runs cmd under /usr/bin/time -v; wall time measured here (monotonic), peak RSS from time."""
     with tempfile.NamedTemporaryFile("r", suffix=".time", dir=OUT, delete=False) as f:
         tfile = f.name
+    busy0 = machine_busy_seconds()
     t0 = time.monotonic()
     r = subprocess.run(["/usr/bin/time", "-v", "-o", tfile] + cmd, capture_output=True, text=True, env=env)
     wall = time.monotonic() - t0
+    machine_cpu = machine_busy_seconds() - busy0
     text = Path(tfile).read_text()
     os.unlink(tfile)
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
     cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text)) or None
-    res = Timed(wall, r.returncode, r.stdout, r.stderr, int(m.group(1)) if m else None, cpu)
+    res = Timed(wall, r.returncode, r.stdout, r.stderr, int(m.group(1)) if m else None, cpu, machine_cpu)
     if r.returncode not in ok:
         raise RuntimeError(f"{label or shlex.join(cmd)} exited {r.returncode}\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
     return res
@@ -217,9 +230,11 @@ def bench_upgrade(rcfleet, runs, converged_per_run, strategies):
         for _ in range(converged_per_run):
             c = timed(base + ["up"], label="converged up")
             conv.append(c)
-            log(f"  converged up {c.wall:.2f}s, peak {c.peak_mib:.1f} MiB")
+            log(f"  converged up {c.wall:.2f}s (cpu {c.cpu or 0:.2f}s, machine {c.machine_cpu:.2f} cpu-s), "
+                f"peak {c.peak_mib:.1f} MiB")
         common.append({"cold_up_s": cold.wall, "cold_up_peak_mib": cold.peak_mib,
                        "converged_up_s": [c.wall for c in conv], "converged_up_peak_mib": [c.peak_mib for c in conv],
+                       "converged_up_cpu_s": [c.cpu for c in conv], "converged_up_machine_cpu_s": [c.machine_cpu for c in conv],
                        "upgrade_peak_mib": []})
 
         # Both strategies on this one fleet, one release step each; which goes first alternates
@@ -384,12 +399,13 @@ def bench_fanout(rcfleet, sizes, runs, venv):
         log(f"  {n} app hosts: up (deploying the added hosts) {up.wall:.1f}s")
         acmd, aenv = ansible_setup(senv, venv) if venv else (None, None)
         row = {"hosts": len(hosts), "up_s": up.wall, "status": [], "status_peak_mib": [], "status_cpu_s": [],
-               "status_healthy": [], "ssh_loop": [], "ansible": []}
+               "status_machine_cpu_s": [], "status_healthy": [], "ssh_loop": [], "ansible": []}
         for rep in range(runs):
             s = timed([rcfleet, "-i", inv, "--json", "status"], ok=(0, 3), label="status")
             row["status"].append(s.wall)
             row["status_peak_mib"].append(s.peak_mib)
             row["status_cpu_s"].append(s.cpu)
+            row["status_machine_cpu_s"].append(s.machine_cpu)
             try:
                 row["status_healthy"].append(json.loads(s.stdout).get("healthy"))
             except json.JSONDecodeError:
@@ -408,7 +424,8 @@ def bench_fanout(rcfleet, sizes, runs, venv):
                     acmd = None
             if rep == 0:
                 row["ssh_loop_sample"] = l.stdout[:2000]
-            log(f"  rep {rep + 1}: status {s.wall:.2f}s (cpu {s.cpu or 0:.2f}s, {s.peak_mib:.1f} MiB)  "
+            log(f"  rep {rep + 1}: status {s.wall:.2f}s (cpu {s.cpu or 0:.2f}s, machine {s.machine_cpu:.2f} cpu-s "
+                f"of {os.cpu_count() * s.wall:.2f}, {s.peak_mib:.1f} MiB)  "
                 f"ssh loop {l.wall:.2f}s" + (f"  ansible {row['ansible'][-1]:.2f}s" if acmd else ""))
         row["summary"] = {k: stats(row[k]) for k in ("status", "ssh_loop", "ansible", "status_peak_mib")}
         # Ratios within this run: per repetition, then the median.
