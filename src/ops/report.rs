@@ -140,6 +140,11 @@ impl Reporter {
         self.log_path.as_deref()
     }
 
+    /// When the run started (the report was made).
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     pub fn elapsed_seconds(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }

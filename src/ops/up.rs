@@ -73,7 +73,7 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     let (fleet, full_fleet, remote, report, store) = (&run.fleet, &run.whole, &run.hosts, &run.report, &run.secrets);
     let (artifacts, deploy_dir, unreachable) = (&run.artifacts, &run.deploy_dir, &run.unreachable);
     // Each phase's time goes to the run log (`time` lines): where a converged run spends it.
-    let phase = std::cell::Cell::new(Instant::now());
+    let phase = std::cell::Cell::new(report.started());
     let timed = |name: &str| report.phase_time(name, phase.replace(Instant::now()));
     timed("connect, preflight, lock, release check");
 
