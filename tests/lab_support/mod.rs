@@ -284,14 +284,24 @@ pub fn inventory_at(lab: &Lab, dir: &Path, release: &str, settings: &[(&str, &st
 }
 
 /// The version every instance of the lab fleet reports in `rocketchat_info`, host by host.
+/// An instance opens its metrics port after it is ready (Rocket.Chat configures it once its
+/// settings settle), so a port that refuses is asked again for up to 30 s.
 pub fn versions(lab: &Lab) -> Vec<String> {
     let mut versions = Vec::new();
     for host in ["app1", "app2", "app3"] {
         for port in [9458, 9459] {
             // On the spare port (1000 above) after a start-first upgrade moved it.
-            let (_, body) = http_get(&format!("{}:{port}", lab.addr(host)), lab.addr(host), "/metrics")
-                .or_else(|_| http_get(&format!("{}:{}", lab.addr(host), port + 1000), lab.addr(host), "/metrics"))
-                .expect("metrics");
+            let ask = || {
+                http_get(&format!("{}:{port}", lab.addr(host)), lab.addr(host), "/metrics")
+                    .or_else(|_| http_get(&format!("{}:{}", lab.addr(host), port + 1000), lab.addr(host), "/metrics"))
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut answer = ask();
+            while answer.is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(250));
+                answer = ask();
+            }
+            let (_, body) = answer.unwrap_or_else(|e| panic!("metrics of {host}:{port}: {e}"));
             let line = body.lines().find(|l| l.starts_with("rocketchat_info{")).expect("rocketchat_info").to_string();
             versions.push(line.split("version=\"").nth(1).and_then(|v| v.split('"').next()).unwrap().to_string());
         }
