@@ -94,9 +94,21 @@ pub fn backup(inventory_path: &Path, options: &BackupOptions) -> Result<BackupOu
 /// Takes a new archive of the workspace database and applies retention. Returns the archive
 /// and the names of the archives retention deleted. The caller holds the deploy lock.
 pub fn take(fleet: &Fleet, remote: &Hosts, report: &Reporter, login: Option<&MongoLogin>, note: Option<&str>) -> Result<(Archive, Vec<String>)> {
+    let facts = facts::read(remote, fleet, login)?;
+    take_with(fleet, remote, report, login, note, &facts)
+}
+
+/// [`take`] with MongoDB's facts already read under this run's lock (a mongosh run fewer).
+pub fn take_with(
+    fleet: &Fleet,
+    remote: &Hosts,
+    report: &Reporter,
+    login: Option<&MongoLogin>,
+    note: Option<&str>,
+    facts: &facts::Facts,
+) -> Result<(Archive, Vec<String>)> {
     let host = fleet.database_host();
     let db = remote.host(&host.name);
-    let facts = facts::read(remote, fleet, login)?;
     // `up` pulls the tools image with the database's; a fleet deployed before it gets it here,
     // before anything changes, rather than from `docker run` in the middle of the backup.
     pull_missing_images(fleet, host, db, report).map_err(|err| {

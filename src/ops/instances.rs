@@ -81,17 +81,26 @@ pub fn publish_traefik_with(
 /// on hosts this run reached. Records the write in `changes`; returns its targets (none
 /// without a monitoring host).
 pub fn publish_prometheus(fleet: &Fleet, remote: &Hosts, report: &Reporter, changes: &mut Changes) -> Result<BTreeMap<String, String>> {
-    let Some(monitoring) = fleet.monitoring_host() else { return Ok(BTreeMap::new()) };
-    let instances: Vec<&Instance> = fleet.instances().collect();
-    let file = Artifact::public(PROMETHEUS_TARGETS_PATH, render::prometheus_targets(&instances)?);
-    if !send_files(remote.host(&monitoring.name), &render::deploy_dir(fleet), &[file])?.is_empty() {
-        let change = format!("wrote {PROMETHEUS_TARGETS_PATH} ({} target(s))", instances.len());
-        report.step("files", &monitoring.name, &change);
-        changes.entry(monitoring.name.clone()).or_default().push(change);
+    if let Some((host, change)) = write_prometheus_targets(fleet, remote, report)? {
+        changes.entry(host).or_default().push(change);
     }
     let scraped: BTreeSet<String> =
-        instances.iter().filter(|i| remote.try_host(&i.host).is_some()).map(|i| i.metrics_target()).collect();
+        fleet.instances().filter(|i| remote.try_host(&i.host).is_some()).map(|i| i.metrics_target()).collect();
     confirm_prometheus_listing(fleet, remote, report, &scraped)
+}
+
+/// Writes Prometheus' targets file listing `fleet`'s instances, without waiting for Prometheus;
+/// the monitoring host and what changed, if the file did.
+pub fn write_prometheus_targets(fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<Option<(String, String)>> {
+    let Some(monitoring) = fleet.monitoring_host() else { return Ok(None) };
+    let instances: Vec<&Instance> = fleet.instances().collect();
+    let file = Artifact::public(PROMETHEUS_TARGETS_PATH, render::prometheus_targets(&instances)?);
+    if send_files(remote.host(&monitoring.name), &render::deploy_dir(fleet), &[file])?.is_empty() {
+        return Ok(None);
+    }
+    let change = format!("wrote {PROMETHEUS_TARGETS_PATH} ({} target(s))", instances.len());
+    report.step("files", &monitoring.name, &change);
+    Ok(Some((monitoring.name.clone(), change)))
 }
 
 /// What `add-instance` or `remove-instance` did.

@@ -18,7 +18,7 @@ use crate::fleet::{Fleet, Instance, Slot};
 use crate::ops::converge::{converge_unit, send_files, unit_files, wait_ready};
 use crate::ops::probe;
 use crate::ops::hosts::{Hosts, CONCURRENCY};
-use crate::ops::instances::{drain, publish_traefik, write_traefik, Changes};
+use crate::ops::instances::{drain, publish_traefik, write_prometheus_targets, write_traefik, Changes};
 use crate::ops::slots;
 use crate::ops::report::Reporter;
 use crate::ops::wait::{self, Poll};
@@ -74,6 +74,9 @@ pub struct Rollout<'a> {
     pub moved: Mutex<BTreeMap<String, Slot>>,
     /// When the first instance was ready on the new side: mixed versions from here on.
     pub first_ready: OnceLock<Instant>,
+    /// Held while Prometheus' targets file is written from `moved`, so that retiring batches
+    /// write it in the order they moved.
+    pub prometheus_file: Mutex<()>,
 }
 
 type Timings = (Vec<(String, f64)>, Vec<(String, f64)>);
@@ -300,8 +303,8 @@ impl<'a> Rollout<'a> {
     }
 
     /// Start-first: `side`'s release starts on each instance's other port pair beside the old
-    /// container; once all are ready, Traefik lists both, confirmed UP; then the old ones leave
-    /// Traefik. Returns each instance's time from start to old one out of Traefik, and the old
+    /// container; once all are ready, one change of Traefik's list puts the new ones in and the
+    /// old ones out, confirmed UP. Returns each instance's time from start to old one out of Traefik, and the old
     /// containers, to drain and stop ([`Rollout::retire`]). Until the old ones leave Traefik a
     /// failure removes the new containers only (`touched: false`: the batch serves as it was).
     fn replace_start_first(
@@ -321,9 +324,13 @@ impl<'a> Rollout<'a> {
         if let Err(err) = remote::all_succeeded(results) {
             return Err(Failure { touched: false, message: self.remove_new(&new, err.to_string()) });
         }
-        let serving: Vec<Instance> = in_service.iter().map(|i| self.current(i)).collect();
-        let both: Vec<&Instance> = serving.iter().chain(&new).collect();
-        if let Err(err) = publish_traefik(self.old, self.remote, self.report, &both, &mut Changes::new()) {
+        // One swap in Traefik's list: the new ones (ready) in, the old ones out. Requests in
+        // flight to the old ones finish there; they run until drained.
+        let others: Vec<Instance> =
+            in_service.iter().filter(|i| !new.iter().any(|n| n.name == i.name)).map(|i| self.current(i)).collect();
+        let mut swapped: Vec<&Instance> = others.iter().chain(&new).collect();
+        order_like_fleet(self.old, &mut swapped);
+        if let Err(err) = publish_traefik(self.old, self.remote, self.report, &swapped, &mut Changes::new()) {
             let put_back = match self.set_traefik(in_service) {
                 Ok(()) => String::new(),
                 Err(e) => format!("; putting Traefik's list back failed too: {e}"),
@@ -336,7 +343,6 @@ impl<'a> Rollout<'a> {
             moved.extend(new.iter().map(|i| (i.name.clone(), i.slot)));
         }
         let touched = |message: String| Failure { touched: true, message };
-        self.set_traefik(in_service).map_err(|e| touched(format!("taking the old {} out of Traefik: {}", names(batch), e)))?;
         for instance in &new {
             slots::record(fleet, self.remote.host(&instance.host), instance, instance.slot).map_err(|e| touched(e.to_string()))?;
         }
@@ -356,6 +362,14 @@ impl<'a> Rollout<'a> {
     /// Lets requests in flight to `retiring`'s containers finish, then stops and removes them.
     /// The new ones serve already: a failure here is a warning.
     fn retire(&self, retiring: Retire) {
+        // Prometheus follows the moved instances now, while the old ones drain: its discovery
+        // takes seconds to pass a changed file on, and the run ends waiting for it to list them.
+        {
+            let _writing = self.prometheus_file.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(err) = write_prometheus_targets(&self.as_moved(self.new), self.remote, self.report) {
+                self.report.warn(format!("Prometheus' targets file was not updated for the moved instances: {err}"));
+            }
+        }
         std::thread::sleep(retiring.drain.saturating_sub(retiring.left_traefik.elapsed()));
         let refs: Vec<&Instance> = retiring.old.iter().collect();
         let stopped = remote::fan_out(&retiring.old, CONCURRENCY, |i| i.name.clone(), |instance| self.remove_unit(instance));

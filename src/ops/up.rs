@@ -91,30 +91,33 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
 
     let database = render::database_unit(&fleet);
     let db_conn = remote.host(&database.host);
-    if let Some(change) = converge_unit(&fleet, &remote, db_conn, &database, &changed, &deploy_dir, &report)? {
+    let database_change = converge_unit(&fleet, &remote, db_conn, &database, &changed, &deploy_dir, &report)?;
+    timed("database unit");
+    // A database that was left running is asked for its PRIMARY and users beside the work that
+    // does not need its answer (monitoring, exporters, looking at the instances); a recreated
+    // one is waited for first, as the instances' readiness follows it.
+    let (primary, rest) = if database_change.is_some() {
+        let primary = wait_for_primary(&run, db_conn)?;
+        (Ok(primary), monitoring_and_instances(&run, &changed))
+    } else {
+        std::thread::scope(|scope| {
+            let primary = scope.spawn(|| wait_for_primary(&run, db_conn));
+            let rest = monitoring_and_instances(&run, &changed);
+            (primary.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), rest)
+        })
+    };
+    if let Some(change) = database_change {
         record(&database.host, change);
     }
-    timed("database unit");
-    if let Some(change) = wait_for_primary(&run, db_conn)? {
+    if let Some(change) = primary? {
         report.step("database", db_conn.name(), &change);
         record(&database.host, change);
     }
-    timed("replica set PRIMARY and users");
-    if let Some(monitoring) = render::monitoring_unit(&fleet) {
-        let conn = remote.host(&monitoring.host);
-        if let Some(change) = converge_unit(&fleet, &remote, conn, &monitoring, &changed, &deploy_dir, &report)? {
-            record(&monitoring.host, change);
-        }
-    }
-
-    for (host, change) in super::exporters::converge(&fleet, &remote, &changed, &deploy_dir, &report)? {
+    let (monitoring_changes, plan) = rest?;
+    for (host, change) in monitoring_changes {
         record(&host, change);
     }
-    timed("monitoring and exporters");
-
-    stop_if_asked("the database and monitoring are up; instances and Traefik were not changed")?;
-    let plan = plan_instances(&run)?;
-    timed("instances looked at (files, containers, readiness)");
+    timed("replica set PRIMARY and users; monitoring, exporters, instances looked at (files, containers, readiness)");
     for (host, host_changes) in start_instances(&run, &plan.start)? {
         for change in host_changes {
             record(&host, change);
@@ -341,6 +344,22 @@ struct InstancePlan {
     replace: Vec<Instance>,
 }
 
+/// The monitoring unit and the hosts' exporters brought up to date (the changes, per host),
+/// then what each instance needs.
+fn monitoring_and_instances(run: &Run, changed: &BTreeMap<String, BTreeSet<String>>) -> Result<(Vec<(String, String)>, InstancePlan)> {
+    let (fleet, remote, report, deploy_dir) = (&run.fleet, &run.hosts, &run.report, &run.deploy_dir);
+    let mut changes = Vec::new();
+    if let Some(monitoring) = render::monitoring_unit(fleet) {
+        let conn = remote.host(&monitoring.host);
+        if let Some(change) = converge_unit(fleet, remote, conn, &monitoring, changed, deploy_dir, report)? {
+            changes.push((monitoring.host.clone(), change));
+        }
+    }
+    changes.extend(super::exporters::converge(fleet, remote, changed, deploy_dir, report)?);
+    stop_if_asked("the database and monitoring are up; instances and Traefik were not changed")?;
+    Ok((changes, plan_instances(run)?))
+}
+
 fn plan_instances(run: &Run) -> Result<InstancePlan> {
     let (fleet, remote, artifacts, deploy_dir) = (&run.fleet, &run.hosts, &run.artifacts, &run.deploy_dir);
     let instances: Vec<&Instance> = fleet.instances().collect();
@@ -419,6 +438,7 @@ fn roll_changes(run: &Run, replace: &[Instance]) -> Result<Vec<Instance>> {
         start_first: false,
         moved: Default::default(),
         first_ready: Default::default(),
+        prometheus_file: Default::default(),
     };
     rollout.rolling(&batches).map_err(|story| Error::failed(format!("replacing changed instances stopped.\n{story}")))?;
     Ok(replace.to_vec())

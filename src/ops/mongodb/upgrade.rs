@@ -212,7 +212,7 @@ pub fn upgrade(inventory_path: &Path, options: &MongoUpgradeOptions) -> Result<M
         pull_missing_images(hop, db_host, db, &report).map_err(|e| Error::failed(format!("{e}\nNothing was changed.")))?;
     }
     let note = format!("before mongodb upgrade {running} -> {}", options.to);
-    let (archive, _) = backup::take(&fleet, &remote, &report, login.as_ref(), Some(&note))?;
+    let (archive, _) = backup::take_with(&fleet, &remote, &report, login.as_ref(), Some(&note), &facts)?;
     if crate::interrupt::requested() {
         return Err(Error::failed("stopped by Ctrl-C before anything changed"));
     }

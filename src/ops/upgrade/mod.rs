@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 use super::converge::{confirm_prometheus, pull_missing_images};
 use super::lock;
+use super::mongodb::facts;
 use super::probe;
 use super::hosts::{Hosts, CONCURRENCY};
 use super::report::{Outcome, Reporter};
@@ -154,7 +155,7 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
     let new_fleet = with_release(&fleet, &target);
     // An earlier run of this upgrade that died: its lock says how far it got.
     let resumed = resumed_progress(&run, &target)?;
-    let verdicts = run_guards(&run, &target, options, login.as_ref(), &resumed.in_flight)?;
+    let (verdicts, database) = run_guards(&run, &target, options, login.as_ref(), &resumed.in_flight)?;
     let batch_size = options.batch.unwrap_or(fleet.upgrade.batch_size);
     let batches = resumed.batches(&fleet, batch_size);
     let (way, why) = choose_way(fleet, remote, options.strategy, batch_size)?;
@@ -199,20 +200,20 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
                 report.step("backup", &fleet.database_host().name, "skipped (--skip-backup)");
                 None
             } else {
-                Some(backup(&run, &current, &target, login.as_ref())?)
+                Some(backup(&run, &current, &target, login.as_ref(), &database)?)
             };
-            let backup_seconds = phase.elapsed().as_secs_f64();
-            // Before the canary: how far the database is migrated. A failure after the new
-            // release moved it on cannot be answered by starting the old release again.
-            let before = migrations::read(&fleet, &remote, login.as_ref())?;
-            Ok::<_, Error>((backup, backup_seconds, before))
+            Ok::<_, Error>((backup, phase.elapsed().as_secs_f64()))
         })();
         (database_side, pulling.join().expect("the pre-pull thread does not panic"))
     });
-    let (backup, backup_seconds, before) = database_side?;
+    let (backup, backup_seconds) = database_side?;
     phases.push(("backup".to_string(), backup_seconds));
     phases.push(("pre-pull".to_string(), pulled?));
-    report.step("migrations", &fleet.database_host().name, format!("the database is at migration version {}", migrations::version(&before)));
+    // Before the canary: how far the database is migrated (read with the guards' facts, under
+    // the lock, with only the old release running). A failure after the new release moved it
+    // on cannot be answered by starting the old release again.
+    let before = database.migrations.unwrap_or(0);
+    report.step("migrations", &fleet.database_host().name, format!("the database is at migration version {before}"));
     let forward_only = || -> Option<String> {
         let ways_on = ways_on(&fleet, &current, &target, backup.as_deref());
         if !resumed.replaced.is_empty() {
@@ -223,14 +224,14 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
             ));
         }
         match migrations::read(&fleet, &remote, login.as_ref()) {
-            Ok(now) if migrations::version(&now) == migrations::version(&before) => None,
+            Ok(now) if migrations::version(&now) == before => None,
             Ok(now) => {
                 let locked = if now.as_ref().is_some_and(|c| c.locked) { ", its migration control still locked" } else { "" };
                 report.step("migrations", &fleet.database_host().name, format!("migrated to version {}{locked}", migrations::version(&now)));
                 Some(format!(
                     "{target} migrated the database (migration version {} -> {}{locked}). Rocket.Chat's migrations are \
                      forward-only: {current} must not start on it, so nothing was rolled back.\n{ways_on}",
-                    migrations::version(&before),
+                    before,
                     migrations::version(&now)
                 ))
             }
@@ -271,6 +272,7 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
         start_first: way == Way::StartFirst,
         moved: Default::default(),
         first_ready: Default::default(),
+        prometheus_file: Default::default(),
     };
     let result = match way {
         Way::StartFirst | Way::StopFirst => rollout.rolling(&batches),
@@ -430,12 +432,28 @@ fn resumed_progress(run: &Run, target: &Release) -> Result<Resumed> {
     Ok(resumed)
 }
 
-fn run_guards(run: &Run, target: &Release, options: &UpgradeOptions, login: Option<&secrets::MongoLogin>, in_flight: &[String]) -> Result<Vec<Verdict>> {
+/// The guards' verdicts, and what MongoDB said of itself (one mongosh run: its version for the
+/// guards, the migration version and the rest for the backup's record).
+fn run_guards(
+    run: &Run,
+    target: &Release,
+    options: &UpgradeOptions,
+    login: Option<&secrets::MongoLogin>,
+    in_flight: &[String],
+) -> Result<(Vec<Verdict>, facts::Facts)> {
     let (fleet, remote, report) = (&run.fleet, &run.hosts, &run.report);
-    let mongodb = mongodb_version(fleet, remote, login)?;
+    // MongoDB's answer (a Node start on the database host) and the instances' readiness do not
+    // wait for each other.
+    let (database, unhealthy) = std::thread::scope(|scope| {
+        let database = scope.spawn(|| facts::read(remote, fleet, login));
+        let unhealthy = unhealthy(fleet, remote);
+        (database.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), unhealthy)
+    });
+    let database = database?;
+    let mongodb = database.series();
     // Instances an interrupted run left half replaced are this run's to finish, not a reason to refuse.
     let unhealthy: Vec<String> =
-        unhealthy(fleet, remote)?.into_iter().filter(|p| !in_flight.iter().any(|name| p.starts_with(&format!("{name} ")) || p.starts_with(&format!("{name}:")))).collect();
+        unhealthy?.into_iter().filter(|p| !in_flight.iter().any(|name| p.starts_with(&format!("{name} ")) || p.starts_with(&format!("{name}:")))).collect();
     let facts = guards::Facts {
         current: &fleet.workspace.release,
         target,
@@ -449,7 +467,7 @@ fn run_guards(run: &Run, target: &Release, options: &UpgradeOptions, login: Opti
     for verdict in &verdicts {
         report.step("guard", "", verdict.text());
     }
-    Ok(verdicts)
+    Ok((verdicts, database))
 }
 
 /// The error for refused guards, listing every reason.
@@ -464,27 +482,6 @@ fn refusal(from: &Release, to: &Release, verdicts: &[Verdict]) -> Option<Error> 
     (!refused.is_empty()).then(|| {
         Error::failed(format!("upgrade {from} -> {to} refused; nothing was changed:\n  - {}", refused.join("\n  - ")))
     })
-}
-
-/// `major.minor` of the MongoDB the database host runs (`db.version()`).
-fn mongodb_version(fleet: &Fleet, remote: &Hosts, login: Option<&secrets::MongoLogin>) -> Result<String> {
-    let db = remote.host(&fleet.database_host().name);
-    let mongodb = probe::mongodb(remote, fleet, db)?.ok_or_else(|| Error::failed(format!("{}: MongoDB is not running; run `rcfleet up` first", db.name())))?;
-    let output = secrets::mongosh(db, fleet, &mongodb.id, login, &format!("print(\"{}\" + db.version());", secrets::MARK))?;
-    if !output.success() {
-        let said = output.stderr_text();
-        return Err(Error::failed(format!(
-            "{}: asking MongoDB for its version failed: {}",
-            db.name(),
-            said.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(200).collect::<String>()
-        )));
-    }
-    let version = secrets::marked(&output).pop().unwrap_or_default().trim().trim_matches('"').to_string();
-    let mut parts = version.split('.');
-    match (parts.next(), parts.next()) {
-        (Some(major), Some(minor)) => Ok(format!("{major}.{minor}")),
-        _ => Err(Error::failed(format!("{}: MongoDB reported an unexpected version {version:?}", db.name()))),
-    }
 }
 
 /// What keeps the fleet from being healthy: instances that are not ready. An instance that is
@@ -509,9 +506,9 @@ fn unhealthy(fleet: &Fleet, remote: &Hosts) -> Result<Vec<String>> {
 
 /// A `mongodump` archive of the database on the database host, before any instance changes,
 /// taken like every backup (`ops::backup`: record, retention).
-fn backup(run: &Run, from: &Release, to: &Release, login: Option<&secrets::MongoLogin>) -> Result<String> {
+fn backup(run: &Run, from: &Release, to: &Release, login: Option<&secrets::MongoLogin>, database: &facts::Facts) -> Result<String> {
     let note = format!("before upgrade {from} -> {to}");
-    let (archive, _) = super::backup::take(&run.fleet, &run.hosts, &run.report, login, Some(&note)).map_err(|err| {
+    let (archive, _) = super::backup::take_with(&run.fleet, &run.hosts, &run.report, login, Some(&note), database).map_err(|err| {
         Error::failed(format!("{}. Fix it, or pass --skip-backup to upgrade without a backup", err))
     })?;
     Ok(archive.path)
