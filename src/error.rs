@@ -61,3 +61,18 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// `text` on one line (every run of whitespace a single space), cut to `max_chars`: a program's
+/// output quoted in an error message.
+pub fn one_line(text: &str, max_chars: usize) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(max_chars).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_line_joins_lines_and_cuts_at_a_character_count() {
+        assert_eq!(super::one_line("a\n  b\tc\n", 10), "a b c");
+        assert_eq!(super::one_line("été été", 5), "été é");
+    }
+}

@@ -10,7 +10,7 @@ use super::probe;
 use super::hosts::Hosts;
 use super::report::Reporter;
 use super::wait::{self, Poll};
-use crate::error::{Error, Result};
+use crate::error::{one_line, Error, Result};
 use crate::fleet::Fleet;
 use crate::remote::{Argv, Connection, ExecOptions};
 use crate::render::{self, credential, Generated, SecretSource};
@@ -81,7 +81,7 @@ fn reset_with_cli(fleet: &Fleet, remote: &Hosts, conn: &Connection, password: &s
     }
     // The CLI does not echo the password; it is removed anyway, should a future one do so.
     let said = format!("{} {}", output.stdout_text(), output.stderr_text()).replace(password, "<password>");
-    let said: String = said.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(300).collect();
+    let said = one_line(&said, 300);
     Err(Error::failed(format!(
         "{}: Grafana refuses the configured admin password, and `grafana cli admin reset-admin-password` failed \
          (exit {}): {said}",

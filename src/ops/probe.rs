@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::hosts::Hosts;
 use super::secrets::{self, MongoLogin, MARK};
 use super::wait::Poll;
-use crate::error::{Error, Result};
+use crate::error::{one_line, Error, Result};
 use crate::fleet::{Fleet, Instance};
 use crate::remote::{Argv, Connection, HttpResponse, Request, DOCKER_SOCKET};
 
@@ -61,7 +61,7 @@ pub fn containers_request() -> Request {
 /// The workspace's containers in the Engine API's answer to [`containers_request`].
 pub fn containers_in_answer(fleet: &Fleet, response: &HttpResponse) -> std::result::Result<Vec<Container>, String> {
     if response.status != 200 {
-        return Err(format!("the Docker Engine API answered {}: {}", response.status, one_line(&response.body)));
+        return Err(format!("the Docker Engine API answered {}: {}", response.status, one_line(&response.body, 120)));
     }
     let list: Vec<ContainerSummary> =
         serde_json::from_str(&response.body).map_err(|e| format!("the Docker Engine API gave unexpected JSON: {e}"))?;
@@ -91,10 +91,6 @@ fn workspace_containers(fleet: &Fleet, list: Vec<ContainerSummary>) -> Vec<Conta
 }
 
 /// A body on one short line, for messages.
-fn one_line(body: &str) -> String {
-    body.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(120).collect()
-}
-
 /// The running container of `service` in `unit`, if any.
 pub fn running<'c>(containers: &'c [Container], unit: &str, service: &str) -> Option<&'c Container> {
     containers.iter().find(|c| c.unit == unit && c.service == service && c.running())
@@ -224,7 +220,7 @@ pub fn readiness_in_answer(fleet: &Fleet, instance: &Instance, response: Option<
         Some(response) if response.status == 200 => Readiness::Ready,
         Some(response) => {
             // The body says why (`/readyz` names the failed check); kept short and on one line.
-            let body = one_line(&response.body);
+            let body = one_line(&response.body, 120);
             let said = if body.is_empty() { String::new() } else { format!(": {body}") };
             Readiness::Refused(format!("{path} answered {}{said}", response.status))
         }
@@ -276,7 +272,7 @@ pub fn mongo_primary(conn: &Connection, fleet: &Fleet, mongodb_container: &str, 
     let answer = secrets::marked(&output).pop();
     let Some(answer) = answer.filter(|_| output.success()) else {
         let said = format!("{} {}", output.stdout_text(), output.stderr_text());
-        let said: String = said.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(160).collect();
+        let said = one_line(&said, 160);
         // Waiting does not help when MongoDB refuses rcfleet's admin login.
         if login.is_some() && secrets::refused_login(&output.stderr_text()) {
             return Err(Error::failed(format!(

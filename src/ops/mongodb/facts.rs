@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::{one_line, Error, Result};
 use crate::fleet::Fleet;
 use crate::ops::hosts::Hosts;
 use crate::ops::probe;
@@ -111,7 +111,7 @@ pub fn read_after(remote: &Hosts, fleet: &Fleet, login: Option<&MongoLogin>, com
     let container = probe::mongodb(remote, fleet, db)?
         .ok_or_else(|| Error::failed(format!("{}: MongoDB is not running; run `rcfleet up` first", db.name())))?;
     let answer = run(db, fleet, &container.id, login, &format!("{command}\n{}", script(&fleet.mongodb.database)))?;
-    parse(&answer).ok_or_else(|| Error::failed(format!("{}: MongoDB answered unexpectedly: {}", db.name(), short(&answer.to_string()))))
+    parse(&answer).ok_or_else(|| Error::failed(format!("{}: MongoDB answered unexpectedly: {}", db.name(), one_line(&answer.to_string(), 300))))
 }
 
 /// One look while waiting for MongoDB to come back: its facts once it answers with a
@@ -123,13 +123,13 @@ pub fn poll_primary(remote: &Hosts, fleet: &Fleet, login: Option<&MongoLogin>) -
     };
     let output = secrets::mongosh(db, fleet, &container.id, login, &script(&fleet.mongodb.database))?;
     if login.is_some() && secrets::refused_login(&output.stderr_text()) {
-        return Err(Error::failed(format!("{}: MongoDB refused rcfleet's admin login: {}", db.name(), short(&output.stderr_text()))));
+        return Err(Error::failed(format!("{}: MongoDB refused rcfleet's admin login: {}", db.name(), one_line(&output.stderr_text(), 300))));
     }
     let facts = secrets::marked(&output).pop().filter(|_| output.success()).and_then(|line| serde_json::from_str(line.trim()).ok()).and_then(|v| parse(&v));
     Ok(match facts {
         Some(facts) if facts.members.iter().any(|m| m.state == "PRIMARY") => Ok(facts),
         Some(facts) => Err(format!("no PRIMARY yet ({})", facts.members.iter().map(|m| format!("{} {}", m.name, m.state)).collect::<Vec<_>>().join(", "))),
-        None => Err(short(&format!("{} {}", output.stderr_text(), output.stdout_text())).chars().take(160).collect()),
+        None => Err(one_line(&format!("{} {}", output.stderr_text(), output.stdout_text()), 160)),
     })
 }
 
@@ -139,8 +139,8 @@ pub fn run(db: &Connection, fleet: &Fleet, container: &str, login: Option<&Mongo
     let line = secrets::marked(&output).pop();
     match line.filter(|_| output.success()) {
         Some(line) => serde_json::from_str(line.trim())
-            .map_err(|_| Error::failed(format!("{}: mongosh printed unexpected output: {}", db.name(), short(&line)))),
-        None => Err(Error::failed(format!("{}: mongosh failed: {}", db.name(), short(&format!("{} {}", output.stderr_text(), output.stdout_text()))))),
+            .map_err(|_| Error::failed(format!("{}: mongosh printed unexpected output: {}", db.name(), one_line(&line, 300)))),
+        None => Err(Error::failed(format!("{}: mongosh failed: {}", db.name(), one_line(&format!("{} {}", output.stderr_text(), output.stdout_text()), 300)))),
     }
 }
 
@@ -166,10 +166,6 @@ fn parse(answer: &Value) -> Option<Facts> {
 }
 
 /// One line of at most 300 characters, for error messages.
-fn short(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(300).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ pub use listing::{list, show, Listing, Shown};
 use super::audit;
 use super::report::Reporter;
 use super::wait::Poll;
-use crate::error::{Error, Result};
+use crate::error::{one_line, Error, Result};
 use crate::fleet::{Fleet, MongoSettings, SecretRef};
 use crate::remote::{Argv, Connection, ExecOptions, Output};
 use crate::render::{self, credential, Generated, SecretSource};
@@ -280,7 +280,7 @@ pub fn ensure_users_on_primary(
         }
         if !refused {
             let seen = format!("{} {said}", output.stdout_text());
-            return Ok(Some(Err(seen.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(160).collect())));
+            return Ok(Some(Err(one_line(&seen, 160))));
         }
         return Err(users_failed(fleet, &said));
     };

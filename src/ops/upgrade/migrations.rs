@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
+use crate::error::{one_line, Error, Result};
 use crate::fleet::Fleet;
 use crate::ops::hosts::Hosts;
 use crate::ops::probe;
@@ -32,7 +32,7 @@ pub fn read(fleet: &Fleet, remote: &Hosts, login: Option<&MongoLogin>) -> Result
         return Err(Error::failed(format!(
             "{}: reading Rocket.Chat's migration control failed: {}",
             db.name(),
-            said.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(200).collect::<String>()
+            one_line(&said, 200)
         )));
     }
     parse(&secrets::marked(&output).pop().unwrap_or_default())
