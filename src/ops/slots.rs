@@ -64,12 +64,12 @@ pub fn record(fleet: &Fleet, conn: &Connection, instance: &Instance, slot: Slot)
 pub fn remove_unit(fleet: &Fleet, conn: &Connection, instance: &Instance) -> Result<()> {
     let unit = render::instance_unit(fleet, instance);
     let dir = format!("{}/{}", render::deploy_dir(fleet), unit.dir);
-    let script = r#"[ -f "$1/compose.yml" ] || exit 0; shift; "$@""#;
+    // One round trip: compose down (when the folder still has its compose file), then the folder.
+    let script = r#"dir=$1; shift; if [ -f "$dir/compose.yml" ]; then "$@" || exit; fi; rm -rf -- "$dir""#;
     let down = conn.compose(&dir, &unit.project)?.down();
     let mut args = vec![dir.as_str()];
     args.extend(down.as_slice().iter().map(String::as_str));
     conn.run(&Argv::script(script, &args))?;
-    conn.run(&Argv::new("rm").args(["-rf", "--", &dir]))?;
     Ok(())
 }
 
