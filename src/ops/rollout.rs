@@ -143,6 +143,7 @@ impl<'a> Rollout<'a> {
         for (index, batch) in batches.iter().enumerate() {
             let label = if index == 0 { "canary".to_string() } else { format!("batch {index}") };
             if crate::interrupt::requested() {
+                self.put_back_waiting(batch, &mut in_service);
                 return Err(self.interrupted(&done, &in_service));
             }
             let in_flight: Vec<String> = batch.iter().map(|i| i.name.clone()).collect();
@@ -155,7 +156,12 @@ impl<'a> Rollout<'a> {
                 self.finish
             ));
             let started = Instant::now();
-            let result = self.swap(batch, &mut in_service, Side::New, &label, retire_later);
+            // Stop-first takes the next batch out of Traefik in the change that puts this one back.
+            let next: &[&Instance] = match batches.get(index + 1) {
+                Some(next) if !self.start_first => next,
+                _ => &[],
+            };
+            let result = self.swap(batch, next, &mut in_service, Side::New, &label, retire_later);
             if result.is_err() {
                 // Recovery may start instances on the ports the retiring ones still hold.
                 wait_retired();
@@ -264,7 +270,7 @@ impl<'a> Rollout<'a> {
         let all: Vec<&Instance> = self.old.instances().collect();
         let mut in_service = all.clone();
         let started = Instant::now();
-        match self.replace(&all, &mut in_service, Side::New, "all instances") {
+        match self.replace(&all, &[], &mut in_service, Side::New, "all instances") {
             Ok(times) => Ok((vec![("recreate".to_string(), started.elapsed().as_secs_f64())], times)),
             Err(Failure { message: failure, .. }) => {
                 let mut story = vec![format!("replacing every instance failed: {failure}")];
@@ -280,6 +286,7 @@ impl<'a> Rollout<'a> {
     fn swap(
         &self,
         batch: &[&'a Instance],
+        next: &[&'a Instance],
         in_service: &mut Vec<&'a Instance>,
         side: Side,
         label: &str,
@@ -290,7 +297,7 @@ impl<'a> Rollout<'a> {
             retire(old);
             Ok(times)
         } else {
-            self.replace(batch, in_service, side, label)
+            self.replace(batch, next, in_service, side, label)
         }
     }
 
@@ -399,6 +406,7 @@ impl<'a> Rollout<'a> {
     fn replace(
         &self,
         batch: &[&'a Instance],
+        next: &[&'a Instance],
         in_service: &mut Vec<&'a Instance>,
         side: Side,
         label: &str,
@@ -407,8 +415,11 @@ impl<'a> Rollout<'a> {
         let release = &fleet.workspace.release;
         let started = Instant::now();
         let before = in_service.clone();
+        let already_out = batch.iter().all(|b| !in_service.iter().any(|i| i.name == b.name));
         in_service.retain(|i| !batch.iter().any(|b| b.name == i.name));
-        if in_service.is_empty() {
+        if already_out {
+            // Taken out with the batch before it (or by a failure's settling): Traefik has the list.
+        } else if in_service.is_empty() {
             // Only `recreate` replaces every instance at once: Traefik is never given an empty
             // list; its health check takes the instances out while they restart.
             self.report.step("drain", "", format!("{label}: the workspace is DOWN while {} restart", names(batch)));
@@ -432,19 +443,45 @@ impl<'a> Rollout<'a> {
         drain(self.report, Duration::from_secs(fleet.upgrade.drain_seconds), &drained);
         let results = remote::fan_out(batch, CONCURRENCY, |i| i.name.clone(), |instance| self.deploy(instance, side));
         remote::all_succeeded(results).map_err(|e| touched(e.to_string()))?;
-        for instance in batch {
-            in_service.push(instance);
-        }
+        // Back in, and the next batch out, in one change of Traefik's list: never fewer serve
+        // than while one batch is out.
+        let next_out: Vec<&'a Instance> = in_service.iter().copied().filter(|i| next.iter().any(|n| n.name == i.name)).collect();
+        in_service.retain(|i| !next_out.iter().any(|n| n.name == i.name));
+        in_service.extend(batch);
         order_like_fleet(self.old, in_service);
-        self.set_traefik(in_service).map_err(|e| touched(format!("putting {} back into Traefik: {}", names(batch), e)))?;
+        if let Err(err) = self.set_traefik(in_service) {
+            // As far as this run knows, the next batch still serves.
+            in_service.extend(next_out);
+            order_like_fleet(self.old, in_service);
+            return Err(touched(format!("putting {} back into Traefik: {}", names(batch), err)));
+        }
         let seconds = started.elapsed().as_secs_f64();
-        self.report.step("upgrade", "", format!("{label}: {} on {release}, back in Traefik ({seconds:.1} s)", names(batch)));
+        let and_next = if next_out.is_empty() { String::new() } else { format!("; {} out of Traefik in the same change", names(&next_out)) };
+        self.report.step("upgrade", "", format!("{label}: {} on {release}, back in Traefik ({seconds:.1} s){and_next}", names(batch)));
         Ok(batch.iter().map(|i| (i.name.clone(), seconds)).collect())
+    }
+
+    /// Before stopping between batches: puts back into Traefik the instances of `batch` that
+    /// the change before took out (stop-first drains the next batch as it puts one back).
+    fn put_back_waiting(&self, batch: &[&'a Instance], in_service: &mut Vec<&'a Instance>) {
+        let waiting: Vec<&'a Instance> = batch.iter().copied().filter(|b| !in_service.iter().any(|i| i.name == b.name)).collect();
+        if waiting.is_empty() {
+            return;
+        }
+        in_service.extend(&waiting);
+        order_like_fleet(self.old, in_service);
+        match self.set_traefik(in_service) {
+            Ok(()) => self.report.step("traefik", "", format!("{} back in Traefik (not replaced: the run stops)", names(&waiting))),
+            Err(err) => {
+                in_service.retain(|i| !waiting.iter().any(|w| w.name == i.name));
+                self.report.warn(format!("putting {} back into Traefik failed: {err}", names(&waiting)));
+            }
+        }
     }
 
     /// Puts `batch` back on the old release and into Traefik; says how that went.
     fn restore(&self, batch: &[&'a Instance], in_service: &mut Vec<&'a Instance>, what: &str) -> String {
-        match self.swap(batch, in_service, Side::Old, "rollback", &|old| self.retire(old)) {
+        match self.swap(batch, &[], in_service, Side::Old, "rollback", &|old| self.retire(old)) {
             Ok(_) => format!("rolled back ({what}): {} on {} and back in Traefik", names(batch), self.old.workspace.release),
             Err(Failure { message: failure, .. }) => format!(
                 "rolling back {} ({what}) failed: {failure}; they stay out of Traefik. Fix the host, then run `rcfleet up` \
