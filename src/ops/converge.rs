@@ -231,32 +231,9 @@ pub fn confirm_traefik_listing(
     Ok(servers)
 }
 
-/// After a change that moved or restarted instances (an upgrade), with Prometheus' targets file
-/// written: every instance's metrics answer from Prometheus' host, the path its scrapes take.
-/// Prometheus passes a changed file on to its scrapers at its discovery manager's next update,
-/// every 5 s (`updatert`, discovery/manager.go), and scrapes every 15 s: neither is waited for,
-/// as what they would see is what this saw.
-pub fn confirm_metrics_answer(fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<()> {
-    let Some(host) = fleet.monitoring_host() else { return Ok(()) };
-    let targets: Vec<String> =
-        fleet.instances().filter(|i| remote.try_host(&i.host).is_some()).map(Instance::metrics_target).collect();
-    let asked: Vec<&String> = targets.iter().collect();
-    wait::until(report, "prometheus", &format!("every instance's metrics answer from {}", host.name), Duration::from_secs(60), Duration::from_secs(1), || {
-        let answering = answering_from(fleet, remote, host, &asked);
-        Ok::<Poll<()>, Error>(if answering.len() == targets.len() {
-            Ok(())
-        } else {
-            let silent: Vec<&str> = targets.iter().filter(|t| !answering.contains(*t)).map(String::as_str).collect();
-            Err(format!("{} of {} answer; not {}", answering.len(), targets.len(), silent.join(", ")))
-        })
-    })
-    .map_err(|err| Error::failed(format!("{}: not every instance's metrics answer: {}", host.name, err)))?;
-    report.step(
-        "prometheus",
-        &host.name,
-        format!("{0}/{0} targets in its file answer from {1} (Prometheus takes up a changed file within 5 s)", targets.len(), host.name),
-    );
-    Ok(())
+pub fn confirm_prometheus(fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<BTreeMap<String, String>> {
+    let every_target: BTreeSet<String> = fleet.instances().map(Instance::metrics_target).collect();
+    confirm_prometheus_listing(fleet, remote, report, &every_target)
 }
 
 /// Waits until Prometheus has every instance of `fleet` as a target and can scrape at least `up`
