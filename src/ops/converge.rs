@@ -231,11 +231,6 @@ pub fn confirm_traefik_listing(
     Ok(servers)
 }
 
-pub fn confirm_prometheus(fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<BTreeMap<String, String>> {
-    let every_target: BTreeSet<String> = fleet.instances().map(Instance::metrics_target).collect();
-    confirm_prometheus_listing(fleet, remote, report, &every_target)
-}
-
 /// Waits until Prometheus has every instance of `fleet` as a target and can scrape at least `up`
 /// (the others, on hosts this run could not reach, are as they are); returns its targets.
 ///
