@@ -456,7 +456,7 @@ impl<'a> Rollout<'a> {
             return Err(touched(format!("putting {} back into Traefik: {}", names(batch), err)));
         }
         let seconds = started.elapsed().as_secs_f64();
-        let and_next = if next_out.is_empty() { String::new() } else { format!("; {} leave Traefik in the same change", names(&next_out)) };
+        let and_next = if next_out.is_empty() { String::new() } else { format!("; {} taken out of Traefik in the same change", names(&next_out)) };
         self.report.step("upgrade", "", format!("{label}: {} on {release}, back in Traefik ({seconds:.1} s){and_next}", names(batch)));
         Ok(batch.iter().map(|i| (i.name.clone(), seconds)).collect())
     }
