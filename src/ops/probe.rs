@@ -90,7 +90,6 @@ fn workspace_containers(fleet: &Fleet, list: Vec<ContainerSummary>) -> Vec<Conta
         .collect()
 }
 
-/// A body on one short line, for messages.
 /// The running container of `service` in `unit`, if any.
 pub fn running<'c>(containers: &'c [Container], unit: &str, service: &str) -> Option<&'c Container> {
     containers.iter().find(|c| c.unit == unit && c.service == service && c.running())

@@ -165,7 +165,6 @@ fn parse(answer: &Value) -> Option<Facts> {
     })
 }
 
-/// One line of at most 300 characters, for error messages.
 #[cfg(test)]
 mod tests {
     use super::*;
