@@ -311,9 +311,10 @@ impl<'a> Rollout<'a> {
 
     /// Start-first: `side`'s release starts on each instance's other port pair beside the old
     /// container; once all are ready, one change of Traefik's list puts the new ones in and the
-    /// old ones out, confirmed UP. Returns each instance's time from start to old one out of Traefik, and the old
-    /// containers, to drain and stop ([`Rollout::retire`]). Until the old ones leave Traefik a
-    /// failure removes the new containers only (`touched: false`: the batch serves as it was).
+    /// old ones out, confirmed UP. Returns each instance's time from start to old one out of
+    /// Traefik, and the old containers, to drain and stop ([`Rollout::retire`]). Until the old
+    /// ones leave Traefik a failure removes the new containers only (`touched: false`: the
+    /// batch serves as it was).
     fn replace_start_first(
         &self,
         batch: &[&'a Instance],
