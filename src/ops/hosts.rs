@@ -71,15 +71,22 @@ impl Hosts {
         self.connections.get(name).expect("connected to every host of the fleet")
     }
 
-    /// An HTTP client for `target:port` as seen from `host`, through a tunnel opened once per run.
+    /// An HTTP client for `target:port` as seen from `host`, through a tunnel opened once per run
+    /// (again after a request through it timed out: its session may be wedged).
     pub fn http(&self, host: &str, target: &str, port: u16) -> Result<Arc<HttpTunnel>> {
         let key = (host.to_string(), target.to_string(), port);
         if let Some(tunnel) = self.tunnels.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return Ok(tunnel.clone());
+            if !tunnel.timed_out() {
+                return Ok(tunnel.clone());
+            }
         }
-        let tunnel = Arc::new(self.host(host).http(target, port)?);
+        let fresh = Arc::new(self.host(host).http(target, port)?);
         let mut tunnels = self.tunnels.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(tunnels.entry(key).or_insert(tunnel).clone())
+        let tunnel = tunnels.entry(key).or_insert_with(|| fresh.clone());
+        if tunnel.timed_out() {
+            *tunnel = fresh;
+        }
+        Ok(tunnel.clone())
     }
 
     /// Runs a future in the background (e.g. a stream feeding a blocking reader).

@@ -149,34 +149,47 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     // Every instance of the inventory, also on hosts this run could not when_unreachable: an SSH problem on
     // the operator's side must not take serving capacity away.
     let listed: Vec<&Instance> = full_fleet.instances().collect();
-    let mut published = Changes::new();
-    let traefik_servers = publish_traefik(&full_fleet, &remote, &report, &listed, &mut published)?;
-    timed("Traefik's server list confirmed");
-    let prometheus_targets = publish_prometheus(&full_fleet, &remote, &report, &mut published)?;
-    timed("Prometheus' targets confirmed");
-    // Service containers the inventory no longer has: out of Traefik's route by now (it lists
-    // only the fleet's ddp-streamers), so they go without failing a request.
-    for (host, removed) in super::services::remove_unwanted(&fleet, &remote, &report)? {
-        published.entry(host).or_default().extend(removed);
+    // Traefik's list (then what may only go once it is published) and monitoring (Prometheus'
+    // targets, Grafana's admin password) do not wait for each other. A Prometheus or Grafana
+    // problem is reported after Traefik's outcome and never holds back the instances or Traefik.
+    let (serving, monitoring) = std::thread::scope(|scope| {
+        let monitoring = scope.spawn(|| {
+            let mut changes = Changes::new();
+            let targets = publish_prometheus(&full_fleet, &remote, &report, &mut changes)?;
+            let grafana = super::grafana::ensure_admin_password(&fleet, &remote, store, &report)?;
+            Ok::<_, Error>((changes, targets, grafana))
+        });
+        let serving = (|| {
+            let mut changes = Changes::new();
+            let servers = publish_traefik(&full_fleet, &remote, &report, &listed, &mut changes)?;
+            // Service containers the inventory no longer has: out of Traefik's route by now (it
+            // lists only the fleet's ddp-streamers), so they go without failing a request.
+            for (host, removed) in super::services::remove_unwanted(&fleet, &remote, &report)? {
+                changes.entry(host).or_default().extend(removed);
+            }
+            // A start-first upgrade that stopped half-way (its run failed): what it left on the
+            // other ports is out of Traefik's list now.
+            for (host, removed) in super::slots::remove_leftovers(&fleet, &remote, &report, &[])? {
+                changes.entry(host).or_default().push(removed);
+            }
+            Ok::<_, Error>((changes, servers))
+        })();
+        (serving, monitoring.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    });
+    let (mut published, traefik_servers) = serving?;
+    let (monitoring_changes, prometheus_targets, grafana) = monitoring?;
+    for (host, host_changes) in monitoring_changes {
+        published.entry(host).or_default().extend(host_changes);
     }
-    // A start-first upgrade that stopped half-way (its run failed): what it left on the other
-    // ports is out of Traefik's list now.
-    for (host, removed) in super::slots::remove_leftovers(&fleet, &remote, &report, &[])? {
-        published.entry(host).or_default().push(removed);
+    if let (Some(change), Some(host)) = (grafana, fleet.monitoring_host()) {
+        published.entry(host.name.clone()).or_default().push(change);
     }
-    timed("leftover services and slots");
     for (host, host_changes) in published {
         for change in host_changes {
             record(&host, change);
         }
     }
-    // Last, so that a Grafana problem never holds back the instances or Traefik.
-    if let Some(change) = super::grafana::ensure_admin_password(&fleet, &remote, store, &report)? {
-        if let Some(host) = fleet.monitoring_host() {
-            record(&host.name, change);
-        }
-    }
-    timed("Grafana admin password");
+    timed("Traefik's server list, leftovers; Prometheus' targets, Grafana admin password");
 
     for host in &fleet.hosts {
         let host_changes = changes.get(&host.name).cloned().unwrap_or_default();

@@ -2,6 +2,7 @@
 //! port is ever opened), Compose commands built as argument vectors for whichever Compose
 //! the host has, and HTTP to services that listen on the host, through a TCP tunnel.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bollard::{Docker, API_DEFAULT_VERSION};
@@ -69,12 +70,20 @@ impl Compose {
     }
 }
 
+/// How long an HTTP request through a tunnel may take: the services asked (readiness, metrics,
+/// Traefik's, Prometheus' and Grafana's APIs) answer in well under a second; a wait that polls
+/// them asks again.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A TCP tunnel to an HTTP service on the host, and a client for it.
 pub struct HttpTunnel {
     tunnel: Tunnel,
     client: reqwest::Client,
     host: String,
     target: String,
+    /// Set when a request got no answer in time: the tunnel's session may be wedged (a channel
+    /// open that never completes was seen under load), so the run opens a fresh tunnel.
+    timed_out: AtomicBool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,10 +119,20 @@ impl HttpTunnel {
                 self.host, self.target
             ))
         };
-        let response = request.send().await.map_err(|e| fail(e.to_string()))?;
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                self.timed_out.store(true, Ordering::Relaxed);
+            }
+            fail(e.to_string())
+        })?;
         let status = response.status().as_u16();
         let body = response.text().await.map_err(|e| fail(e.to_string()))?;
         Ok(HttpResponse { status, body })
+    }
+
+    /// Whether a request through this tunnel timed out (see `timed_out`).
+    pub fn timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Relaxed)
     }
 
     /// GET and parse JSON; a status other than 2xx is an error quoting the body's start.
@@ -183,10 +202,10 @@ impl Connection {
         let tunnel = self.forward_tcp(host, port)?;
         let client = reqwest::Client::builder()
             .no_proxy()
-            .timeout(Duration::from_secs(30))
+            .timeout(HTTP_TIMEOUT)
             .build()
             .map_err(|e| self.fail(format!("cannot build an HTTP client: {e}")))?;
-        Ok(HttpTunnel { tunnel, client, host: self.name().to_string(), target: format!("{host}:{port}") })
+        Ok(HttpTunnel { tunnel, client, host: self.name().to_string(), target: format!("{host}:{port}"), timed_out: AtomicBool::new(false) })
     }
 }
 

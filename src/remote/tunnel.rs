@@ -19,7 +19,9 @@ use ssh2::{Channel, Session};
 
 use super::session::{is_would_block, retry, Ssh, PEER_SILENCE};
 
-const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long opening one channel for a local connection may take (milliseconds normally);
+/// meanwhile the relay serves nobody else.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_POLL: Duration = Duration::from_millis(100);
 const BUFFER: usize = 64 * 1024;
 
