@@ -214,7 +214,7 @@ pub fn confirm_traefik_listing(
                 if &seen == listed && up_now == up.len() {
                     Ok(servers)
                 } else {
-                    Err(format!("{up_now} of {} UP, {} of {} listed", up.len(), seen.len(), listed.len()))
+                    Err(format!("{up_now} of {} UP, {}", up.len(), listing(&seen, listed)))
                 }
             }
             Err(seen) => Err(seen),
@@ -260,7 +260,7 @@ pub fn confirm_prometheus_listing(
                 if seen == listed && pending == 0 {
                     Ok(targets)
                 } else {
-                    Err(format!("{} of {} targets up, {} of {} listed", up.len() - pending, up.len(), seen.len(), listed.len()))
+                    Err(format!("{} of {} targets up, {}", up.len() - pending, up.len(), listing(&seen, &listed)))
                 }
             }
             Err(seen) => Err(seen),
@@ -277,6 +277,14 @@ pub fn confirm_prometheus_listing(
     let up_count = targets.values().filter(|h| *h == "up").count() + answering.len();
     report.step("prometheus", &host.name, format!("{up_count}/{} instance targets up", listed.len()));
     Ok(targets)
+}
+
+/// How far a list `seen` is from `listed`: those of `listed` in it, and those it still holds
+/// that are no longer wanted (a moved instance's old address).
+fn listing(seen: &BTreeSet<String>, listed: &BTreeSet<String>) -> String {
+    let gone = seen.difference(listed).count();
+    let still = if gone == 0 { String::new() } else { format!(", {gone} gone still listed") };
+    format!("{} of {} listed{still}", seen.intersection(listed).count(), listed.len())
 }
 
 /// Which of `targets` (instances' metrics addresses) answer their scrape URL with 200, asked in

@@ -8,7 +8,8 @@ use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde_json::Value;
 
 use super::hosts::Hosts;
-use super::secrets::{self, MongoLogin, MARK};
+use super::mongodb::wire;
+use super::secrets::MongoLogin;
 use super::wait::Poll;
 use crate::error::{one_line, Error, Result};
 use crate::fleet::{Fleet, Instance};
@@ -261,41 +262,31 @@ pub fn last_log_lines(conn: &Connection, container: &str, lines: u32) -> String 
     }
 }
 
-/// The replica set as the database host's mongod reports it: `Ok(primary member)` once a member
-/// is PRIMARY, else what was seen.
-/// With `login` (MongoDB with access control) it authenticates first; the password goes
-/// through stdin (see `secrets::mongosh`).
-pub fn mongo_primary(conn: &Connection, fleet: &Fleet, mongodb_container: &str, login: Option<&MongoLogin>) -> Result<Poll<String>> {
-    let script = format!("print(\"{MARK}\" + JSON.stringify(rs.status()));");
-    let output = secrets::mongosh(conn, fleet, mongodb_container, login, &script)?;
-    let answer = secrets::marked(&output).pop();
-    let Some(answer) = answer.filter(|_| output.success()) else {
-        let said = format!("{} {}", output.stdout_text(), output.stderr_text());
-        let said = one_line(&said, 160);
-        // Waiting does not help when MongoDB refuses rcfleet's admin login.
-        if login.is_some() && secrets::refused_login(&output.stderr_text()) {
-            return Err(Error::failed(format!(
-                "{}: MongoDB refused rcfleet's admin login ({said}); {} on this host, or mongodb.admin_password, \
-                 must hold the password the admin user was created with",
-                conn.name(),
-                crate::render::secrets_file(fleet)
-            )));
+/// The replica set as the database host's mongod reports it (`hello`, over MongoDB's wire
+/// protocol: no Node start): `Ok(primary member)` once it is PRIMARY, else what was seen,
+/// including that nothing answers yet. With `login` (MongoDB with access control) rcfleet's
+/// admin login is tried first: MongoDB refusing it is an error, as waiting does not help.
+pub fn mongo_primary(conn: &Connection, fleet: &Fleet, login: Option<&MongoLogin>) -> Result<Poll<String>> {
+    let mut mongodb = match wire::Client::connect(conn, fleet.mongodb.port) {
+        Ok(mongodb) => mongodb,
+        Err(err) => return Ok(Err(err.to_string())),
+    };
+    if let Some(login) = login {
+        match mongodb.login(login.user, &login.password) {
+            Ok(Ok(())) => {}
+            Ok(Err(refused)) => {
+                return Err(Error::failed(format!(
+                    "{}: MongoDB refused rcfleet's admin login ({}); {} on this host, or mongodb.admin_password, \
+                     must hold the password the admin user was created with",
+                    conn.name(),
+                    one_line(&refused.message, 160),
+                    crate::render::secrets_file(fleet)
+                )))
+            }
+            Err(err) => return Ok(Err(err.to_string())),
         }
-        return Ok(Err(said));
-    };
-    let status: Value = match serde_json::from_str(answer.trim()) {
-        Ok(status) => status,
-        Err(_) => return Ok(Err(format!("unexpected answer: {}", answer.trim()))),
-    };
-    let members = status["members"].as_array().cloned().unwrap_or_default();
-    Ok(members
-        .iter()
-        .find(|m| m["stateStr"] == "PRIMARY")
-        .map(|m| m["name"].as_str().unwrap_or_default().to_string())
-        .ok_or_else(|| {
-            let states: Vec<String> = members.iter().map(|m| format!("{} {}", m["name"], m["stateStr"])).collect();
-            format!("no PRIMARY yet ({})", states.join(", "))
-        }))
+    }
+    Ok(mongodb.primary().unwrap_or_else(|err| Err(err.to_string())))
 }
 
 /// Where Traefik's API tells its view of its file-provided service `service` (on the Traefik

@@ -203,6 +203,14 @@ impl Reporter {
         }
     }
 
+    /// A line for the run log only: how a run went about something, which the operator's
+    /// screen does not need.
+    pub fn note(&self, step: &str, message: impl AsRef<str>) {
+        if !self.silent {
+            self.write_log(&format!("[{:>6.1}s] {step:<11} {}", self.elapsed_seconds(), message.as_ref()));
+        }
+    }
+
     /// How long one phase took since `started`, in the run log only: where a run's time goes,
     /// to the millisecond, without more lines on the operator's screen.
     pub fn phase_time(&self, phase: &str, started: Instant) {

@@ -259,14 +259,23 @@ fn prepare_hosts(run: &Run, artifacts: &[HostArtifacts], local_engine: Option<&b
 /// secrets say (in the same mongosh run when the fleet has an admin login); returns what changed.
 fn wait_for_primary(run: &Run, conn: &Connection) -> Result<Option<String>> {
     let (fleet, remote, report, store) = (&run.fleet, &run.hosts, &run.report, &run.secrets);
-    let login = secrets::mongo_admin(fleet, store)?;
+    // Most runs find MongoDB as the last one left it: told over MongoDB's wire protocol, that
+    // costs a few round trips instead of mongosh's Node start; mongosh makes any change.
+    match secrets::users_in_place(fleet, conn, store) {
+        Ok(Some(primary)) => {
+            report.step("database", conn.name(), format!("replica set {} PRIMARY at {primary}", fleet.mongodb.replica_set));
+            return Ok(None);
+        }
+        Ok(None) => report.note("database", "MongoDB's users need a look from mongosh"),
+        Err(err) => report.note("database", format!("asking MongoDB directly failed, mongosh is asked: {err}")),
+    }
     let (primary, change) = wait::until(report, "database", "replica set PRIMARY", Duration::from_secs(120), Duration::from_millis(500), || {
         let Some(mongodb) = probe::mongodb(remote, fleet, conn)? else {
             return Ok(Poll::Err("the mongodb container is not running".to_string()));
         };
         match secrets::ensure_users_on_primary(fleet, conn, &mongodb.id, store)? {
             Some(answer) => Ok(answer),
-            None => Ok(probe::mongo_primary(conn, fleet, &mongodb.id, login.as_ref())?.map(|primary| (primary, None))),
+            None => Ok(probe::mongo_primary(conn, fleet, None)?.map(|primary| (primary, None))),
         }
     })
     .map_err(|err| Error::failed(format!("{}: {}; no instance was started or changed", conn.name(), err)))?;

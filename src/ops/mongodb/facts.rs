@@ -1,15 +1,21 @@
 //! What MongoDB on the database host says of itself: version, feature compatibility version,
 //! replica-set members, data size, oplog window and Rocket.Chat's migration control. Asked
-//! with the real mongosh inside the mongodb container, as rcfleet's admin (password on stdin).
+//! as rcfleet's admin over MongoDB's wire protocol (`wire`), or with the real mongosh inside
+//! the mongodb container (password on stdin) when that cannot answer and for changes.
 
+use std::time::{Duration, Instant};
+
+use bson::{doc, Bson, Document};
 use serde_json::Value;
 
 use crate::error::{one_line, Error, Result};
 use crate::fleet::Fleet;
 use crate::ops::hosts::Hosts;
 use crate::ops::probe;
+use crate::ops::report::Reporter;
 use crate::ops::wait::Poll;
 use crate::ops::secrets::{self, MongoLogin};
+use super::wire;
 use crate::remote::Connection;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +107,92 @@ print("{mark}" + JSON.stringify(out));"#,
 
 /// Asks the running MongoDB for its facts.
 pub fn read(remote: &Hosts, fleet: &Fleet, login: Option<&MongoLogin>) -> Result<Facts> {
-    read_after(remote, fleet, login, "")
+    let db = remote.host(&fleet.database_host().name);
+    // Over MongoDB's wire protocol first (no Node start); mongosh when that cannot answer, and
+    // then its own words say why.
+    match read_over_wire(db, fleet, login) {
+        Ok(facts) => Ok(facts),
+        Err(_) => read_after(remote, fleet, login, ""),
+    }
+}
+
+/// The facts once the replica set is fit for a change, or the last ones read after
+/// `patience`: a member that just restarted (e.g. under a run that was killed) is PRIMARY again
+/// within seconds, and judging it before would refuse for nothing.
+pub fn read_settled(remote: &Hosts, fleet: &Fleet, login: Option<&MongoLogin>, report: &Reporter, patience: Duration) -> Result<Facts> {
+    let started = Instant::now();
+    loop {
+        let facts = read(remote, fleet, login)?;
+        match facts.unhealthy() {
+            Some(unhealthy) if started.elapsed() < patience => {
+                report.waiting("mongodb", format!("replica set fit for a change ({}s, {unhealthy})", started.elapsed().as_secs()));
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            _ => return Ok(facts),
+        }
+    }
+}
+
+/// The facts as [`script`] gathers them, asked command by command over MongoDB's wire
+/// protocol, logged in as rcfleet's admin.
+fn read_over_wire(db: &Connection, fleet: &Fleet, login: Option<&MongoLogin>) -> Result<Facts> {
+    let mut mongodb = wire::Client::connect(db, fleet.mongodb.port)?;
+    if let Some(login) = login {
+        mongodb.login(login.user, &login.password)?.map_err(|refused| Error::failed(refused.message))?;
+    }
+    let mut ask = |database: &str, command: Document| mongodb.command(database, command).map(|reply| reply.ok());
+    let refused = |what: &str| Error::failed(format!("{}: MongoDB did not answer {what}", db.name()));
+    let version = ask("admin", doc! {"buildInfo": 1})?.ok_or_else(|| refused("buildInfo"))?;
+    let version = version.get_str("version").map_err(|_| refused("its version"))?.to_string();
+    let fcv = ask("admin", doc! {"getParameter": 1, "featureCompatibilityVersion": 1})?.ok_or_else(|| refused("getParameter"))?;
+    let fcv = fcv.get_document("featureCompatibilityVersion").and_then(|f| f.get_str("version")).map_err(|_| refused("its FCV"))?.to_string();
+    let status = ask("admin", doc! {"replSetGetStatus": 1})?;
+    let members = status
+        .as_ref()
+        .and_then(|s| s.get_array("members").ok())
+        .into_iter()
+        .flatten()
+        .filter_map(Bson::as_document)
+        .map(|m| Member {
+            name: m.get_str("name").unwrap_or_default().to_string(),
+            state: m.get_str("stateStr").unwrap_or_default().to_string(),
+            healthy: number(m.get("health")) == Some(1.0),
+        })
+        .collect();
+    let database = &fleet.mongodb.database;
+    let data_bytes = ask(database, doc! {"dbStats": 1})?.and_then(|stats| number(stats.get("dataSize"))).map(|d| d as u64);
+    let mut first = |database: &str, collection: &str, filter: Document, sort: Document| -> Result<Option<Document>> {
+        let find = doc! {"find": collection, "filter": filter, "sort": sort, "limit": 1, "singleBatch": true};
+        Ok(ask(database, find)?.and_then(|reply| {
+            reply.get_document("cursor").ok()?.get_array("firstBatch").ok()?.first()?.as_document().cloned()
+        }))
+    };
+    let timestamp = |entry: Option<Document>| match entry?.get("ts") {
+        Some(Bson::Timestamp(ts)) => Some(ts.time),
+        _ => None,
+    };
+    let oldest = timestamp(first("local", "oplog.rs", doc! {}, doc! {"$natural": 1})?);
+    let newest = timestamp(first("local", "oplog.rs", doc! {}, doc! {"$natural": -1})?);
+    let control = first(database, "migrations", doc! {"_id": "control"}, doc! {})?;
+    Ok(Facts {
+        version,
+        fcv,
+        replica_set: status.as_ref().and_then(|s| s.get_str("set").ok()).map(str::to_string),
+        members,
+        data_bytes,
+        oplog_seconds: oldest.zip(newest).map(|(oldest, newest)| u64::from(newest.saturating_sub(oldest))),
+        migrations: control.and_then(|c| number(c.get("version"))).map(|v| v as i64),
+    })
+}
+
+/// A BSON number as `f64`, whichever type MongoDB stored it as.
+fn number(value: Option<&Bson>) -> Option<f64> {
+    match value? {
+        Bson::Double(n) => Some(*n),
+        Bson::Int32(n) => Some(f64::from(*n)),
+        Bson::Int64(n) => Some(*n as f64),
+        _ => None,
+    }
 }
 
 /// Runs `command` (mongosh statements, e.g. setting the FCV) and then reads the facts, in one

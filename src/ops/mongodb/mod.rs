@@ -4,3 +4,4 @@
 pub mod facts;
 pub mod status;
 pub mod upgrade;
+pub mod wire;

@@ -163,7 +163,7 @@ pub fn upgrade(inventory_path: &Path, options: &MongoUpgradeOptions) -> Result<M
     )?;
     let (fleet, remote, report, store, db) = (&run.fleet, &run.hosts, &run.report, &run.secrets, run.database());
     let login = secrets::mongo_admin(fleet, store)?;
-    let facts = facts::read(&remote, &fleet, login.as_ref())?;
+    let facts = facts::read_settled(&remote, &fleet, login.as_ref(), report, Duration::from_secs(30))?;
     let running = facts.series();
     let release = fleet.workspace.release.clone();
     let allow = options.allow_unsupported_mongodb || fleet.mongodb.allow_unsupported;

@@ -7,7 +7,7 @@
 //! into an argument vector (visible in `ps`, and quoted in error messages), a message, a log
 //! line or the audit trail. `rcfleet secrets show NAME` is the one place a value is printed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
 use serde_json::{json, Value};
@@ -16,7 +16,10 @@ mod listing;
 
 pub use listing::{list, show, Listing, Shown};
 
+use bson::doc;
+
 use super::audit;
+use super::mongodb::wire;
 use super::report::Reporter;
 use super::wait::Poll;
 use crate::error::{one_line, Error, Result};
@@ -244,11 +247,8 @@ pub fn ensure_users_on_primary(
     let app_password = credential(fleet, secrets, Generated::MongoAppPassword)?;
     let (a, ap) = (js(admin.user), js(&admin.password));
     let (u, up) = (js(MongoSettings::APP_USER), js(&app_password));
-    // Change streams and the oplog fallback need clusterMonitor and read on `local`.
-    let roles = format!(
-        "[{{role: \"readWrite\", db: {}}}, {{role: \"read\", db: \"local\"}}, {{role: \"clusterMonitor\", db: \"admin\"}}]",
-        js(&fleet.mongodb.database)
-    );
+    let roles: Vec<String> = app_roles(fleet).iter().map(|(role, db)| format!("{{role: {}, db: {}}}", js(role), js(db))).collect();
+    let roles = format!("[{}]", roles.join(", "));
     let script = [
         "var admin = db.getSiblingDB(\"admin\"); var known = true;".to_string(),
         // AuthenticationFailed (18): no such user yet, so the localhost exception still holds.
@@ -289,6 +289,49 @@ pub fn ensure_users_on_primary(
     }
     let created: Vec<String> = lines.iter().filter_map(|l| l.strip_prefix("created ")).map(str::to_string).collect();
     Ok(Some(Ok((primary, (!created.is_empty()).then(|| format!("created MongoDB users {}", created.join(", ")))))))
+}
+
+/// The application user's roles, as (role, database). Change streams and the oplog fallback
+/// need clusterMonitor and read on `local`.
+fn app_roles(fleet: &Fleet) -> [(&'static str, String); 3] {
+    [("readWrite", fleet.mongodb.database.clone()), ("read", "local".to_string()), ("clusterMonitor", "admin".to_string())]
+}
+
+/// The replica set's PRIMARY when MongoDB's users need no change: a writable PRIMARY answers,
+/// rcfleet's admin user and the application user log in with the passwords rcfleet holds, and
+/// the application user has exactly its roles. Asked over MongoDB's wire protocol (no Node
+/// start); `Ok(None)` when anything differs, `Err` when it cannot be told that way: either way
+/// [`ensure_users_on_primary`] (mongosh) takes over.
+pub fn users_in_place(fleet: &Fleet, conn: &Connection, secrets: &dyn SecretSource) -> Result<Option<String>> {
+    let port = fleet.mongodb.port;
+    let mut admin_session = wire::Client::connect(conn, port)?;
+    let Ok(primary) = admin_session.primary()? else { return Ok(None) };
+    let Some(admin) = mongo_admin(fleet, secrets)? else { return Ok(Some(primary)) };
+    if admin_session.login(admin.user, &admin.password)?.is_err() {
+        return Ok(None);
+    }
+    let asked = doc! {"usersInfo": {"user": MongoSettings::APP_USER, "db": "admin"}};
+    let Ok(info) = admin_session.command("admin", asked)? else { return Ok(None) };
+    let held: BTreeSet<(String, String)> = info
+        .get_array("users")
+        .ok()
+        .and_then(|users| users.first())
+        .and_then(|user| user.as_document()?.get_array("roles").ok())
+        .into_iter()
+        .flatten()
+        .filter_map(|role| {
+            let role = role.as_document()?;
+            Some((role.get_str("role").ok()?.to_string(), role.get_str("db").ok()?.to_string()))
+        })
+        .collect();
+    let wanted: BTreeSet<(String, String)> = app_roles(fleet).into_iter().map(|(role, db)| (role.to_string(), db)).collect();
+    if held != wanted {
+        return Ok(None);
+    }
+    // Each connection logs in once (MongoDB refuses a second user on one connection).
+    let app_password = credential(fleet, secrets, Generated::MongoAppPassword)?;
+    let logged_in = admin_session.another()?.login(MongoSettings::APP_USER, &app_password)?.is_ok();
+    Ok(logged_in.then_some(primary))
 }
 
 fn users_failed(fleet: &Fleet, stderr: &str) -> Error {

@@ -94,7 +94,7 @@ pub(super) fn observe(fleet: &Fleet, conn: &Connection, host: &Host, files: &[Ar
     }
     if host.has_role(Role::Database) {
         let mongo = match probe::running(&seen.containers, &render::database_unit(fleet).name, "mongodb") {
-            Some(mongodb) => match probe::mongo_primary(conn, fleet, &mongodb.id, login) {
+            Some(_) => match probe::mongo_primary(conn, fleet, login) {
                 Ok(Ok(primary)) => Ok(format!("PRIMARY at {primary}")),
                 Ok(Err(seen)) => Err(seen),
                 Err(err) => Err(err.to_string()),
