@@ -115,7 +115,7 @@ pub fn add_instance(inventory_path: &Path, options: &AddOptions) -> Result<Insta
     // Only now, every new instance ready, does Traefik send it users.
     let every_instance: Vec<&Instance> = fleet.instances().collect();
     let traefik_servers = publish_traefik(&fleet, &remote, &report, &every_instance, &mut changes)?;
-    let prometheus_targets = publish_prometheus(&fleet, &remote, &report, &mut changes)?;
+    let prometheus_targets = publish_prometheus(&fleet, &remote, &report, &mut changes, true)?;
     for (host, host_changes) in &changes {
         audit::record(remote.host(host), &fleet, &command, host_changes)?;
     }

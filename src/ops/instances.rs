@@ -77,16 +77,22 @@ pub fn publish_traefik_with(
     confirm_traefik_listing(fleet, remote, report, &listed, &reached)
 }
 
-/// Publishes every instance of `fleet` as Prometheus' targets and waits until it scrapes those
-/// on hosts this run reached. Records the write in `changes`; returns its targets (none
-/// without a monitoring host).
-pub fn publish_prometheus(fleet: &Fleet, remote: &Hosts, report: &Reporter, changes: &mut Changes) -> Result<BTreeMap<String, String>> {
+/// Publishes every instance of `fleet` as Prometheus' targets and waits until it can scrape
+/// those on hosts this run reached (see [`confirm_prometheus_listing`] for `await_listing`).
+/// Records the write in `changes`; returns its targets (none without a monitoring host).
+pub fn publish_prometheus(
+    fleet: &Fleet,
+    remote: &Hosts,
+    report: &Reporter,
+    changes: &mut Changes,
+    await_listing: bool,
+) -> Result<BTreeMap<String, String>> {
     if let Some((host, change)) = write_prometheus_targets(fleet, remote, report)? {
         changes.entry(host).or_default().push(change);
     }
     let scraped: BTreeSet<String> =
         fleet.instances().filter(|i| remote.try_host(&i.host).is_some()).map(|i| i.metrics_target()).collect();
-    confirm_prometheus_listing(fleet, remote, report, &scraped)
+    confirm_prometheus_listing(fleet, remote, report, &scraped, await_listing)
 }
 
 /// Writes Prometheus' targets file listing `fleet`'s instances, without waiting for Prometheus;

@@ -78,7 +78,7 @@ pub fn remove_instance(inventory_path: &Path, options: &RemoveOptions) -> Result
         changes.entry(instance.host.clone()).or_default().push(format!("removed {} and {dir}", instance.name));
     }
 
-    let prometheus_targets = publish_prometheus(&fleet, &remote, &report, &mut changes)?;
+    let prometheus_targets = publish_prometheus(&fleet, &remote, &report, &mut changes, true)?;
     for (host, host_changes) in &changes {
         audit::record(remote.host(host), &fleet, &command, host_changes)?;
     }

@@ -62,7 +62,8 @@ pub struct MicroserviceStatus {
     /// `ok` when `/health` answers 200, else what was seen.
     pub health: String,
     pub healthy: bool,
-    /// `up`, `down`, `unknown`, or `absent`.
+    /// `up`, `down`, `unknown`, `absent`, or `pending` (its targets file changed moments ago
+    /// and Prometheus does not list it yet).
     pub prometheus: String,
 }
 
@@ -104,7 +105,8 @@ pub struct InstanceStatus {
     pub version: Option<String>,
     /// `UP`, `DOWN`, `absent`, or `unknown` (Traefik's API not reached).
     pub traefik: String,
-    /// `up`, `down`, `unknown`, or `absent`.
+    /// `up`, `down`, `unknown`, `absent`, or `pending` (its targets file changed moments ago
+    /// and Prometheus does not list it yet).
     pub prometheus: String,
     pub problems: Vec<String>,
 }

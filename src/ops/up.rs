@@ -155,7 +155,7 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
     let (serving, monitoring) = std::thread::scope(|scope| {
         let monitoring = scope.spawn(|| {
             let mut changes = Changes::new();
-            let targets = publish_prometheus(&full_fleet, &remote, &report, &mut changes)?;
+            let targets = publish_prometheus(&full_fleet, &remote, &report, &mut changes, true)?;
             let grafana = super::grafana::ensure_admin_password(&fleet, &remote, store, &report)?;
             Ok::<_, Error>((changes, targets, grafana))
         });

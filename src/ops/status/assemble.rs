@@ -15,6 +15,11 @@ use crate::render::{self, UnitKind, INSTANCES_DIR};
 /// A view from Traefik (server URL -> state) or Prometheus (target -> health).
 type View = Poll<BTreeMap<String, String>>;
 
+/// How long after its targets file changed Prometheus' list may still lag it (two 5 s ticks,
+/// with room to spare): an instance it does not list yet is `pending`, an old address it still
+/// lists is no problem.
+const PROMETHEUS_CATCH_UP_SECONDS: u64 = 20;
+
 /// What every host showed, by host name (`None`: not reached).
 pub(super) struct Observations<'o> {
     pub observed: &'o BTreeMap<String, Option<Observed>>,
@@ -35,6 +40,14 @@ impl<'o> Observations<'o> {
         fleet.monitoring_host().and_then(|h| self.of(&h.name)).and_then(|o| o.prometheus_targets.as_ref())
     }
 
+    /// Whether Prometheus' targets file changed so recently that Prometheus may not list the
+    /// change yet: its discovery manager passes changes on every 5 s (`updatert`,
+    /// discovery/manager.go) and its scrape manager reloads every 5 s (scrape/manager.go).
+    fn prometheus_catching_up(&self, fleet: &Fleet) -> bool {
+        let age = fleet.monitoring_host().and_then(|h| self.of(&h.name)).and_then(|o| o.targets_file_age);
+        age.is_some_and(|age| age < PROMETHEUS_CATCH_UP_SECONDS)
+    }
+
     fn service_targets(&self, fleet: &Fleet) -> Option<&'o View> {
         fleet.monitoring_host().and_then(|h| self.of(&h.name)).and_then(|o| o.service_targets.as_ref())
     }
@@ -44,8 +57,12 @@ pub(super) fn assemble(fleet: &Fleet, seen: &Observations) -> Status {
     let mut problems = Vec::new();
     let hosts = fleet.hosts.iter().map(|host| host_status(fleet, host, seen, &mut problems)).collect();
     let (traefik, prometheus) = (seen.traefik(fleet), seen.prometheus(fleet));
-    let instances = fleet.instances().map(|i| instance_status(fleet, i, seen.of(&i.host), traefik, prometheus, &mut problems)).collect();
-    problems.extend(strays(fleet, traefik, prometheus));
+    let catching_up = seen.prometheus_catching_up(fleet);
+    let instances = fleet
+        .instances()
+        .map(|i| instance_status(fleet, i, seen.of(&i.host), traefik, (prometheus, catching_up), &mut problems))
+        .collect();
+    problems.extend(strays(fleet, traefik, prometheus, catching_up));
     let services = services(fleet, seen, &mut problems);
     let microservices = microservices(fleet, seen, &mut problems);
     Status {
@@ -134,7 +151,7 @@ fn instance_status(
     instance: &Instance,
     o: Option<&Observed>,
     traefik: Option<&View>,
-    prometheus: Option<&View>,
+    (prometheus, catching_up): (Option<&View>, bool),
     problems: &mut Vec<String>,
 ) -> InstanceStatus {
     let expected_image = fleet.images.rocketchat.to_string();
@@ -167,8 +184,11 @@ fn instance_status(
     if traefik_state != "UP" && traefik_state != "unknown" {
         own.push(format!("{traefik_state} in Traefik"));
     }
-    let prometheus_state = target_health(fleet, prometheus, &instance.metrics_target());
-    if fleet.monitoring_host().is_some() && prometheus_state != "up" && prometheus_state != "unknown" {
+    let mut prometheus_state = target_health(fleet, prometheus, &instance.metrics_target());
+    if prometheus_state == "absent" && catching_up {
+        prometheus_state = "pending".into();
+    }
+    if fleet.monitoring_host().is_some() && !matches!(prometheus_state.as_str(), "up" | "unknown" | "pending") {
         own.push(format!("Prometheus target {prometheus_state}"));
     }
     problems.extend(own.iter().map(|p| format!("{}: {p}", instance.name)));
@@ -219,8 +239,9 @@ fn target_health(fleet: &Fleet, prometheus: Option<&View>, target: &str) -> Stri
 }
 
 /// Servers Traefik sends requests to and targets Prometheus scrapes that are no instance of
-/// the inventory, and whether their APIs answered at all.
-fn strays(fleet: &Fleet, traefik: Option<&View>, prometheus: Option<&View>) -> Vec<String> {
+/// the inventory (unless Prometheus is still catching up with its targets file), and whether
+/// their APIs answered at all.
+fn strays(fleet: &Fleet, traefik: Option<&View>, prometheus: Option<&View>, catching_up: bool) -> Vec<String> {
     let mut problems = Vec::new();
     match traefik {
         Some(Ok(servers)) => {
@@ -233,6 +254,7 @@ fn strays(fleet: &Fleet, traefik: Option<&View>, prometheus: Option<&View>) -> V
         None => {}
     }
     match prometheus {
+        Some(Ok(_)) if catching_up => {}
         Some(Ok(targets)) => {
             let known: BTreeSet<String> = fleet.instances().map(|i| i.metrics_target()).collect();
             for target in targets.keys().filter(|t| !known.contains(*t)) {
@@ -379,6 +401,31 @@ mod tests {
         assert_eq!(status.instances.len(), 6);
         assert!(status.instances.iter().all(|i| i.ready && i.traefik == "UP" && i.prometheus == "up" && i.container == "running"));
         assert!(status.services.iter().all(|s| s.healthy), "{:?}", status.services);
+    }
+
+    #[test]
+    fn a_moved_target_is_pending_while_prometheus_catches_up_with_its_file_and_absent_after() {
+        let fleet = fleet();
+        let mut observed = healthy(&fleet);
+        let moved = fleet.instances().next().unwrap().clone();
+        let monitoring = fleet.monitoring_host().unwrap().name.clone();
+        let on_monitoring = observed_on(&mut observed, &monitoring);
+        let Some(Ok(targets)) = on_monitoring.prometheus_targets.as_mut() else { unreachable!() };
+        targets.remove(&moved.metrics_target());
+        targets.insert("10.9.9.9:9999".into(), "down".into());
+        on_monitoring.targets_file_age = Some(3);
+        let status = report(&fleet, &observed, &[]);
+        assert_eq!(status.problems, Vec::<String>::new(), "the old address and the new one wait for Prometheus' next look");
+        assert_eq!(status.instances.iter().find(|i| i.name == moved.name).unwrap().prometheus, "pending");
+        observed_on(&mut observed, &monitoring).targets_file_age = Some(PROMETHEUS_CATCH_UP_SECONDS);
+        let status = report(&fleet, &observed, &[]);
+        assert_eq!(
+            status.problems,
+            [
+                format!("{}: Prometheus target absent", moved.name),
+                "prometheus: scrapes 10.9.9.9:9999, which is no instance of the inventory".to_string()
+            ]
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! command (the deployed files' sha256 and mode, the instance directories), the Docker Engine
 //! API's container list, and every HTTP check its services answer from the host itself
 //! (readiness, version, health, Traefik's and Prometheus' views), each a channel of that
-//! connection. Only the database host asks again (MongoDB's member state needs the container
-//! found first), and so does an instance refusing readiness (re-sampled, see `probe`).
+//! connection. The database host also asks MongoDB (`hello` and the admin login, over its wire
+//! protocol through a tunnel of its own, beside the batch); an instance refusing readiness is
+//! asked again (re-sampled, see `probe`).
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,7 @@ use crate::ops::probe::{self, Container, Readiness};
 use crate::ops::secrets::MongoLogin;
 use crate::ops::wait::Poll;
 use crate::remote::{self, Answer, Bundle, Connection, HttpResponse, Request};
-use crate::render::{self, Artifact, INSTANCES_DIR};
+use crate::render::{self, Artifact, INSTANCES_DIR, PROMETHEUS_TARGETS_PATH};
 
 /// What one reachable host showed.
 #[derive(Debug, Default)]
@@ -33,11 +34,14 @@ pub(super) struct Observed {
     pub service_targets: Option<Poll<BTreeMap<String, String>>>,
     pub traefik_servers: Option<Poll<BTreeMap<String, String>>>,
     pub prometheus_targets: Option<Poll<BTreeMap<String, String>>>,
+    /// Seconds since Prometheus' targets file was last written (on the monitoring host).
+    pub targets_file_age: Option<u64>,
 }
 
 /// What each request of the host's batch asks.
 enum Ask {
-    /// The bundled command: file states, then the instance directories.
+    /// The bundled command: file states, the instance directories, and on the monitoring
+    /// host the age of Prometheus' targets file.
     Facts(Bundle, Vec<String>),
     Containers,
     Ready(usize),
@@ -53,7 +57,12 @@ enum Ask {
 pub(super) fn observe(fleet: &Fleet, conn: &Connection, host: &Host, files: &[Artifact], login: Option<&MongoLogin>) -> Observed {
     let asks = asks(fleet, host, files);
     let requests: Vec<Request> = asks.iter().map(|(_, request)| request.clone()).collect();
-    let answers = conn.batch(&requests);
+    // MongoDB is asked through a tunnel of its own, beside the batch.
+    let (answers, primary) = std::thread::scope(|scope| {
+        let primary = host.has_role(Role::Database).then(|| scope.spawn(|| probe::mongo_primary(conn, fleet, login)));
+        let answers = conn.batch(&requests);
+        (answers, primary.map(|asked| asked.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))))
+    });
     let mut seen = Observed::default();
     let mut first_readiness = Vec::new();
     for ((ask, _), answer) in asks.into_iter().zip(answers) {
@@ -92,14 +101,12 @@ pub(super) fn observe(fleet: &Fleet, conn: &Connection, host: &Host, files: &[Ar
     for (instance, ready) in host.instances.iter().zip(readiness) {
         seen.instances.entry(instance.name.clone()).or_insert((Err(String::new()), None)).0 = ready;
     }
-    if host.has_role(Role::Database) {
-        let mongo = match probe::running(&seen.containers, &render::database_unit(fleet).name, "mongodb") {
-            Some(_) => match probe::mongo_primary(conn, fleet, login) {
-                Ok(Ok(primary)) => Ok(format!("PRIMARY at {primary}")),
-                Ok(Err(seen)) => Err(seen),
-                Err(err) => Err(err.to_string()),
-            },
-            None => Err("not running".to_string()),
+    if let Some(primary) = primary {
+        let mongo = match (probe::running(&seen.containers, &render::database_unit(fleet).name, "mongodb"), primary) {
+            (None, _) => Err("not running".to_string()),
+            (Some(_), Ok(Ok(primary))) => Ok(format!("PRIMARY at {primary}")),
+            (Some(_), Ok(Err(seen))) => Err(seen),
+            (Some(_), Err(err)) => Err(err.to_string()),
         };
         seen.health.insert("mongodb".into(), mongo);
     }
@@ -110,9 +117,12 @@ pub(super) fn observe(fleet: &Fleet, conn: &Connection, host: &Host, files: &[Ar
 fn asks(fleet: &Fleet, host: &Host, files: &[Artifact]) -> Vec<(Ask, Request)> {
     let deploy_dir = render::deploy_dir(fleet);
     let paths: Vec<String> = files.iter().map(|f| format!("{deploy_dir}/{}", f.path)).collect();
-    let bundle = Bundle::new()
+    let mut bundle = Bundle::new()
         .part(remote::file_states_argv(&paths))
         .part(probe::directories_argv(&format!("{deploy_dir}/{INSTANCES_DIR}")));
+    if host.has_role(Role::Monitoring) {
+        bundle = bundle.part(file_age_argv(&format!("{deploy_dir}/{PROMETHEUS_TARGETS_PATH}")));
+    }
     let mut asks = vec![
         (Ask::Facts(bundle.clone(), paths), Request::exec(bundle.argv("gathering the host's files"))),
         (Ask::Containers, probe::containers_request()),
@@ -173,6 +183,14 @@ fn facts(seen: &mut Observed, files: &[Artifact], bundle: &Bundle, paths: &[Stri
         Ok(text) => seen.unit_dirs = probe::directories_in(&text),
         Err(err) => fail(seen, "files", err),
     }
+    if let Some(age) = parts.next() {
+        seen.targets_file_age = age.and_then(|o| part_succeeded(&o)).ok().and_then(|text| text.trim().parse().ok());
+    }
+}
+
+/// Prints how many seconds ago `path` was last written.
+fn file_age_argv(path: &str) -> remote::Argv {
+    remote::Argv::script(r#"echo $(( $(date +%s) - $(stat -c %Y -- "$1") ))"#, &[path])
 }
 
 fn part_succeeded(output: &remote::Output) -> Result<String, String> {
