@@ -63,7 +63,7 @@ pub fn send_files(conn: &Connection, deploy_dir: &str, files: &[Artifact]) -> Re
         if state.is_some_and(|now| now.holds(file.content.as_bytes(), file.mode)) {
             continue;
         }
-        conn.upload(path, file.content.as_bytes(), file.mode, None)?;
+        conn.write_file(path, file.content.as_bytes(), file.mode, None)?;
         written.insert(file.path.clone());
     }
     Ok(written)

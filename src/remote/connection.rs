@@ -209,12 +209,18 @@ impl Connection {
     /// `mv -f`), with `mode` (e.g. 0o600 for secrets) and, when given, `owner` (`user[:group]`).
     /// Nothing is sent when the file already has this content, mode and owner.
     pub fn upload(&self, path: &str, content: &[u8], mode: u32, owner: Option<&str>) -> Result<Uploaded> {
-        let want_hash = sha256_hex(content);
-        let want_mode = format!("{mode:o}");
         let current = self.file_states(&[path.to_string()])?.pop().flatten();
         if current.is_some_and(|now| now.holds(content, mode) && owner.is_none_or(|owner| now.owned_by(owner))) {
             return Ok(Uploaded::Unchanged);
         }
+        self.write_file(path, content, mode, owner).map(|()| Uploaded::Written)
+    }
+
+    /// Writes `content` to `path` as [`Connection::upload`] does, without asking first (for
+    /// callers that already compared the host's file).
+    pub fn write_file(&self, path: &str, content: &[u8], mode: u32, owner: Option<&str>) -> Result<()> {
+        let want_hash = sha256_hex(content);
+        let want_mode = format!("{mode:o}");
         let script = r#"set -e
 dir=$(dirname -- "$1")
 mkdir -p -- "$dir"
@@ -245,7 +251,7 @@ sha256sum < "$1" | cut -d' ' -f1"#;
                 written.trim()
             )));
         }
-        Ok(Uploaded::Written)
+        Ok(())
     }
 
     /// Forwards a local 127.0.0.1 port to `host:port` as seen from the host (direct-tcpip).
