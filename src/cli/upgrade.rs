@@ -65,8 +65,6 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<i32> {
     if let Some(hooks) = &hooks {
         hooks.run(Hook::PreUpgrade)?;
     }
-    // A host that cannot be reached here is reported by the upgrade itself, which connects next.
-    let _ = crate::ops::disk::warn_before_upgrade(&global.inventory, &options.connect);
     let outcome = match (upgrade::upgrade(&global.inventory, &options), hooks.as_mut()) {
         // Bad input (exit 2) is not a failed upgrade: nothing was attempted.
         (Err(err), Some(hooks)) if err.exit_code() == crate::error::exit::FAILED => {

@@ -1,15 +1,12 @@
 //! Room for one more Rocket.Chat image: every upgrade pulls a large image, and old ones fill an
-//! app host's disk over the months (`rcfleet prune` frees them). `up` and `upgrade` warn,
-//! without stopping, when a host's Docker storage has less free space than the image it runs.
-
-use std::path::Path;
+//! app host's disk over the months (`rcfleet prune` frees them). `up` (in its preflight) and
+//! `upgrade` (beside its guards) warn, without stopping, when a host's Docker storage has less
+//! free space than the image it runs.
 
 use super::hosts::{Hosts, CONCURRENCY};
-use super::report::Reporter;
 use crate::error::Result;
 use crate::fleet::{Fleet, Host, Role};
-use crate::inventory;
-use crate::remote::{self, Argv, ConnectOptions};
+use crate::remote::{self, Argv};
 
 /// Free KiB where Docker keeps images, and the size in bytes of the image `$1` (0 when absent).
 const SCRIPT: &str = r#"
@@ -19,6 +16,19 @@ d=$root; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done
 echo "free_kib=$(df -Pk -- "$d" | awk 'NR==2 {print $4}')"
 echo "image_bytes=$(docker image inspect --format '{{.Size}}' "$1" 2>/dev/null || echo 0)"
 "#;
+
+/// The command that prints what [`warning_in`] reads, for `fleet`'s Rocket.Chat image.
+pub fn argv(fleet: &Fleet) -> Argv {
+    Argv::script(SCRIPT, &[&fleet.images.rocketchat.to_string()])
+}
+
+/// The warning for `host` from what [`argv`] printed there, if it lacks room.
+pub fn warning_in(host: &str, output: &str) -> Option<String> {
+    let fact = |key: &str| {
+        output.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0)
+    };
+    warning(host, fact("free_kib"), fact("image_bytes"))
+}
 
 /// The warning for a host, if its free space is below one more image of `image_bytes`.
 pub fn warning(host: &str, free_kib: u64, image_bytes: u64) -> Option<String> {
@@ -36,28 +46,10 @@ pub fn warning(host: &str, free_kib: u64, image_bytes: u64) -> Option<String> {
 /// One warning per app host of `fleet` that lacks room for one more Rocket.Chat image.
 pub fn low_disk_warnings(fleet: &Fleet, remote: &Hosts) -> Result<Vec<String>> {
     let hosts: Vec<&Host> = fleet.hosts_with(Role::Rocketchat).filter(|h| remote.try_host(&h.name).is_some()).collect();
-    let image = fleet.images.rocketchat.to_string();
     let results = remote::fan_out(&hosts, CONCURRENCY, |h| h.name.clone(), |host| {
-        let output = remote.host(&host.name).run(&Argv::script(SCRIPT, &[&image]))?.stdout_text();
-        let fact = |key: &str| {
-            output.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0)
-        };
-        Ok(warning(&host.name, fact("free_kib"), fact("image_bytes")))
+        Ok(warning_in(&host.name, &remote.host(&host.name).run(&argv(fleet))?.stdout_text()))
     });
     Ok(remote::all_succeeded(results)?.into_iter().filter_map(|(_, warning)| warning).collect())
-}
-
-/// For `upgrade`, before it starts: connects to the app hosts and prints a warning line for
-/// each that lacks room for the new image.
-pub fn warn_before_upgrade(inventory_path: &Path, connect: &ConnectOptions) -> Result<()> {
-    let fleet = inventory::load(inventory_path)?;
-    let hosts: Vec<&Host> = fleet.hosts_with(Role::Rocketchat).collect();
-    let remote = Hosts::connect(&hosts, connect, &Reporter::silent())?;
-    let report = Reporter::quiet_log();
-    for warning in low_disk_warnings(&fleet, &remote)? {
-        report.warn(warning);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

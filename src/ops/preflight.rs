@@ -10,8 +10,8 @@ use super::probe;
 use super::hosts::{Hosts, CONCURRENCY};
 use super::report::Reporter;
 use crate::error::{Error, Result};
-use crate::fleet::{Fleet, Host};
-use crate::remote::{self, Argv, Connection};
+use crate::fleet::{Fleet, Host, Role};
+use crate::remote::{self, Argv, Bundle, Connection};
 
 /// Below this much free space in the deploy directory, images and data will not fit.
 const MIN_FREE_MIB: u64 = 1024;
@@ -23,6 +23,8 @@ pub struct HostFacts {
     pub compose_version: String,
     pub architecture: String,
     pub free_mib: u64,
+    /// An app host's warning that it lacks room for one more Rocket.Chat image.
+    pub low_disk: Option<String>,
 }
 
 pub fn run(fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<Vec<(String, HostFacts)>> {
@@ -50,8 +52,10 @@ pub fn run(fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<Vec<(Stri
         }
     }
     if problems.is_empty() {
-        for warning in disk::low_disk_warnings(fleet, remote)? {
-            report.warn(warning);
+        for (_, host_facts) in &facts {
+            if let Some(warning) = &host_facts.low_disk {
+                report.warn(warning);
+            }
         }
         Ok(facts)
     } else {
@@ -87,7 +91,19 @@ cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
 fn check_host(fleet: &Fleet, remote: &Hosts, index: usize, host: &Host) -> Result<std::result::Result<HostFacts, Vec<String>>> {
     let conn = remote.host(&host.name);
     let mut problems = Vec::new();
-    let output = conn.run(&Argv::script(FACTS_SCRIPT, &[&fleet.workspace.deploy_dir]).step("preflight (Docker, Compose, disk, ports)"))?.stdout_text();
+    // App hosts also say how much room Docker has for the next image, in the same command.
+    let mut bundle = Bundle::new().part(Argv::script(FACTS_SCRIPT, &[&fleet.workspace.deploy_dir]));
+    if host.has_role(Role::Rocketchat) {
+        bundle = bundle.part(disk::argv(fleet));
+    }
+    let mut parts = bundle.split(&conn.run(&bundle.argv("preflight (Docker, Compose, disk, ports)"))?).into_iter();
+    let mut next_part = |what: &str| match parts.next() {
+        Some(Ok(part)) => Ok(part.stdout_text()),
+        Some(Err(why)) => Err(conn.fail(format!("preflight's {what}: {why}"))),
+        None => Err(conn.fail(format!("preflight's {what}: missing"))),
+    };
+    let output = next_part("facts")?;
+    let low_disk = if host.has_role(Role::Rocketchat) { disk::warning_in(&host.name, &next_part("disk")?) } else { None };
     let fact = |key: &str| {
         output.lines().find_map(|line| line.strip_prefix(&format!("{key}="))).unwrap_or_default().trim().to_string()
     };
@@ -115,7 +131,7 @@ fn check_host(fleet: &Fleet, remote: &Hosts, index: usize, host: &Host) -> Resul
     problems.extend(unsafe_folders(&fleet.workspace.deploy_dir, &fact("uid"), &output));
     problems.extend(busy_ports(fleet, remote, conn, index, &parse_listening(&output))?);
     Ok(if problems.is_empty() {
-        Ok(HostFacts { docker_version, compose_version, architecture, free_mib })
+        Ok(HostFacts { docker_version, compose_version, architecture, free_mib, low_disk })
     } else {
         Err(problems)
     })

@@ -3,6 +3,7 @@
 //! the host has, and HTTP to services that listen on the host, through a TCP tunnel.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bollard::{Docker, API_DEFAULT_VERSION};
@@ -200,13 +201,23 @@ impl Connection {
     /// Traefik's API on `127.0.0.1:8080`, through a tunnel that lives as long as the result.
     pub fn http(&self, host: &str, port: u16) -> Result<HttpTunnel> {
         let tunnel = self.forward_tcp(host, port)?;
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(HTTP_TIMEOUT)
-            .build()
-            .map_err(|e| self.fail(format!("cannot build an HTTP client: {e}")))?;
+        let client = tunnel_client().map_err(|e| self.fail(format!("cannot build an HTTP client: {e}")))?;
         Ok(HttpTunnel { tunnel, client, host: self.name().to_string(), target: format!("{host}:{port}"), timed_out: AtomicBool::new(false) })
     }
+}
+
+/// The one HTTP client of every tunnel (plain HTTP to a local endpoint; its pool keeps a
+/// connection per tunnel). Building a client loads the system's CA certificates for TLS
+/// (native-tls), about 0.1 s of CPU each time: a client per tunnel was most of the CPU a
+/// converged `up` spent (measured with `perf`).
+fn tunnel_client() -> std::result::Result<reqwest::Client, reqwest::Error> {
+    static CLIENT: Mutex<Option<reqwest::Client>> = Mutex::new(None);
+    let mut client = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(client) = client.as_ref() {
+        return Ok(client.clone());
+    }
+    let built = reqwest::Client::builder().no_proxy().timeout(HTTP_TIMEOUT).build()?;
+    Ok(client.insert(built).clone())
 }
 
 #[cfg(test)]

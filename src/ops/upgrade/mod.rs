@@ -443,13 +443,19 @@ fn run_guards(
     in_flight: &[String],
 ) -> Result<(Vec<Verdict>, facts::Facts)> {
     let (fleet, remote, report) = (&run.fleet, &run.hosts, &run.report);
-    // MongoDB's answer (a Node start on the database host) and the instances' readiness do not
-    // wait for each other.
-    let (database, unhealthy) = std::thread::scope(|scope| {
+    // MongoDB's answer, the instances' readiness and the app hosts' room for the new image do
+    // not wait for each other.
+    let (database, unhealthy, low_disk) = std::thread::scope(|scope| {
         let database = scope.spawn(|| facts::read(remote, fleet, login));
+        let low_disk = scope.spawn(|| super::disk::low_disk_warnings(fleet, remote));
         let unhealthy = unhealthy(fleet, remote);
-        (database.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), unhealthy)
+        let database = database.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (database, unhealthy, low_disk.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     });
+    // Only a warning: the pull itself says when there is no room.
+    for warning in low_disk.unwrap_or_default() {
+        report.warn(warning);
+    }
     let database = database?;
     let mongodb = database.series();
     // Instances an interrupted run left half replaced are this run's to finish, not a reason to refuse.
