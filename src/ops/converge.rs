@@ -279,7 +279,8 @@ pub fn confirm_prometheus_listing(
             format!("{} not scraped since they changed; their metrics answer from {} (Prometheus scrapes every 15 s)", answering.len(), host.name),
         );
     }
-    let up_count = targets.values().filter(|h| *h == "up").count() + answering.len();
+    // Of the wanted targets: an old address Prometheus still lists is not counted.
+    let up_count = listed.iter().filter(|t| targets.get(*t).is_some_and(|h| h == "up")).count() + answering.len();
     report.step("prometheus", &host.name, format!("{up_count}/{} instance targets up", listed.len()));
     Ok(targets)
 }
