@@ -92,7 +92,7 @@ pub fn add_instance(inventory_path: &Path, options: &AddOptions) -> Result<Insta
         let mut done = Vec::new();
         for instance in instances {
             let unit = render::instance_unit(&fleet, instance);
-            if let Some(change) = converge_unit(&fleet, &remote, conn, &unit, &changed, &deploy_dir, &report)? {
+            if let Some(change) = converge_unit(&fleet, conn, &unit, &changed, &deploy_dir, &report)? {
                 done.push(change);
             }
         }

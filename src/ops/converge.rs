@@ -97,7 +97,6 @@ pub fn long_running(unit: &Unit) -> Vec<&'static str> {
 /// was done, if anything.
 pub fn converge_unit(
     fleet: &Fleet,
-    remote: &Hosts,
     conn: &Connection,
     unit: &Unit,
     changed: &BTreeMap<String, BTreeSet<String>>,
@@ -109,7 +108,7 @@ pub fn converge_unit(
     // A changed file means `compose up` anyway: the containers are listed only to say why
     // otherwise (one Docker API round trip less per instance of a rollout).
     let containers: Vec<probe::Container> = if changed_files.is_empty() {
-        probe::containers(remote, fleet, conn)?.into_iter().filter(|c| c.unit == unit.name && c.project == unit.project).collect()
+        probe::containers(fleet, conn)?.into_iter().filter(|c| c.unit == unit.name && c.project == unit.project).collect()
     } else {
         Vec::new()
     };
@@ -168,7 +167,7 @@ pub fn wait_ready(fleet: &Fleet, remote: &Hosts, conn: &Connection, instance: &I
         }
         Err(err) => {
             let project = render::instance_unit(fleet, instance).project;
-            Err(Error::failed(format!("{}: {}\n  {}", instance.host, err, container_story(fleet, remote, conn, &instance.name, Some(&project))?)))
+            Err(Error::failed(format!("{}: {}\n  {}", instance.host, err, container_story(fleet, conn, &instance.name, Some(&project))?)))
         }
     }
 }
@@ -176,8 +175,8 @@ pub fn wait_ready(fleet: &Fleet, remote: &Hosts, conn: &Connection, instance: &I
 /// What became of the container of `unit` on the host (of its compose `project` when given:
 /// an instance has two during a start-first upgrade), for an error: its state and last log
 /// lines, or that it does not exist.
-pub fn container_story(fleet: &Fleet, remote: &Hosts, conn: &Connection, unit: &str, project: Option<&str>) -> Result<String> {
-    let containers = probe::containers(remote, fleet, conn)?;
+pub fn container_story(fleet: &Fleet, conn: &Connection, unit: &str, project: Option<&str>) -> Result<String> {
+    let containers = probe::containers(fleet, conn)?;
     Ok(match containers.iter().find(|c| c.unit == unit && project.is_none_or(|p| c.project == p)) {
         Some(container) => format!(
             "container {} is {}; its last lines:\n{}",

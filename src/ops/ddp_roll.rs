@@ -99,7 +99,7 @@ fn move_one(
     send_files(conn, &deploy_dir, &unit_files)?;
     let paths = unit_files.iter().map(|f| f.path.clone()).collect();
     let changed = BTreeMap::from([(streamer.host.clone(), paths)]);
-    converge_unit(fleet, remote, conn, &unit, &changed, &deploy_dir, report)?;
+    converge_unit(fleet, conn, &unit, &changed, &deploy_dir, report)?;
     rolled.last_old_stopped = Some(Instant::now());
     wait_healthy(fleet, remote, conn, streamer, report)?;
     publish_ddp_route(fleet, remote, report, &ready_ddp_streamers(fleet, remote), &mut Changes::new())?;

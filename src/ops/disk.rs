@@ -1,33 +1,50 @@
 //! Room for one more Rocket.Chat image: every upgrade pulls a large image, and old ones fill an
 //! app host's disk over the months (`rcfleet prune` frees them). `up` (in its preflight) and
 //! `upgrade` (beside its guards) warn, without stopping, when a host's Docker storage has less
-//! free space than the image it runs.
+//! free space than the image it runs. The Docker Engine API says where Docker keeps its data and
+//! how large the image is (no Docker CLI start on the host); `df` says how much room is left.
 
 use super::hosts::{Hosts, CONCURRENCY};
+use super::probe::{self, EngineInfo};
 use crate::error::Result;
 use crate::fleet::{Fleet, Host, Role};
-use crate::remote::{self, Argv};
+use crate::remote::{self, Answer, Argv, Connection, Request, DOCKER_SOCKET};
 
-/// Free KiB where Docker keeps images, and the size in bytes of the image `$1` (0 when absent).
-const SCRIPT: &str = r#"
-root=$(docker info --format '{{.DockerRootDir}}' 2>/dev/null)
-[ -n "$root" ] || root=/var/lib/docker
-d=$root; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done
-echo "free_kib=$(df -Pk -- "$d" | awk 'NR==2 {print $4}')"
-echo "image_bytes=$(docker image inspect --format '{{.Size}}' "$1" 2>/dev/null || echo 0)"
-"#;
+/// Where Docker keeps its data unless the daemon is told otherwise (`data-root`): its free
+/// space is asked beside the Engine's `/info`, and asked again only when `/info` names another.
+const DEFAULT_ROOT: &str = "/var/lib/docker";
 
-/// The command that prints what [`warning_in`] reads, for `fleet`'s Rocket.Chat image.
-pub fn argv(fleet: &Fleet) -> Argv {
-    Argv::script(SCRIPT, &[&fleet.images.rocketchat.to_string()])
+/// The requests [`warning_in`] reads (with the Engine's `/info`, which the caller asks as it
+/// needs it too): the size of `fleet`'s Rocket.Chat image, and the free KiB at Docker's default root.
+pub fn requests(fleet: &Fleet) -> [Request; 2] {
+    let image = fleet.images.rocketchat.to_string();
+    [Request::get_unix(DOCKER_SOCKET, &format!("/images/{image}/json")), Request::exec(free_kib_argv(DEFAULT_ROOT))]
 }
 
-/// The warning for `host` from what [`argv`] printed there, if it lacks room.
-pub fn warning_in(host: &str, output: &str) -> Option<String> {
-    let fact = |key: &str| {
-        output.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0)
+/// Prints the free KiB of the file system holding `dir` (its nearest existing folder).
+fn free_kib_argv(dir: &str) -> Argv {
+    let script = r#"d=$1; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done; df -Pk -- "$d" | awk 'NR==2 {print $4}'"#;
+    Argv::script(script, &[dir]).step("free space for Docker's images")
+}
+
+/// The warning for `conn`'s host, if it lacks room, from the Engine's `info` and the answers to
+/// [`requests`] (in order). Docker's data elsewhere than the default root costs one more `df`.
+pub fn warning_in(conn: &Connection, info: &EngineInfo, answers: Vec<Result<Answer>>) -> Result<Option<String>> {
+    let mut answers = answers.into_iter();
+    let (image, free) = (answers.next().expect("the image's answer"), answers.next().expect("df's answer"));
+    // A missing image (404: not pulled yet) leaves nothing to compare with.
+    let image_bytes = image?
+        .response()
+        .filter(|response| response.status == 200)
+        .and_then(|response| serde_json::from_str::<serde_json::Value>(&response.body).ok())
+        .and_then(|image| image["Size"].as_u64())
+        .unwrap_or(0);
+    let free = if info.root_dir.is_empty() || info.root_dir == DEFAULT_ROOT {
+        free?.output().map(|output| output.stdout_text()).unwrap_or_default()
+    } else {
+        conn.run(&free_kib_argv(&info.root_dir))?.stdout_text()
     };
-    warning(host, fact("free_kib"), fact("image_bytes"))
+    Ok(warning(conn.name(), free.trim().parse().unwrap_or(0), image_bytes))
 }
 
 /// The warning for a host, if its free space is below one more image of `image_bytes`.
@@ -47,7 +64,11 @@ pub fn warning(host: &str, free_kib: u64, image_bytes: u64) -> Option<String> {
 pub fn low_disk_warnings(fleet: &Fleet, remote: &Hosts) -> Result<Vec<String>> {
     let hosts: Vec<&Host> = fleet.hosts_with(Role::Rocketchat).filter(|h| remote.try_host(&h.name).is_some()).collect();
     let results = remote::fan_out(&hosts, CONCURRENCY, |h| h.name.clone(), |host| {
-        Ok(warning_in(&host.name, &remote.host(&host.name).run(&argv(fleet))?.stdout_text()))
+        let conn = remote.host(&host.name);
+        let mut answers = conn.batch(&[&[probe::engine_info_request()][..], &requests(fleet)].concat()).into_iter();
+        let info = probe::engine_info_in(answers.next().expect("the info's answer"))
+            .map_err(|why| conn.fail(format!("the Docker Engine's /info: {why}")))?;
+        warning_in(conn, &info, answers.collect())
     });
     Ok(remote::all_succeeded(results)?.into_iter().filter_map(|(_, warning)| warning).collect())
 }

@@ -109,7 +109,7 @@ pub fn exec(inventory_path: &Path, options: &ExecOptions, out: &mut (dyn Write +
         let argv = match &place.unit_service {
             None => Argv::new(options.command[0].clone()).args(options.command[1..].iter().cloned()),
             Some((unit, service)) => {
-                let containers = probe::containers(&remote, &fleet, conn)?;
+                let containers = probe::containers(&fleet, conn)?;
                 let Some(container) = probe::running(&containers, unit, service) else {
                     let missing = format!(
                         "{}: {} has no running container (`rcfleet status` shows what runs; `rcfleet up` starts it)",

@@ -25,7 +25,7 @@ pub fn converge(
     let hosts: Vec<&Host> = fleet.hosts.iter().collect();
     let results = remote::fan_out(&hosts, CONCURRENCY, |h| h.name.clone(), |host| {
         let unit = render::node_exporter_unit(fleet, host);
-        converge_unit(fleet, remote, remote.host(&host.name), &unit, changed, deploy_dir, report)
+        converge_unit(fleet, remote.host(&host.name), &unit, changed, deploy_dir, report)
     });
     let mut changes = Vec::new();
     let mut failures = Vec::new();
@@ -48,9 +48,9 @@ pub fn converge(
         // again. Never a SIGHUP to a container just started: until Alertmanager has set up its
         // handler, SIGHUP ends it (a Go program's default), and Docker does not restart it.
         let before = if config_written { Some(host_clock(conn)?) } else { None };
-        let started = converge_unit(fleet, remote, conn, &unit, changed, deploy_dir, report)?;
+        let started = converge_unit(fleet, conn, &unit, changed, deploy_dir, report)?;
         if let Some(before) = before {
-            let container = probe::containers(remote, fleet, conn)?.into_iter().find(|c| c.unit == unit.name && c.running());
+            let container = probe::containers(fleet, conn)?.into_iter().find(|c| c.unit == unit.name && c.running());
             if let Some(container) = container.filter(|c| c.created < before) {
                 conn.run(&Argv::new("docker").args(["kill", "--signal", "HUP", &container.id]))?;
                 report.step("alertmanager", &unit.host, "alertmanager re-read its configuration");

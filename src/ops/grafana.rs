@@ -30,7 +30,7 @@ pub fn ensure_admin_password(fleet: &Fleet, remote: &Hosts, secrets: &dyn Secret
     if password_accepted(fleet, remote, conn, &password, report)? {
         return Ok(None);
     }
-    reset_with_cli(fleet, remote, conn, &password)?;
+    reset_with_cli(fleet, conn, &password)?;
     if !password_accepted(fleet, remote, conn, &password, report)? {
         return Err(Error::failed(format!(
             "{}: Grafana still refuses the configured admin password after `grafana cli admin reset-admin-password` \
@@ -66,9 +66,9 @@ fn password_accepted(fleet: &Fleet, remote: &Hosts, conn: &Connection, password:
 /// `grafana cli admin reset-admin-password --password-from-stdin` in the running Grafana
 /// container: Grafana's documented way to set the admin password without the old one. The CLI
 /// reads the password from the first line of stdin (pkg/cmd/grafana-cli/commands).
-fn reset_with_cli(fleet: &Fleet, remote: &Hosts, conn: &Connection, password: &str) -> Result<()> {
+fn reset_with_cli(fleet: &Fleet, conn: &Connection, password: &str) -> Result<()> {
     let unit = render::monitoring_unit(fleet).expect("called with a monitoring host");
-    let containers = probe::containers(remote, fleet, conn)?;
+    let containers = probe::containers(fleet, conn)?;
     let Some(grafana) = probe::running(&containers, &unit.name, "grafana") else {
         return Err(Error::failed(format!("{}: the grafana container is not running; its admin password cannot be set", conn.name())));
     };

@@ -95,7 +95,7 @@ pub fn logs(inventory_path: &Path, options: &LogsOptions, out: &mut dyn Write) -
     let tail = tail(options.tail.as_deref())?;
     let remote = Hosts::connect(&[host], &options.connect, &Reporter::quiet_log())?;
     let conn = remote.host(&host.name);
-    let containers = probe::containers(&remote, &fleet, conn)?;
+    let containers = probe::containers(&fleet, conn)?;
     let container = containers
         .iter()
         .filter(|c| c.unit == unit && c.service == service)

@@ -57,7 +57,7 @@ pub fn bring_back(fleet: &Fleet, remote: &Hosts, store: &Store, report: &Reporte
         let written = send_files(conn, &deploy_dir, &unit_files)?;
         let changed = BTreeMap::from([(host.name.clone(), written)]);
         for (instance, unit) in host.instances.iter().zip(&units) {
-            converge_unit(fleet, remote, conn, unit, &changed, &deploy_dir, report)?;
+            converge_unit(fleet, conn, unit, &changed, &deploy_dir, report)?;
             wait_ready(fleet, remote, conn, instance, report)?;
         }
         Ok(())

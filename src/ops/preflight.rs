@@ -6,12 +6,12 @@
 use std::collections::BTreeSet;
 
 use super::disk;
-use super::probe;
 use super::hosts::{Hosts, CONCURRENCY};
+use super::probe::{self, Container};
 use super::report::Reporter;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Role};
-use crate::remote::{self, Argv, Bundle, Connection};
+use crate::remote::{self, Argv, Connection, Request, DOCKER_SOCKET};
 
 /// Below this much free space in the deploy directory, images and data will not fit.
 const MIN_FREE_MIB: u64 = 1024;
@@ -67,12 +67,18 @@ pub fn run(fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<Vec<(Stri
     }
 }
 
-/// Everything preflight asks a host, in one round trip: engine version, Compose (v2 plugin or
-/// v1), CPU architecture, free KiB for the deploy directory, listening sockets.
+/// What preflight asks a host in a shell, beside the Docker Engine API (its `/info` and
+/// container list, asked as channels of the same round trip): Compose (v2 plugin or v1), CPU
+/// architecture, free KiB for the deploy directory, the folders above it, listening sockets.
 const FACTS_SCRIPT: &str = r#"
-echo "docker=$(docker version --format '{{.Server.Version}}' 2>/dev/null)"
-# One start of the v2 plugin (each costs a Docker CLI plugin lookup plus the Go binary).
-if v=$(docker compose version --short 2>/dev/null) && [ -n "$v" ]; then
+# Compose v2 is a Docker CLI plugin. Started from where the CLI finds it (its config folder,
+# then the system's, in the CLI's order) it runs once; `docker compose` runs it twice (once
+# for its metadata) after the CLI's own start. Plugins elsewhere are found by the CLI.
+for d in "${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins" /usr/local/lib/docker/cli-plugins \
+    /usr/local/libexec/docker/cli-plugins /usr/lib/docker/cli-plugins /usr/libexec/docker/cli-plugins; do
+  if [ -x "$d/docker-compose" ]; then v=$("$d/docker-compose" version --short 2>/dev/null); break; fi
+done
+if [ -n "$v" ] || { v=$(docker compose version --short 2>/dev/null) && [ -n "$v" ]; }; then
   echo "compose=$v (v2)"
 elif command -v docker-compose >/dev/null 2>&1; then
   # Compose v1 is a Python program: asking its package for the version skips a slow start-up.
@@ -91,31 +97,34 @@ cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
 fn check_host(fleet: &Fleet, remote: &Hosts, index: usize, host: &Host) -> Result<std::result::Result<HostFacts, Vec<String>>> {
     let conn = remote.host(&host.name);
     let mut problems = Vec::new();
-    // App hosts also say how much room Docker has for the next image, in the same command.
-    let mut bundle = Bundle::new().part(Argv::script(FACTS_SCRIPT, &[&fleet.workspace.deploy_dir]));
-    if host.has_role(Role::Rocketchat) {
-        bundle = bundle.part(disk::argv(fleet));
+    let script = Argv::script(FACTS_SCRIPT, &[&fleet.workspace.deploy_dir]).step("preflight (Compose, disk, ports)");
+    let mut requests = vec![Request::exec(script.clone()), probe::engine_info_request(), probe::containers_request()];
+    // App hosts also say how much room Docker has for the next image, in the same round trip.
+    let app_host = host.has_role(Role::Rocketchat);
+    if app_host {
+        requests.extend(disk::requests(fleet));
     }
-    let mut parts = bundle.split(&conn.run(&bundle.argv("preflight (Docker, Compose, disk, ports)"))?).into_iter();
-    let mut next_part = |what: &str| match parts.next() {
-        Some(Ok(part)) => Ok(part.stdout_text()),
-        Some(Err(why)) => Err(conn.fail(format!("preflight's {what}: {why}"))),
-        None => Err(conn.fail(format!("preflight's {what}: missing"))),
+    let mut answers = conn.batch(&requests).into_iter();
+    let mut next = || answers.next().expect("one answer per request");
+    let output = next()?.output().ok_or_else(|| conn.fail("preflight: not a command's answer"))?;
+    let output = conn.checked(&script, output)?.stdout_text();
+    let info = match probe::engine_info_in(next()) {
+        Ok(info) if !info.version.is_empty() => info,
+        answer => {
+            let why = answer.err().unwrap_or_else(|| "no ServerVersion in its /info".to_string());
+            problems.push(format!(
+                "the Docker engine does not answer on {DOCKER_SOCKET} ({why}); start it (e.g. `systemctl start docker`) \
+                 and check that {} may use it",
+                host.ssh.user.as_deref().unwrap_or("the SSH user")
+            ));
+            return Ok(Err(problems));
+        }
     };
-    let output = next_part("facts")?;
-    let low_disk = if host.has_role(Role::Rocketchat) { disk::warning_in(&host.name, &next_part("disk")?) } else { None };
+    let containers = probe::containers_answered(fleet, conn, next())?;
+    let low_disk = if app_host { disk::warning_in(conn, &info, vec![next(), next()])? } else { None };
     let fact = |key: &str| {
         output.lines().find_map(|line| line.strip_prefix(&format!("{key}="))).unwrap_or_default().trim().to_string()
     };
-    let docker_version = fact("docker");
-    if docker_version.is_empty() {
-        problems.push(format!(
-            "the Docker engine does not answer on /var/run/docker.sock; start it (e.g. `systemctl start docker`) \
-             and check that {} may use it",
-            host.ssh.user.as_deref().unwrap_or("the SSH user")
-        ));
-        return Ok(Err(problems));
-    }
     let compose_version = fact("compose");
     if compose_version.is_empty() {
         problems.push("neither `docker compose` nor `docker-compose` works; install the Docker Compose plugin".to_string());
@@ -129,17 +138,17 @@ fn check_host(fleet: &Fleet, remote: &Hosts, index: usize, host: &Host) -> Resul
         ));
     }
     problems.extend(unsafe_folders(&fleet.workspace.deploy_dir, &fact("uid"), &output));
-    problems.extend(busy_ports(fleet, remote, conn, index, &parse_listening(&output))?);
+    problems.extend(busy_ports(fleet, conn, index, &containers, &parse_listening(&output))?);
     Ok(if problems.is_empty() {
-        Ok(HostFacts { docker_version, compose_version, architecture, free_mib, low_disk })
+        Ok(HostFacts { docker_version: info.version, compose_version, architecture, free_mib, low_disk })
     } else {
         Err(problems)
     })
 }
 
 /// Ports this host's units need that something other than this fleet's containers listens on.
-fn busy_ports(fleet: &Fleet, remote: &Hosts, conn: &Connection, index: usize, listening: &BTreeSet<u16>) -> Result<Vec<String>> {
-    let ours = ports_held_by_fleet(fleet, remote, conn, index)?;
+fn busy_ports(fleet: &Fleet, conn: &Connection, index: usize, containers: &[Container], listening: &BTreeSet<u16>) -> Result<Vec<String>> {
+    let ours = ports_held_by_fleet(fleet, conn, index, containers)?;
     Ok(fleet
         .listeners(index)
         .into_iter()
@@ -156,15 +165,14 @@ fn busy_ports(fleet: &Fleet, remote: &Hosts, conn: &Connection, index: usize, li
 /// The ports this fleet's running containers hold on the host. An instance holds the ports in
 /// its container's environment (they may differ from the inventory's when an instance moves);
 /// other units hold the ports the inventory gives them.
-fn ports_held_by_fleet(fleet: &Fleet, remote: &Hosts, conn: &Connection, index: usize) -> Result<BTreeSet<u16>> {
+fn ports_held_by_fleet(fleet: &Fleet, conn: &Connection, index: usize, containers: &[Container]) -> Result<BTreeSet<u16>> {
     let listeners = fleet.listeners(index);
-    let mut held = BTreeSet::new();
-    for container in probe::containers(remote, fleet, conn)?.into_iter().filter(probe::Container::running) {
-        if fleet.hosts[index].instances.iter().any(|i| i.name == container.unit) {
-            held.extend(probe::instance_ports(remote, conn, &container.id)?);
-        } else {
-            held.extend(listeners.iter().filter(|l| l.unit.as_deref() == Some(&container.unit)).map(|l| l.port));
-        }
+    let running = containers.iter().filter(|c| c.running());
+    let (instances, others): (Vec<&Container>, Vec<&Container>) =
+        running.partition(|c| fleet.hosts[index].instances.iter().any(|i| i.name == c.unit));
+    let mut held: BTreeSet<u16> = probe::instance_ports(conn, &instances)?.into_iter().collect();
+    for container in others {
+        held.extend(listeners.iter().filter(|l| l.unit.as_deref() == Some(&container.unit)).map(|l| l.port));
     }
     Ok(held)
 }

@@ -1,10 +1,9 @@
 //! Observed state: what is actually running and answering on the hosts. Each probe returns
 //! facts (or "not yet" with what it saw); deciding what to do with them is the caller's job.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use bollard::models::ContainerSummary;
-use bollard::query_parameters::ListContainersOptionsBuilder;
+use bollard::models::{ContainerInspectResponse, ContainerSummary};
 use serde_json::Value;
 
 use super::hosts::Hosts;
@@ -13,7 +12,7 @@ use super::secrets::MongoLogin;
 use super::wait::Poll;
 use crate::error::{one_line, Error, Result};
 use crate::fleet::{Fleet, Instance};
-use crate::remote::{Argv, Connection, HttpResponse, Request, DOCKER_SOCKET};
+use crate::remote::{Answer, Argv, Connection, HttpResponse, Request, DOCKER_SOCKET};
 
 /// One rcfleet container on a host.
 #[derive(Debug, Clone)]
@@ -40,17 +39,40 @@ impl Container {
 const FLEET_LABEL: &str = "io.rcfleet.fleet";
 
 /// Every container of this workspace on a host (running or not), found by rcfleet's labels.
-pub fn containers(remote: &Hosts, fleet: &Fleet, conn: &Connection) -> Result<Vec<Container>> {
-    remote.block_on(async {
-        let docker = conn.docker().await?;
-        let filters = HashMap::from([("label".to_string(), vec![format!("{FLEET_LABEL}={}", fleet.workspace.name)])]);
-        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-        let list = docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| Error::failed(format!("{}: listing containers through the Docker API failed: {e}", conn.name())))?;
-        Ok(workspace_containers(fleet, list))
-    })
+/// Asked over the host's command session (a channel to the Docker socket), so a run that
+/// only looks opens no second SSH connection for the Docker API.
+pub fn containers(fleet: &Fleet, conn: &Connection) -> Result<Vec<Container>> {
+    containers_answered(fleet, conn, conn.batch(&[containers_request()]).remove(0))
+}
+
+/// The workspace's containers in `conn`'s answer to [`containers_request`] (asked in a batch).
+pub fn containers_answered(fleet: &Fleet, conn: &Connection, answer: Result<Answer>) -> Result<Vec<Container>> {
+    let response = answer?.response().ok_or_else(|| conn.fail("listing containers: not an HTTP answer"))?;
+    containers_in_answer(fleet, &response).map_err(|e| conn.fail(format!("listing containers: {e}")))
+}
+
+/// What the Docker Engine says of itself (`GET /info`).
+#[derive(Debug, Clone)]
+pub struct EngineInfo {
+    pub version: String,
+    /// Where it keeps images and containers (`data-root`).
+    pub root_dir: String,
+}
+
+/// The Docker Engine API request for [`engine_info_in`].
+pub fn engine_info_request() -> Request {
+    Request::get_unix(DOCKER_SOCKET, "/info")
+}
+
+/// The Engine's answer to [`engine_info_request`], or why there is none.
+pub fn engine_info_in(answer: Result<Answer>) -> std::result::Result<EngineInfo, String> {
+    let response = answer.map_err(|e| e.to_string())?.response().ok_or("not an HTTP answer")?;
+    if response.status != 200 {
+        return Err(format!("the Docker Engine API answered {}: {}", response.status, one_line(&response.body, 120)));
+    }
+    let info: Value = serde_json::from_str(&response.body).map_err(|e| format!("the Docker Engine API gave unexpected JSON: {e}"))?;
+    let text = |key: &str| info[key].as_str().unwrap_or_default().to_string();
+    Ok(EngineInfo { version: text("ServerVersion"), root_dir: text("DockerRootDir") })
 }
 
 /// The Docker Engine API request listing every container of a host (`GET /containers/json`,
@@ -97,29 +119,35 @@ pub fn running<'c>(containers: &'c [Container], unit: &str, service: &str) -> Op
 }
 
 /// The running MongoDB server container on the database host (`conn`), if any.
-pub fn mongodb(hosts: &Hosts, fleet: &Fleet, conn: &Connection) -> Result<Option<Container>> {
+pub fn mongodb(fleet: &Fleet, conn: &Connection) -> Result<Option<Container>> {
     let database = crate::render::database_unit(fleet);
-    Ok(running(&containers(hosts, fleet, conn)?, &database.name, "mongodb").cloned())
+    Ok(running(&containers(fleet, conn)?, &database.name, "mongodb").cloned())
 }
 
-/// The HTTP and metrics ports a running instance container was given (`PORT` and
-/// `PROMETHEUS_PORT` in its environment; `OVERWRITE_SETTING_Prometheus_Port` in containers
-/// that earlier rcfleet releases started).
-pub fn instance_ports(remote: &Hosts, conn: &Connection, container: &str) -> Result<Vec<u16>> {
-    remote.block_on(async {
-        let docker = conn.docker().await?;
-        let inspect = docker
-            .inspect_container(container, None)
-            .await
-            .map_err(|e| Error::failed(format!("{}: inspecting container {container} failed: {e}", conn.name())))?;
+/// The HTTP and metrics ports running instance containers were given (`PORT` and
+/// `PROMETHEUS_PORT` in their environment; `OVERWRITE_SETTING_Prometheus_Port` in containers
+/// that earlier rcfleet releases started), asked of the Docker Engine API together.
+pub fn instance_ports(conn: &Connection, containers: &[&Container]) -> Result<Vec<u16>> {
+    let requests: Vec<Request> =
+        containers.iter().map(|c| Request::get_unix(DOCKER_SOCKET, &format!("/containers/{}/json", c.id))).collect();
+    let mut ports = Vec::new();
+    for (container, answer) in containers.iter().zip(conn.batch(&requests)) {
+        let fail = |what: String| Error::failed(format!("{}: inspecting container {}: {what}", conn.name(), container.unit));
+        let response = answer?.response().ok_or_else(|| fail("not an HTTP answer".to_string()))?;
+        if response.status != 200 {
+            return Err(fail(format!("the Docker Engine API answered {}: {}", response.status, one_line(&response.body, 120))));
+        }
+        let inspect: ContainerInspectResponse =
+            serde_json::from_str(&response.body).map_err(|e| fail(format!("unexpected JSON: {e}")))?;
         let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
-        Ok(env
-            .iter()
-            .filter_map(|entry| entry.split_once('='))
-            .filter(|(key, _)| matches!(*key, "PORT" | "PROMETHEUS_PORT" | "OVERWRITE_SETTING_Prometheus_Port"))
-            .filter_map(|(_, value)| value.parse().ok())
-            .collect())
-    })
+        ports.extend(
+            env.iter()
+                .filter_map(|entry| entry.split_once('='))
+                .filter(|(key, _)| matches!(*key, "PORT" | "PROMETHEUS_PORT" | "OVERWRITE_SETTING_Prometheus_Port"))
+                .filter_map(|(_, value)| value.parse::<u16>().ok()),
+        );
+    }
+    Ok(ports)
 }
 
 /// The path that tells whether an instance of `fleet`'s release is ready: `/readyz` from 7.11

@@ -64,7 +64,7 @@ pub fn remove_instance(inventory_path: &Path, options: &RemoveOptions) -> Result
         let dir = format!("{deploy_dir}/{}", unit.dir);
         let options = ExecOptions { timeout: Some(Duration::from_secs(300)), stream: true, ..Default::default() };
         let output = conn.exec(&conn.compose(&dir, &unit.project)?.down(), options)?;
-        let left = probe::containers(&remote, &before, conn)?.into_iter().filter(|c| c.unit == instance.name).count();
+        let left = probe::containers(&before, conn)?.into_iter().filter(|c| c.unit == instance.name).count();
         if !output.success() || left > 0 {
             let said = output.stderr_text().trim().lines().last().unwrap_or_default().to_string();
             return Err(Error::failed(format!(

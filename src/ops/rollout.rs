@@ -512,7 +512,7 @@ impl<'a> Rollout<'a> {
         let deploy_dir = render::deploy_dir(fleet);
         let written = send_files(conn, &deploy_dir, &unit_files)?;
         let changed = std::collections::BTreeMap::from([(instance.host.clone(), written)]);
-        converge_unit(fleet, self.remote, conn, &unit, &changed, &deploy_dir, self.report)?;
+        converge_unit(fleet, conn, &unit, &changed, &deploy_dir, self.report)?;
         wait_ready(fleet, self.remote, conn, instance, self.report)?;
         let want = fleet.workspace.release.to_string();
         wait::until(self.report, "upgrade", &format!("{} reporting {want}", instance.name), Duration::from_secs(60), crate::ops::converge::POLL, || {

@@ -152,7 +152,7 @@ pub fn remove_replicas(inventory_path: &Path, options: &ReplicaOptions) -> Resul
     };
     for container in &removed {
         let conn = remote.host(&container.host);
-        for change in remove_containers(&before, &remote, conn, &[container.name.as_str()], &report)? {
+        for change in remove_containers(&before, conn, &[container.name.as_str()], &report)? {
             changes.entry(container.host.clone()).or_default().push(change);
         }
     }

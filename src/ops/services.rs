@@ -41,7 +41,7 @@ pub fn converge_services(
         let mut done = Vec::new();
         for container in &mine {
             let unit = render::service_unit(fleet, container);
-            done.extend(converge_unit(fleet, remote, conn, &unit, changed, deploy_dir, report)?);
+            done.extend(converge_unit(fleet, conn, &unit, changed, deploy_dir, report)?);
         }
         for container in &mine {
             wait_healthy(fleet, remote, conn, container, report)?;
@@ -105,7 +105,7 @@ pub(super) fn wait_healthy(fleet: &Fleet, remote: &Hosts, conn: &Connection, con
             Ok(())
         }
         Err(err) => {
-            let story = container_story(fleet, remote, conn, &container.name, None)?;
+            let story = container_story(fleet, conn, &container.name, None)?;
             Err(Error::failed(format!("{}: {err}\n  {story}", container.host)))
         }
     }
@@ -114,9 +114,9 @@ pub(super) fn wait_healthy(fleet: &Fleet, remote: &Hosts, conn: &Connection, con
 /// Stops and removes the service containers of the units `names` on `conn`'s host (found by
 /// rcfleet's labels; `restart: unless-stopped` keeps a stopped one stopped) and their
 /// directories. Returns what was done, one line per unit.
-pub fn remove_containers(fleet: &Fleet, remote: &Hosts, conn: &Connection, names: &[&str], report: &Reporter) -> Result<Vec<String>> {
+pub fn remove_containers(fleet: &Fleet, conn: &Connection, names: &[&str], report: &Reporter) -> Result<Vec<String>> {
     let deploy_dir = render::deploy_dir(fleet);
-    let found = probe::containers(remote, fleet, conn)?;
+    let found = probe::containers(fleet, conn)?;
     let mut done = Vec::new();
     for name in names {
         let ids: Vec<&str> = found.iter().filter(|c| c.unit == *name && c.service == SERVICE).map(|c| c.id.as_str()).collect();
@@ -143,7 +143,7 @@ pub fn remove_unwanted(fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Resu
     let mut done = Vec::new();
     for host in &fleet.hosts {
         let Some(conn) = remote.try_host(&host.name) else { continue };
-        let unwanted: BTreeSet<String> = probe::containers(remote, fleet, conn)?
+        let unwanted: BTreeSet<String> = probe::containers(fleet, conn)?
             .into_iter()
             .filter(|c| c.service == SERVICE && !wanted.contains(&(host.name.clone(), c.unit.clone())))
             .map(|c| c.unit)
@@ -156,7 +156,7 @@ pub fn remove_unwanted(fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Resu
             // WebSocket clients of a streamer that left Traefik's route finish or reconnect.
             super::instances::drain(report, Duration::from_secs(fleet.upgrade.drain_seconds), &names);
         }
-        done.push((host.name.clone(), remove_containers(fleet, remote, conn, &names, report)?));
+        done.push((host.name.clone(), remove_containers(fleet, conn, &names, report)?));
     }
     Ok(done)
 }

@@ -91,7 +91,7 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
 
     let database = render::database_unit(&fleet);
     let db_conn = remote.host(&database.host);
-    let database_change = converge_unit(&fleet, &remote, db_conn, &database, &changed, &deploy_dir, &report)?;
+    let database_change = converge_unit(&fleet, db_conn, &database, &changed, &deploy_dir, &report)?;
     timed("database unit");
     // A database that was left running is asked for its PRIMARY and users beside the work that
     // does not need its answer (monitoring, exporters, looking at the instances); a recreated
@@ -127,7 +127,7 @@ pub fn up(inventory_path: &Path, options: &UpOptions) -> Result<UpOutcome> {
 
     stop_if_asked("every instance is ready; Traefik was not changed")?;
     let traefik = render::traefik_unit(&fleet);
-    if let Some(change) = converge_unit(&fleet, &remote, remote.host(&traefik.host), &traefik, &changed, &deploy_dir, &report)? {
+    if let Some(change) = converge_unit(&fleet, remote.host(&traefik.host), &traefik, &changed, &deploy_dir, &report)? {
         record(&traefik.host, change);
     }
     if !plan.replace.is_empty() {
@@ -258,7 +258,7 @@ fn prepare_hosts(run: &Run, artifacts: &[HostArtifacts], local_engine: Option<&b
 /// Waits until the replica set has a PRIMARY, then makes sure MongoDB's users are as the
 /// secrets say (in the same mongosh run when the fleet has an admin login); returns what changed.
 fn wait_for_primary(run: &Run, conn: &Connection) -> Result<Option<String>> {
-    let (fleet, remote, report, store) = (&run.fleet, &run.hosts, &run.report, &run.secrets);
+    let (fleet, report, store) = (&run.fleet, &run.report, &run.secrets);
     // Most runs find MongoDB as the last one left it: told over MongoDB's wire protocol, that
     // costs a few round trips instead of mongosh's Node start; mongosh makes any change.
     match secrets::users_in_place(fleet, conn, store) {
@@ -270,7 +270,7 @@ fn wait_for_primary(run: &Run, conn: &Connection) -> Result<Option<String>> {
         Err(err) => report.note("database", format!("asking MongoDB directly failed, mongosh is asked: {err}")),
     }
     let (primary, change) = wait::until(report, "database", "replica set PRIMARY", Duration::from_secs(120), Duration::from_millis(500), || {
-        let Some(mongodb) = probe::mongodb(remote, fleet, conn)? else {
+        let Some(mongodb) = probe::mongodb(fleet, conn)? else {
             return Ok(Poll::Err("the mongodb container is not running".to_string()));
         };
         match secrets::ensure_users_on_primary(fleet, conn, &mongodb.id, store)? {
@@ -290,7 +290,7 @@ fn refuse_release_change(inventory_path: &Path, fleet: &Fleet, remote: &Hosts) -
     let want = &fleet.images.rocketchat.tag;
     let hosts: Vec<&Host> = fleet.hosts_with(Role::Rocketchat).collect();
     let found = remote::fan_out(&hosts, CONCURRENCY, |h| h.name.clone(), |host| {
-        probe::containers(remote, fleet, remote.host(&host.name))
+        probe::containers(fleet, remote.host(&host.name))
     });
     let mut other: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for container in remote::all_succeeded(found)?.into_iter().flat_map(|(_, containers)| containers) {
@@ -373,7 +373,7 @@ fn monitoring_and_instances(run: &Run, changed: &BTreeMap<String, BTreeSet<Strin
     let mut changes = Vec::new();
     if let Some(monitoring) = render::monitoring_unit(fleet) {
         let conn = remote.host(&monitoring.host);
-        if let Some(change) = converge_unit(fleet, remote, conn, &monitoring, changed, deploy_dir, report)? {
+        if let Some(change) = converge_unit(fleet, conn, &monitoring, changed, deploy_dir, report)? {
             changes.push((monitoring.host.clone(), change));
         }
     }
@@ -389,9 +389,12 @@ fn plan_instances(run: &Run) -> Result<InstancePlan> {
         let conn = remote.host(&instance.host);
         let unit = render::instance_unit(fleet, instance);
         let changed = files_differ(conn, deploy_dir, &unit_files(artifacts, &unit))?;
-        let containers = probe::containers(remote, fleet, conn)?;
+        // Its container and its readiness in one round trip on the host's session.
+        let mut answers = conn.batch(&[probe::containers_request(), probe::readiness_request(fleet, instance)]).into_iter();
+        let containers = probe::containers_answered(fleet, conn, answers.next().expect("the containers' answer"))?;
+        let ready = answers.next().expect("the readiness answer").ok().and_then(remote::Answer::response);
         let serving = probe::running(&containers, &unit.name, "rocketchat").is_some()
-            && matches!(probe::instance_ready(remote, fleet, instance)?, Ok(()));
+            && matches!(probe::readiness_in_answer(fleet, instance, ready), probe::Readiness::Ready);
         Ok((changed, serving))
     });
     let looked: BTreeMap<String, (bool, bool)> = remote::all_succeeded(looked)?.into_iter().collect();
@@ -420,7 +423,7 @@ fn start_instances(run: &Run, start: &[Instance]) -> Result<Vec<(String, Vec<Str
             let written = send_files(conn, deploy_dir, &unit_files(artifacts, &unit))?;
             done.extend(written.iter().map(|f| format!("wrote {f}")));
             let changed = BTreeMap::from([(host.name.clone(), written)]);
-            if let Some(change) = converge_unit(fleet, remote, conn, &unit, &changed, deploy_dir, report)? {
+            if let Some(change) = converge_unit(fleet, conn, &unit, &changed, deploy_dir, report)? {
                 done.push(change);
             }
         }

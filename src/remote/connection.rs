@@ -196,7 +196,11 @@ impl Connection {
 
     /// Runs a command that must succeed; a non-zero status becomes an error quoting its stderr.
     pub fn run(&self, argv: &Argv) -> Result<Output> {
-        let output = self.exec(argv, ExecOptions::default())?;
+        self.checked(argv, self.exec(argv, ExecOptions::default())?)
+    }
+
+    /// `output` of `argv` if it succeeded; else an error quoting its stderr's last lines.
+    pub fn checked(&self, argv: &Argv, output: Output) -> Result<Output> {
         if output.success() {
             return Ok(output);
         }

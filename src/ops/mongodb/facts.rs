@@ -199,7 +199,7 @@ fn number(value: Option<&Bson>) -> Option<f64> {
 /// mongosh run: each run starts a Node process, which is most of what a look costs.
 pub fn read_after(remote: &Hosts, fleet: &Fleet, login: Option<&MongoLogin>, command: &str) -> Result<Facts> {
     let db = remote.host(&fleet.database_host().name);
-    let container = probe::mongodb(remote, fleet, db)?
+    let container = probe::mongodb(fleet, db)?
         .ok_or_else(|| Error::failed(format!("{}: MongoDB is not running; run `rcfleet up` first", db.name())))?;
     let answer = run(db, fleet, &container.id, login, &format!("{command}\n{}", script(&fleet.mongodb.database)))?;
     parse(&answer).ok_or_else(|| Error::failed(format!("{}: MongoDB answered unexpectedly: {}", db.name(), one_line(&answer.to_string(), 300))))
@@ -209,7 +209,7 @@ pub fn read_after(remote: &Hosts, fleet: &Fleet, login: Option<&MongoLogin>, com
 /// PRIMARY, else what was seen. Only a refused login is an error (waiting does not help).
 pub fn poll_primary(remote: &Hosts, fleet: &Fleet, login: Option<&MongoLogin>) -> Result<Poll<Facts>> {
     let db = remote.host(&fleet.database_host().name);
-    let Some(container) = probe::mongodb(remote, fleet, db)? else {
+    let Some(container) = probe::mongodb(fleet, db)? else {
         return Ok(Err("the mongodb container is not running".to_string()));
     };
     let output = secrets::mongosh(db, fleet, &container.id, login, &script(&fleet.mongodb.database))?;

@@ -311,7 +311,7 @@ fn run_step(hop: &Fleet, remote: &Hosts, store: &Store, login: Option<&MongoLogi
         let deploy_dir = render::deploy_dir(hop);
         let written = send_files(db, &deploy_dir, &unit_files)?;
         let changed = std::collections::BTreeMap::from([(unit.host.clone(), written)]);
-        converge_unit(hop, remote, db, &unit, &changed, &deploy_dir, report)?;
+        converge_unit(hop, db, &unit, &changed, &deploy_dir, report)?;
         report.step("mongodb", db.name(), format!("the database unit runs {}", hop.images.mongodb));
     }
     let facts = wait_primary(hop, remote, login, report)?;
@@ -336,7 +336,7 @@ fn wait_primary(fleet: &Fleet, remote: &Hosts, login: Option<&MongoLogin>, repor
         facts::poll_primary(remote, fleet, login)
     })
     .map_err(|err| {
-        let logs = probe::mongodb(remote, fleet, db).ok().flatten().map(|c| probe::last_log_lines(db, &c.id, 5)).unwrap_or_default();
+        let logs = probe::mongodb(fleet, db).ok().flatten().map(|c| probe::last_log_lines(db, &c.id, 5)).unwrap_or_default();
         Error::failed(format!("{}: {err}{}", db.name(), if logs.is_empty() { String::new() } else { format!("\n{logs}") }))
     })
 }

@@ -53,7 +53,7 @@ fn host_memory(fleet: &Fleet, remote: &Hosts, conn: &Connection, host: &Host, ba
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|kib| kib.parse::<u64>().ok())
         .ok_or_else(|| Error::failed(format!("{}: /proc/meminfo has no MemAvailable line", host.name)))?;
-    let instances: Vec<String> = probe::containers(remote, fleet, conn)?
+    let instances: Vec<String> = probe::containers(fleet, conn)?
         .into_iter()
         .filter(|c| c.running() && c.service == "rocketchat" && host.instances.iter().any(|i| i.name == c.unit))
         .map(|c| c.id)

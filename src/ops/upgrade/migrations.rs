@@ -24,7 +24,7 @@ pub struct Control {
 /// Reads the control document through mongosh in the MongoDB container.
 pub fn read(fleet: &Fleet, remote: &Hosts, login: Option<&MongoLogin>) -> Result<Option<Control>> {
     let db = remote.host(&fleet.database_host().name);
-    let mongodb = probe::mongodb(remote, fleet, db)?
+    let mongodb = probe::mongodb(fleet, db)?
         .ok_or_else(|| Error::failed(format!("{}: MongoDB is not running", db.name())))?;
     let output = secrets::mongosh(db, fleet, &mongodb.id, login, &script(&fleet.mongodb.database))?;
     if !output.success() {
