@@ -5,19 +5,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use super::hosts::Hosts;
 use super::probe;
-use super::hosts::{Hosts};
 use super::report::Reporter;
 use super::wait::{self, Poll};
 use crate::error::{Error, Result};
+use crate::fleet::{Fleet, Host, Instance};
+use crate::remote::{Answer, Argv, Connection, ExecOptions, Request, DOCKER_SOCKET};
+use crate::render::{self, Artifact, HostArtifacts, Unit, UnitKind};
 
 /// How often rcfleet looks again at something it waits for (readiness, Traefik's view):
 /// each look is one HTTP request through an open tunnel, and every wait sits on the path of a
 /// rolling upgrade, so a short interval saves real time per instance.
 pub const POLL: Duration = Duration::from_millis(100);
-use crate::fleet::{Fleet, Host, Instance};
-use crate::remote::{Answer, Argv, Connection, ExecOptions};
-use crate::render::{self, Artifact, HostArtifacts, Unit, UnitKind};
 
 /// The images of the units on `host`.
 fn images_for(fleet: &Fleet, host: &Host) -> Vec<String> {
@@ -28,11 +28,22 @@ fn images_for(fleet: &Fleet, host: &Host) -> Vec<String> {
 
 /// The images `host`'s units need that its engine does not have, in one round trip.
 pub fn missing_images(fleet: &Fleet, host: &Host, conn: &Connection) -> Result<Vec<String>> {
+    // Asked of the Docker Engine API, all at once: a `docker image inspect` per image cost a
+    // CLI start each on the host.
     let wanted = images_for(fleet, host);
-    let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
-    let missing_script = r#"for i in "$@"; do docker image inspect "$i" >/dev/null 2>&1 || echo "$i"; done"#;
-    let missing = conn.run(&Argv::script(missing_script, &refs))?.stdout_text();
-    Ok(missing.lines().filter(|l| !l.is_empty()).map(str::to_string).collect())
+    let requests: Vec<Request> = wanted.iter().map(|image| Request::get_unix(DOCKER_SOCKET, &format!("/images/{image}/json"))).collect();
+    let mut missing = Vec::new();
+    for (image, answer) in wanted.into_iter().zip(conn.batch(&requests)) {
+        match answer?.response().map(|response| response.status) {
+            Some(200) => {}
+            Some(404) => missing.push(image),
+            other => {
+                let said = other.map(|status| format!("answered {status}")).unwrap_or_else(|| "gave no HTTP answer".to_string());
+                return Err(conn.fail(format!("asking the Docker Engine API for image {image}: it {said}")));
+            }
+        }
+    }
+    Ok(missing)
 }
 
 pub fn pull_missing_images(fleet: &Fleet, host: &Host, conn: &Connection, report: &Reporter) -> Result<()> {

@@ -68,8 +68,8 @@ pub fn run(fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<Vec<(Stri
 }
 
 /// What preflight asks a host in a shell, beside the Docker Engine API (its `/info` and
-/// container list, asked as channels of the same round trip): Compose (v2 plugin or v1), CPU
-/// architecture, free KiB for the deploy directory, the folders above it, listening sockets.
+/// container list, asked as channels of the same round trip): Compose (v2 plugin or v1), the
+/// Docker CLI, CPU architecture, free KiB for the deploy directory, the folders above it, listening sockets.
 const FACTS_SCRIPT: &str = r#"
 # Compose v2 is a Docker CLI plugin. Started from where the CLI finds it (its config folder,
 # then the system's, in the CLI's order) it runs once; `docker compose` runs it twice (once
@@ -86,6 +86,7 @@ elif command -v docker-compose >/dev/null 2>&1; then
   v=$($py -c 'import compose; print(compose.__version__)' 2>/dev/null || docker-compose version --short 2>/dev/null)
   echo "compose=$v (v1)"
 fi
+echo "docker_cli=$(command -v docker)"
 echo "arch=$(uname -m)"
 d=$1; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done
 echo "free_kib=$(df -Pk -- "$d" | awk 'NR==2 {print $4}')"
@@ -125,6 +126,9 @@ fn check_host(fleet: &Fleet, remote: &Hosts, index: usize, host: &Host) -> Resul
     let fact = |key: &str| {
         output.lines().find_map(|line| line.strip_prefix(&format!("{key}="))).unwrap_or_default().trim().to_string()
     };
+    if fact("docker_cli").is_empty() {
+        problems.push("the `docker` command is not installed (rcfleet runs it over SSH); install the Docker CLI".to_string());
+    }
     let compose_version = fact("compose");
     if compose_version.is_empty() {
         problems.push("neither `docker compose` nor `docker-compose` works; install the Docker Compose plugin".to_string());

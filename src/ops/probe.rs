@@ -335,17 +335,17 @@ pub fn traefik_servers(remote: &Hosts, fleet: &Fleet) -> Result<Poll<BTreeMap<St
 /// `ddp-streamer`): URL -> `UP`/`DOWN`; empty when Traefik has no such service.
 pub fn traefik_service_servers(remote: &Hosts, fleet: &Fleet, service: &str) -> Result<Poll<BTreeMap<String, String>>> {
     let conn = remote.host(&fleet.traefik_host().name);
-    let http = match remote.http(conn.name(), "127.0.0.1", fleet.traefik.api_port) {
-        Ok(http) => http,
-        Err(err) => return Ok(Err(err.to_string())),
-    };
-    let answer = remote.block_on(http.get(&traefik_service_path(service))).ok();
+    let answer = conn.batch(&[traefik_service_request(fleet, service)]).remove(0).ok().and_then(Answer::response);
     traefik_servers_in_answer(fleet, answer).map_err(|e| Error::failed(format!("{}: {e}", conn.name())))
 }
 
 /// The request for Traefik's view of the Rocket.Chat service, asked on the Traefik host.
 pub fn traefik_request(fleet: &Fleet) -> Request {
-    Request::get("127.0.0.1", fleet.traefik.api_port, &traefik_service_path("rocketchat"))
+    traefik_service_request(fleet, "rocketchat")
+}
+
+fn traefik_service_request(fleet: &Fleet, service: &str) -> Request {
+    Request::get("127.0.0.1", fleet.traefik.api_port, &traefik_service_path(service))
 }
 
 /// Traefik's answer (`None`: no answer) to [`traefik_request`] as server URL -> state; an
@@ -385,12 +385,8 @@ pub fn prometheus_targets(remote: &Hosts, fleet: &Fleet) -> Result<Poll<BTreeMap
 /// microservices' `rocketchat-services`; both come from the `file_sd` scrape pool).
 pub fn prometheus_job_targets(remote: &Hosts, fleet: &Fleet, job: &str) -> Result<Poll<BTreeMap<String, String>>> {
     let Some(host) = fleet.monitoring_host() else { return Ok(Ok(BTreeMap::new())) };
-    let conn = remote.host(&host.name);
-    let http = match remote.http(conn.name(), &host.private_address, fleet.monitoring.prometheus_port) {
-        Ok(http) => http,
-        Err(err) => return Ok(Err(err.to_string())),
-    };
-    Ok(prometheus_targets_in_answer(remote.block_on(http.get(PROMETHEUS_TARGETS)).ok(), job))
+    let answer = remote.host(&host.name).batch(&[prometheus_request(fleet, host)]).remove(0).ok().and_then(Answer::response);
+    Ok(prometheus_targets_in_answer(answer, job))
 }
 
 /// The request for Prometheus' targets, asked on the monitoring host `host`.
