@@ -11,7 +11,7 @@ use super::probe::{self, Container};
 use super::report::Reporter;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Role};
-use crate::remote::{self, Argv, Connection, Request, DOCKER_SOCKET};
+use crate::remote::{self, Argv, ComposeCli, Connection, Request, DOCKER_SOCKET};
 
 /// Below this much free space in the deploy directory, images and data will not fit.
 const MIN_FREE_MIB: u64 = 1024;
@@ -67,25 +67,11 @@ pub fn run(fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<Vec<(Stri
     }
 }
 
-/// What preflight asks a host in a shell, beside the Docker Engine API (its `/info` and
-/// container list, asked as channels of the same round trip): Compose (v2 plugin or v1), the
-/// Docker CLI, CPU architecture, free KiB for the deploy directory, the folders above it, listening sockets.
+/// What preflight asks a host in a shell, beside Compose ([`remote::compose_argv`]) and the
+/// Docker Engine API (its `/info` and container list), all as channels of one round trip: the
+/// Docker CLI, CPU architecture, free KiB for the deploy directory, the folders above it,
+/// listening sockets.
 const FACTS_SCRIPT: &str = r#"
-# Compose v2 is a Docker CLI plugin. Started from where the CLI finds it (its config folder,
-# then the system's, in the CLI's order) it runs once; `docker compose` runs it twice (once
-# for its metadata) after the CLI's own start. Plugins elsewhere are found by the CLI.
-for d in "${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins" /usr/local/lib/docker/cli-plugins \
-    /usr/local/libexec/docker/cli-plugins /usr/lib/docker/cli-plugins /usr/libexec/docker/cli-plugins; do
-  if [ -x "$d/docker-compose" ]; then v=$("$d/docker-compose" version --short 2>/dev/null); break; fi
-done
-if [ -n "$v" ] || { v=$(docker compose version --short 2>/dev/null) && [ -n "$v" ]; }; then
-  echo "compose=$v (v2)"
-elif command -v docker-compose >/dev/null 2>&1; then
-  # Compose v1 is a Python program: asking its package for the version skips a slow start-up.
-  py=$(sed -n '1s/^#! *//p' "$(command -v docker-compose)" 2>/dev/null)
-  v=$($py -c 'import compose; print(compose.__version__)' 2>/dev/null || docker-compose version --short 2>/dev/null)
-  echo "compose=$v (v1)"
-fi
 echo "docker_cli=$(command -v docker)"
 echo "arch=$(uname -m)"
 d=$1; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done
@@ -98,8 +84,13 @@ cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
 fn check_host(fleet: &Fleet, remote: &Hosts, index: usize, host: &Host) -> Result<std::result::Result<HostFacts, Vec<String>>> {
     let conn = remote.host(&host.name);
     let mut problems = Vec::new();
-    let script = Argv::script(FACTS_SCRIPT, &[&fleet.workspace.deploy_dir]).step("preflight (Compose, disk, ports)");
-    let mut requests = vec![Request::exec(script.clone()), probe::engine_info_request(), probe::containers_request()];
+    let script = Argv::script(FACTS_SCRIPT, &[&fleet.workspace.deploy_dir]).step("preflight (disk, ports)");
+    let mut requests = vec![
+        Request::exec(script.clone()),
+        Request::exec(remote::compose_argv()),
+        probe::engine_info_request(),
+        probe::containers_request(),
+    ];
     // App hosts also say how much room Docker has for the next image, in the same round trip.
     let app_host = host.has_role(Role::Rocketchat);
     if app_host {
@@ -109,6 +100,7 @@ fn check_host(fleet: &Fleet, remote: &Hosts, index: usize, host: &Host) -> Resul
     let mut next = || answers.next().expect("one answer per request");
     let output = next()?.output().ok_or_else(|| conn.fail("preflight: not a command's answer"))?;
     let output = conn.checked(&script, output)?.stdout_text();
+    let compose = next()?.output().map(|output| output.stdout_text()).unwrap_or_default();
     let info = match probe::engine_info_in(next()) {
         Ok(info) if !info.version.is_empty() => info,
         answer => {
@@ -129,10 +121,18 @@ fn check_host(fleet: &Fleet, remote: &Hosts, index: usize, host: &Host) -> Resul
     if fact("docker_cli").is_empty() {
         problems.push("the `docker` command is not installed (rcfleet runs it over SSH); install the Docker CLI".to_string());
     }
-    let compose_version = fact("compose");
-    if compose_version.is_empty() {
-        problems.push("neither `docker compose` nor `docker-compose` works; install the Docker Compose plugin".to_string());
-    }
+    let compose_version = match remote::compose_in(&compose) {
+        Some((cli, version)) => {
+            let which = if cli == ComposeCli::V1 { "v1" } else { "v2" };
+            // The run's Compose commands need not ask again.
+            conn.knows_compose(cli);
+            format!("{version} ({which})")
+        }
+        None => {
+            problems.push("neither `docker compose` nor `docker-compose` works; install the Docker Compose plugin".to_string());
+            String::new()
+        }
+    };
     let architecture = fact("arch");
     let free_mib = fact("free_kib").parse::<u64>().unwrap_or(0) / 1024;
     if free_mib < MIN_FREE_MIB {

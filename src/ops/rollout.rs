@@ -9,7 +9,7 @@
 //! UP in Traefik does the old one leave Traefik, drain and stop. Capacity never drops, and a
 //! batch that fails only loses its new containers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -441,8 +441,19 @@ impl<'a> Rollout<'a> {
         let touched = |message: String| Failure { touched: true, message };
         self.report.step("drain", "", format!("{label}: {} out of Traefik; waiting {} s", names(batch), fleet.upgrade.drain_seconds));
         let drained: Vec<&str> = batch.iter().map(|i| i.name.as_str()).collect();
-        drain(self.report, Duration::from_secs(fleet.upgrade.drain_seconds), &drained);
-        let results = remote::fan_out(batch, CONCURRENCY, |i| i.name.clone(), |instance| self.deploy(instance, side));
+        // The batch's new files go to its hosts while it drains: its running containers read
+        // them only when created (compose file and env file), which comes after the drain.
+        let sent = std::thread::scope(|scope| {
+            let sending = scope.spawn(|| {
+                remote::fan_out(batch, CONCURRENCY, |i| i.name.clone(), |instance| self.send(&self.current(instance), side))
+            });
+            drain(self.report, Duration::from_secs(fleet.upgrade.drain_seconds), &drained);
+            sending.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        let written: BTreeMap<String, BTreeSet<String>> = remote::all_succeeded(sent).map_err(|e| touched(e.to_string()))?.into_iter().collect();
+        let results = remote::fan_out(batch, CONCURRENCY, |i| i.name.clone(), |instance| {
+            self.start(&self.current(instance), side, written.get(&instance.name).cloned().unwrap_or_default())
+        });
         remote::all_succeeded(results).map_err(|e| touched(e.to_string()))?;
         // Back in, and the next batch out, in one change of Traefik's list: never fewer serve
         // than while one batch is out.
@@ -493,26 +504,31 @@ impl<'a> Rollout<'a> {
         }
     }
 
-    /// Sends the instance's files for `side`, recreates it, waits until it is ready and its
-    /// metrics report `side`'s release.
-    fn deploy(&self, instance: &Instance, side: Side) -> Result<()> {
-        self.deploy_on(&self.current(instance), side)
+    /// Sends the instance's files for `side` to the port pair it carries, recreates it, waits
+    /// until it is ready and its metrics report `side`'s release.
+    fn deploy_on(&self, instance: &Instance, side: Side) -> Result<()> {
+        let written = self.send(instance, side)?;
+        self.start(instance, side, written)
     }
 
-    /// [`Rollout::deploy`] for `instance` on the port pair it carries.
-    fn deploy_on(&self, instance: &Instance, side: Side) -> Result<()> {
+    /// Sends `instance`'s files for `side` (those that differ); returns the paths written.
+    fn send(&self, instance: &Instance, side: Side) -> Result<BTreeSet<String>> {
         let fleet = self.fleet(side);
         let files = match side {
             Side::New => self.new_files,
             Side::Old => self.old_files,
         };
+        send_files(self.remote.host(&instance.host), &render::deploy_dir(fleet), &instance_files(fleet, files, instance)?)
+    }
+
+    /// (Re)creates `instance` from its files on the host (`written`: those [`Rollout::send`]
+    /// changed), waits until it is ready and its metrics report `side`'s release.
+    fn start(&self, instance: &Instance, side: Side, written: BTreeSet<String>) -> Result<()> {
+        let fleet = self.fleet(side);
         let unit = render::instance_unit(fleet, instance);
-        let unit_files = instance_files(fleet, files, instance)?;
         let conn = self.remote.host(&instance.host);
-        let deploy_dir = render::deploy_dir(fleet);
-        let written = send_files(conn, &deploy_dir, &unit_files)?;
-        let changed = std::collections::BTreeMap::from([(instance.host.clone(), written)]);
-        converge_unit(fleet, conn, &unit, &changed, &deploy_dir, self.report)?;
+        let changed = BTreeMap::from([(instance.host.clone(), written)]);
+        converge_unit(fleet, conn, &unit, &changed, &render::deploy_dir(fleet), self.report)?;
         wait_ready(fleet, self.remote, conn, instance, self.report)?;
         let want = fleet.workspace.release.to_string();
         wait::until(self.report, "upgrade", &format!("{} reporting {want}", instance.name), Duration::from_secs(60), crate::ops::converge::POLL, || {

@@ -16,12 +16,58 @@ use crate::error::Result;
 pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
 /// Which Compose the host has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ComposeCli {
-    /// The `docker compose` plugin.
+    /// The Compose v2 plugin, started from where the Docker CLI finds it (the path): the
+    /// same program `docker compose` runs, started once instead of after the CLI's own start
+    /// and a run of the plugin for its metadata.
+    Plugin(String),
+    /// `docker compose`: a v2 plugin the CLI finds elsewhere (e.g. `cliPluginsExtraDirs`).
     V2,
-    /// The standalone `docker-compose`.
+    /// The standalone `docker-compose` (v1).
     V1,
+}
+
+/// Finds the host's Compose and its version; prints `plugin VERSION PATH`, `v2 VERSION` or
+/// `v1 VERSION`, or nothing when none works ([`compose_in`] reads it). Plugin folders in the
+/// Docker CLI's order of preference: its config folder, then the system's
+/// (`cli-plugins/manager` in docker/cli); the first one found is the one `docker compose` runs.
+const COMPOSE_SCRIPT: &str = r#"
+for d in "${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins" /usr/local/lib/docker/cli-plugins \
+    /usr/local/libexec/docker/cli-plugins /usr/lib/docker/cli-plugins /usr/libexec/docker/cli-plugins; do
+  if [ -x "$d/docker-compose" ]; then
+    v=$("$d/docker-compose" version --short 2>/dev/null) && [ -n "$v" ] && { echo "plugin $v $d/docker-compose"; exit 0; }
+    break
+  fi
+done
+v=$(docker compose version --short 2>/dev/null) && [ -n "$v" ] && { echo "v2 $v"; exit 0; }
+if command -v docker-compose >/dev/null 2>&1; then
+  # Compose v1 is a Python program: asking its package for the version skips a slow start-up.
+  py=$(sed -n '1s/^#! *//p' "$(command -v docker-compose)" 2>/dev/null)
+  v=$($py -c 'import compose; print(compose.__version__)' 2>/dev/null || docker-compose version --short 2>/dev/null)
+  [ -n "$v" ] && echo "v1 $v"
+fi
+exit 0
+"#;
+
+/// The command that finds the host's Compose, for [`compose_in`].
+pub fn compose_argv() -> Argv {
+    Argv::script(COMPOSE_SCRIPT, &[]).step("finding Docker Compose")
+}
+
+/// The Compose and its version in what [`compose_argv`] printed; `None`: no Compose works.
+pub fn compose_in(output: &str) -> Option<(ComposeCli, String)> {
+    let line = output.lines().next()?.trim();
+    let (kind, rest) = line.split_once(' ')?;
+    match kind {
+        "plugin" => {
+            let (version, path) = rest.split_once(' ')?;
+            Some((ComposeCli::Plugin(path.to_string()), version.to_string()))
+        }
+        "v2" => Some((ComposeCli::V2, rest.to_string())),
+        "v1" => Some((ComposeCli::V1, rest.to_string())),
+        _ => None,
+    }
 }
 
 /// A compose project on a host: its folder (holding `compose.yml`) and project name; builds
@@ -43,7 +89,8 @@ impl Compose {
     }
 
     fn command(&self) -> Argv {
-        let program = match self.cli {
+        let program = match &self.cli {
+            ComposeCli::Plugin(path) => Argv::new(path),
             ComposeCli::V2 => Argv::new("docker").arg("compose"),
             ComposeCli::V1 => Argv::new("docker-compose"),
         };
@@ -151,22 +198,22 @@ impl HttpTunnel {
 }
 
 impl Connection {
-    /// Which Compose the host has, asked once per connection.
+    /// Which Compose the host has, asked once per connection (or told by preflight).
     pub fn compose_cli(&self) -> Result<ComposeCli> {
         if let Some(cli) = self.compose.get() {
-            return Ok(*cli);
+            return Ok(cli.clone());
         }
-        let works = |argv: Argv| self.exec(&argv, Default::default()).map(|o| o.success());
-        let cli = if works(Argv::new("docker").args(["compose", "version"]))? {
-            ComposeCli::V2
-        } else if works(Argv::new("docker-compose").arg("version"))? {
-            ComposeCli::V1
-        } else {
+        let Some((cli, _)) = compose_in(&self.run(&compose_argv())?.stdout_text()) else {
             return Err(self.fail(
                 "neither `docker compose` nor `docker-compose` works on this host; install the Docker Compose plugin",
             ));
         };
-        Ok(*self.compose.get_or_init(|| cli))
+        Ok(self.compose.get_or_init(|| cli).clone())
+    }
+
+    /// Remembers which Compose the host has, found by [`compose_argv`] in a batch of the caller's.
+    pub fn knows_compose(&self, cli: ComposeCli) {
+        let _ = self.compose.set(cli);
     }
 
     /// A Compose command builder for a project on this host.
@@ -237,5 +284,27 @@ mod tests {
             v1.down().to_command_line(),
             "docker-compose --project-directory '/srv/my dir/' -p p -f '/srv/my dir/compose.yml' down --remove-orphans"
         );
+        let plugin = Compose::new(ComposeCli::Plugin("/usr/lib/docker/cli-plugins/docker-compose".into()), "/d", "p");
+        assert_eq!(
+            plugin.stop(&[]).to_command_line(),
+            "/usr/lib/docker/cli-plugins/docker-compose --project-directory /d -p p -f /d/compose.yml stop"
+        );
+    }
+
+    #[test]
+    fn the_compose_finder_says_which_and_what_version() {
+        let path = "/home/deploy/.docker/cli-plugins/docker-compose";
+        assert_eq!(compose_in(&format!("plugin 2.40.3 {path}\n")), Some((ComposeCli::Plugin(path.into()), "2.40.3".into())));
+        assert_eq!(compose_in("v2 2.29.1\n"), Some((ComposeCli::V2, "2.29.1".into())));
+        assert_eq!(compose_in("v1 1.29.2\n"), Some((ComposeCli::V1, "1.29.2".into())));
+        assert_eq!(compose_in(""), None);
+    }
+
+    #[test]
+    fn the_compose_finder_runs_under_sh() {
+        // No Compose in an empty PATH and HOME: nothing printed, exit 0.
+        let script = compose_argv().to_command_line();
+        let ran = std::process::Command::new("/bin/sh").arg("-c").arg(script).env("PATH", "/nonexistent").env("HOME", "/nonexistent").output().unwrap();
+        assert!(ran.status.success(), "{ran:?}");
     }
 }

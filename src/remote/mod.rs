@@ -37,7 +37,7 @@ pub use argv::{shell_quote, Argv};
 pub use bundle::Bundle;
 pub use channels::{Answer, Request};
 pub use connection::{ConnectOptions, Connection, ExecOptions, Output, Stream, Uploaded};
-pub use docker::{Compose, ComposeCli, HttpResponse, HttpTunnel, DOCKER_SOCKET};
+pub use docker::{compose_argv, compose_in, Compose, ComposeCli, HttpResponse, HttpTunnel, DOCKER_SOCKET};
 pub use files::{file_states_argv, file_states_in, sha256_hex, FileState};
 pub use target::{how_to_reach, Origin, Origins, Reach, SSH_CONFIG_ENV};
 pub use tunnel::{LocalEndpoint, Tunnel};
