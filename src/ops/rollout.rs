@@ -88,6 +88,20 @@ struct Retire {
     drain: Duration,
 }
 
+/// A start-first batch's new containers, started at `at` on the other port pair of each
+/// instance beside the `old` ones (booting, then ready); not in Traefik yet.
+struct Started {
+    old: Vec<Instance>,
+    new: Vec<Instance>,
+    at: Instant,
+}
+
+/// The batch after the one being replaced (empty after the last), and its label.
+struct Next<'n, 'a> {
+    batch: &'n [&'a Instance],
+    label: String,
+}
+
 /// Why replacing a batch stopped, and whether any of its instances had been touched.
 struct Failure {
     /// False when Traefik never confirmed the drain: the batch still serves, untouched.
@@ -140,9 +154,18 @@ impl<'a> Rollout<'a> {
         let mut timings = Vec::new();
         let mut done: Vec<&Vec<&Instance>> = Vec::new();
         let mut replaced: Vec<String> = Vec::new();
+        // Start-first: the batch the one before started while Traefik took that one in.
+        let mut ahead: Option<std::result::Result<Started, Failure>> = None;
+        let label_of = |index: usize| if index == 0 { "canary".to_string() } else { format!("batch {index}") };
         for (index, batch) in batches.iter().enumerate() {
-            let label = if index == 0 { "canary".to_string() } else { format!("batch {index}") };
+            let label = label_of(index);
             if crate::interrupt::requested() {
+                if let Some(Ok(started)) = ahead.take() {
+                    // Launched ahead, never in Traefik: it goes without anyone noticing.
+                    if let Err(err) = self.remove_started(&started) {
+                        self.report.warn(format!("removing the new containers of {} failed: {err}", names(batch)));
+                    }
+                }
                 self.put_back_waiting(batch, &mut in_service);
                 return Err(self.interrupted(&done, &in_service));
             }
@@ -156,12 +179,14 @@ impl<'a> Rollout<'a> {
                 self.finish
             ));
             let started = Instant::now();
-            // Stop-first takes the next batch out of Traefik in the change that puts this one back.
-            let next: &[&Instance] = match batches.get(index + 1) {
-                Some(next) if !self.start_first => next,
-                _ => &[],
-            };
-            let result = self.swap(batch, next, &mut in_service, Side::New, &label, retire_later);
+            // Stop-first takes the next batch out of Traefik in the change that puts this one
+            // back; start-first starts it while Traefik takes this one in.
+            let next = Next { batch: batches.get(index + 1).map(Vec::as_slice).unwrap_or(&[]), label: label_of(index + 1) };
+            let result = self.swap(batch, next, &mut in_service, Side::New, &label, retire_later, ahead.take());
+            let result = result.map(|(times, started_next)| {
+                ahead = started_next;
+                times
+            });
             if result.is_err() {
                 // Recovery may start instances on the ports the retiring ones still hold.
                 wait_retired();
@@ -282,22 +307,28 @@ impl<'a> Rollout<'a> {
     }
 
     /// Replaces `batch` with `side`'s release the way this rollout does it; start-first hands
-    /// the old containers to `retire`.
+    /// the old containers to `retire`, and returns the next batch started meanwhile (from
+    /// `ahead` the one started by the batch before, if any).
+    #[allow(clippy::too_many_arguments)]
     fn swap(
         &self,
         batch: &[&'a Instance],
-        next: &[&'a Instance],
+        next: Next<'_, 'a>,
         in_service: &mut Vec<&'a Instance>,
         side: Side,
         label: &str,
         retire: &dyn Fn(Retire),
-    ) -> std::result::Result<Vec<(String, f64)>, Failure> {
+        ahead: Option<std::result::Result<Started, Failure>>,
+    ) -> std::result::Result<(Vec<(String, f64)>, Option<std::result::Result<Started, Failure>>), Failure> {
         if self.start_first {
-            let (times, old) = self.replace_start_first(batch, in_service, side, label)?;
-            retire(old);
-            Ok(times)
+            let launched = match ahead {
+                Some(launched) => launched?,
+                None => self.launch_beside(batch, side, label)?,
+            };
+            let started = self.until_serving(launched, side)?;
+            self.replace_start_first(batch, started, next, in_service, side, label, retire)
         } else {
-            self.replace(batch, next, in_service, side, label)
+            Ok((self.replace(batch, next.batch, in_service, side, label)?, None))
         }
     }
 
@@ -309,29 +340,88 @@ impl<'a> Rollout<'a> {
         }
     }
 
-    /// Start-first: `side`'s release starts on each instance's other port pair beside the old
-    /// container; once all are ready, one change of Traefik's list puts the new ones in and the
-    /// old ones out, confirmed UP. Returns each instance's time from start to old one out of
-    /// Traefik, and the old containers, to drain and stop ([`Rollout::retire`]). Until the old
-    /// ones leave Traefik a failure removes the new containers only (`touched: false`: the
-    /// batch serves as it was).
+    /// Start-first, first part: `side`'s release is created and started on each instance's
+    /// other port pair, beside the old container. A failure removes the new containers: the
+    /// batch serves as it was (`touched: false`).
+    fn launch_beside(&self, batch: &[&'a Instance], side: Side, label: &str) -> std::result::Result<Started, Failure> {
+        let at = Instant::now();
+        let old: Vec<Instance> = batch.iter().map(|i| self.current(i)).collect();
+        let new: Vec<Instance> = old.iter().map(|i| i.on_slot(i.slot.other())).collect();
+        let release = &self.fleet(side).workspace.release;
+        self.report.step("start", "", format!("{label}: {} starting on {release} beside the running ones", names(batch)));
+        let results = remote::fan_out(&new, CONCURRENCY, |i| i.name.clone(), |instance| {
+            let written = self.send(instance, side)?;
+            self.launch(instance, side, written)
+        });
+        match remote::all_succeeded(results) {
+            Ok(_) => Ok(Started { old, new, at }),
+            Err(err) => Err(Failure { touched: false, message: self.remove_new(&new, err.to_string()) }),
+        }
+    }
+
+    /// Start-first, second part: waits until the launched containers are ready and report
+    /// `side`'s release. A failure removes them (`touched: false`).
+    fn until_serving(&self, launched: Started, side: Side) -> std::result::Result<Started, Failure> {
+        let results = remote::fan_out(&launched.new, CONCURRENCY, |i| i.name.clone(), |instance| self.until_ready(instance, side));
+        match remote::all_succeeded(results) {
+            Ok(_) => Ok(launched),
+            Err(err) => Err(Failure { touched: false, message: self.remove_new(&launched.new, err.to_string()) }),
+        }
+    }
+
+    /// Start-first, last part: once `started` (the batch's new containers) serves, one change
+    /// of Traefik's list puts the new ones in and the old ones out, confirmed UP; the old ones
+    /// go to `retire` (drained, then stopped). Meanwhile the `next` batch is launched beside its
+    /// old containers and returned (booting, or why not) for its turn: its start overlaps this
+    /// change of Traefik's list. Until the old ones leave Traefik a failure removes the new
+    /// containers only, the next batch's too (`touched: false`: the batch serves as it was).
+    /// Returns each instance's time from start to old one out.
+    #[allow(clippy::too_many_arguments)]
     fn replace_start_first(
         &self,
         batch: &[&'a Instance],
+        started: Started,
+        next: Next<'_, 'a>,
+        in_service: &mut Vec<&'a Instance>,
+        side: Side,
+        label: &str,
+        retire: &dyn Fn(Retire),
+    ) -> std::result::Result<(Vec<(String, f64)>, Option<std::result::Result<Started, Failure>>), Failure> {
+        std::thread::scope(|scope| {
+            let next_started = (!next.batch.is_empty() && !crate::interrupt::requested())
+                .then(|| scope.spawn(|| self.launch_beside(next.batch, side, &next.label)));
+            let join = |handle: std::thread::ScopedJoinHandle<'_, std::result::Result<Started, Failure>>| {
+                handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            };
+            match self.swap_in(batch, started, in_service, side, label) {
+                Ok((times, old)) => {
+                    retire(old);
+                    Ok((times, next_started.map(join)))
+                }
+                Err(mut failure) => {
+                    if let Some(Ok(ahead)) = next_started.map(join) {
+                        if let Err(err) = self.remove_started(&ahead) {
+                            failure.message.push_str(&format!("; removing the new containers of {} failed too: {err}", next.label));
+                        }
+                    }
+                    Err(failure)
+                }
+            }
+        })
+    }
+
+    /// [`Rollout::replace_start_first`]'s change of Traefik's list and the slots' records.
+    fn swap_in(
+        &self,
+        batch: &[&'a Instance],
+        started: Started,
         in_service: &mut Vec<&'a Instance>,
         side: Side,
         label: &str,
     ) -> std::result::Result<(Vec<(String, f64)>, Retire), Failure> {
         let fleet = self.fleet(side);
         let release = &fleet.workspace.release;
-        let started = Instant::now();
-        let old: Vec<Instance> = batch.iter().map(|i| self.current(i)).collect();
-        let new: Vec<Instance> = old.iter().map(|i| i.on_slot(i.slot.other())).collect();
-        self.report.step("start", "", format!("{label}: {} starting on {release} beside the running ones", names(batch)));
-        let results = remote::fan_out(&new, CONCURRENCY, |i| i.name.clone(), |instance| self.deploy_on(instance, side));
-        if let Err(err) = remote::all_succeeded(results) {
-            return Err(Failure { touched: false, message: self.remove_new(&new, err.to_string()) });
-        }
+        let Started { old, new, at } = started;
         // One swap in Traefik's list: the new ones (ready) in, the old ones out. Requests in
         // flight to the old ones finish there; they run until drained.
         let others: Vec<Instance> =
@@ -361,7 +451,7 @@ impl<'a> Rollout<'a> {
             "",
             format!("{label}: old {} out of Traefik; the new ones serve; stopping the old ones in {} s", names(batch), fleet.upgrade.drain_seconds),
         );
-        let seconds = started.elapsed().as_secs_f64();
+        let seconds = at.elapsed().as_secs_f64();
         self.report.step("upgrade", "", format!("{label}: {} on {release} on their other ports ({seconds:.1} s)", names(batch)));
         let times = batch.iter().map(|i| (i.name.clone(), seconds)).collect();
         Ok((times, Retire { old, left_traefik: Instant::now(), drain: Duration::from_secs(fleet.upgrade.drain_seconds) }))
@@ -395,6 +485,12 @@ impl<'a> Rollout<'a> {
             Ok(_) => failure,
             Err(err) => format!("{failure}; removing the new containers failed too: {err}"),
         }
+    }
+
+    /// Removes the new containers of a batch started ahead that will not go into Traefik.
+    fn remove_started(&self, started: &Started) -> std::result::Result<(), String> {
+        let removed = remote::fan_out(&started.new, CONCURRENCY, |i| i.name.clone(), |instance| self.remove_unit(instance));
+        remote::all_succeeded(removed).map(|_| ()).map_err(|err| err.to_string())
     }
 
     /// Brings down `instance`'s compose project on its slot and removes its folder.
@@ -452,7 +548,9 @@ impl<'a> Rollout<'a> {
         });
         let written: BTreeMap<String, BTreeSet<String>> = remote::all_succeeded(sent).map_err(|e| touched(e.to_string()))?.into_iter().collect();
         let results = remote::fan_out(batch, CONCURRENCY, |i| i.name.clone(), |instance| {
-            self.start(&self.current(instance), side, written.get(&instance.name).cloned().unwrap_or_default())
+            let instance = self.current(instance);
+            self.launch(&instance, side, written.get(&instance.name).cloned().unwrap_or_default())?;
+            self.until_ready(&instance, side)
         });
         remote::all_succeeded(results).map_err(|e| touched(e.to_string()))?;
         // Back in, and the next batch out, in one change of Traefik's list: never fewer serve
@@ -493,7 +591,8 @@ impl<'a> Rollout<'a> {
 
     /// Puts `batch` back on the old release and into Traefik; says how that went.
     fn restore(&self, batch: &[&'a Instance], in_service: &mut Vec<&'a Instance>, what: &str) -> String {
-        match self.swap(batch, &[], in_service, Side::Old, "rollback", &|old| self.retire(old)) {
+        let nothing_next = Next { batch: &[], label: String::new() };
+        match self.swap(batch, nothing_next, in_service, Side::Old, "rollback", &|old| self.retire(old), None) {
             Ok(_) => format!("rolled back ({what}): {} on {} and back in Traefik", names(batch), self.old.workspace.release),
             Err(Failure { message: failure, .. }) => format!(
                 "rolling back {} ({what}) failed: {failure}; they stay out of Traefik. Fix the host, then run `rcfleet up` \
@@ -502,13 +601,6 @@ impl<'a> Rollout<'a> {
                 self.old.workspace.release
             ),
         }
-    }
-
-    /// Sends the instance's files for `side` to the port pair it carries, recreates it, waits
-    /// until it is ready and its metrics report `side`'s release.
-    fn deploy_on(&self, instance: &Instance, side: Side) -> Result<()> {
-        let written = self.send(instance, side)?;
-        self.start(instance, side, written)
     }
 
     /// Sends `instance`'s files for `side` (those that differ); returns the paths written.
@@ -522,14 +614,18 @@ impl<'a> Rollout<'a> {
     }
 
     /// (Re)creates `instance` from its files on the host (`written`: those [`Rollout::send`]
-    /// changed), waits until it is ready and its metrics report `side`'s release.
-    fn start(&self, instance: &Instance, side: Side, written: BTreeSet<String>) -> Result<()> {
+    /// changed).
+    fn launch(&self, instance: &Instance, side: Side, written: BTreeSet<String>) -> Result<()> {
         let fleet = self.fleet(side);
         let unit = render::instance_unit(fleet, instance);
-        let conn = self.remote.host(&instance.host);
         let changed = BTreeMap::from([(instance.host.clone(), written)]);
-        converge_unit(fleet, conn, &unit, &changed, &render::deploy_dir(fleet), self.report)?;
-        wait_ready(fleet, self.remote, conn, instance, self.report)?;
+        converge_unit(fleet, self.remote.host(&instance.host), &unit, &changed, &render::deploy_dir(fleet), self.report).map(|_| ())
+    }
+
+    /// Waits until `instance` is ready and its metrics report `side`'s release.
+    fn until_ready(&self, instance: &Instance, side: Side) -> Result<()> {
+        let fleet = self.fleet(side);
+        wait_ready(fleet, self.remote, self.remote.host(&instance.host), instance, self.report)?;
         let want = fleet.workspace.release.to_string();
         wait::until(self.report, "upgrade", &format!("{} reporting {want}", instance.name), Duration::from_secs(60), crate::ops::converge::POLL, || {
             Ok::<Poll<()>, Error>(match probe::instance_version(self.remote, instance)? {
