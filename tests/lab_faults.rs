@@ -85,10 +85,12 @@ fn a_host_lost_mid_upgrade_is_rolled_around_and_the_rerun_finishes() {
 fn an_upgrade_killed_mid_batch_is_named_meanwhile_and_finished_by_the_next_upgrade() {
     let Some(lab) = lab_support::lab() else { return };
     let dir = tempfile::tempdir().unwrap();
-    // Killed with no chance to clean up while app2-0 (third, after app1-0 and app1-1) boots on
-    // the new release: start-first, beside its old container on its spare ports (the slot file
-    // not yet flipped); stop-first, on its own ports, out of Traefik.
-    let (inventory, code, killed) = upgrade_signalled_at(&lab, dir.path(), "app2-0 updated", "KILL", 30);
+    // Killed with no chance to clean up while rcfleet waits for app2-0 (third, after app1-0
+    // and app1-1) to be ready on the new release: start-first, beside its old container on its
+    // spare ports (the slot file not yet flipped; it was launched while app1-1 went into
+    // Traefik, and its wait comes once app1-1 is done); stop-first, on its own ports, out of
+    // Traefik.
+    let (inventory, code, killed) = upgrade_signalled_at(&lab, dir.path(), "app2-0 ready", "KILL", 30);
     let inventory = inventory.as_str();
     assert_eq!(code, None, "rcfleet was not killed");
     let start_first = killed.contains("start-first (auto:");
