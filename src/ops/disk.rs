@@ -14,24 +14,26 @@ use crate::remote::{self, Answer, Argv, Connection, Request, DOCKER_SOCKET};
 /// space is asked beside the Engine's `/info`, and asked again only when `/info` names another.
 const DEFAULT_ROOT: &str = "/var/lib/docker";
 
-/// The requests [`warning_in`] reads (with the Engine's `/info`, which the caller asks as it
-/// needs it too): the size of `fleet`'s Rocket.Chat image, and the free KiB at Docker's default root.
-pub fn requests(fleet: &Fleet) -> [Request; 2] {
-    let image = fleet.images.rocketchat.to_string();
-    [Request::get_unix(DOCKER_SOCKET, &format!("/images/{image}/json")), Request::exec(free_kib_argv(DEFAULT_ROOT))]
+/// Prints the free KiB where Docker keeps its data by default, for [`warning_in`].
+pub fn free_kib_argv() -> Argv {
+    free_kib_in(DEFAULT_ROOT)
 }
 
 /// Prints the free KiB of the file system holding `dir` (its nearest existing folder).
-fn free_kib_argv(dir: &str) -> Argv {
+fn free_kib_in(dir: &str) -> Argv {
     let script = r#"d=$1; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done; df -Pk -- "$d" | awk 'NR==2 {print $4}'"#;
     Argv::script(script, &[dir]).step("free space for Docker's images")
 }
 
-/// The warning for `conn`'s host, if it lacks room, from the Engine's `info` and the answers to
-/// [`requests`] (in order). Docker's data elsewhere than the default root costs one more `df`.
-pub fn warning_in(conn: &Connection, info: &EngineInfo, answers: Vec<Result<Answer>>) -> Result<Option<String>> {
-    let mut answers = answers.into_iter();
-    let (image, free) = (answers.next().expect("the image's answer"), answers.next().expect("df's answer"));
+/// The Docker Engine API request for the size of `fleet`'s Rocket.Chat image, for [`warning_in`].
+pub fn image_request(fleet: &Fleet) -> Request {
+    Request::get_unix(DOCKER_SOCKET, &format!("/images/{}/json", fleet.images.rocketchat))
+}
+
+/// The warning for `conn`'s host, if it lacks room, from the Engine's `info`, its answer to
+/// [`image_request`] and what [`free_kib_argv`] printed. Docker's data elsewhere than the
+/// default root costs one more `df`.
+pub fn warning_in(conn: &Connection, info: &EngineInfo, image: Result<Answer>, free_kib: &str) -> Result<Option<String>> {
     // A missing image (404: not pulled yet) leaves nothing to compare with.
     let image_bytes = image?
         .response()
@@ -40,9 +42,9 @@ pub fn warning_in(conn: &Connection, info: &EngineInfo, answers: Vec<Result<Answ
         .and_then(|image| image["Size"].as_u64())
         .unwrap_or(0);
     let free = if info.root_dir.is_empty() || info.root_dir == DEFAULT_ROOT {
-        free?.output().map(|output| output.stdout_text()).unwrap_or_default()
+        free_kib.to_string()
     } else {
-        conn.run(&free_kib_argv(&info.root_dir))?.stdout_text()
+        conn.run(&free_kib_in(&info.root_dir))?.stdout_text()
     };
     Ok(warning(conn.name(), free.trim().parse().unwrap_or(0), image_bytes))
 }
@@ -65,10 +67,13 @@ pub fn low_disk_warnings(fleet: &Fleet, remote: &Hosts) -> Result<Vec<String>> {
     let hosts: Vec<&Host> = fleet.hosts_with(Role::Rocketchat).filter(|h| remote.try_host(&h.name).is_some()).collect();
     let results = remote::fan_out(&hosts, CONCURRENCY, |h| h.name.clone(), |host| {
         let conn = remote.host(&host.name);
-        let mut answers = conn.batch(&[&[probe::engine_info_request()][..], &requests(fleet)].concat()).into_iter();
-        let info = probe::engine_info_in(answers.next().expect("the info's answer"))
-            .map_err(|why| conn.fail(format!("the Docker Engine's /info: {why}")))?;
-        warning_in(conn, &info, answers.collect())
+        let requests = [probe::engine_info_request(), image_request(fleet), Request::exec(free_kib_argv())];
+        let mut answers = conn.batch(&requests).into_iter();
+        let mut next = || answers.next().expect("one answer per request");
+        let info = probe::engine_info_in(next()).map_err(|why| conn.fail(format!("the Docker Engine's /info: {why}")))?;
+        let image = next();
+        let free = next()?.output().map(|output| output.stdout_text()).unwrap_or_default();
+        warning_in(conn, &info, image, &free)
     });
     Ok(remote::all_succeeded(results)?.into_iter().filter_map(|(_, warning)| warning).collect())
 }

@@ -11,7 +11,7 @@ use super::probe::{self, Container};
 use super::report::Reporter;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, Host, Role};
-use crate::remote::{self, Argv, ComposeCli, Connection, Request, DOCKER_SOCKET};
+use crate::remote::{self, Argv, Bundle, ComposeCli, Connection, DOCKER_SOCKET};
 
 /// Below this much free space in the deploy directory, images and data will not fit.
 const MIN_FREE_MIB: u64 = 1024;
@@ -67,11 +67,14 @@ pub fn run(fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<Vec<(Stri
     }
 }
 
-/// What preflight asks a host in a shell, beside Compose ([`remote::compose_argv`]) and the
-/// Docker Engine API (its `/info` and container list), all as channels of one round trip: the
+/// What preflight asks a host in its one command (bundled with the Compose finder
+/// [`remote::compose_argv`], and on app hosts `df` for Docker's images): the engine's version
+/// (`docker version` waits on a wedged engine, so the command's time limit names it), the
 /// Docker CLI, CPU architecture, free KiB for the deploy directory, the folders above it,
-/// listening sockets.
+/// listening sockets. The Docker Engine API's answers (containers; on app hosts `/info` and
+/// the image) follow in one batch.
 const FACTS_SCRIPT: &str = r#"
+echo "docker=$(docker version --format '{{.Server.Version}}' 2>/dev/null)"
 echo "docker_cli=$(command -v docker)"
 echo "arch=$(uname -m)"
 d=$1; while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done
@@ -84,39 +87,43 @@ cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
 fn check_host(fleet: &Fleet, remote: &Hosts, index: usize, host: &Host) -> Result<std::result::Result<HostFacts, Vec<String>>> {
     let conn = remote.host(&host.name);
     let mut problems = Vec::new();
-    let script = Argv::script(FACTS_SCRIPT, &[&fleet.workspace.deploy_dir]).step("preflight (disk, ports)");
-    let mut requests = vec![
-        Request::exec(script.clone()),
-        Request::exec(remote::compose_argv()),
-        probe::engine_info_request(),
-        probe::containers_request(),
-    ];
-    // App hosts also say how much room Docker has for the next image, in the same round trip.
     let app_host = host.has_role(Role::Rocketchat);
+    let mut bundle = Bundle::new().part(Argv::script(FACTS_SCRIPT, &[&fleet.workspace.deploy_dir])).part(remote::compose_argv());
     if app_host {
-        requests.extend(disk::requests(fleet));
+        bundle = bundle.part(disk::free_kib_argv());
+    }
+    let mut parts = bundle.split(&conn.run(&bundle.argv("preflight (Docker, Compose, disk, ports)"))?).into_iter();
+    let mut next_part = |what: &str| match parts.next() {
+        Some(Ok(part)) => Ok(part.stdout_text()),
+        Some(Err(why)) => Err(conn.fail(format!("preflight's {what}: {why}"))),
+        None => Err(conn.fail(format!("preflight's {what}: missing"))),
+    };
+    let output = next_part("facts")?;
+    let compose = next_part("Compose")?;
+    let fact = |key: &str| {
+        output.lines().find_map(|line| line.strip_prefix(&format!("{key}="))).unwrap_or_default().trim().to_string()
+    };
+    let docker_version = fact("docker");
+    if docker_version.is_empty() {
+        problems.push(format!(
+            "the Docker engine does not answer on {DOCKER_SOCKET}; start it (e.g. `systemctl start docker`) \
+             and check that {} may use it",
+            host.ssh.user.as_deref().unwrap_or("the SSH user")
+        ));
+        return Ok(Err(problems));
+    }
+    let mut requests = vec![probe::containers_request()];
+    if app_host {
+        requests.extend([probe::engine_info_request(), disk::image_request(fleet)]);
     }
     let mut answers = conn.batch(&requests).into_iter();
     let mut next = || answers.next().expect("one answer per request");
-    let output = next()?.output().ok_or_else(|| conn.fail("preflight: not a command's answer"))?;
-    let output = conn.checked(&script, output)?.stdout_text();
-    let compose = next()?.output().map(|output| output.stdout_text()).unwrap_or_default();
-    let info = match probe::engine_info_in(next()) {
-        Ok(info) if !info.version.is_empty() => info,
-        answer => {
-            let why = answer.err().unwrap_or_else(|| "no ServerVersion in its /info".to_string());
-            problems.push(format!(
-                "the Docker engine does not answer on {DOCKER_SOCKET} ({why}); start it (e.g. `systemctl start docker`) \
-                 and check that {} may use it",
-                host.ssh.user.as_deref().unwrap_or("the SSH user")
-            ));
-            return Ok(Err(problems));
-        }
-    };
     let containers = probe::containers_answered(fleet, conn, next())?;
-    let low_disk = if app_host { disk::warning_in(conn, &info, vec![next(), next()])? } else { None };
-    let fact = |key: &str| {
-        output.lines().find_map(|line| line.strip_prefix(&format!("{key}="))).unwrap_or_default().trim().to_string()
+    let low_disk = if app_host {
+        let info = probe::engine_info_in(next()).map_err(|why| conn.fail(format!("the Docker Engine's /info: {why}")))?;
+        disk::warning_in(conn, &info, next(), &next_part("disk")?)?
+    } else {
+        None
     };
     if fact("docker_cli").is_empty() {
         problems.push("the `docker` command is not installed (rcfleet runs it over SSH); install the Docker CLI".to_string());
@@ -144,7 +151,7 @@ fn check_host(fleet: &Fleet, remote: &Hosts, index: usize, host: &Host) -> Resul
     problems.extend(unsafe_folders(&fleet.workspace.deploy_dir, &fact("uid"), &output));
     problems.extend(busy_ports(fleet, conn, index, &containers, &parse_listening(&output))?);
     Ok(if problems.is_empty() {
-        Ok(HostFacts { docker_version: info.version, compose_version, architecture, free_mib, low_disk })
+        Ok(HostFacts { docker_version, compose_version, architecture, free_mib, low_disk })
     } else {
         Err(problems)
     })
