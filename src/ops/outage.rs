@@ -76,8 +76,7 @@ fn set_traefik(fleet: &Fleet, remote: &Hosts, report: &Reporter, in_service: &[&
     let streamers = super::services::ready_ddp_streamers(fleet, remote);
     let streamers: Vec<&crate::microservices::ServiceContainer> = streamers.iter().collect();
     let content = render::traefik_dynamic(fleet, in_service, &streamers)?;
-    let path = format!("{}/{}", render::deploy_dir(fleet), render::TRAEFIK_DYNAMIC_PATH);
-    lb.upload(&path, content.as_bytes(), render::PUBLIC_MODE, None)?;
+    send_files(lb, &render::deploy_dir(fleet), &[Artifact::public(render::TRAEFIK_DYNAMIC_PATH, content)])?;
     let expected: BTreeSet<String> = in_service.iter().map(|i| i.url()).collect();
     confirm_traefik(fleet, remote, report, &expected).map(|_| ())
 }

@@ -217,18 +217,23 @@ impl Connection {
         if current.is_some_and(|now| now.holds(content, mode) && owner.is_none_or(|owner| now.owned_by(owner))) {
             return Ok(Uploaded::Unchanged);
         }
-        self.write_file(path, content, mode, owner).map(|()| Uploaded::Written)
+        self.write_file(path, None, content, mode, owner).map(|()| Uploaded::Written)
     }
 
     /// Writes `content` to `path` as [`Connection::upload`] does, without asking first (for
-    /// callers that already compared the host's file).
-    pub fn write_file(&self, path: &str, content: &[u8], mode: u32, owner: Option<&str>) -> Result<()> {
+    /// callers that already compared the host's file). With `staging` (a folder on the same
+    /// file system that holds `path`'s folder, e.g. the deploy folder), the temporary file is
+    /// made there: a program watching `path`'s folder (Traefik's file provider) then sees one
+    /// event, the rename, and not the temporary file's creation, writes and mode change; Traefik
+    /// 3.7 measured on the lab took a change in 30-160 ms this way and 230-390 ms with the
+    /// temporary file beside it (a reload for the first event, then its 200 ms throttle).
+    pub fn write_file(&self, path: &str, staging: Option<&str>, content: &[u8], mode: u32, owner: Option<&str>) -> Result<()> {
         let want_hash = sha256_hex(content);
         let want_mode = format!("{mode:o}");
         let script = r#"set -e
 dir=$(dirname -- "$1")
 mkdir -p -- "$dir"
-tmp=$(mktemp "$dir/.rcfleet-upload.XXXXXX")
+tmp=$(mktemp "${4:-$dir}/.rcfleet-upload.XXXXXX")
 trap 'rm -f -- "$tmp"' EXIT
 cat > "$tmp"
 chmod "$2" "$tmp"
@@ -238,7 +243,7 @@ trap - EXIT
 sha256sum < "$1" | cut -d' ' -f1"#;
         let mut stdin: &[u8] = content;
         let output = self.exec(
-            &Argv::script(script, &[path, &want_mode, owner.unwrap_or("")]).step(format!("uploading {path}")),
+            &Argv::script(script, &[path, &want_mode, owner.unwrap_or(""), staging.unwrap_or("")]).step(format!("uploading {path}")),
             ExecOptions { stdin: Some(&mut stdin), ..ExecOptions::default() },
         )?;
         if !output.success() {

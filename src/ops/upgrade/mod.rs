@@ -521,11 +521,15 @@ fn backup(run: &Run, from: &Release, to: &Release, login: Option<&secrets::Mongo
     Ok(archive.path)
 }
 
-/// Pulls the new image on every app host at once, before any instance is touched.
+/// Pulls the new image on every app host at once, before any instance is touched; asks each
+/// which Compose it has on the way (a host without one fails here, not half-way, and the
+/// rollout's first `compose up` on each host does not wait for the question).
 fn prepull(new_fleet: &Fleet, remote: &Hosts, report: &Reporter) -> Result<()> {
     let hosts: Vec<&Host> = new_fleet.hosts_with(Role::Rocketchat).collect();
     let results = remote::fan_out(&hosts, CONCURRENCY, |h| h.name.clone(), |host| {
-        pull_missing_images(new_fleet, host, remote.host(&host.name), report)
+        let conn = remote.host(&host.name);
+        conn.compose_cli()?;
+        pull_missing_images(new_fleet, host, conn, report)
     });
     remote::all_succeeded(results).map_err(|err| {
         Error::failed(format!("{}\nNo instance was changed. Check the registry and run the same upgrade again.", err))
