@@ -14,14 +14,12 @@ use crate::fleet::{Fleet, Host, Instance};
 use crate::remote::{Answer, Argv, Connection, ExecOptions, Request, DOCKER_SOCKET};
 use crate::render::{self, Artifact, HostArtifacts, Unit, UnitKind};
 
-/// How often rcfleet looks again at something it waits for (readiness, a service's health):
-/// each look is one HTTP request through an open tunnel, and every wait sits on the path of a
-/// rolling upgrade, so a short interval saves real time per instance.
-pub const POLL: Duration = Duration::from_millis(100);
-
-/// How often Traefik's API is asked whether it took a change: it does within 30-160 ms of
-/// the file's rename (measured on the lab), and every rollout batch waits for it once.
-const TRAEFIK_POLL: Duration = Duration::from_millis(40);
+/// How often rcfleet looks again at something it waits for (readiness, Traefik's view, a
+/// service's health): each look is one small HTTP request, and the waits sit on the path of a
+/// rolling upgrade (an instance's readiness and Traefik's change once per batch; Traefik
+/// takes a change within 30-160 ms of its file's rename, measured on the lab), so a short
+/// interval saves real time per instance.
+pub const POLL: Duration = Duration::from_millis(50);
 
 /// The images of the units on `host`.
 fn images_for(fleet: &Fleet, host: &Host) -> Vec<String> {
@@ -221,7 +219,7 @@ pub fn confirm_traefik_listing(
     up: &BTreeSet<String>,
 ) -> Result<BTreeMap<String, String>> {
     let host = &fleet.traefik_host().name;
-    let servers = wait::until(report, "traefik", "every instance UP in Traefik", Duration::from_secs(30), TRAEFIK_POLL, || {
+    let servers = wait::until(report, "traefik", "every instance UP in Traefik", Duration::from_secs(30), POLL, || {
         Ok::<Poll<_>, Error>(match probe::traefik_servers(remote, fleet)? {
             Ok(servers) => {
                 let seen: BTreeSet<String> = servers.keys().cloned().collect();

@@ -5,7 +5,7 @@
 //! how large the image is (no Docker CLI start on the host); `df` says how much room is left.
 
 use super::hosts::{Hosts, CONCURRENCY};
-use super::probe::{self, EngineInfo};
+use super::probe;
 use crate::error::Result;
 use crate::fleet::{Fleet, Host, Role};
 use crate::remote::{self, Answer, Argv, Connection, Request, DOCKER_SOCKET};
@@ -30,10 +30,11 @@ pub fn image_request(fleet: &Fleet) -> Request {
     Request::get_unix(DOCKER_SOCKET, &format!("/images/{}/json", fleet.images.rocketchat))
 }
 
-/// The warning for `conn`'s host, if it lacks room, from the Engine's `info`, its answer to
-/// [`image_request`] and what [`free_kib_argv`] printed. Docker's data elsewhere than the
-/// default root costs one more `df`.
-pub fn warning_in(conn: &Connection, info: &EngineInfo, image: Result<Answer>, free_kib: &str) -> Result<Option<String>> {
+/// The warning for `conn`'s host, if it lacks room, from the Engine's answers to
+/// [`probe::engine_info_request`] and [`image_request`] and what [`free_kib_argv`] printed.
+/// Docker's data elsewhere than the default root costs one more `df`.
+pub fn warning_in(conn: &Connection, info: Result<Answer>, image: Result<Answer>, free_kib: &str) -> Result<Option<String>> {
+    let root_dir = probe::engine_root_dir_in(info).map_err(|why| conn.fail(format!("the Docker Engine's /info: {why}")))?;
     // A missing image (404: not pulled yet) leaves nothing to compare with.
     let image_bytes = image?
         .response()
@@ -41,10 +42,10 @@ pub fn warning_in(conn: &Connection, info: &EngineInfo, image: Result<Answer>, f
         .and_then(|response| serde_json::from_str::<serde_json::Value>(&response.body).ok())
         .and_then(|image| image["Size"].as_u64())
         .unwrap_or(0);
-    let free = if info.root_dir.is_empty() || info.root_dir == DEFAULT_ROOT {
+    let free = if root_dir.is_empty() || root_dir == DEFAULT_ROOT {
         free_kib.to_string()
     } else {
-        conn.run(&free_kib_in(&info.root_dir))?.stdout_text()
+        conn.run(&free_kib_in(&root_dir))?.stdout_text()
     };
     Ok(warning(conn.name(), free.trim().parse().unwrap_or(0), image_bytes))
 }
@@ -70,10 +71,9 @@ pub fn low_disk_warnings(fleet: &Fleet, remote: &Hosts) -> Result<Vec<String>> {
         let requests = [probe::engine_info_request(), image_request(fleet), Request::exec(free_kib_argv())];
         let mut answers = conn.batch(&requests).into_iter();
         let mut next = || answers.next().expect("one answer per request");
-        let info = probe::engine_info_in(next()).map_err(|why| conn.fail(format!("the Docker Engine's /info: {why}")))?;
-        let image = next();
+        let (info, image) = (next(), next());
         let free = next()?.output().map(|output| output.stdout_text()).unwrap_or_default();
-        warning_in(conn, &info, image, &free)
+        warning_in(conn, info, image, &free)
     });
     Ok(remote::all_succeeded(results)?.into_iter().filter_map(|(_, warning)| warning).collect())
 }

@@ -120,8 +120,8 @@ fn check_host(fleet: &Fleet, remote: &Hosts, index: usize, host: &Host) -> Resul
     let mut next = || answers.next().expect("one answer per request");
     let containers = probe::containers_answered(fleet, conn, next())?;
     let low_disk = if app_host {
-        let info = probe::engine_info_in(next()).map_err(|why| conn.fail(format!("the Docker Engine's /info: {why}")))?;
-        disk::warning_in(conn, &info, next(), &next_part("disk")?)?
+        let (info, image) = (next(), next());
+        disk::warning_in(conn, info, image, &next_part("disk")?)?
     } else {
         None
     };

@@ -51,28 +51,20 @@ pub fn containers_answered(fleet: &Fleet, conn: &Connection, answer: Result<Answ
     containers_in_answer(fleet, &response).map_err(|e| conn.fail(format!("listing containers: {e}")))
 }
 
-/// What the Docker Engine says of itself (`GET /info`).
-#[derive(Debug, Clone)]
-pub struct EngineInfo {
-    pub version: String,
-    /// Where it keeps images and containers (`data-root`).
-    pub root_dir: String,
-}
-
-/// The Docker Engine API request for [`engine_info_in`].
+/// The Docker Engine API request for [`engine_root_dir_in`].
 pub fn engine_info_request() -> Request {
     Request::get_unix(DOCKER_SOCKET, "/info")
 }
 
-/// The Engine's answer to [`engine_info_request`], or why there is none.
-pub fn engine_info_in(answer: Result<Answer>) -> std::result::Result<EngineInfo, String> {
+/// Where the Engine keeps images and containers (`DockerRootDir` of its answer to
+/// [`engine_info_request`]; empty when it does not say), or why there is no answer.
+pub fn engine_root_dir_in(answer: Result<Answer>) -> std::result::Result<String, String> {
     let response = answer.map_err(|e| e.to_string())?.response().ok_or("not an HTTP answer")?;
     if response.status != 200 {
         return Err(format!("the Docker Engine API answered {}: {}", response.status, one_line(&response.body, 120)));
     }
     let info: Value = serde_json::from_str(&response.body).map_err(|e| format!("the Docker Engine API gave unexpected JSON: {e}"))?;
-    let text = |key: &str| info[key].as_str().unwrap_or_default().to_string();
-    Ok(EngineInfo { version: text("ServerVersion"), root_dir: text("DockerRootDir") })
+    Ok(info["DockerRootDir"].as_str().unwrap_or_default().to_string())
 }
 
 /// The Docker Engine API request listing every container of a host (`GET /containers/json`,

@@ -19,7 +19,8 @@ use super::session::{retry, wait_socket, Ssh};
 use super::tunnel::Destination;
 use crate::error::Result;
 
-/// How long an HTTP GET of a batch may take; as the HTTP tunnels' client allows.
+/// How long an HTTP GET of a batch may take (at most; never longer than the host's
+/// `ssh.command_timeout_seconds`).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One thing to ask the host.
@@ -105,6 +106,8 @@ impl Answer {
 struct Open {
     index: usize,
     channel: Channel,
+    /// The request's time limit, and when it runs out.
+    limit: Duration,
     deadline: Instant,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
@@ -118,17 +121,20 @@ impl Connection {
     pub fn batch(&self, requests: &[Request]) -> Vec<Result<Answer>> {
         let ssh = self.lock();
         let mut answers: Vec<Option<Result<Answer>>> = requests.iter().map(|_| None).collect();
-        let fail = |request: &Request, what: String| self.fail(format!("{}: {what}", request.describe()));
+        let fail = |request: &Request, what: String| match ssh.silence_note() {
+            Some(note) => self.fail(format!("{}: {what}: {note}", request.describe())),
+            None => self.fail(format!("{}: {what}", request.describe())),
+        };
         ssh.session.set_blocking(false);
         let mut open = Vec::new();
         for (index, request) in requests.iter().enumerate() {
             let timeout = match request.0 {
                 Kind::Exec { .. } => self.command_timeout,
-                Kind::Get { .. } => HTTP_TIMEOUT,
+                Kind::Get { .. } => HTTP_TIMEOUT.min(self.command_timeout),
             };
             let deadline = Instant::now() + timeout;
             match start(&ssh, request, deadline) {
-                Ok(channel) => open.push(Open { index, channel, deadline, stdout: Vec::new(), stderr: Vec::new() }),
+                Ok(channel) => open.push(Open { index, channel, limit: timeout, deadline, stdout: Vec::new(), stderr: Vec::new() }),
                 Err(what) => answers[index] = Some(Err(fail(request, what))),
             }
         }
@@ -144,7 +150,10 @@ impl Connection {
                 let outcome = match read {
                     Err(what) => Some(Err(what)),
                     Ok(_) if request.channel.eof() => Some(conclude(&ssh, &requests[request.index], &mut request)),
-                    Ok(_) if now >= request.deadline => Some(Err("no answer in time; the host or the service is stuck".to_string())),
+                    Ok(_) if now >= request.deadline => Some(Err(format!(
+                        "no answer within {}s; the host or the service is stuck",
+                        request.limit.as_secs()
+                    ))),
                     Ok(_) => None,
                 };
                 match outcome {

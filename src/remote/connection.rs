@@ -161,12 +161,10 @@ impl Connection {
                  waits for there (e.g. `docker info` hangs when dockerd is stuck), then run again",
                 timeout.as_secs()
             ),
-            Failure::Other(what) if ssh.went_silent() => format!(
-                "{what}: the host stopped answering through the jump host (no reply for {}s); check that it is up \
-                 and reachable from the jump host",
-                session::PEER_SILENCE.as_secs()
-            ),
-            Failure::Other(what) => what,
+            Failure::Other(what) => match ssh.silence_note() {
+                Some(note) => format!("{what}: {note}"),
+                None => what,
+            },
         });
         let closed = match &drained {
             Ok(_) => {

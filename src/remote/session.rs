@@ -29,8 +29,19 @@ pub(crate) struct Ssh {
 
 impl Ssh {
     /// Whether the jump-host relay gave up on this host because it stopped answering.
-    pub fn went_silent(&self) -> bool {
+    fn went_silent(&self) -> bool {
         self.jump_relay.as_ref().is_some_and(Pump::gave_up_on_silence)
+    }
+
+    /// What to tell the operator when the host [went silent](Ssh::went_silent).
+    pub fn silence_note(&self) -> Option<String> {
+        self.went_silent().then(|| {
+            format!(
+                "the host stopped answering through the jump host (no reply for {}s); check that it is up and \
+                 reachable from the jump host",
+                PEER_SILENCE.as_secs()
+            )
+        })
     }
 }
 
