@@ -76,6 +76,20 @@ def machine_busy_seconds():
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_for_quiet(busy_below=0.5, window=1.0, max_seconds=20.0):
+    """Waits until the machine was busy less than `busy_below` of its CPU time over `window`
+    seconds (or `max_seconds` passed): `up` leaves freshly started stand-ins warming up, and a
+    measurement taken then times their start as much as the command. Returns (seconds waited,
+    the busy fraction of the last window)."""
+    started = time.monotonic()
+    while True:
+        busy0 = machine_busy_seconds()
+        time.sleep(window)
+        busy = (machine_busy_seconds() - busy0) / (window * os.cpu_count())
+        if busy < busy_below or time.monotonic() - started >= max_seconds:
+            return time.monotonic() - started, busy
+
+
 class Timed:
     def __init__(self, wall, rc, stdout, stderr, maxrss_kib, cpu=None, machine_cpu=None):
         self.wall, self.rc, self.stdout, self.stderr, self.maxrss_kib = wall, rc, stdout, stderr, maxrss_kib
@@ -228,6 +242,7 @@ def bench_upgrade(rcfleet, runs, converged_per_run, strategies):
         log(f"  cold up {cold.wall:.2f}s, peak {cold.peak_mib:.1f} MiB")
         conv = []
         for _ in range(converged_per_run):
+            wait_for_quiet()
             c = timed(base + ["up"], label="converged up")
             conv.append(c)
             log(f"  converged up {c.wall:.2f}s (cpu {c.cpu or 0:.2f}s, machine {c.machine_cpu:.2f} cpu-s), "
@@ -242,6 +257,7 @@ def bench_upgrade(rcfleet, runs, converged_per_run, strategies):
         order = strategies if run % 2 == 0 else list(reversed(strategies))
         current = FROM_RELEASE
         for (name, flag), release in zip(order, UPGRADE_STEPS[-len(order):]):
+            wait_for_quiet()
             up, loadres, cap = upgrade_under_load(rcfleet, env, name, flag, release, f"{name}-{run}")
             outcome = json.loads(up.stdout)
             phases = {p["phase"]: p["seconds"] for p in outcome.get("phases", [])}
@@ -400,7 +416,11 @@ def bench_fanout(rcfleet, sizes, runs, venv):
         acmd, aenv = ansible_setup(senv, venv) if venv else (None, None)
         row = {"hosts": len(hosts), "up_s": up.wall, "status": [], "status_peak_mib": [], "status_cpu_s": [],
                "status_machine_cpu_s": [], "status_healthy": [], "ssh_loop": [], "ansible": []}
+        row["status_quiet"] = []
         for rep in range(runs):
+            # Each of the three is measured at rest (see wait_for_quiet), under the same conditions.
+            waited, busy = wait_for_quiet()
+            row["status_quiet"].append({"waited_s": waited, "machine_busy": busy})
             s = timed([rcfleet, "-i", inv, "--json", "status"], ok=(0, 3), label="status")
             row["status"].append(s.wall)
             row["status_peak_mib"].append(s.peak_mib)
@@ -410,10 +430,12 @@ def bench_fanout(rcfleet, sizes, runs, venv):
                 row["status_healthy"].append(json.loads(s.stdout).get("healthy"))
             except json.JSONDecodeError:
                 row["status_healthy"].append(None)
+            wait_for_quiet()
             l = timed(ssh_loop_cmd(senv), label="ssh loop")
             row["ssh_loop"].append(l.wall)
             if acmd:
                 try:
+                    wait_for_quiet()
                     a = timed(acmd, env=aenv, label="ansible")
                     row["ansible"].append(a.wall)
                     if rep == 0:
@@ -424,7 +446,7 @@ def bench_fanout(rcfleet, sizes, runs, venv):
                     acmd = None
             if rep == 0:
                 row["ssh_loop_sample"] = l.stdout[:2000]
-            log(f"  rep {rep + 1}: status {s.wall:.2f}s (cpu {s.cpu or 0:.2f}s, machine {s.machine_cpu:.2f} cpu-s "
+            log(f"  rep {rep + 1} (machine {busy:.0%} busy after {waited:.1f}s of waiting for it to settle): status {s.wall:.2f}s (cpu {s.cpu or 0:.2f}s, machine {s.machine_cpu:.2f} cpu-s "
                 f"of {os.cpu_count() * s.wall:.2f}, {s.peak_mib:.1f} MiB)  "
                 f"ssh loop {l.wall:.2f}s" + (f"  ansible {row['ansible'][-1]:.2f}s" if acmd else ""))
         row["summary"] = {k: stats(row[k]) for k in ("status", "ssh_loop", "ansible", "status_peak_mib")}
