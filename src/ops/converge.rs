@@ -17,7 +17,7 @@ use crate::render::{self, Artifact, HostArtifacts, Unit, UnitKind};
 /// How often rcfleet looks again at something it waits for (readiness, Traefik's view, a
 /// service's health): each look is one small HTTP request, and the waits sit on the path of a
 /// rolling upgrade (an instance's readiness and Traefik's change once per batch; Traefik
-/// takes a change within 30-160 ms of its file's rename, measured on the lab), so a short
+/// takes a change within 30-130 ms of its file's rename, measured on the lab), so a short
 /// interval saves real time per instance.
 pub const POLL: Duration = Duration::from_millis(50);
 

@@ -223,7 +223,7 @@ impl Connection {
     /// file system as `path`, e.g. the deploy folder), the temporary file is made there: a
     /// program watching `path`'s folder (Traefik's file provider) then sees one event, the
     /// rename, and not the temporary file's creation, writes and mode change. Traefik 3.7 on
-    /// the lab took a change in 30-160 ms this way, 230-390 ms with the temporary file beside
+    /// the lab took a change in 30-130 ms this way, 230-390 ms with the temporary file beside
     /// the target.
     pub fn write_file(&self, path: &str, staging: Option<&str>, content: &[u8], mode: u32, owner: Option<&str>) -> Result<()> {
         let want_hash = sha256_hex(content);
