@@ -5,8 +5,7 @@
 //! how large the image is (no Docker CLI start on the host); `df` says how much room is left.
 
 use super::hosts::{Hosts, CONCURRENCY};
-use super::probe;
-use crate::error::Result;
+use crate::error::{one_line, Result};
 use crate::fleet::{Fleet, Host, Role};
 use crate::remote::{self, Answer, Argv, Connection, Request, DOCKER_SOCKET};
 
@@ -25,16 +24,33 @@ fn free_kib_in(dir: &str) -> Argv {
     Argv::script(script, &[dir]).step("free space for Docker's images")
 }
 
+/// The Docker Engine API request saying where Docker keeps its data, for [`warning_in`].
+pub fn info_request() -> Request {
+    Request::get_unix(DOCKER_SOCKET, "/info")
+}
+
+/// Where the Engine keeps images and containers (`DockerRootDir` of its answer to
+/// [`info_request`]; empty when it does not say), or why there is no answer.
+fn root_dir_in(answer: Result<Answer>) -> std::result::Result<String, String> {
+    let response = answer.map_err(|e| e.to_string())?.response().ok_or("not an HTTP answer")?;
+    if response.status != 200 {
+        return Err(format!("the Docker Engine API answered {}: {}", response.status, one_line(&response.body, 120)));
+    }
+    let info: serde_json::Value =
+        serde_json::from_str(&response.body).map_err(|e| format!("the Docker Engine API gave unexpected JSON: {e}"))?;
+    Ok(info["DockerRootDir"].as_str().unwrap_or_default().to_string())
+}
+
 /// The Docker Engine API request for the size of `fleet`'s Rocket.Chat image, for [`warning_in`].
 pub fn image_request(fleet: &Fleet) -> Request {
     Request::get_unix(DOCKER_SOCKET, &format!("/images/{}/json", fleet.images.rocketchat))
 }
 
 /// The warning for `conn`'s host, if it lacks room, from the Engine's answers to
-/// [`probe::engine_info_request`] and [`image_request`] and what [`free_kib_argv`] printed.
+/// [`info_request`] and [`image_request`] and what [`free_kib_argv`] printed.
 /// Docker's data elsewhere than the default root costs one more `df`.
 pub fn warning_in(conn: &Connection, info: Result<Answer>, image: Result<Answer>, free_kib: &str) -> Result<Option<String>> {
-    let root_dir = probe::engine_root_dir_in(info).map_err(|why| conn.fail(format!("the Docker Engine's /info: {why}")))?;
+    let root_dir = root_dir_in(info).map_err(|why| conn.fail(format!("the Docker Engine's /info: {why}")))?;
     // A missing image (404: not pulled yet) leaves nothing to compare with.
     let image_bytes = image?
         .response()
@@ -68,7 +84,7 @@ pub fn low_disk_warnings(fleet: &Fleet, remote: &Hosts) -> Result<Vec<String>> {
     let hosts: Vec<&Host> = fleet.hosts_with(Role::Rocketchat).filter(|h| remote.try_host(&h.name).is_some()).collect();
     let results = remote::fan_out(&hosts, CONCURRENCY, |h| h.name.clone(), |host| {
         let conn = remote.host(&host.name);
-        let requests = [probe::engine_info_request(), image_request(fleet), Request::exec(free_kib_argv())];
+        let requests = [info_request(), image_request(fleet), Request::exec(free_kib_argv())];
         let mut answers = conn.batch(&requests).into_iter();
         let mut next = || answers.next().expect("one answer per request");
         let (info, image) = (next(), next());

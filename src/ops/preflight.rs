@@ -114,7 +114,7 @@ fn check_host(fleet: &Fleet, remote: &Hosts, index: usize, host: &Host) -> Resul
     }
     let mut requests = vec![probe::containers_request()];
     if app_host {
-        requests.extend([probe::engine_info_request(), disk::image_request(fleet)]);
+        requests.extend([disk::info_request(), disk::image_request(fleet)]);
     }
     let mut answers = conn.batch(&requests).into_iter();
     let mut next = || answers.next().expect("one answer per request");

@@ -51,22 +51,6 @@ pub fn containers_answered(fleet: &Fleet, conn: &Connection, answer: Result<Answ
     containers_in_answer(fleet, &response).map_err(|e| conn.fail(format!("listing containers: {e}")))
 }
 
-/// The Docker Engine API request for [`engine_root_dir_in`].
-pub fn engine_info_request() -> Request {
-    Request::get_unix(DOCKER_SOCKET, "/info")
-}
-
-/// Where the Engine keeps images and containers (`DockerRootDir` of its answer to
-/// [`engine_info_request`]; empty when it does not say), or why there is no answer.
-pub fn engine_root_dir_in(answer: Result<Answer>) -> std::result::Result<String, String> {
-    let response = answer.map_err(|e| e.to_string())?.response().ok_or("not an HTTP answer")?;
-    if response.status != 200 {
-        return Err(format!("the Docker Engine API answered {}: {}", response.status, one_line(&response.body, 120)));
-    }
-    let info: Value = serde_json::from_str(&response.body).map_err(|e| format!("the Docker Engine API gave unexpected JSON: {e}"))?;
-    Ok(info["DockerRootDir"].as_str().unwrap_or_default().to_string())
-}
-
 /// The Docker Engine API request listing every container of a host (`GET /containers/json`,
 /// unversioned: the daemon's own version), for [`containers_in_answer`].
 pub fn containers_request() -> Request {
