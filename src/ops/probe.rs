@@ -412,10 +412,37 @@ pub fn directories(conn: &Connection, dir: &str) -> Result<Vec<String>> {
 
 /// The command listing the directories in `dir`, one name a line, for [`directories_in`].
 pub fn directories_argv(dir: &str) -> Argv {
-    let script = r#"[ -d "$1" ] || exit 0; for d in "$1"/*/; do [ -d "$d" ] && basename -- "$d"; done; true"#;
+    // The shell's own expansions name each folder: no program started per folder.
+    let script = r#"[ -d "$1" ] || exit 0; for d in "$1"/*/; do [ -d "$d" ] || continue; d=${d%/}; printf '%s\n' "${d##*/}"; done"#;
     Argv::script(script, &[dir]).step(format!("listing {dir}"))
 }
 
 pub fn directories_in(output: &str) -> Vec<String> {
     output.lines().map(str::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A local shell runs the listing: folders only, by name; nothing (and success) for a
+    /// folder that does not exist or holds none.
+    #[test]
+    fn the_listing_run_by_a_shell_names_each_folder() {
+        let dir = std::env::temp_dir().join(format!("rcfleet-directories-{}", std::process::id()));
+        for folder in ["app1-0", "app1 1"] {
+            std::fs::create_dir_all(dir.join(folder)).unwrap();
+        }
+        std::fs::write(dir.join("a-file"), b"").unwrap();
+        let list = |path: &std::path::Path| {
+            let argv = directories_argv(&path.to_string_lossy()).to_command_line();
+            let output = std::process::Command::new("sh").arg("-c").arg(&argv).output().unwrap();
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            directories_in(&String::from_utf8_lossy(&output.stdout))
+        };
+        assert_eq!(list(&dir), vec!["app1 1".to_string(), "app1-0".to_string()]);
+        assert!(list(&dir.join("app1-0")).is_empty());
+        assert!(list(&dir.join("missing")).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
