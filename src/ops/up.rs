@@ -464,6 +464,7 @@ fn roll_changes(run: &Run, replace: &[Instance]) -> Result<Vec<Instance>> {
         moved: Default::default(),
         first_ready: Default::default(),
         prometheus_file: Default::default(),
+        prepared: Default::default(),
     };
     rollout.rolling(&batches).map_err(|story| Error::failed(format!("replacing changed instances stopped.\n{story}")))?;
     Ok(replace.to_vec())

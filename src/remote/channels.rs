@@ -31,8 +31,9 @@ pub struct Request(Kind);
 enum Kind {
     /// A command, with (small) input for its stdin.
     Exec { argv: Argv, stdin: Vec<u8> },
-    /// `GET path` from an HTTP service reached from the host.
-    Get { to: Destination, path: String },
+    /// An HTTP request without a body (`GET`, or a `POST` action such as the Docker Engine
+    /// API's container start) to a service reached from the host.
+    Http { method: &'static str, to: Destination, path: String },
 }
 
 impl Request {
@@ -46,19 +47,25 @@ impl Request {
 
     /// `GET path` from `address:port` as the host sees it.
     pub fn get(address: &str, port: u16, path: &str) -> Request {
-        Request(Kind::Get { to: Destination::Tcp(address.to_string(), port), path: path.to_string() })
+        Request(Kind::Http { method: "GET", to: Destination::Tcp(address.to_string(), port), path: path.to_string() })
     }
 
     /// `GET path` from the HTTP server on a Unix socket of the host (e.g. the Docker Engine API).
     pub fn get_unix(socket: &str, path: &str) -> Request {
-        Request(Kind::Get { to: Destination::Unix(socket.to_string()), path: path.to_string() })
+        Request(Kind::Http { method: "GET", to: Destination::Unix(socket.to_string()), path: path.to_string() })
+    }
+
+    /// `POST path` with no body to the HTTP server on a Unix socket of the host (e.g. the Docker
+    /// Engine API's `/containers/{id}/start`).
+    pub fn post_unix(socket: &str, path: &str) -> Request {
+        Request(Kind::Http { method: "POST", to: Destination::Unix(socket.to_string()), path: path.to_string() })
     }
 
     fn describe(&self) -> String {
         match &self.0 {
             Kind::Exec { argv, .. } => argv.summary(),
-            Kind::Get { to: Destination::Tcp(address, port), path } => format!("GET http://{address}:{port}{path}"),
-            Kind::Get { to: Destination::Unix(socket), path } => format!("GET {path} on {socket}"),
+            Kind::Http { method, to: Destination::Tcp(address, port), path } => format!("{method} http://{address}:{port}{path}"),
+            Kind::Http { method, to: Destination::Unix(socket), path } => format!("{method} {path} on {socket}"),
         }
     }
 
@@ -66,13 +73,15 @@ impl Request {
     fn input(&self) -> Vec<u8> {
         match &self.0 {
             Kind::Exec { stdin, .. } => stdin.clone(),
-            Kind::Get { to, path } => {
+            Kind::Http { method, to, path } => {
                 let host = match to {
                     Destination::Tcp(address, port) => format!("{address}:{port}"),
                     // Docker's API ignores the name but HTTP/1.1 requires the header.
                     Destination::Unix(_) => "localhost".to_string(),
                 };
-                format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: rcfleet\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+                // No body: a POST says so (a server may otherwise wait for one).
+                let length = if *method == "GET" { "" } else { "Content-Length: 0\r\n" };
+                format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: rcfleet\r\nAccept: */*\r\n{length}Connection: close\r\n\r\n")
                     .into_bytes()
             }
         }
@@ -130,7 +139,7 @@ impl Connection {
         for (index, request) in requests.iter().enumerate() {
             let timeout = match request.0 {
                 Kind::Exec { .. } => self.command_timeout,
-                Kind::Get { .. } => HTTP_TIMEOUT.min(self.command_timeout),
+                Kind::Http { .. } => HTTP_TIMEOUT.min(self.command_timeout),
             };
             let deadline = Instant::now() + timeout;
             match start(&ssh, request, deadline) {
@@ -186,10 +195,10 @@ fn start(ssh: &Ssh, request: &Request, deadline: Instant) -> std::result::Result
     let (session, fd) = (&ssh.session, ssh.fd);
     let mut channel = match &request.0 {
         Kind::Exec { .. } => retry(session, fd, deadline, || session.channel_session()),
-        Kind::Get { to: Destination::Tcp(address, port), .. } => {
+        Kind::Http { to: Destination::Tcp(address, port), .. } => {
             retry(session, fd, deadline, || session.channel_direct_tcpip(address, *port, None))
         }
-        Kind::Get { to: Destination::Unix(socket), .. } => {
+        Kind::Http { to: Destination::Unix(socket), .. } => {
             retry(session, fd, deadline, || session.channel_direct_streamlocal(socket, None))
         }
     }
@@ -252,7 +261,7 @@ fn conclude(ssh: &Ssh, request: &Request, open: &mut Open) -> std::result::Resul
             finished(stdout, stderr, signal).map(Answer::Exec)
         }
         // The whole response has arrived at end of file; how the channel closes does not matter.
-        Kind::Get { .. } => parse_response(&stdout).map(Answer::Get),
+        Kind::Http { .. } => parse_response(&stdout).map(Answer::Get),
     }
 }
 

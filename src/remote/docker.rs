@@ -108,6 +108,11 @@ impl Compose {
         self.command().args(["up", "-d", "--remove-orphans"]).args(services.iter().copied())
     }
 
+    /// Creates the project's containers without starting them (`up` then only starts them).
+    pub fn create(&self) -> Argv {
+        self.command().args(["up", "--no-start", "--remove-orphans"])
+    }
+
     pub fn stop(&self, services: &[&str]) -> Argv {
         self.command().arg("stop").args(services.iter().copied())
     }

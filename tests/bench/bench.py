@@ -76,6 +76,33 @@ def machine_busy_seconds():
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_program():
+    """CPU seconds each program has used (utime + stime, and those of its reaped children: an
+    sshd listener carries its finished sessions and the commands they ran), by program name,
+    over every process of the machine."""
+    used = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        name, fields = stat[stat.find("(") + 1:stat.rfind(")")], stat[stat.rfind(")") + 2:].split()
+        used[int(pid)] = (name, sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK"))
+    return used
+
+
+def cpu_used_since(before, top=6):
+    """The programs that used the most CPU since the `before` snapshot of cpu_by_program()."""
+    by_name = {}
+    for pid, (name, seconds) in cpu_by_program().items():
+        spent = seconds - before.get(pid, (name, 0.0))[1]
+        if spent > 0:
+            by_name[name] = by_name.get(name, 0.0) + spent
+    return dict(sorted(((n, round(t, 3)) for n, t in by_name.items()), key=lambda item: -item[1])[:top])
+
+
 def wait_for_quiet(busy_below=0.5, window=1.0, max_seconds=20.0):
     """Waits until the machine was busy less than `busy_below` of its CPU time over `window`
     seconds (or `max_seconds` passed): `up` leaves freshly started stand-ins warming up, and a
@@ -421,7 +448,10 @@ def bench_fanout(rcfleet, sizes, runs, venv):
             # Each of the three is measured at rest (see wait_for_quiet), under the same conditions.
             waited, busy = wait_for_quiet()
             row["status_quiet"].append({"waited_s": waited, "machine_busy": busy})
+            programs = cpu_by_program()
             s = timed([rcfleet, "-i", inv, "--json", "status"], ok=(0, 3), label="status")
+            # Where the machine's CPU went meanwhile: the lab's servers share its cores.
+            row.setdefault("status_cpu_by_program", []).append(cpu_used_since(programs))
             row["status"].append(s.wall)
             row["status_peak_mib"].append(s.peak_mib)
             row["status_cpu_s"].append(s.cpu)

@@ -273,6 +273,7 @@ pub fn upgrade(inventory_path: &Path, options: &UpgradeOptions) -> Result<Upgrad
         moved: Default::default(),
         first_ready: Default::default(),
         prometheus_file: Default::default(),
+        prepared: Default::default(),
     };
     let result = match way {
         Way::StartFirst | Way::StopFirst => rollout.rolling(&batches),
