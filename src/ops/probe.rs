@@ -233,11 +233,21 @@ pub fn readiness_in_answer(fleet: &Fleet, instance: &Instance, response: Option<
 }
 
 /// The version an instance reports in `rocketchat_info{version="X.Y.Z"}` on its metrics port.
-/// Asked on a channel of the host's connection: a tunnel (its own SSH connection) for a port
-/// asked once or twice cost a handshake each time, ~0.1 s of each start-first batch on the lab.
+/// Asked through a tunnel: it answers while the host's session runs a command (a backup reads
+/// the versions while the upgrade's pre-pull runs `docker pull` on every app host).
 pub fn instance_version(remote: &Hosts, instance: &Instance) -> Result<Option<String>> {
-    let answer = remote.host(&instance.host).batch(&[metrics_request(instance)]).remove(0);
-    Ok(answer.ok().and_then(Answer::response).and_then(|response| version_in_metrics(&response.body)))
+    let conn = remote.host(&instance.host);
+    let http = remote.http(conn.name(), &instance.private_address, instance.metrics_port)?;
+    let Ok(response) = remote.block_on(http.get("/metrics")) else { return Ok(None) };
+    Ok(version_in_metrics(&response.body))
+}
+
+/// [`instance_version`] asked on a channel of the host's connection: no tunnel to open for a
+/// port asked once (a tunnel is an SSH connection of its own: its handshake was ~0.1 s of each
+/// start-first batch on the lab), but it waits behind a command running on that connection.
+pub fn instance_version_on(conn: &Connection, instance: &Instance) -> Option<String> {
+    let answer = conn.batch(&[metrics_request(instance)]).remove(0);
+    answer.ok().and_then(Answer::response).and_then(|response| version_in_metrics(&response.body))
 }
 
 /// The request for an instance's metrics, where it reports its version.

@@ -727,7 +727,7 @@ impl<'a> Rollout<'a> {
         wait_ready(fleet, self.remote, self.remote.host(&instance.host), instance, self.report)?;
         let want = fleet.workspace.release.to_string();
         wait::until(self.report, "upgrade", &format!("{} reporting {want}", instance.name), Duration::from_secs(60), crate::ops::converge::POLL, || {
-            Ok::<Poll<()>, Error>(match probe::instance_version(self.remote, instance)? {
+            Ok::<Poll<()>, Error>(match probe::instance_version_on(self.remote.host(&instance.host), instance) {
                 Some(version) if version == want => Ok(()),
                 Some(version) => Err(format!("reports {version}")),
                 None => Err("no rocketchat_info yet".to_string()),
