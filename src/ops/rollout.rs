@@ -406,7 +406,9 @@ impl<'a> Rollout<'a> {
             let unit = render::instance_unit(fleet, instance);
             let conn = self.remote.host(&instance.host);
             let created = conn.run(&conn.compose(&format!("{}/{}", render::deploy_dir(fleet), unit.dir), &unit.project)?.create());
-            let containers: Vec<String> = probe::containers(fleet, conn)?
+            // Recorded even when the list fails: the launch then runs `compose up`, a stop removes it.
+            let containers: Vec<String> = probe::containers(fleet, conn)
+                .unwrap_or_default()
                 .into_iter()
                 .filter(|c| c.project == unit.project && c.state == "created")
                 .map(|c| c.id)
