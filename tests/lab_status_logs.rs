@@ -2,6 +2,8 @@
 //! container stopped by hand, a file edited by hand, a stray container and a host that cannot
 //! be reached each make it exit 3 and are named, in the table and in `--json` alike. `logs`
 //! shows an instance's own output, prefixed by its name, and follows it until Ctrl-C.
+//! `status --watch` looks again over the connections it opened once, and reaches a host that
+//! was not reachable at first.
 
 mod lab_support;
 
@@ -152,6 +154,47 @@ fn status_is_healthy_then_names_every_problem() {
     assert_eq!(instance(&document, "app1-0")["container"], "running", "the other hosts are still looked at");
     assert!(table.lines().any(|l| l.starts_with("app2 ") && l.contains(" NO ")), "{table}");
     assert!(table.contains("app2: unreachable"), "{table}");
+}
+
+#[test]
+fn status_watch_looks_again_over_the_same_connections_and_reaches_a_host_that_comes_back() {
+    let Some(lab) = lab_support::lab() else { return };
+    let (_dir, inventory) = deployed(&lab);
+    let accepted = |host: &str| std::fs::read_to_string(lab.sshd_log(host)).unwrap().matches("Accepted publickey").count();
+    let lab_tool = lab_support::repo().join("tests/lab/lab");
+    let sshd = |action: &str| {
+        let done = Command::new(&lab_tool).args([action, "app2", "--name", &lab.name]).output().unwrap();
+        assert!(done.status.success(), "{}", text(&done));
+    };
+    sshd("stop-sshd");
+    let app1_before = accepted("app1");
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_rcfleet"))
+        .args(["status", "-i", &inventory, "--json", "--watch", "0.5", "--count", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut looks = BufReader::new(watch.stdout.take().unwrap()).lines().map(|line| {
+        let line = line.expect("a look");
+        serde_json::from_str::<serde_json::Value>(&line).unwrap_or_else(|e| panic!("not one JSON document per line ({e}): {line}"))
+    });
+    let host = |look: &serde_json::Value, name: &str| look["hosts"].as_array().unwrap().iter().find(|h| h["name"] == name).unwrap().clone();
+    let first = looks.next().expect("a first look");
+    assert_eq!(host(&first, "app2")["reachable"], false, "{first}");
+    assert_eq!(host(&first, "app1")["reachable"], true, "{first}");
+    assert!(first["observe_seconds"].as_f64().unwrap() > 0.0 && first["observed_at"].as_str().unwrap().ends_with('Z'), "{first}");
+    sshd("start-sshd");
+    let mut seen = 1;
+    let back = looks.by_ref().inspect(|_| seen += 1).find(|look| host(look, "app2")["reachable"] == true);
+    let back = back.unwrap_or_else(|| panic!("app2 was not reached again in {seen} looks"));
+    assert_eq!(instance(&back, "app2-0")["container"], "running", "{back}");
+    let rest: Vec<serde_json::Value> = looks.collect();
+    assert_eq!(seen + rest.len(), 30, "--count 30 did not give 30 looks");
+    let last = rest.last().unwrap_or(&back);
+    let status = watch.wait().unwrap();
+    assert_eq!(status.code(), Some(if last["healthy"] == true { 0 } else { 3 }), "the exit status is the last look's: {last}");
+    // Thirty looks, one SSH connection to app1 (a host answering is not connected again).
+    assert_eq!(accepted("app1") - app1_before, 1, "app1 was connected to more than once");
 }
 
 #[test]

@@ -48,18 +48,30 @@ impl Hosts {
     /// Connects to `hosts` at once, keeping those that answer: for `status`, where a host that
     /// cannot be reached is a finding, not a reason to stop. Returns the unreachable hosts with why.
     pub fn connect_reachable(hosts: &[&Host], options: &ConnectOptions) -> Result<(Hosts, Vec<(String, String)>)> {
-        let results = remote::fan_out(hosts, CONCURRENCY, |h| h.name.clone(), |host| Connection::open(host, options));
-        let mut connections = BTreeMap::new();
+        let mut connected = Hosts { connections: BTreeMap::new(), runtime: runtime()?, tunnels: Mutex::new(HashMap::new()) };
+        let unreachable = connected.reconnect(hosts, &[], options);
+        Ok((connected, unreachable))
+    }
+
+    /// Keeps the connections to `hosts`, except those to `close` (a look at them failed: the
+    /// connection may be dead), and connects at once to those of `hosts` without one (again:
+    /// `status --watch`); a connection kept costs no handshake. Returns the hosts that could
+    /// not be reached, with why.
+    pub fn reconnect(&mut self, hosts: &[&Host], close: &[String], options: &ConnectOptions) -> Vec<(String, String)> {
+        self.connections.retain(|name, _| hosts.iter().any(|h| h.name == *name) && !close.contains(name));
+        self.tunnels.lock().unwrap_or_else(|p| p.into_inner()).retain(|(name, _, _), _| self.connections.contains_key(name));
+        let missing: Vec<&Host> = hosts.iter().copied().filter(|h| !self.connections.contains_key(&h.name)).collect();
+        let results = remote::fan_out(&missing, CONCURRENCY, |h| h.name.clone(), |host| Connection::open(host, options));
         let mut unreachable = Vec::new();
         for (name, result) in results {
             match result {
                 Ok(conn) => {
-                    connections.insert(name, conn);
+                    self.connections.insert(name, conn);
                 }
                 Err(err) => unreachable.push((name, err.to_string())),
             }
         }
-        Ok((Hosts { connections, runtime: runtime()?, tunnels: Mutex::new(HashMap::new()) }, unreachable))
+        unreachable
     }
 
     /// The connection to `name`, if it was reached.

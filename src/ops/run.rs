@@ -131,17 +131,10 @@ impl Run {
             }
         }
         let (hosts, unreachable) = connect(&fleet, options, &report)?;
-        // Each instance on the ports its host records (a start-first upgrade alternates them).
-        let fleet = slots::current(&fleet, &hosts)?;
-        let whole = fleet.clone();
-        let mut fleet = fleet;
-        if options.when_unreachable == WhenUnreachable::CarryOnWithoutAppHosts {
-            fleet.hosts.retain(|h| !unreachable.iter().any(|(name, _)| *name == h.name));
-        }
         let mut run = Run {
             deploy_dir: render::deploy_dir(&fleet),
-            fleet,
-            whole,
+            fleet: fleet.clone(),
+            whole: fleet.clone(),
             hosts,
             unreachable,
             report,
@@ -149,6 +142,7 @@ impl Run {
             artifacts: Vec::new(),
             lock: OnceLock::new(),
         };
+        run.place(&fleet, options)?;
         if let Some(what) = options.graceful {
             crate::interrupt::graceful(what);
         }
@@ -161,21 +155,56 @@ impl Run {
         if let Some(check) = options.check {
             check(&run.fleet, &run.hosts)?;
         }
-        run.secrets = match options.secrets {
-            Secrets::Skip => return Ok(run),
-            Secrets::Load => Store::load(&run.fleet, run.database())?,
-            Secrets::LoadOrCreate => Store::load_or_create(&run.fleet, run.database(), &run.report)?,
-            Secrets::IfReadable => run
+        run.read_secrets(options)?;
+        Ok(run)
+    }
+
+    /// The run brought up to date for another look (`status --watch`): the inventory read
+    /// again, the connections to `close` (a look at them failed) closed, every host without a
+    /// connection tried again, the ports and files as the hosts record them now. A connection
+    /// kept costs no handshake. Only for runs that report unreachable hosts and take no lock.
+    pub fn refresh(&mut self, inventory: &Path, options: &RunOptions, close: &[String]) -> Result<()> {
+        assert!(
+            options.when_unreachable == WhenUnreachable::Report && options.lock.is_none() && self.lock.get().is_none(),
+            "only a run that changes nothing is refreshed"
+        );
+        let fleet = inventory::load(inventory)?;
+        render::render(&fleet, &Store::preview())?;
+        let hosts: Vec<&Host> = fleet.hosts.iter().collect();
+        self.unreachable = self.hosts.reconnect(&hosts, close, options.connect);
+        self.place(&fleet, options)?;
+        self.read_secrets(options)
+    }
+
+    /// Each instance of `fleet` on the ports its host records (a start-first upgrade alternates
+    /// them); the app hosts not reached left out when the run carries on without them.
+    fn place(&mut self, fleet: &Fleet, options: &RunOptions) -> Result<()> {
+        self.whole = slots::current(fleet, &self.hosts)?;
+        self.fleet = self.whole.clone();
+        if options.when_unreachable == WhenUnreachable::CarryOnWithoutAppHosts {
+            self.fleet.hosts.retain(|h| !self.unreachable.iter().any(|(name, _)| *name == h.name));
+        }
+        self.deploy_dir = render::deploy_dir(&self.fleet);
+        Ok(())
+    }
+
+    /// The generated secrets `options` asks for, and the files rendered with them.
+    fn read_secrets(&mut self, options: &RunOptions) -> Result<()> {
+        self.secrets = match options.secrets {
+            Secrets::Skip => return Ok(()),
+            Secrets::Load => Store::load(&self.fleet, self.database())?,
+            Secrets::LoadOrCreate => Store::load_or_create(&self.fleet, self.database(), &self.report)?,
+            Secrets::IfReadable => self
                 .hosts
-                .try_host(&run.fleet.database_host().name)
-                .and_then(|db| Store::read(&run.fleet, db).ok().flatten())
+                .try_host(&self.fleet.database_host().name)
+                .and_then(|db| Store::read(&self.fleet, db).ok().flatten())
                 .unwrap_or_else(Store::preview),
         };
-        run.artifacts = render::render(&run.whole, &run.secrets)?
+        self.artifacts = render::render(&self.whole, &self.secrets)?
             .into_iter()
-            .filter(|host| run.fleet.host(&host.host).is_some())
+            .filter(|host| self.fleet.host(&host.host).is_some())
             .collect();
-        Ok(run)
+        Ok(())
     }
 
     /// Takes the deploy lock on the database host for `command` (towards `release`), held until

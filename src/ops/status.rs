@@ -11,6 +11,7 @@ mod observe;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -43,6 +44,10 @@ pub struct Status {
     pub lock: Option<String>,
     /// Rocket.Chat's microservice containers (`[microservices]`); empty when off.
     pub microservices: Vec<MicroserviceStatus>,
+    /// When this look began (RFC 3339, UTC).
+    pub observed_at: String,
+    /// How long it took, in seconds (the first look of a run includes connecting).
+    pub observe_seconds: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,19 +128,55 @@ pub struct ServiceStatus {
     pub healthy: bool,
 }
 
+/// What `status` asks of a run: every host it can reach, the others reported; no lock, no log.
+fn run_options(connect: &ConnectOptions) -> RunOptions<'_> {
+    RunOptions {
+        log_as: None,
+        when_unreachable: WhenUnreachable::Report,
+        // For comparing the files that hold them (by hash) and for logging in to MongoDB;
+        // without them (database host unreachable, never brought up) secret files show as
+        // differing.
+        secrets: Secrets::IfReadable,
+        ..RunOptions::new("status", connect)
+    }
+}
+
 pub fn status(inventory_path: &Path, connect: &ConnectOptions) -> Result<Status> {
-    let run = Run::open(
-        inventory_path,
-        &RunOptions {
-            log_as: None,
-            when_unreachable: WhenUnreachable::Report,
-            // For comparing the files that hold them (by hash) and for logging in to MongoDB;
-            // without them (database host unreachable, never brought up) secret files show as
-            // differing.
-            secrets: Secrets::IfReadable,
-            ..RunOptions::new("status", connect)
-        },
-    )?;
+    let began = (SystemTime::now(), Instant::now());
+    let run = Run::open(inventory_path, &run_options(connect))?;
+    Ok(look(&run, began)?.0)
+}
+
+/// `status --watch`: a look every `every` (from the start of one to the start of the next, or
+/// at once when a look took longer), until `count` looks were taken or Ctrl-C. The looks share
+/// the first one's SSH connections: only a host not reached, or whose look failed, is connected
+/// again; the inventory and the ports and secrets the hosts record are read again each time.
+/// `show` is handed each look and says whether to go on; the last look is returned.
+pub fn watch(
+    inventory_path: &Path,
+    connect: &ConnectOptions,
+    every: Duration,
+    count: Option<u32>,
+    show: &mut dyn FnMut(&Status) -> bool,
+) -> Result<Status> {
+    let options = run_options(connect);
+    let mut began = (SystemTime::now(), Instant::now());
+    let mut run = Run::open(inventory_path, &options)?;
+    let mut looked = 0;
+    loop {
+        let (status, failed) = look(&run, began)?;
+        looked += 1;
+        if !show(&status) || count.is_some_and(|count| looked >= count) {
+            return Ok(status);
+        }
+        std::thread::sleep(every.saturating_sub(began.1.elapsed()));
+        began = (SystemTime::now(), Instant::now());
+        run.refresh(inventory_path, &options, &failed)?;
+    }
+}
+
+/// One look at every host of the run, begun at `began`; with the hosts whose look failed.
+fn look(run: &Run, began: (SystemTime, Instant)) -> Result<(Status, Vec<String>)> {
     let (fleet, remote) = (&run.fleet, &run.hosts);
     let unreachable: BTreeMap<String, String> = run.unreachable.iter().cloned().collect();
     let login = secrets::mongo_admin(fleet, &run.secrets)?;
@@ -149,19 +190,29 @@ pub fn status(inventory_path: &Path, connect: &ConnectOptions) -> Result<Status>
     });
     let observed: BTreeMap<String, Option<Observed>> =
         results.into_iter().map(|(name, result)| (name, result.unwrap_or(None))).collect();
-    let mut status = assemble::assemble(&fleet, &Observations { observed: &observed, unreachable: &unreachable });
+    let failed = observed.iter().filter(|(_, seen)| seen.as_ref().is_some_and(|s| s.error.is_some())).map(|(name, _)| name.clone()).collect();
+    let mut status = assemble::assemble(fleet, &Observations { observed: &observed, unreachable: &unreachable });
     if let Some(db) = remote.try_host(&fleet.database_host().name) {
-        if let Some(holder) = lock::read(&fleet, db)? {
+        match lock::read(fleet, db) {
             // A run that died half-way (killed, machine lost) left work to finish: say which
             // command finishes it.
-            if holder.run_is_gone() {
-                status.problems.push(format!("deploy lock: {}", holder.unfinished()));
+            Ok(Some(holder)) => {
+                if holder.run_is_gone() {
+                    status.problems.push(format!("deploy lock: {}", holder.unfinished()));
+                    status.healthy = false;
+                }
+                status.lock = Some(holder.describe());
+            }
+            Ok(None) => {}
+            Err(err) => {
+                status.problems.push(format!("deploy lock: cannot read it: {err}"));
                 status.healthy = false;
             }
-            status.lock = Some(holder.describe());
         }
     }
-    Ok(status)
+    status.observed_at = humantime::format_rfc3339_seconds(began.0).to_string();
+    status.observe_seconds = (began.1.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    Ok((status, failed))
 }
 
 impl Outcome for Status {

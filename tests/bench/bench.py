@@ -462,6 +462,13 @@ def bench_fanout(rcfleet, sizes, runs, venv):
                 row["status_healthy"].append(json.loads(s.stdout).get("healthy"))
             except json.JSONDecodeError:
                 row["status_healthy"].append(None)
+            # The same look again over connections already open (`status --watch`): no SSH
+            # handshake; each look's own time, as status reports it (the first, which connects,
+            # left out), median of five.
+            wait_for_quiet()
+            w = timed([rcfleet, "-i", inv, "--json", "status", "--watch", "0", "--count", "6"], ok=(0, 3), label="status --watch")
+            looks = [json.loads(line)["observe_seconds"] for line in w.stdout.splitlines() if line.strip()]
+            row.setdefault("status_kept_look", []).append(statistics.median(looks[1:]))
             wait_for_quiet()
             l = timed(ssh_loop_cmd(senv), label="ssh loop")
             row["ssh_loop"].append(l.wall)
@@ -481,7 +488,7 @@ def bench_fanout(rcfleet, sizes, runs, venv):
             log(f"  rep {rep + 1} (machine {busy:.0%} busy after {waited:.1f}s of waiting for it to settle): status {s.wall:.2f}s (cpu {s.cpu or 0:.2f}s, machine {s.machine_cpu:.2f} cpu-s "
                 f"of {os.cpu_count() * s.wall:.2f}, {s.peak_mib:.1f} MiB)  "
                 f"ssh loop {l.wall:.2f}s" + (f"  ansible {row['ansible'][-1]:.2f}s" if acmd else ""))
-        row["summary"] = {k: stats(row[k]) for k in ("status", "ssh_loop", "ansible", "status_peak_mib")}
+        row["summary"] = {k: stats(row[k]) for k in ("status", "ssh_loop", "ansible", "status_peak_mib", "status_kept_look")}
         # Ratios within this run: per repetition, then the median.
         row["ratio_ssh_loop_to_status"] = stats([l / s for l, s in zip(row["ssh_loop"], row["status"])])
         if row["ansible"] and len(row["ansible"]) == len(row["status"]):
@@ -495,7 +502,8 @@ def bench_fanout(rcfleet, sizes, runs, venv):
         if one and other:
             results["ratios"][f"{big}/1"] = {
                 tool: stats([b / a for a, b in zip(one[tool], other[tool])])
-                for tool in ("status", "ssh_loop", "ansible") if one[tool] and len(one[tool]) == len(other[tool])
+                for tool in ("status", "status_kept_look", "ssh_loop", "ansible")
+                if one.get(tool) and len(one[tool]) == len(other.get(tool, []))
             }
     return results
 

@@ -101,6 +101,8 @@ def fanout_rows(f):
             ratio = row["ratio_ansible_to_status"]
             rows.append(("  ansible ad-hoc", fmt(sm["ansible"]), f"x{ratio['median']:.2f} of status"
                          + (f"; {check('ansible_over_status_16', ratio['median'])}" if at16 else "")))
+        if sm.get("status_kept_look"):
+            rows.append(("  a look again over the open connections (status --watch)", fmt(sm["status_kept_look"]), ""))
         rows.append(("  status peak memory", fmt(sm["status_peak_mib"], " MiB", 1),
                      check("status_peak_mib_16", median(sm["status_peak_mib"])) if at16 else ""))
         if row.get("status_cpu_by_program") and row.get("status_machine_cpu_s"):

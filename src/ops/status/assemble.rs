@@ -76,6 +76,9 @@ pub(super) fn assemble(fleet: &Fleet, seen: &Observations) -> Status {
         services,
         lock: None,
         microservices,
+        // Filled in by the look that assembled this.
+        observed_at: String::new(),
+        observe_seconds: 0.0,
     }
 }
 
