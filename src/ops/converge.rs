@@ -318,7 +318,7 @@ fn answering_from(fleet: &Fleet, remote: &Hosts, monitoring: &Host, targets: &[&
     instances
         .into_iter()
         .zip(answers)
-        .filter(|(_, answer)| answer.as_ref().is_ok_and(|a| matches!(a, Answer::Get(r) if r.status == 200)))
+        .filter(|(_, answer)| answer.as_ref().is_ok_and(|a| matches!(a, Answer::Http(r) if r.status == 200)))
         .map(|(instance, _)| instance.metrics_target())
         .collect()
 }

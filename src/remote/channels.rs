@@ -92,20 +92,20 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     Exec(Output),
-    Get(HttpResponse),
+    Http(HttpResponse),
 }
 
 impl Answer {
     pub fn output(self) -> Option<Output> {
         match self {
             Answer::Exec(output) => Some(output),
-            Answer::Get(_) => None,
+            Answer::Http(_) => None,
         }
     }
 
     pub fn response(self) -> Option<HttpResponse> {
         match self {
-            Answer::Get(response) => Some(response),
+            Answer::Http(response) => Some(response),
             Answer::Exec(_) => None,
         }
     }
@@ -261,7 +261,7 @@ fn conclude(ssh: &Ssh, request: &Request, open: &mut Open) -> std::result::Resul
             finished(stdout, stderr, signal).map(Answer::Exec)
         }
         // The whole response has arrived at end of file; how the channel closes does not matter.
-        Kind::Http { .. } => parse_response(&stdout).map(Answer::Get),
+        Kind::Http { .. } => parse_response(&stdout).map(Answer::Http),
     }
 }
 
