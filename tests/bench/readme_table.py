@@ -112,9 +112,10 @@ def fanout_rows(f):
             top = ", ".join(f"{name} {seconds:.2f}" for name, seconds in list(used.items())[:4] if name != "python3")
             rows.append(("  machine busy during status, CPU-s (top programs; rcfleet's own)",
                          f"{row['status_machine_cpu_s'][0]:.2f}", f"{top}; rcfleet {row['status_cpu_s'][0] or 0:.2f}"))
+    names = {"status_kept_look": "status --watch, a look over open connections"}
     for key, ratios in f.get("ratios", {}).items():
         for tool, r in ratios.items():
-            rows.append((f"ratio {key} app hosts: {tool}", fmt(r, "", 2),
+            rows.append((f"ratio {key} app hosts: {names.get(tool, tool)}", fmt(r, "", 2),
                          check("status_ratio_16_1", r["median"]) if tool == "status" and key == "16/1" else ""))
     return rows
 
