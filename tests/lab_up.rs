@@ -176,6 +176,12 @@ fn push_images_deploys_hosts_that_cannot_reach_the_registry() {
 }
 
 fn serves_every_instance(lab: &Lab) {
+    // On a fleet's first `up`, Traefik's router is new: Traefik switches its entrypoints to a
+    // new configuration one after the other, in Go map order (`TCPEntryPoints.Switch`,
+    // pkg/server/server_entrypoint_tcp.go), so its API (`up` confirms the listing there) can
+    // show the new routers a moment before the web entrypoint routes them (a 404 from Traefik).
+    let routed = eventually(5, || lab.get_through_traefik("/").is_ok_and(|(status, _)| status == 200));
+    assert!(routed, "Traefik's web entrypoint did not route to the instances within 5 s");
     let mut seen = BTreeSet::new();
     for _ in 0..60 {
         let (status, body) = lab.get_through_traefik("/").expect("Traefik answers");
